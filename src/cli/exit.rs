@@ -1,0 +1,78 @@
+//! Exit codes: one per failure a script may want to tell apart.
+
+use crate::config::ConfigError;
+use crate::journal::JournalError;
+use crate::sinks::runner::DrainError;
+use crate::source::tines::client::FetchError;
+use crate::source::tines::collector::CollectError;
+
+/// The process exit codes, as documented in `--help` and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Internal = 1,
+    Usage = 2,
+    Unauthorized = 3,
+    Forbidden = 4,
+    NotFound = 5,
+    Unreachable = 6,
+    ApiFailing = 7,
+    Sink = 8,
+    Locked = 9,
+}
+
+fn from_fetch(e: &FetchError) -> Exit {
+    match e {
+        FetchError::Unauthorized { .. } => Exit::Unauthorized,
+        FetchError::Forbidden { .. } => Exit::Forbidden,
+        FetchError::NotFound { .. } => Exit::NotFound,
+        FetchError::Unreachable { .. } => Exit::Unreachable,
+        FetchError::BadRequest { .. } | FetchError::Exhausted { .. } => Exit::ApiFailing,
+    }
+}
+
+fn from_journal(e: &JournalError) -> Exit {
+    match e {
+        JournalError::Locked(_) => Exit::Locked,
+        JournalError::Missing(_) | JournalError::TooNew { .. } => Exit::Usage,
+        _ => Exit::Internal,
+    }
+}
+
+/// The exit code for an error, found anywhere in its chain.
+pub fn exit_code(e: &anyhow::Error) -> Exit {
+    for cause in e.chain() {
+        if let Some(f) = cause.downcast_ref::<FetchError>() {
+            return from_fetch(f);
+        }
+        if let Some(c) = cause.downcast_ref::<CollectError>() {
+            return match c {
+                CollectError::Fetch(f) => from_fetch(f),
+                CollectError::Journal(j) => from_journal(j),
+                CollectError::Unstable { .. } => Exit::ApiFailing,
+            };
+        }
+        if let Some(j) = cause.downcast_ref::<JournalError>() {
+            return from_journal(j);
+        }
+        if let Some(d) = cause.downcast_ref::<DrainError>() {
+            return match d {
+                DrainError::Sink { .. } => Exit::Sink,
+                DrainError::Journal(j) => from_journal(j),
+            };
+        }
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<crate::source::tines::endpoint::EndpointError>().is_some()
+            || cause.downcast_ref::<crate::timeutil::TimeArgError>().is_some()
+            || cause.downcast_ref::<crate::catalog::UnknownOperation>().is_some()
+        {
+            return Exit::Usage;
+        }
+    }
+    Exit::Internal
+}
+
+/// One line for the user: the error and its causes.
+pub fn describe(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}

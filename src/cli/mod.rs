@@ -1,0 +1,586 @@
+//! The command line: parsing (clap), turning flags and config into
+//! [`Settings`], running the subcommand, and mapping errors to one clear
+//! line and a distinct exit code.
+
+mod exit;
+mod output;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{RawConfig, RawTenant, Settings, build_tenant};
+use crate::journal::Journal;
+use crate::service::{self, OnProgress};
+use crate::sinks::SinkConfig;
+use crate::source::tines::endpoint::Endpoint;
+use crate::timeutil::{format_rfc3339, now_secs, parse_time_arg};
+
+pub use exit::{Exit, exit_code};
+
+/// Collect every Tines audit log exactly once into a local journal, and deliver it.
+///
+/// Exit codes: 0 ok, 1 internal error, 2 bad usage or configuration,
+/// 3 authentication failed (401), 4 permission denied (403), 5 tenant not found (404),
+/// 6 network unreachable, 7 the API kept failing, 8 a sink could not deliver,
+/// 9 the data directory is in use by another collector.
+#[derive(Debug, Parser)]
+#[command(name = "tines-audit", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log level: error, warn, info, debug or trace (or a tracing filter such as `tines_audit=debug`).
+    #[arg(long, global = true, env = "TINES_AUDIT_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log format on standard error: `text` (for people) or `json` (one object a line).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the emulator with a seeded history and live events, collect from it and write a file sink: the quickest look at what this does.
+    Demo(crate::demo::DemoArgs),
+    /// Run the Tines audit-log API emulator (for trying things out and for tests).
+    Mock(crate::mock::cli::MockArgs),
+    /// Sync every tenant once (incrementally, from its cursor), deliver to the sinks, and exit.
+    Collect(CollectArgs),
+    /// Run as a service: sync every tenant on an interval and keep the sinks fed, until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Collect a past time range of a tenant into the journal without moving its cursor; resumable.
+    Backfill(BackfillArgs),
+    /// Show or reset collection state (cursors, backfills, sink offsets).
+    State(StateArgs),
+    /// List the audit-log operation names Tines documents.
+    Operations(OperationsArgs),
+    /// Validate the configuration and test each tenant's connectivity and permission.
+    Check(CheckArgs),
+}
+
+/// Where settings come from: a config file, or flags alone.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceArgs {
+    /// Config file (TOML). Without one, a single tenant is given by --tenant and the environment.
+    #[arg(long, short = 'c', env = "TINES_AUDIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding the journal (overrides the config's data_dir).
+    #[arg(long, env = "TINES_AUDIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tenant: a domain such as acme.tines.com (or, for the emulator, http://127.0.0.1:PORT).
+    /// With --config, the name of one configured tenant. Default: $TINES_BASE_URL.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Name to keep this tenant's state under (default: its domain).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Read the API key from this file. Otherwise it comes from $TINES_API_KEY; never from an argument.
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Only collect these user ids (repeatable).
+    #[arg(long = "user-id", value_name = "ID")]
+    pub user_ids: Vec<u64>,
+    /// Only collect these operations (repeatable; checked against `tines-audit operations`).
+    #[arg(long = "operation", value_name = "NAME")]
+    pub operations: Vec<String>,
+    /// Deliver to this sink: `file:<path>` or `stdout` (repeatable; adds to the config's sinks).
+    #[arg(long = "sink", value_name = "SPEC")]
+    pub sinks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where to start when the tenant has no cursor yet: RFC 3339 or an age such as 30d.
+    /// Default: now (no history), as other collectors do. Ignored once a cursor exists.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Do not show a progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where to start for tenants with no cursor yet (see `collect --since`).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Start of the range: RFC 3339 or an age such as 90d.
+    #[arg(long)]
+    pub since: String,
+    /// End of the range (default: the tenant's cursor, or now if it has none).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Start a new backfill even if an unfinished one exists (it is resumed by default).
+    #[arg(long)]
+    pub restart: bool,
+    /// Do not show a progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[command(subcommand)]
+    pub action: StateAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Show each tenant's cursor and backfills, and each sink's offset and backlog.
+    Show {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a tenant's cursor (its events stay); the next sync starts again from --since.
+    Reset {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Job to reset: `cursor` (default) or a backfill's name from `state show`.
+        #[arg(long, default_value = service::CURSOR_JOB)]
+        job: String,
+        /// Confirm: without it nothing is changed.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OperationsArgs {
+    /// Only names containing this text (case-insensitive).
+    pub filter: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Only validate the configuration; do not contact any tenant.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("error: {}", exit::describe(&e));
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn init_logging(g: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&g.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if g.log_format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => crate::demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Mock(args) => crate::mock::cli::run(args, shutdown_signal()).await.map(|()| ExitCode::SUCCESS),
+        Command::Collect(args) => collect(args).await,
+        Command::Run(args) => run(args).await,
+        Command::Backfill(args) => backfill(args).await,
+        Command::State(args) => state(args).await,
+        Command::Operations(args) => output::operations(&args),
+        Command::Check(args) => check(args).await,
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Turns flags (and the config file, if any) into settings.
+pub fn load_settings(a: &SourceArgs, since: Option<&str>) -> anyhow::Result<Settings> {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut settings = match &a.config {
+        Some(path) => {
+            let mut s = RawConfig::load(path)?.build()?;
+            if a.api_key_file.is_some() || !a.user_ids.is_empty() || !a.operations.is_empty() || a.name.is_some() {
+                return Err(crate::config::ConfigError::Invalid(
+                    "--name, --api-key-file, --user-id and --operation apply without --config; set them in the config's [[tenants]]".into(),
+                )
+                .into());
+            }
+            if let Some(only) = &a.tenant {
+                s.tenants.retain(|t| &t.name == only);
+                if s.tenants.is_empty() {
+                    return Err(crate::config::ConfigError::Invalid(format!(
+                        "no tenant named {only:?} in {}",
+                        path.display()
+                    ))
+                    .into());
+                }
+            }
+            if let Some(since) = since {
+                let since = crate::config::Since::parse(since)
+                    .map_err(|e| crate::config::ConfigError::Invalid(format!("--since: {e}")))?;
+                for t in &mut s.tenants {
+                    t.since = since.clone();
+                }
+            }
+            s
+        }
+        None => {
+            let domain = match &a.tenant {
+                Some(t) => t.clone(),
+                None => match env("TINES_BASE_URL") {
+                    // Seed 002 documents TINES_BASE_URL as https://<tenant-domain>.
+                    Some(u) => {
+                        let e = Endpoint::parse_base_url_env(&u)
+                            .map_err(|e| crate::config::ConfigError::Invalid(format!("TINES_BASE_URL: {e}")))?;
+                        if e.base().scheme() == "https" { e.host().to_string() } else { u }
+                    }
+                    None => {
+                        return Err(crate::config::ConfigError::Invalid(
+                            "no tenant: give --tenant acme.tines.com (or set TINES_BASE_URL), or a config file with --config".into(),
+                        )
+                        .into());
+                    }
+                },
+            };
+            let raw = RawTenant {
+                name: a.name.clone(),
+                domain: Some(domain),
+                api_key_file: a.api_key_file.clone(),
+                since: since.map(str::to_string),
+                user_ids: a.user_ids.clone(),
+                operation_names: a.operations.clone(),
+                ..Default::default()
+            };
+            let tenant = build_tenant(raw, "--tenant", &env)?;
+            let mut s = RawConfig::default().build()?;
+            s.tenants.push(tenant);
+            s
+        }
+    };
+    if let Some(d) = &a.data_dir {
+        settings.data_dir = d.clone();
+    }
+    for spec in &a.sinks {
+        let sink = SinkConfig::parse_flag(spec).map_err(crate::config::ConfigError::Invalid)?;
+        if settings.sinks.iter().any(|s| s.name() == sink.name()) {
+            continue;
+        }
+        settings.sinks.push(sink);
+    }
+    Ok(settings)
+}
+
+fn progress_reporter(enabled: bool) -> Option<OnProgress> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bars: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
+    let style = ProgressStyle::with_template(
+        "{prefix:.bold} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, eta {eta}) {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    Some(Arc::new(move |tenant: &str, p: &crate::source::tines::collector::SyncProgress| {
+        let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bars.entry(tenant.to_string()).or_insert_with(|| {
+            let b = ProgressBar::new(0).with_style(style.clone()).with_prefix(tenant.to_string());
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+        if let Some(total) = p.total {
+            bar.set_length(total.max(p.fetched));
+        }
+        bar.set_position(p.fetched);
+        bar.set_message(format!("{} pages, cursor {}", p.pages, format_rfc3339(p.position)));
+    }))
+}
+
+async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
+    let settings = Arc::new(load_settings(&args.source, args.since.as_deref())?);
+    if settings.tenants.is_empty() {
+        bail!(crate::config::ConfigError::Invalid("the configuration has no [[tenants]]".into()));
+    }
+    let journal = open_journal(&settings).await?;
+    let progress = progress_reporter(!args.no_progress);
+    let mut failures = Vec::new();
+    let tenants = service::tenants(&settings)?;
+    let syncs = tenants.iter().map(|t| {
+        let (journal, settings, progress) = (journal.clone(), settings.clone(), progress.clone());
+        async move { (t.config.name.clone(), service::sync_tenant(&journal, t, &settings, progress).await) }
+    });
+    for (name, result) in futures_join_all(syncs).await {
+        match result {
+            Ok(o) => println!(
+                "{name}: {} new events ({} fetched in {} pages), cursor at {}",
+                o.inserted,
+                o.fetched,
+                o.pages,
+                format_rfc3339(o.to)
+            ),
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                failures.push(anyhow::Error::new(e));
+            }
+        }
+    }
+    let mut consumers = service::consumers(&settings);
+    for (name, r) in service::drain_all(&journal, &mut consumers).await {
+        match r {
+            Ok(n) => println!("sink {name}: delivered {n} events"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failures.push(anyhow::Error::new(e));
+            }
+        }
+    }
+    match failures.into_iter().next() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => Ok(ExitCode::from(exit_code(&e) as u8)),
+    }
+}
+
+/// Awaits futures concurrently, keeping their order.
+async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, _)> = futs.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                out[*i] = Some(v);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+async fn open_journal(settings: &Settings) -> anyhow::Result<Journal> {
+    let dir = settings.data_dir.clone();
+    let journal = tokio::task::spawn_blocking(move || Journal::open(&dir)).await??;
+    Ok(journal)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = Arc::new(load_settings(&args.source, args.since.as_deref())?);
+    if settings.tenants.is_empty() {
+        bail!(crate::config::ConfigError::Invalid("the configuration has no [[tenants]]".into()));
+    }
+    let journal = open_journal(&settings).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tracing::info!(
+        tenants = settings.tenants.len(),
+        sinks = settings.sinks.len(),
+        interval_s = settings.interval.as_secs(),
+        data_dir = %settings.data_dir.display(),
+        "tines-audit running; stop with Ctrl-C or SIGTERM"
+    );
+    let daemon = tokio::spawn(service::run(settings, journal, rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing deliveries");
+    let _ = tx.send(true);
+    daemon.await.context("daemon task failed")??;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let settings = load_settings(&args.source, None)?;
+    let [tenant_cfg] = settings.tenants.as_slice() else {
+        bail!(crate::config::ConfigError::Invalid("backfill works on one tenant: pick one with --tenant NAME".into()));
+    };
+    let now = now_secs();
+    let bad = |e: crate::timeutil::TimeArgError| crate::config::ConfigError::Invalid(e.to_string());
+    let start = parse_time_arg(&args.since, now).map_err(bad)?;
+    let journal = open_journal(&settings).await?;
+    let end = match &args.until {
+        Some(u) => parse_time_arg(u, now).map_err(bad)?,
+        None => {
+            let name = tenant_cfg.name.clone();
+            let cursor = journal.call(move |j| j.progress(&name, service::CURSOR_JOB)).await?;
+            cursor.map_or(now - settings.windows.settle_secs, |c| c.position)
+        }
+    };
+    if start >= end {
+        bail!(crate::config::ConfigError::Invalid(format!(
+            "nothing to backfill: --since {} is not before the end {} (the cursor, or --until)",
+            format_rfc3339(start),
+            format_rfc3339(end)
+        )));
+    }
+    if now - start > 2 * 365 * 86_400 {
+        tracing::warn!("Tines keeps audit logs for two years; the start of this range is older than that");
+    }
+    let tenant = service::Tenant::new(tenant_cfg.clone(), &settings)?;
+    let progress = progress_reporter(!args.no_progress);
+    let (job, o) = service::backfill(&journal, &tenant, &settings, start, end, args.restart, progress).await?;
+    println!(
+        "{}: {} {} new events ({} fetched in {} pages); position {}",
+        tenant_cfg.name,
+        job.job,
+        o.inserted,
+        o.fetched,
+        o.pages,
+        format_rfc3339(o.to)
+    );
+    let mut consumers = service::consumers(&settings);
+    for (name, r) in service::drain_all(&journal, &mut consumers).await {
+        println!("sink {name}: delivered {} events", r?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        StateAction::Show { source, json } => {
+            let dir = data_dir_only(&source)?;
+            let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
+            output::state_show(&journal, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        StateAction::Reset { source, job, yes } => {
+            let dir = data_dir_only(&source)?;
+            let Some(tenant) = source.tenant.clone() else {
+                bail!(crate::config::ConfigError::Invalid(
+                    "state reset needs --tenant NAME (see `tines-audit state show`)".into()
+                ));
+            };
+            if !yes {
+                println!(
+                    "would forget {tenant}/{job}: the next sync starts again from its since (events already collected stay, and are not duplicated). Re-run with --yes to do it."
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let journal = tokio::task::spawn_blocking(move || Journal::open(&dir)).await??;
+            let (t, j) = (tenant.clone(), job.clone());
+            if journal.call(move |jr| jr.reset_progress(&t, &j)).await? {
+                println!("forgot {tenant}/{job}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                bail!(crate::config::ConfigError::Invalid(format!(
+                    "no state {tenant}/{job} (see `tines-audit state show`)"
+                )))
+            }
+        }
+    }
+}
+
+fn data_dir_only(a: &SourceArgs) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &a.data_dir {
+        return Ok(d.clone());
+    }
+    if let Some(path) = &a.config {
+        return Ok(RawConfig::load(path)?.data_dir.unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into()));
+    }
+    Ok(crate::config::DEFAULT_DATA_DIR.into())
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let settings = load_settings(&args.source, None)?;
+    println!(
+        "configuration ok: {} tenant(s), {} sink(s), data dir {}",
+        settings.tenants.len(),
+        settings.sinks.len(),
+        settings.data_dir.display()
+    );
+    if args.offline {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut first_error: Option<anyhow::Error> = None;
+    for t in service::tenants(&settings)? {
+        let now = now_secs();
+        let q = crate::source::tines::client::PageQuery {
+            after: now - 86_400,
+            before: now,
+            page: 1,
+            per_page: 1,
+            user_ids: &t.config.filters.user_ids,
+            operation_names: &t.config.filters.operation_names,
+        };
+        match t.client.fetch_page(&q).await {
+            Ok(p) => println!(
+                "tenant {}: ok ({} reachable, key can read audit logs; {} events in the last 24 h)",
+                t.config.name,
+                t.config.endpoint.host(),
+                p.meta.count.map_or_else(|| "?".to_string(), |c| c.to_string())
+            ),
+            Err(e) => {
+                println!("tenant {}: FAILED: {e}", t.config.name);
+                first_error.get_or_insert(e.into());
+            }
+        }
+    }
+    for s in &settings.sinks {
+        match output::check_sink(s) {
+            Ok(what) => println!("sink {}: ok ({what})", s.name()),
+            Err(e) => {
+                println!("sink {}: FAILED: {e}", s.name());
+                first_error.get_or_insert(anyhow::Error::new(e));
+            }
+        }
+    }
+    match first_error {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => Ok(ExitCode::from(exit_code(&e) as u8)),
+    }
+}

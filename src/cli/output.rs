@@ -1,0 +1,99 @@
+//! What the read-only subcommands print: tables for people, JSON for scripts.
+
+use std::process::ExitCode;
+
+use super::OperationsArgs;
+use crate::catalog;
+use crate::journal::Journal;
+use crate::sinks::{SinkConfig, SinkError};
+use crate::timeutil::{format_rfc3339, now_secs};
+
+pub fn operations(args: &OperationsArgs) -> anyhow::Result<ExitCode> {
+    let needle = args.filter.as_deref().unwrap_or("").to_ascii_lowercase();
+    let ops: Vec<_> = catalog::operations().iter().filter(|o| o.name.to_ascii_lowercase().contains(&needle)).collect();
+    if args.json {
+        let v: Vec<_> = ops.iter().map(|o| serde_json::json!({"name": o.name, "description": o.description})).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = ops.iter().map(|o| o.name.len()).max().unwrap_or(0);
+    for o in &ops {
+        println!("{:width$}  {}", o.name, o.description);
+    }
+    if ops.is_empty() {
+        let hint = catalog::suggest(&needle, 3);
+        if hint.is_empty() {
+            eprintln!("no operation name contains {needle:?}");
+        } else {
+            eprintln!("no operation name contains {needle:?}; close: {}", hint.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
+    let (progress, consumers, max_seq, total) =
+        journal.call(|j| Ok((j.all_progress()?, j.consumers()?, j.max_seq()?, j.count_events(None)?))).await?;
+    let now = now_secs();
+    if json {
+        let v = serde_json::json!({
+            "events": total,
+            "max_seq": max_seq,
+            "jobs": progress,
+            "consumers": consumers.iter().map(|(n, o)| serde_json::json!({
+                "name": n, "offset": o.position, "backlog": max_seq - o.position
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("journal: {} events in {}", total, journal.dir().display());
+    if progress.is_empty() {
+        println!("no tenant has been collected yet");
+    }
+    for p in &progress {
+        let status = match (p.range_end, p.finished_at) {
+            (None, _) => format!("lag {}", age(now - p.position)),
+            (Some(_), Some(_)) => "finished".to_string(),
+            (Some(end), None) => format!("{} to go", age(end - p.position)),
+        };
+        println!(
+            "tenant {:<24} {:<58} position {}  ({status}; updated {} ago){}",
+            p.tenant,
+            p.job,
+            format_rfc3339(p.position),
+            age(now - p.updated_at),
+            if p.filter.is_empty() { String::new() } else { format!(" filter {}", p.filter) }
+        );
+    }
+    for (name, o) in &consumers {
+        println!("sink   {:<24} offset {:>10}  backlog {}", name, o.position, max_seq - o.position);
+    }
+    Ok(())
+}
+
+/// A local check of a sink's destination.
+pub fn check_sink(s: &SinkConfig) -> Result<String, SinkError> {
+    match s {
+        SinkConfig::File { path, .. } => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
+            let probe = dir.join(".tines-audit-write-test");
+            std::fs::write(&probe, b"ok")
+                .map_err(|e| SinkError::Permanent(format!("cannot write in {}: {e}", dir.display())))?;
+            let _ = std::fs::remove_file(&probe);
+            Ok(format!("{} is writable", dir.display()))
+        }
+        SinkConfig::Stdout { .. } => Ok("standard output".into()),
+    }
+}

@@ -1,0 +1,437 @@
+//! Configuration: one TOML file (or flags alone), read raw, `${VAR}`
+//! interpolated, then validated and built into typed [`Settings`] by
+//! [`RawConfig::build`]. After that, a bad state cannot be represented.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::catalog;
+use crate::secret::Secret;
+use crate::sinks::SinkConfig;
+use crate::source::tines::client::ClientSettings;
+use crate::source::tines::collector::{Filters, WindowSettings};
+use crate::source::tines::endpoint::Endpoint;
+use crate::timeutil::{TimeArgError, parse_duration, parse_time_arg};
+
+/// A configuration problem, said so that the user can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Format version of the file; 1 today.
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub collect: RawCollect,
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollect {
+    pub interval: Option<String>,
+    pub settle_delay: Option<String>,
+    pub overlap: Option<String>,
+    pub concurrency: Option<usize>,
+    pub requests_per_minute: Option<u32>,
+    pub per_page: Option<u32>,
+    pub window_events: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub name: Option<String>,
+    /// `acme.tines.com`, or a loopback `http://127.0.0.1:PORT` for the emulator.
+    pub domain: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub api_key_env: Option<String>,
+    pub since: Option<String>,
+    #[serde(default)]
+    pub user_ids: Vec<u64>,
+    #[serde(default)]
+    pub operation_names: Vec<String>,
+}
+
+/// When a tenant's collection starts if it has no cursor yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// No history: from the moment of the first sync.
+    Now,
+    At(i64),
+    Ago(Duration),
+}
+
+impl Since {
+    pub fn parse(s: &str) -> Result<Since, TimeArgError> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("now") {
+            return Ok(Since::Now);
+        }
+        if t.chars().all(|c| c.is_ascii_alphanumeric()) && t.chars().any(|c| c.is_ascii_alphabetic()) {
+            return parse_duration(t).map(Since::Ago).ok_or_else(|| TimeArgError::Invalid(s.to_string()));
+        }
+        parse_time_arg(t, crate::timeutil::now_secs()).map(Since::At)
+    }
+
+    pub fn resolve(&self, now: i64) -> i64 {
+        match self {
+            Since::Now => now,
+            Since::At(t) => *t,
+            Since::Ago(d) => now - d.as_secs() as i64,
+        }
+    }
+}
+
+/// One tenant, validated.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub api_key: Secret,
+    pub since: Since,
+    pub filters: Filters,
+}
+
+/// Everything validated and built.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub interval: Duration,
+    pub client: ClientSettings,
+    pub windows: WindowSettings,
+    pub tenants: Vec<TenantConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "tines-audit-data";
+
+/// Replaces `${VAR}` with the environment variable's value (`$$` is a `$`).
+pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            let var = &body[..end];
+            if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid variable name {var:?}"));
+            }
+            let value = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn interpolate_value(v: &mut toml::Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    match v {
+        toml::Value::String(s) => {
+            *s = interpolate(s, env).map_err(|e| format!("{path}: {e}"))?;
+        }
+        toml::Value::Array(a) => {
+            for (i, item) in a.iter_mut().enumerate() {
+                interpolate_value(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                interpolate_value(item, &p, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl RawConfig {
+    /// Parses TOML text, interpolating `${VAR}` from `env` in every string.
+    pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
+        let perr = |message: String| ConfigError::Parse { path: origin.to_string(), message };
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| perr(e.to_string()))?;
+        interpolate_value(&mut value, "", env).map_err(perr)?;
+        let raw: RawConfig = value.try_into().map_err(|e: toml::de::Error| perr(e.to_string()))?;
+        if let Some(v) = raw.version
+            && v != 1
+        {
+            return Err(perr(format!("version {v} is not supported by this build (it reads version 1)")));
+        }
+        Ok(raw)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+    }
+
+    /// Validates everything and builds [`Settings`].
+    pub fn build(self) -> Result<Settings, ConfigError> {
+        let c = &self.collect;
+        let dur = |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) => parse_duration(s)
+                    .ok_or_else(|| invalid(format!("collect.{field}: {s:?} is not a duration (use 30s, 5m, 1h)"))),
+            }
+        };
+        let mut windows = WindowSettings::default();
+        let mut client = ClientSettings::default();
+        let interval = dur("interval", &c.interval, Duration::from_secs(60))?;
+        if interval < Duration::from_secs(1) {
+            return Err(invalid("collect.interval must be at least 1s"));
+        }
+        windows.settle_secs = dur("settle_delay", &c.settle_delay, Duration::from_secs(10))?.as_secs() as i64;
+        windows.overlap_secs = dur("overlap", &c.overlap, Duration::from_secs(60))?.as_secs() as i64;
+        if let Some(n) = c.concurrency {
+            if !(1..=64).contains(&n) {
+                return Err(invalid("collect.concurrency must be between 1 and 64"));
+            }
+            windows.concurrency = n;
+        }
+        if let Some(p) = c.per_page {
+            if !(1..=500).contains(&p) {
+                return Err(invalid("collect.per_page must be between 1 and 500 (the API's maximum)"));
+            }
+            windows.per_page = p;
+        }
+        if let Some(w) = c.window_events {
+            if w < u64::from(windows.per_page) {
+                return Err(invalid("collect.window_events must be at least per_page"));
+            }
+            windows.window_events = w;
+            windows.buffered_events = w * 4;
+        }
+        if let Some(r) = c.requests_per_minute {
+            if r > 1000 {
+                tracing::warn!(
+                    "collect.requests_per_minute = {r} is above the API's 1000/min limit for audit logs; expect 429s"
+                );
+            }
+            client.requests_per_minute = r;
+        }
+        if let Some(a) = c.max_attempts {
+            if a == 0 {
+                return Err(invalid("collect.max_attempts must be at least 1"));
+            }
+            client.max_attempts = a;
+        }
+        client.request_timeout = dur("request_timeout", &c.request_timeout, client.request_timeout)?;
+
+        let mut names = HashSet::new();
+        let mut tenants = Vec::with_capacity(self.tenants.len());
+        for (i, t) in self.tenants.into_iter().enumerate() {
+            let tc = build_tenant(t, &format!("tenants[{i}]"), &|k| std::env::var(k).ok())?;
+            if !names.insert(tc.name.clone()) {
+                return Err(invalid(format!("tenants[{i}]: tenant name {:?} is used twice", tc.name)));
+            }
+            tenants.push(tc);
+        }
+        let mut sink_names = HashSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            if !sink_names.insert(s.name()) {
+                return Err(invalid(format!(
+                    "sinks[{i}]: sink name {:?} is used twice; give each a distinct name",
+                    s.name()
+                )));
+            }
+            if let SinkConfig::File { max_bytes: Some(0), .. } = s {
+                return Err(invalid(format!("sinks[{i}]: max_bytes must be above 0")));
+            }
+        }
+        Ok(Settings {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            interval,
+            client,
+            windows,
+            tenants,
+            sinks: self.sinks,
+        })
+    }
+}
+
+/// Validates one tenant (config file or flags).
+pub fn build_tenant(t: RawTenant, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<TenantConfig, ConfigError> {
+    let domain = t.domain.ok_or_else(|| invalid(format!("{at}: domain is required (for example acme.tines.com)")))?;
+    let endpoint = Endpoint::parse(&domain).map_err(|e| invalid(format!("{at}: {e}")))?;
+    let name = t.name.unwrap_or_else(|| endpoint.default_name());
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(invalid(format!("{at}: tenant name must be 1 to 128 printable characters")));
+    }
+    let sources = [t.api_key.is_some(), t.api_key_file.is_some(), t.api_key_env.is_some()];
+    let api_key = match (t.api_key, t.api_key_file, t.api_key_env) {
+        _ if sources.iter().filter(|s| **s).count() > 1 => {
+            return Err(invalid(format!("{at} ({name}): give only one of api_key, api_key_file, api_key_env")));
+        }
+        (Some(k), _, _) => k,
+        (_, Some(path), _) => std::fs::read_to_string(&path)
+            .map_err(|e| invalid(format!("{at} ({name}): cannot read api_key_file {}: {e}", path.display())))?
+            .trim()
+            .to_string(),
+        (_, _, Some(var)) => env(&var)
+            .ok_or_else(|| invalid(format!("{at} ({name}): environment variable {var} (api_key_env) is not set")))?,
+        (None, None, None) => env("TINES_API_KEY").ok_or_else(|| {
+            invalid(format!(
+                "{at} ({name}): no API key: set api_key_env, api_key_file or api_key = \"${{VAR}}\", or the TINES_API_KEY environment variable"
+            ))
+        })?,
+    };
+    if api_key.trim().is_empty() {
+        return Err(invalid(format!("{at} ({name}): the API key is empty")));
+    }
+    let since = match &t.since {
+        None => Since::Now,
+        Some(s) => Since::parse(s).map_err(|e| invalid(format!("{at} ({name}): since: {e}")))?,
+    };
+    for op in &t.operation_names {
+        catalog::validate(op).map_err(|e| invalid(format!("{at} ({name}): operation_names: {e}")))?;
+    }
+    Ok(TenantConfig {
+        name,
+        endpoint,
+        api_key: Secret::new(api_key.trim()),
+        since,
+        filters: Filters { user_ids: t.user_ids, operation_names: t.operation_names },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "ACME_KEY" => Some("secret-acme".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interpolates_variables_and_escapes() {
+        assert_eq!(interpolate("a${ACME_KEY}b", &env).unwrap(), "asecret-acmeb");
+        assert_eq!(interpolate("cost $$5 and $x", &env).unwrap(), "cost $5 and $x");
+        assert!(interpolate("${MISSING}", &env).unwrap_err().contains("MISSING is not set"));
+        assert!(interpolate("${OPEN", &env).is_err());
+    }
+
+    #[test]
+    fn builds_a_full_config() {
+        let text = r#"
+            version = 1
+            data_dir = "/tmp/x"
+            [collect]
+            interval = "30s"
+            requests_per_minute = 900
+            [[tenants]]
+            name = "acme"
+            domain = "acme.tines.com"
+            api_key = "${ACME_KEY}"
+            since = "30d"
+            operation_names = ["CredentialDestruction"]
+            [[sinks]]
+            type = "file"
+            path = "/tmp/out.ndjson"
+            [[sinks]]
+            type = "stdout"
+        "#;
+        let raw = RawConfig::parse(text, "test", &env).unwrap();
+        let t = build_tenant(
+            RawTenant {
+                name: Some("acme".into()),
+                domain: Some("acme.tines.com".into()),
+                api_key: raw.tenants[0].api_key.clone(),
+                since: Some("30d".into()),
+                ..Default::default()
+            },
+            "tenants[0]",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(t.api_key.expose(), "secret-acme");
+        assert_eq!(t.since, Since::Ago(Duration::from_secs(30 * 86_400)));
+        assert!(!format!("{t:?}").contains("secret-acme"), "Debug must not show the key");
+        let s = raw.build().unwrap();
+        assert_eq!(s.interval, Duration::from_secs(30));
+        assert_eq!(s.client.requests_per_minute, 900);
+        assert_eq!(s.sinks.len(), 2);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_bad_values_and_names_the_place() {
+        let e = RawConfig::parse("[collect]\nintervall = \"5s\"", "c.toml", &env).unwrap_err().to_string();
+        assert!(e.contains("intervall") && e.contains("c.toml"), "{e}");
+        let e = RawConfig::parse("[[sinks]]\ntype = \"kafka\"", "c.toml", &env).unwrap_err().to_string();
+        assert!(e.contains("kafka"), "{e}");
+        let raw = RawConfig::parse("[collect]\ninterval = \"soon\"", "c", &env).unwrap();
+        assert!(raw.build().unwrap_err().to_string().contains("collect.interval"));
+        let raw = RawConfig::parse("[[tenants]]\ndomain = \"acme\"\napi_key = \"k\"", "c", &env).unwrap();
+        assert!(raw.build().unwrap_err().to_string().contains("must contain a dot"));
+        let raw = RawConfig::parse(
+            "[[tenants]]\ndomain = \"a.tines.com\"\napi_key = \"k\"\noperation_names = [\"story.created\"]",
+            "c",
+            &env,
+        )
+        .unwrap();
+        assert!(raw.build().unwrap_err().to_string().contains("did you mean StoryCreation"));
+        let raw = RawConfig::parse(
+            "[[tenants]]\ndomain = \"a.tines.com\"\napi_key = \"k\"\nsince = \"last tuesday\"",
+            "c",
+            &env,
+        )
+        .unwrap();
+        assert!(raw.build().unwrap_err().to_string().contains("invalid time"));
+        let e = RawConfig::parse("version = 2", "c", &env).unwrap_err().to_string();
+        assert!(e.contains("version 2"), "{e}");
+    }
+
+    #[test]
+    fn api_key_sources_are_exclusive_and_required() {
+        let t = |k: Option<&str>, var: Option<&str>| RawTenant {
+            domain: Some("a.tines.com".into()),
+            api_key: k.map(Into::into),
+            api_key_env: var.map(Into::into),
+            ..Default::default()
+        };
+        assert!(build_tenant(t(Some("x"), Some("ACME_KEY")), "t", &env).unwrap_err().to_string().contains("only one"));
+        assert_eq!(build_tenant(t(None, Some("ACME_KEY")), "t", &env).unwrap().api_key.expose(), "secret-acme");
+        assert!(build_tenant(t(None, Some("NOPE")), "t", &env).unwrap_err().to_string().contains("NOPE"));
+        assert!(build_tenant(t(None, None), "t", &env).unwrap_err().to_string().contains("no API key"));
+    }
+}

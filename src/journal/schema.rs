@@ -1,0 +1,75 @@
+//! Schema migrations of the journal database, applied in order and recorded
+//! in `PRAGMA user_version`. A migration is never edited once released; a
+//! change to the schema is a new entry at the end.
+
+use rusqlite::Connection;
+
+use super::JournalError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: events, tenants, cursors (with their history) and consumer offsets.
+    r#"
+    CREATE TABLE tenants (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        seq             INTEGER PRIMARY KEY,
+        tenant          INTEGER NOT NULL REFERENCES tenants(id),
+        id              INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        operation_name  TEXT NOT NULL,
+        user_id         INTEGER,
+        user_email      TEXT,
+        request_ip      TEXT,
+        raw             TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_tenant_id ON events (tenant, id);
+    CREATE TABLE progress (
+        tenant      INTEGER NOT NULL REFERENCES tenants(id),
+        job         TEXT NOT NULL,
+        range_start INTEGER NOT NULL,
+        range_end   INTEGER,
+        position    INTEGER NOT NULL,
+        filter      TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        PRIMARY KEY (tenant, job)
+    );
+    CREATE TABLE progress_log (
+        tenant      INTEGER NOT NULL,
+        job         TEXT NOT NULL,
+        from_pos    INTEGER NOT NULL,
+        to_pos      INTEGER NOT NULL,
+        fetched     INTEGER NOT NULL,
+        inserted    INTEGER NOT NULL,
+        committed_at INTEGER NOT NULL
+    );
+    CREATE INDEX progress_log_tenant ON progress_log (tenant, to_pos);
+    CREATE TABLE consumers (
+        name        TEXT PRIMARY KEY,
+        position    INTEGER NOT NULL,
+        state       TEXT,
+        updated_at  INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`CURRENT`], refusing one written by a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > CURRENT {
+        return Err(JournalError::TooNew { found: version, supported: CURRENT });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! tines-audit: collect every Tines audit log exactly once into a local
+//! journal, then deliver it, watch it and search it.
+//!
+//! The modules follow the data:
+//! - [`source::tines`]: the audit-log API (endpoint, wire format, client, windowed collector);
+//! - [`journal`]: the SQLite journal (events, per-tenant progress, per-consumer offsets);
+//! - [`sinks`]: consumers of the journal (NDJSON files, stdout) and the runner that feeds them;
+//! - [`service`]: collect once, backfill, and the `run` daemon;
+//! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;
+//! - [`config`], [`catalog`] (operation names), [`secret`], [`timeutil`], [`cli`], [`demo`].
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod journal;
+pub mod mock;
+pub mod secret;
+pub mod service;
+pub mod sinks;
+pub mod source;
+pub mod timeutil;

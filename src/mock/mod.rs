@@ -1,0 +1,143 @@
+//! The Tines audit-log API emulator: `GET /api/v1/audit_logs` over a seeded synthetic tenant,
+//! with the paging quirks, faults and rate limit a collector has to survive, plus its CLI.
+
+pub mod cli;
+mod generate;
+mod render;
+mod rng;
+mod server;
+mod store;
+mod tenant;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use cli::{MockArgs, run};
+pub use server::MockServer;
+pub use tenant::{country_of, country_ranges};
+
+/// The key the emulator accepts out of the box (a demo value, not a secret).
+pub const DEMO_KEY: &str = "tines-audit-demo-key";
+
+/// Everything that shapes one emulated tenant. The same config (with a fixed
+/// `anchor`) and seed always produce the same history, byte for byte.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub seed: u64,
+    pub tenant_id: u64,
+    /// Events generated before serving.
+    pub history: usize,
+    /// The history covers `[anchor - history_span, anchor)`.
+    pub history_span: Duration,
+    /// Unix seconds the history ends at; `None` is wall-clock now at start.
+    pub anchor: Option<i64>,
+    pub burst: Option<Burst>,
+    /// Live events per second appended while serving (0 for none).
+    pub live_rate: f64,
+    /// Share of live events whose `created_at` lies up to `max_lateness_secs` in the past.
+    pub late_fraction: f64,
+    pub max_lateness_secs: u32,
+    /// `after` matches `created_at >= after` instead of `>`.
+    pub after_inclusive: bool,
+    /// `before` matches `created_at <= before` instead of `<`.
+    pub before_inclusive: bool,
+    /// On the last page send `"next_page":"null"` (a string), as Elastic's mock does.
+    pub next_page_string_null: bool,
+    /// Leave `next_page_number` out of `meta`, as older Tines responses did.
+    pub omit_next_page_number: bool,
+    pub faults: Faults,
+    /// Sliding-window limit per key, requests in any 60 s; 0 disables it.
+    pub rate_limit_per_minute: u32,
+    pub keys: Vec<MockKey>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            seed: 1,
+            tenant_id: 4242,
+            history: 0,
+            history_span: Duration::from_secs(30 * 86_400),
+            anchor: None,
+            burst: None,
+            live_rate: 0.0,
+            late_fraction: 0.0,
+            max_lateness_secs: 0,
+            after_inclusive: false,
+            before_inclusive: false,
+            next_page_string_null: false,
+            omit_next_page_number: false,
+            faults: Faults::default(),
+            rate_limit_per_minute: 1000,
+            keys: vec![MockKey { key: DEMO_KEY.to_string(), can_read_audit_logs: true }],
+        }
+    }
+}
+
+/// `count` extra history events sharing the single second `anchor - secs_ago`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    pub count: usize,
+    pub secs_ago: u64,
+}
+
+/// Injected trouble, each an independent probability per API request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// Answer 429 with `Retry-After: fault_retry_after_secs`.
+    pub rate_429: f64,
+    /// Answer 500, 502 or 503.
+    pub rate_5xx: f64,
+    /// Answer 200 with the body cut short (complete HTTP message, invalid JSON).
+    pub rate_truncated: f64,
+    /// Send headers and part of the body, then drop the connection.
+    pub rate_reset: f64,
+    pub fault_retry_after_secs: u64,
+    /// Added to every API request.
+    pub latency: Duration,
+    pub latency_spike_rate: f64,
+    /// Added on top of `latency` with probability `latency_spike_rate`.
+    pub latency_spike: Duration,
+}
+
+impl Default for Faults {
+    /// No faults; `fault_retry_after_secs` is 1, the value clients assume when the header is missing.
+    fn default() -> Self {
+        Faults {
+            rate_429: 0.0,
+            rate_5xx: 0.0,
+            rate_truncated: 0.0,
+            rate_reset: 0.0,
+            fault_retry_after_secs: 1,
+            latency: Duration::ZERO,
+            latency_spike_rate: 0.0,
+            latency_spike: Duration::ZERO,
+        }
+    }
+}
+
+/// An API key and whether it may read audit logs (without, the API answers 403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockKey {
+    pub key: String,
+    pub can_read_audit_logs: bool,
+}
+
+/// Counters since start. API requests only: `/_mock/*` calls are not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MockStats {
+    pub requests: u64,
+    pub by_status: BTreeMap<u16, u64>,
+    /// 429s from the real sliding-window limit.
+    pub rate_limited: u64,
+    pub injected_429: u64,
+    pub injected_5xx: u64,
+    pub truncated: u64,
+    pub resets: u64,
+    pub latency_spikes: u64,
+    /// Events currently stored.
+    pub events: usize,
+}

@@ -1,0 +1,591 @@
+//! The HTTP side: routing, auth, the real rate limit, injected faults, the
+//! live-event task, and the [`MockServer`] handle the rest of the project drives.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::response::Response;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::generate::{FIRST_ID, Generator, LIVE_TAG, OpSchedule};
+use super::render::{PageMeta, Tables, push_u64, render_page};
+use super::rng::{SplitMix64, mix};
+use super::store::{Filter, Store, Window, set_bit};
+use super::{Faults, MockConfig, MockStats};
+use crate::timeutil;
+
+const FAULT_TAG: u64 = 0x4641_554C_5453_0001;
+const API_PATH: &str = "/api/v1/audit_logs";
+const MAX_PER_PAGE: i64 = 500;
+const DEFAULT_PER_PAGE: i64 = 20;
+
+/// Locks stay usable after a panicking holder: every critical section leaves the data consistent.
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// At most `per_minute` accepted requests per key in any 60 s; refused ones are not recorded.
+pub(crate) struct RateLimiter {
+    per_minute: u32,
+    hits: HashMap<String, VecDeque<Instant>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    pub(crate) fn new(per_minute: u32) -> Self {
+        RateLimiter { per_minute, hits: HashMap::new() }
+    }
+
+    /// `Err(secs)` is the whole seconds until the oldest request leaves the window.
+    pub(crate) fn check(&mut self, key: &str, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        if !self.hits.contains_key(key) {
+            self.hits.insert(key.to_string(), VecDeque::new());
+        }
+        let q = self.hits.get_mut(key).expect("inserted above");
+        while q.front().is_some_and(|&t| now.saturating_duration_since(t) >= WINDOW) {
+            q.pop_front();
+        }
+        if q.len() >= self.per_minute as usize {
+            let wait = WINDOW.saturating_sub(now.saturating_duration_since(q[0]));
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(secs.max(1));
+        }
+        q.push_back(now);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: AtomicU64,
+    by_status: Mutex<BTreeMap<u16, u64>>,
+    rate_limited: AtomicU64,
+    injected_429: AtomicU64,
+    injected_5xx: AtomicU64,
+    truncated: AtomicU64,
+    resets: AtomicU64,
+    latency_spikes: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Live {
+    rate: f64,
+    late_fraction: f64,
+    max_lateness_secs: u32,
+}
+
+pub(crate) struct Shared {
+    generator: Generator,
+    tables: Tables,
+    store: RwLock<Store>,
+    keys: HashMap<String, bool>,
+    after_inclusive: bool,
+    before_inclusive: bool,
+    next_page_string_null: bool,
+    omit_next_page_number: bool,
+    faults: RwLock<Faults>,
+    fault_seq: AtomicU64,
+    limiter: Mutex<RateLimiter>,
+    stats: Stats,
+    live_on: AtomicBool,
+    live: Live,
+    base_url: String,
+}
+
+impl Shared {
+    fn snapshot(&self) -> MockStats {
+        let s = &self.stats;
+        MockStats {
+            requests: s.requests.load(Ordering::Relaxed),
+            by_status: lock(&s.by_status).clone(),
+            rate_limited: s.rate_limited.load(Ordering::Relaxed),
+            injected_429: s.injected_429.load(Ordering::Relaxed),
+            injected_5xx: s.injected_5xx.load(Ordering::Relaxed),
+            truncated: s.truncated.load(Ordering::Relaxed),
+            resets: s.resets.load(Ordering::Relaxed),
+            latency_spikes: s.latency_spikes.load(Ordering::Relaxed),
+            events: read(&self.store).len(),
+        }
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const JSON: &str = "application/json; charset=utf-8";
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    response(status, JSON, serde_json::json!({ "error": message }).to_string())
+}
+
+fn with_retry_after(mut r: Response, secs: u64) -> Response {
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, _body) = req.into_parts();
+    match parts.uri.path() {
+        "/_mock/ids" => {
+            let ids = read(&sh.store).ids();
+            let mut out = Vec::with_capacity(2 + ids.len() * 9);
+            out.push(b'[');
+            for (i, id) in ids.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_u64(&mut out, id);
+            }
+            out.push(b']');
+            response(StatusCode::OK, JSON, out)
+        }
+        "/_mock/stats" => response(StatusCode::OK, JSON, serde_json::to_vec(&sh.snapshot()).unwrap_or_default()),
+        _ => {
+            let r = api(&sh, &parts).await;
+            bump(&sh.stats.requests);
+            *lock(&sh.stats.by_status).entry(r.status().as_u16()).or_default() += 1;
+            r
+        }
+    }
+}
+
+/// The key from `Authorization: Bearer <key>` or, failing that, `X-User-Token`.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, key) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    });
+    bearer
+        .or_else(|| headers.get("x-user-token").and_then(|v| v.to_str().ok()).map(str::trim))
+        .filter(|k| !k.is_empty())
+}
+
+/// Page links point wherever the client reached us, as Tines's point at the tenant domain.
+fn base_for(headers: &HeaderMap, fallback: &str) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b)))
+        .map_or_else(|| fallback.to_string(), |h| format!("http://{h}"))
+}
+
+/// One request's fault draws, all taken up front so the sequence depends only on the request's number.
+struct Draws {
+    spike: bool,
+    err_429: bool,
+    err_5xx: Option<u64>,
+    reset: bool,
+    truncate: bool,
+    cut: u64,
+}
+
+impl Draws {
+    fn new(seed: u64, seq: u64, f: &Faults) -> Draws {
+        let mut r = SplitMix64::new(mix(seed ^ FAULT_TAG, seq));
+        let spike = r.chance(f.latency_spike_rate);
+        let err_429 = r.chance(f.rate_429);
+        let err_5xx = r.chance(f.rate_5xx);
+        let kind = r.below(3);
+        let reset = r.chance(f.rate_reset);
+        let truncate = r.chance(f.rate_truncated);
+        Draws { spike, err_429, err_5xx: err_5xx.then_some(kind), reset, truncate, cut: r.next_u64() }
+    }
+}
+
+struct Query {
+    window: Window,
+    filter: Filter,
+    per_page: usize,
+    page: usize,
+}
+
+fn parse_time(name: &str, v: &str) -> Result<i64, String> {
+    timeutil::parse_rfc3339(v).ok_or_else(|| {
+        format!("Invalid {name} parameter {v:?}: expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z")
+    })
+}
+
+fn parse_int(name: &str, v: &str) -> Result<i64, String> {
+    v.trim().parse().map_err(|_| format!("Invalid {name} parameter {v:?}: expected an integer"))
+}
+
+fn parse_query(sh: &Shared, raw: &str) -> Result<Query, String> {
+    let mut window =
+        Window { after_inclusive: sh.after_inclusive, before_inclusive: sh.before_inclusive, ..Window::default() };
+    let mut filter = Filter::default();
+    let (mut per_page, mut page) = (DEFAULT_PER_PAGE, 1);
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_ref() {
+            "after" => window.after = Some(parse_time("after", &v)?),
+            "before" => window.before = Some(parse_time("before", &v)?),
+            "per_page" => per_page = parse_int("per_page", &v)?,
+            "page" => page = parse_int("page", &v)?,
+            "user_id" | "user_id[]" => {
+                let id = parse_int("user_id", &v)?;
+                let set = filter.users.get_or_insert([0; 4]);
+                if let Some(i) = u64::try_from(id).ok().and_then(|id| sh.tables.user_index(id)) {
+                    set_bit(set, usize::from(i));
+                }
+            }
+            "operation_name" | "operation_name[]" => {
+                let words = sh.generator.ops.len().div_ceil(64);
+                let set = filter.ops.get_or_insert_with(|| vec![0; words]);
+                // Unknown names are not an error: the real API treats them as an open set.
+                if let Some(i) = sh.tables.op_index(&v) {
+                    set_bit(set, usize::from(i));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Query {
+        window,
+        filter,
+        per_page: per_page.clamp(1, MAX_PER_PAGE) as usize,
+        page: usize::try_from(page.max(1)).unwrap_or(usize::MAX),
+    })
+}
+
+async fn api(sh: &Shared, parts: &Parts) -> Response {
+    let faults = read(&sh.faults).clone();
+    let draws = Draws::new(sh.generator.seed, sh.fault_seq.fetch_add(1, Ordering::Relaxed), &faults);
+    let mut delay = faults.latency;
+    if draws.spike {
+        bump(&sh.stats.latency_spikes);
+        delay += faults.latency_spike;
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+
+    if parts.uri.path() != API_PATH || parts.method != Method::GET {
+        return json_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let Some(key) = api_key(&parts.headers) else {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "Missing API key: send Authorization: Bearer <key> or X-User-Token",
+        );
+    };
+    match sh.keys.get(key) {
+        None => return json_error(StatusCode::UNAUTHORIZED, "Invalid API key"),
+        Some(false) => {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "This API key is not allowed to read audit logs (requires AUDIT_LOG_READ or tenant owner)",
+            );
+        }
+        Some(true) => {}
+    }
+    if let Err(secs) = lock(&sh.limiter).check(key, Instant::now()) {
+        bump(&sh.stats.rate_limited);
+        return with_retry_after(
+            json_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded for this API key"),
+            secs,
+        );
+    }
+    if draws.err_429 {
+        bump(&sh.stats.injected_429);
+        let r = json_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+        return with_retry_after(r, faults.fault_retry_after_secs);
+    }
+    if let Some(kind) = draws.err_5xx {
+        bump(&sh.stats.injected_5xx);
+        return match kind {
+            0 => json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+            1 => response(
+                StatusCode::BAD_GATEWAY,
+                "text/html",
+                "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
+            ),
+            _ => response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/html",
+                "<!DOCTYPE html><html><head><title>Maintenance</title></head><body><h1>We'll be back shortly.</h1></body></html>",
+            ),
+        };
+    }
+
+    let q = match parse_query(sh, parts.uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let (count, events) = read(&sh.store).page(&q.window, &q.filter, q.per_page, q.page);
+    let base = base_for(&parts.headers, &sh.base_url);
+    let meta = PageMeta {
+        base: &base,
+        per_page: q.per_page,
+        page: q.page,
+        count,
+        next_page_string_null: sh.next_page_string_null,
+        omit_next_page_number: sh.omit_next_page_number,
+    };
+    let mut body = render_page(&events, &sh.generator, &sh.tables, &meta);
+
+    let cut = 1 + (draws.cut % (body.len() as u64 - 1)) as usize;
+    if draws.reset {
+        bump(&sh.stats.resets);
+        // Announce the full length but end the stream early: hyper then drops the
+        // connection mid-body, which the client sees as a reset while reading.
+        let full = body.len();
+        body.truncate(cut);
+        let mut r = response(StatusCode::OK, JSON, Body::from_stream(Body::from(body).into_data_stream()));
+        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(full));
+        return r;
+    }
+    if draws.truncate {
+        bump(&sh.stats.truncated);
+        body.truncate(cut);
+    }
+    response(StatusCode::OK, JSON, body)
+}
+
+/// Appends live events at `rate` per second, accounting fractional events across ticks.
+async fn live_loop(sh: Arc<Shared>) {
+    let rate = sh.live.rate;
+    let tick = Duration::from_secs_f64((1.0 / rate).clamp(0.01, 0.25));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rng = SplitMix64::new(mix(sh.generator.seed, LIVE_TAG));
+    let mut schedule = OpSchedule::weighted();
+    let mut last = Instant::now();
+    let mut due = 0.0;
+    loop {
+        interval.tick().await;
+        let now = Instant::now();
+        let elapsed = now.duration_since(last);
+        last = now;
+        if !sh.live_on.load(Ordering::Relaxed) {
+            // Paused time is not owed: resuming must not release a flood.
+            due = 0.0;
+            continue;
+        }
+        due += rate * elapsed.as_secs_f64();
+        let n = due.floor();
+        due -= n;
+        if n < 1.0 {
+            continue;
+        }
+        let now_secs = timeutil::now_secs();
+        let mut store = write(&sh.store);
+        for _ in 0..n as u64 {
+            let id = store.last_id() + rng.between(1, 3);
+            let late = rng.chance(sh.live.late_fraction) && sh.live.max_lateness_secs > 0;
+            let created_at =
+                if late { now_secs - rng.between(1, u64::from(sh.live.max_lateness_secs)) as i64 } else { now_secs };
+            let op = schedule.draw(&sh.generator, &mut rng);
+            let ev = sh.generator.event(&mut rng, created_at, id, op);
+            store.insert(ev);
+        }
+    }
+}
+
+fn check_probability(name: &str, p: f64) -> anyhow::Result<()> {
+    ensure!((0.0..=1.0).contains(&p), "{name} must be a probability between 0 and 1, not {p}");
+    Ok(())
+}
+
+fn check_faults(f: &Faults) -> anyhow::Result<()> {
+    check_probability("rate_429", f.rate_429)?;
+    check_probability("rate_5xx", f.rate_5xx)?;
+    check_probability("rate_truncated", f.rate_truncated)?;
+    check_probability("rate_reset", f.rate_reset)?;
+    check_probability("latency_spike_rate", f.latency_spike_rate)
+}
+
+/// A running emulator. Dropping it stops serving too; [`MockServer::shutdown`] does so gracefully.
+pub struct MockServer {
+    shared: Arc<Shared>,
+    base_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    live: Option<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// Generates the tenant's history and starts serving on `listener`.
+    pub async fn start(config: MockConfig, listener: tokio::net::TcpListener) -> anyhow::Result<MockServer> {
+        check_faults(&config.faults)?;
+        check_probability("late_fraction", config.late_fraction)?;
+        ensure!(config.live_rate.is_finite() && config.live_rate >= 0.0, "live_rate must be a non-negative number");
+
+        let mut addr = listener.local_addr().context("reading the listener's address")?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let base_url = format!("http://{addr}");
+
+        let anchor = config.anchor.unwrap_or_else(timeutil::now_secs);
+        let (seed, history, span) = (config.seed, config.history, config.history_span.as_secs());
+        let burst = config.burst.map(|b| (b.count, anchor - b.secs_ago as i64));
+        let tenant_id = config.tenant_id;
+        // A million events take a moment to generate; keep that off the async workers.
+        let (generator, tables, events) = tokio::task::spawn_blocking(move || {
+            let generator = Generator::new(seed);
+            let tables = Tables::new(&generator, tenant_id);
+            let events = generator.history(history, span, anchor, burst);
+            (generator, tables, events)
+        })
+        .await
+        .context("generating the mock history")?;
+
+        let shared = Arc::new(Shared {
+            generator,
+            tables,
+            store: RwLock::new(Store::new(events, FIRST_ID)),
+            keys: config.keys.iter().map(|k| (k.key.clone(), k.can_read_audit_logs)).collect(),
+            after_inclusive: config.after_inclusive,
+            before_inclusive: config.before_inclusive,
+            next_page_string_null: config.next_page_string_null,
+            omit_next_page_number: config.omit_next_page_number,
+            faults: RwLock::new(config.faults),
+            fault_seq: AtomicU64::new(0),
+            limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute)),
+            stats: Stats::default(),
+            live_on: AtomicBool::new(true),
+            live: Live {
+                rate: config.live_rate,
+                late_fraction: config.late_fraction,
+                max_lateness_secs: config.max_lateness_secs,
+            },
+            base_url: base_url.clone(),
+        });
+
+        let router = Router::new().fallback(handle).with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let server = tokio::spawn(async move { serve.await });
+        let live = (config.live_rate > 0.0).then(|| tokio::spawn(live_loop(shared.clone())));
+        tracing::debug!(%base_url, events = shared.snapshot().events, "mock Tines API started");
+        Ok(MockServer { shared, base_url, stop: Some(stop), server: Some(server), live })
+    }
+
+    /// `http://127.0.0.1:PORT` (an unspecified bind address is reported as 127.0.0.1).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// Every stored id, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        read(&self.shared.store).ids()
+    }
+
+    pub fn event_count(&self) -> usize {
+        read(&self.shared.store).len()
+    }
+
+    /// Pauses (`false`) or resumes live events.
+    pub fn set_live(&self, on: bool) {
+        self.shared.live_on.store(on, Ordering::Relaxed);
+    }
+
+    /// Replaces the fault settings for subsequent requests. Invalid probabilities are clamped to `0..=1`.
+    pub fn set_faults(&self, mut faults: Faults) {
+        for p in [
+            &mut faults.rate_429,
+            &mut faults.rate_5xx,
+            &mut faults.rate_truncated,
+            &mut faults.rate_reset,
+            &mut faults.latency_spike_rate,
+        ] {
+            *p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+        }
+        *write(&self.shared.faults) = faults;
+    }
+
+    pub fn newest_created_at(&self) -> Option<i64> {
+        read(&self.shared.store).newest_created_at()
+    }
+
+    pub fn stats(&self) -> MockStats {
+        self.shared.snapshot()
+    }
+
+    /// Stops live events and the listener, giving open requests up to 5 s to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(live) = self.live.take() {
+            live.abort();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err()
+        {
+            server.abort();
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            live.abort();
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_refuses_the_n_plus_first_and_says_when_to_retry() {
+        let mut rl = RateLimiter::new(3);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(rl.check("k", t0 + Duration::from_secs(i * 10)), Ok(()));
+        }
+        // Oldest hit was at t0; at t0+25.5 s it leaves the window in 34.5 s → 35.
+        assert_eq!(rl.check("k", t0 + Duration::from_millis(25_500)), Err(35));
+        assert_eq!(rl.check("other", t0 + Duration::from_secs(25)), Ok(()));
+        assert_eq!(rl.check("k", t0 + Duration::from_secs(60)), Ok(()));
+        assert_eq!(rl.check("k", t0 + Duration::from_secs(61)), Err(9));
+        assert_eq!(RateLimiter::new(0).check("k", t0), Ok(()));
+    }
+
+    #[test]
+    fn keys_come_from_bearer_or_user_token() {
+        let mut h = HeaderMap::new();
+        assert_eq!(api_key(&h), None);
+        h.insert("x-user-token", HeaderValue::from_static("tok"));
+        assert_eq!(api_key(&h), Some("tok"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  abc "));
+        assert_eq!(api_key(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(api_key(&h), Some("tok"));
+    }
+}

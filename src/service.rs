@@ -1,0 +1,248 @@
+//! The moving parts put together: one sync of every tenant (`collect`), a
+//! backfill of a past range, and the daemon (`run`) that syncs tenants on an
+//! interval while sinks drain the journal, until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Settings, TenantConfig};
+use crate::journal::{Journal, JournalError, Progress};
+use crate::sinks::runner::{BatchLimits, Consumer, DrainError};
+use crate::source::tines::client::TinesClient;
+use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
+use crate::timeutil::{format_rfc3339, now_secs};
+
+/// The job name of a tenant's incremental cursor.
+pub const CURSOR_JOB: &str = "cursor";
+
+/// A progress callback for long syncs.
+pub type OnProgress = Arc<dyn Fn(&str, &SyncProgress) + Send + core::marker::Sync>;
+
+/// A tenant ready to collect.
+pub struct Tenant {
+    pub config: TenantConfig,
+    pub client: TinesClient,
+}
+
+impl Tenant {
+    pub fn new(config: TenantConfig, settings: &Settings) -> anyhow::Result<Self> {
+        let client = TinesClient::new(&config.name, config.endpoint.clone(), &config.api_key, settings.client.clone())?;
+        Ok(Tenant { config, client })
+    }
+}
+
+/// Builds every configured tenant.
+pub fn tenants(settings: &Settings) -> anyhow::Result<Vec<Tenant>> {
+    settings.tenants.iter().map(|t| Tenant::new(t.clone(), settings)).collect()
+}
+
+/// The tenant's cursor, created at its `since` on first use.
+pub async fn ensure_cursor(journal: &Journal, tenant: &TenantConfig) -> Result<Progress, JournalError> {
+    let (name, start, filter) = (tenant.name.clone(), tenant.since.resolve(now_secs()), tenant.filters.fingerprint());
+    let progress = journal.call(move |j| j.start_progress(&name, CURSOR_JOB, start, None, &filter)).await?;
+    if progress.filter != tenant.filters.fingerprint() {
+        tracing::warn!(
+            tenant = %tenant.name,
+            stored = %progress.filter,
+            now = %tenant.filters.fingerprint(),
+            "filters changed since this tenant's cursor was created; history before the cursor is not collected again with the new filters (use `tines-audit backfill` for that)"
+        );
+    }
+    Ok(progress)
+}
+
+/// One incremental sync of a tenant's cursor, up to now minus the settle delay.
+pub async fn sync_tenant(
+    journal: &Journal,
+    tenant: &Tenant,
+    settings: &Settings,
+    on_progress: Option<OnProgress>,
+) -> Result<SyncOutcome, CollectError> {
+    ensure_cursor(journal, &tenant.config).await?;
+    let end = now_secs() - settings.windows.settle_secs;
+    let name = tenant.config.name.clone();
+    let report = move |p: &SyncProgress| {
+        if let Some(cb) = &on_progress {
+            cb(&name, p);
+        }
+    };
+    let sync = Sync {
+        client: &tenant.client,
+        journal,
+        job: CURSOR_JOB,
+        filters: &tenant.config.filters,
+        settings: &settings.windows,
+    };
+    let outcome = sync.run(end, &report).await?;
+    tracing::info!(
+        tenant = %tenant.config.name,
+        fetched = outcome.fetched,
+        new = outcome.inserted,
+        pages = outcome.pages,
+        cursor = %format_rfc3339(outcome.to),
+        "sync complete"
+    );
+    Ok(outcome)
+}
+
+/// The job name of a backfill of `[start, end)`.
+pub fn backfill_job(start: i64, end: i64) -> String {
+    format!("backfill:{}..{}", format_rfc3339(start), format_rfc3339(end))
+}
+
+/// Collects `[start, end)` of a tenant into the journal as a resumable job
+/// that leaves the cursor alone. An unfinished backfill of the tenant is
+/// resumed instead of starting a new one (unless `restart`).
+pub async fn backfill(
+    journal: &Journal,
+    tenant: &Tenant,
+    settings: &Settings,
+    start: i64,
+    end: i64,
+    restart: bool,
+    on_progress: Option<OnProgress>,
+) -> Result<(Progress, SyncOutcome), CollectError> {
+    let name = tenant.config.name.clone();
+    let all = journal.call(|j| j.all_progress()).await?;
+    let unfinished = all
+        .into_iter()
+        .find(|p| p.tenant == name && p.job.starts_with("backfill:") && p.finished_at.is_none() && !restart);
+    let job = match unfinished {
+        Some(p) => {
+            tracing::info!(tenant = %name, job = %p.job, position = %format_rfc3339(p.position), "resuming unfinished backfill");
+            p
+        }
+        None => {
+            let (n, job, filter) = (name.clone(), backfill_job(start, end), tenant.config.filters.fingerprint());
+            journal.call(move |j| j.start_progress(&n, &job, start, Some(end), &filter)).await?
+        }
+    };
+    let end = job.range_end.unwrap_or(end);
+    let report = move |p: &SyncProgress| {
+        if let Some(cb) = &on_progress {
+            cb(&name, p);
+        }
+    };
+    let sync = Sync {
+        client: &tenant.client,
+        journal,
+        job: &job.job,
+        filters: &tenant.config.filters,
+        settings: &settings.windows,
+    };
+    let outcome = sync.run(end, &report).await?;
+    Ok((job, outcome))
+}
+
+/// Builds a consumer for each configured sink.
+pub fn consumers(settings: &Settings) -> Vec<Consumer> {
+    settings.sinks.iter().map(|s| Consumer::new(s.build())).collect()
+}
+
+/// Drains every sink once; returns (sink name, delivered or error).
+pub async fn drain_all(journal: &Journal, consumers: &mut [Consumer]) -> Vec<(String, Result<u64, DrainError>)> {
+    let limits = BatchLimits::default();
+    let mut out = Vec::with_capacity(consumers.len());
+    for c in consumers.iter_mut() {
+        let r = c.drain(journal, &limits).await;
+        out.push((c.name().to_string(), r));
+    }
+    out
+}
+
+/// The daemon: every tenant synced each `interval` (each on its own task),
+/// each sink draining as soon as new events land, until `shutdown` turns true.
+pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let appended = Arc::new(Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for tenant in tenants(&settings)? {
+        let (settings, journal, appended, mut stop) =
+            (settings.clone(), journal.clone(), appended.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                let started = tokio::time::Instant::now();
+                tokio::select! {
+                    r = sync_tenant(&journal, &tenant, &settings, None) => match r {
+                        Ok(o) => {
+                            failures = 0;
+                            if o.inserted > 0 {
+                                appended.notify_waiters();
+                            }
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            log_collect_error(&tenant.config.name, &e, failures);
+                        }
+                    },
+                    _ = stopped(&mut stop) => return,
+                }
+                let wait = settings.interval.saturating_sub(started.elapsed());
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
+    for mut consumer in consumers(&settings) {
+        let (journal, appended, mut stop, interval) =
+            (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
+        tasks.spawn(async move {
+            let limits = BatchLimits::default();
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let notified = appended.notified();
+                let wait = match consumer.drain(&journal, &limits).await {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::debug!(sink = consumer.name(), delivered = n, "delivered");
+                        }
+                        backoff = Duration::from_secs(1);
+                        interval
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            sink = consumer.name(),
+                            retry_in_s = backoff.as_secs(),
+                            "delivery failed, collection goes on and the sink will catch up: {e}"
+                        );
+                        let w = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(300));
+                        w
+                    }
+                };
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped(&mut stop) => {
+                        // Last chance to hand over what was collected, bounded so shutdown stays prompt.
+                        let _ = tokio::time::timeout(Duration::from_secs(10), consumer.drain(&journal, &limits)).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    stopped(&mut shutdown).await;
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Resolves once the shutdown flag turns true (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}
+
+fn log_collect_error(tenant: &str, e: &CollectError, failures: u32) {
+    use crate::source::tines::client::FetchError as F;
+    match e {
+        CollectError::Fetch(F::Unauthorized { .. } | F::Forbidden { .. } | F::NotFound { .. })
+        | CollectError::Journal(_) => {
+            tracing::error!(tenant, failures, "collection stopped, operator action needed: {e}");
+        }
+        _ => tracing::warn!(tenant, failures, "sync failed, will retry next interval (cursor unchanged): {e}"),
+    }
+}

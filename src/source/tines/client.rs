@@ -1,0 +1,362 @@
+//! HTTP client for one tenant's audit-log endpoint: builds page URLs itself,
+//! stays under the per-key rate limit with a token bucket, and retries what
+//! is worth retrying (429, 5xx, timeouts, broken bodies) with exponential
+//! backoff and full jitter, honouring `Retry-After`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use tokio::time::Instant;
+
+use super::endpoint::Endpoint;
+use super::wire::{Page, WireError};
+use crate::secret::Secret;
+use crate::timeutil::format_rfc3339;
+
+/// How requests are paced and retried.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Requests per minute per API key; 0 turns the limiter off.
+    pub requests_per_minute: u32,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            requests_per_minute: 950,
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            backoff_cap: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A request that failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "authentication failed (401) for {tenant}: the API key is invalid, expired or revoked; create a new key in Tines under Settings > API keys and update the configuration"
+    )]
+    Unauthorized { tenant: String },
+    #[error(
+        "permission denied (403) for {tenant}: the API key cannot read audit logs; grant its user the AUDIT_LOG_READ tenant permission (Settings > Admin > User administration) or use a tenant owner key"
+    )]
+    Forbidden { tenant: String },
+    #[error(
+        "not found (404) at {url}: the tenant domain is probably wrong; check it against the address bar of your Tines tenant (for example acme.tines.com)"
+    )]
+    NotFound { url: String },
+    #[error("cannot reach {host}: {detail}; check the domain, DNS, proxy and firewall")]
+    Unreachable { host: String, detail: String },
+    #[error("the API refused the query (400) for {tenant}: {detail}")]
+    BadRequest { tenant: String, detail: String },
+    #[error("giving up on {tenant} after {attempts} attempts; last error: {last}")]
+    Exhausted { tenant: String, attempts: u32, last: String },
+}
+
+/// One page request: the window `[after, before]` as sent, plus filters.
+#[derive(Debug, Clone)]
+pub struct PageQuery<'a> {
+    pub after: i64,
+    pub before: i64,
+    pub page: u64,
+    pub per_page: u32,
+    pub user_ids: &'a [u64],
+    pub operation_names: &'a [String],
+}
+
+/// Counters shared by every request of a client, read by progress and metrics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub transport_errors: AtomicU64,
+    pub limiter_wait_ms: AtomicU64,
+}
+
+/// Pacing shared by every client using the same key: the token bucket and a
+/// "hold until" instant set by the server's `Retry-After`.
+struct KeyPacer {
+    limiter: Option<DefaultDirectRateLimiter>,
+    hold_until: Mutex<Option<Instant>>,
+}
+
+type Pacers = Mutex<HashMap<(String, u32), Arc<KeyPacer>>>;
+
+fn pacer_for(key: &Secret, rpm: u32) -> Arc<KeyPacer> {
+    static PACERS: OnceLock<Pacers> = OnceLock::new();
+    let mut map = PACERS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    map.entry((key.fingerprint(), rpm))
+        .or_insert_with(|| {
+            // Burst 1: at most `rpm` requests in any 60 s window, so a server
+            // counting per fixed minute or per sliding minute never sees more.
+            let limiter =
+                NonZeroU32::new(rpm).map(|n| RateLimiter::direct(Quota::per_minute(n).allow_burst(NonZeroU32::MIN)));
+            Arc::new(KeyPacer { limiter, hold_until: Mutex::new(None) })
+        })
+        .clone()
+}
+
+/// The client of one tenant.
+#[derive(Clone)]
+pub struct TinesClient {
+    http: reqwest::Client,
+    tenant: String,
+    endpoint: Endpoint,
+    auth: HeaderValue,
+    pacer: Arc<KeyPacer>,
+    settings: ClientSettings,
+    pub stats: Arc<ClientStats>,
+}
+
+enum Attempt {
+    Done(Page),
+    Fatal(FetchError),
+    Retry { why: String, after: Option<Duration>, unreachable: bool },
+}
+
+impl TinesClient {
+    pub fn new(tenant: &str, endpoint: Endpoint, key: &Secret, settings: ClientSettings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tines-audit/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(settings.request_timeout)
+            .https_only(endpoint.base().scheme() == "https")
+            .build()?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+            anyhow::anyhow!("the API key for {tenant} contains characters that cannot be sent in a header")
+        })?;
+        auth.set_sensitive(true);
+        Ok(TinesClient {
+            http,
+            tenant: tenant.to_string(),
+            endpoint,
+            auth,
+            pacer: pacer_for(key, settings.requests_per_minute),
+            settings,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn url(&self, q: &PageQuery<'_>) -> url::Url {
+        let mut url = self.endpoint.audit_logs_url();
+        {
+            let mut qp = url.query_pairs_mut();
+            qp.append_pair("after", &format_rfc3339(q.after));
+            qp.append_pair("before", &format_rfc3339(q.before));
+            for u in q.user_ids {
+                qp.append_pair("user_id[]", &u.to_string());
+            }
+            for o in q.operation_names {
+                qp.append_pair("operation_name[]", o);
+            }
+            qp.append_pair("per_page", &q.per_page.to_string());
+            qp.append_pair("page", &q.page.to_string());
+        }
+        url
+    }
+
+    async fn pace(&self) {
+        let hold = *self.pacer.hold_until.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        if let Some(until) = hold
+            && until > started
+        {
+            tokio::time::sleep_until(until).await;
+        }
+        if let Some(l) = &self.pacer.limiter {
+            l.until_ready().await;
+        }
+        let waited = started.elapsed().as_millis() as u64;
+        self.stats.limiter_wait_ms.fetch_add(waited, Ordering::Relaxed);
+    }
+
+    fn hold_all(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut h = self.pacer.hold_until.lock().unwrap_or_else(|p| p.into_inner());
+        if h.is_none_or(|cur| cur < until) {
+            *h = Some(until);
+        }
+    }
+
+    /// Fetches one page, retrying transient failures.
+    pub async fn fetch_page(&self, q: &PageQuery<'_>) -> Result<Page, FetchError> {
+        let url = self.url(q);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.pace().await;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let (why, after, unreachable) = match self.attempt(&url).await {
+                Attempt::Done(page) => return Ok(page),
+                Attempt::Fatal(e) => return Err(e),
+                Attempt::Retry { why, after, unreachable } => (why, after, unreachable),
+            };
+            if attempt >= self.settings.max_attempts {
+                return Err(if unreachable {
+                    FetchError::Unreachable { host: self.endpoint.host().to_string(), detail: why }
+                } else {
+                    FetchError::Exhausted { tenant: self.tenant.clone(), attempts: attempt, last: why }
+                });
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            let delay = backoff(&self.settings, attempt).max(after.unwrap_or_default());
+            tracing::debug!(tenant = %self.tenant, attempt, delay_ms = delay.as_millis() as u64, "retrying: {why}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, url: &url::Url) -> Attempt {
+        let sent = self
+            .http
+            .get(url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Retry { why: describe(&e), after: None, unreachable: e.is_connect() };
+            }
+        };
+        let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let after = retry_after(resp.headers().get(RETRY_AFTER)).unwrap_or(Duration::from_secs(1));
+            // The limit is per key: every request with this key waits, not just this one.
+            self.hold_all(after);
+            return Attempt::Retry { why: "rate limited (429)".into(), after: Some(after), unreachable: false };
+        }
+        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+            self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+            let after = retry_after(resp.headers().get(RETRY_AFTER));
+            return Attempt::Retry { why: format!("server error ({status})"), after, unreachable: false };
+        }
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                return Attempt::Fatal(FetchError::Unauthorized { tenant: self.tenant.clone() });
+            }
+            StatusCode::FORBIDDEN => return Attempt::Fatal(FetchError::Forbidden { tenant: self.tenant.clone() }),
+            StatusCode::NOT_FOUND => {
+                return Attempt::Fatal(FetchError::NotFound { url: self.endpoint.audit_logs_url().to_string() });
+            }
+            s if s.is_client_error() => {
+                let body = resp.text().await.unwrap_or_default();
+                let detail = format!("{s}: {}", body.chars().take(200).collect::<String>());
+                return Attempt::Fatal(FetchError::BadRequest { tenant: self.tenant.clone(), detail });
+            }
+            _ => {}
+        }
+        let body = match resp.text().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Retry {
+                    why: format!("response body broken off: {}", describe(&e)),
+                    after: None,
+                    unreachable: false,
+                };
+            }
+        };
+        // Parsing 500 records is CPU work: keep it off the async threads.
+        match tokio::task::spawn_blocking(move || Page::parse(body)).await {
+            Ok(Ok(page)) => Attempt::Done(page),
+            Ok(Err(e @ WireError::NotAPage(_))) => {
+                Attempt::Retry { why: e.to_string(), after: None, unreachable: false }
+            }
+            Ok(Err(e)) => Attempt::Retry { why: e.to_string(), after: None, unreachable: false },
+            Err(e) => Attempt::Retry { why: format!("parser task failed: {e}"), after: None, unreachable: false },
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(cap, base * 2^(attempt-1))]`.
+pub fn backoff(s: &ClientSettings, attempt: u32) -> Duration {
+    let exp = s.backoff_base.saturating_mul(1u32 << (attempt.saturating_sub(1)).min(20));
+    let ceiling = exp.min(s.backoff_cap);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
+    let secs: u64 = v?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(600)))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    // reqwest errors print the URL; ours carries no secret, but keep messages short.
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "body error"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_by_the_exponential_ceiling() {
+        let s = ClientSettings::default();
+        for attempt in 1..30 {
+            let d = backoff(&s, attempt);
+            let ceiling = s.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(s.backoff_cap);
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_caps_them() {
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("99999"))), Some(Duration::from_secs(600)));
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("soon"))), None);
+    }
+
+    #[test]
+    fn page_urls_carry_window_filters_and_page() {
+        let c = TinesClient::new(
+            "t",
+            Endpoint::parse("acme.tines.com").unwrap(),
+            &Secret::new("k"),
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let ops = vec!["Login".to_string(), "StoryCreation".to_string()];
+        let q = PageQuery { after: 0, before: 60, page: 3, per_page: 500, user_ids: &[7, 9], operation_names: &ops };
+        assert_eq!(
+            c.url(&q).as_str(),
+            "https://acme.tines.com/api/v1/audit_logs?after=1970-01-01T00%3A00%3A00Z&before=1970-01-01T00%3A01%3A00Z\
+             &user_id%5B%5D=7&user_id%5B%5D=9&operation_name%5B%5D=Login&operation_name%5B%5D=StoryCreation&per_page=500&page=3"
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! End-to-end collection against the emulator: the real binary, a fresh data
+//! directory, and at the end the journal must hold every emulator id exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tines_audit::mock::{Burst, Faults, MockConfig};
+
+fn args(config: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["collect".to_string(), "--config".into(), config.display().to_string(), "--no-progress".into()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+async fn collect_ok(config: &std::path::Path) -> String {
+    let out = run_bin_async(args(config, &[])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_50k_events_lands_exactly_once_in_journal_and_file() {
+    let mock = start_mock(MockConfig { history: 50_000, seed: 11, ..Default::default() }).await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/audit.ndjson");
+    let cfg = write_config(dir.path(), &mock.base_url(), "", &file_sink(&out));
+    let stdout = collect_ok(&cfg).await;
+    assert!(stdout.contains("50000 new events"), "{stdout}");
+    assert_exactly_once(&dir.path().join("data"), &mock);
+    assert_file_exactly_once(&out, &mock);
+    // A second run finds nothing new and writes nothing twice.
+    let stdout = collect_ok(&cfg).await;
+    assert!(stdout.contains(" 0 new events"), "{stdout}");
+    assert_file_exactly_once(&out, &mock);
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_2000_events_in_one_second_across_pages() {
+    let mock = start_mock(MockConfig {
+        history: 3_000,
+        history_span: Duration::from_secs(3600),
+        burst: Some(Burst { count: 2_000, secs_ago: 600 }),
+        seed: 12,
+        ..Default::default()
+    })
+    .await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Small pages and windows: the burst second cannot be split and spans many pages.
+    let cfg = write_config(dir.path(), &mock.base_url(), "per_page = 300\nwindow_events = 600", "");
+    collect_ok(&cfg).await;
+    assert_exactly_once(&dir.path().join("data"), &mock);
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_boundary_behaviours_of_after_and_before_lose_nothing() {
+    for (after_inclusive, before_inclusive) in [(false, false), (true, false), (false, true), (true, true)] {
+        // Dense history (several events every second) so that every window edge cuts a busy second.
+        let mock = start_mock(MockConfig {
+            history: 20_000,
+            history_span: Duration::from_secs(3600),
+            after_inclusive,
+            before_inclusive,
+            seed: 13,
+            ..Default::default()
+        })
+        .await;
+        wait_settled(&mock).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), &mock.base_url(), "window_events = 1000", "");
+        collect_ok(&cfg).await;
+        assert_exactly_once(&dir.path().join("data"), &mock);
+        mock.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_and_late_arrivals_during_pagination() {
+    let mock = start_mock(MockConfig {
+        history: 20_000,
+        history_span: Duration::from_secs(2 * 3600),
+        live_rate: 150.0,
+        late_fraction: 0.3,
+        max_lateness_secs: 3,
+        faults: Faults { latency: Duration::from_millis(5), ..Default::default() },
+        seed: 14,
+        ..Default::default()
+    })
+    .await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Settle 1s < lateness 3s: late arrivals land behind the cursor and must be caught by the overlap.
+    let cfg = write_config(dir.path(), &mock.base_url(), "per_page = 200\nwindow_events = 1000", "");
+    for _ in 0..3 {
+        collect_ok(&cfg).await;
+    }
+    mock.set_live(false);
+    wait_until_clock_past(mock.newest_created_at().unwrap() + 4).await;
+    collect_ok(&cfg).await;
+    assert_exactly_once(&dir.path().join("data"), &mock);
+    assert!(mock.event_count() > 20_000, "live events were produced");
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storms_of_429_5xx_truncated_and_reset_responses_at_10_percent() {
+    let mock = start_mock(MockConfig {
+        history: 20_000,
+        seed: 15,
+        faults: Faults {
+            rate_429: 0.03,
+            rate_5xx: 0.03,
+            rate_truncated: 0.02,
+            rate_reset: 0.02,
+            fault_retry_after_secs: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &mock.base_url(), "per_page = 100\nwindow_events = 1000", "");
+    collect_ok(&cfg).await;
+    assert_exactly_once(&dir.path().join("data"), &mock);
+    let s = mock.stats();
+    assert!(s.injected_429 > 0 && s.injected_5xx > 0 && s.truncated > 0 && s.resets > 0, "faults were injected: {s:?}");
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quirky_meta_without_next_page_number_and_string_null() {
+    let mock = start_mock(MockConfig {
+        history: 5_000,
+        omit_next_page_number: true,
+        next_page_string_null: true,
+        seed: 16,
+        ..Default::default()
+    })
+    .await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &mock.base_url(), "window_events = 1000", "");
+    collect_ok(&cfg).await;
+    assert_exactly_once(&dir.path().join("data"), &mock);
+    mock.shutdown().await;
+}
+
+/// SIGKILL the collector at several points of a backfill, restart, and check
+/// that nothing was lost or doubled in the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_killed_mid_backfill_resumes_without_loss_or_doubles() {
+    let mock = start_mock(MockConfig {
+        history: 60_000,
+        seed: 17,
+        faults: Faults { latency: Duration::from_millis(3), ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = write_config(dir.path(), &mock.base_url(), "window_events = 2000\nconcurrency = 2", "");
+    let mut kills = 0;
+    for threshold in [1i64, 8_000, 20_000, 35_000, 50_000] {
+        let mut child = std::process::Command::new(BIN)
+            .args(args(&cfg, &[]))
+            .env("TEST_TINES_KEY", tines_audit::mock::DEMO_KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = data.clone();
+        let mut exited = false;
+        wait_until("journal to pass the kill threshold", Duration::from_secs(120), || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || journal_count(&d) >= threshold
+        })
+        .await;
+        if !exited {
+            child.kill().unwrap(); // SIGKILL: no chance to clean up
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 3, "the collector was killed mid-run at least three times ({kills})");
+    let before = journal_count(&data);
+    assert!(before < 60_000, "the kills interrupted the backfill before it finished ({before})");
+    collect_ok(&cfg).await;
+    assert_exactly_once(&data, &mock);
+    mock.shutdown().await;
+}
+
+/// Kill the collector while the file sink is writing; afterwards the file
+/// holds each id exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sink_killed_mid_delivery_holds_each_id_exactly_once() {
+    let mock = start_mock(MockConfig { history: 60_000, seed: 18, ..Default::default() }).await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/audit.ndjson");
+    // First collect without the sink, so that the sink's whole work is a long drain.
+    let cfg = write_config(dir.path(), &mock.base_url(), "", "");
+    collect_ok(&cfg).await;
+    let cfg = write_config(dir.path(), &mock.base_url(), "", &file_sink(&out));
+    let mut kills = 0;
+    for threshold in [1u64, 4_000_000, 12_000_000, 20_000_000] {
+        let mut child = std::process::Command::new(BIN)
+            .args(args(&cfg, &[]))
+            .env("TEST_TINES_KEY", tines_audit::mock::DEMO_KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let o = out.clone();
+        let mut exited = false;
+        wait_until("the file sink to grow past the kill threshold", Duration::from_secs(120), || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || std::fs::metadata(&o).map(|m| m.len()).unwrap_or(0) >= threshold
+        })
+        .await;
+        if !exited {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "the sink was killed mid-delivery at least twice ({kills})");
+    collect_ok(&cfg).await;
+    assert_file_exactly_once(&out, &mock);
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_fills_a_past_range_without_moving_the_cursor_and_resumes() {
+    let mock = start_mock(MockConfig {
+        history: 10_000,
+        history_span: Duration::from_secs(10 * 86_400),
+        seed: 19,
+        ..Default::default()
+    })
+    .await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\n[collect]\nrequests_per_minute = 0\nsettle_delay = \"1s\"\n[[tenants]]\nname = \"{TENANT}\"\ndomain = \"{}\"\napi_key_env = \"TEST_TINES_KEY\"\nsince = \"2d\"\n",
+            data.display(),
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    collect_ok(&cfg).await;
+    let recent = journal_count(&data);
+    assert!(recent > 0 && recent < 10_000, "only the last two days first ({recent})");
+    let cfg_s = cfg.display().to_string();
+    let out = run_bin_async(vec![
+        "backfill".into(),
+        "--config".into(),
+        cfg_s.clone(),
+        "--since".into(),
+        "11d".into(),
+        "--no-progress".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_exactly_once(&data, &mock);
+    let state = run_bin_async(vec!["state".into(), "show".into(), "--config".into(), cfg_s, "--json".into()]).await;
+    let v: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let jobs = v["jobs"].as_array().unwrap();
+    assert!(jobs.iter().any(|j| j["job"] == "cursor" && j["finished_at"].is_null()));
+    assert!(jobs.iter().any(|j| j["job"].as_str().unwrap().starts_with("backfill:") && !j["finished_at"].is_null()));
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_are_passed_to_the_api() {
+    let mock = start_mock(MockConfig { history: 5_000, seed: 20, ..Default::default() }).await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run_bin_async(vec![
+        "collect".into(),
+        "--tenant".into(),
+        mock.base_url(),
+        "--name".into(),
+        TENANT.into(),
+        "--since".into(),
+        "40d".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--operation".into(),
+        "Login".into(),
+        "--no-progress".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let j = tines_audit::journal::Journal::open_shared(&data).unwrap();
+    let n = j.count_events(None).unwrap();
+    assert!(n > 0, "some logins were collected");
+    let batch = j.read_after(0, 100_000, usize::MAX).unwrap();
+    assert!(batch.iter().all(|e| e.raw.contains("\"operation_name\":\"Login\"")), "only Login records");
+    mock.shutdown().await;
+}
