@@ -245,4 +245,13 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--fault-rate", "2"]).is_err());
         assert!(Cli::try_parse_from(["x", "--span", "forever"]).is_err());
     }
+
+    #[tokio::test]
+    async fn run_serves_until_shutdown_resolves() {
+        let cli = Cli::try_parse_from(["x", "--bind", "127.0.0.1:0", "--history", "10"]).unwrap();
+        run(cli.mock, async {}).await.unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let cli = Cli::try_parse_from(["x", "--bind", &taken.local_addr().unwrap().to_string()]).unwrap();
+        assert!(run(cli.mock, async {}).await.is_err(), "binding a taken port must fail");
+    }
 }

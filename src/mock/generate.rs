@@ -63,6 +63,7 @@ enum Shape {
     CredentialSave,
     SamlSet,
     ActionsDisabled,
+    Team,
     Generic(u8),
 }
 
@@ -98,6 +99,8 @@ static NAMED_SHAPES: &[(&str, Shape)] = &[
     ("CredentialSave", Shape::CredentialSave),
     ("SsoConfigurationSamlSet", Shape::SamlSet),
     ("ActionsDisabledChange", Shape::ActionsDisabled),
+    ("TeamCreation", Shape::Team),
+    ("TeamUpdate", Shape::Team),
 ];
 
 /// Extra weight on top of 1 for every operation, so the mix after the first
@@ -188,7 +191,12 @@ struct Texts {
     roles: Vec<Vec<u8>>,
     read_access: Vec<Vec<u8>>,
     emails: Vec<Vec<u8>>,
+    teams: Vec<Vec<u8>>,
     form_options_string: Vec<u8>,
+}
+
+fn pick<'a>(r: &mut SplitMix64, items: &'a [Vec<u8>]) -> &'a [u8] {
+    &items[r.index(items.len())]
 }
 
 fn all(items: &[&str]) -> Vec<Vec<u8>> {
@@ -306,6 +314,7 @@ impl Generator {
             roles: all(ROLES),
             read_access: all(READ_ACCESS),
             emails: tenant.users.iter().map(|u| quoted(&u.email)).collect(),
+            teams: tenant.teams.iter().map(|t| quoted(t.name)).collect(),
             form_options_string: quoted("[\"Low\",\"Medium\",\"High\"]"),
         };
         Generator { seed, tenant, ops, shapes, op_cumulative, user_cumulative, human_cumulative, texts }
@@ -357,7 +366,8 @@ impl Generator {
         let t = &self.texts;
         let story = r.between(140_000, 149_999);
         let action = r.between(1_340_000, 1_359_999);
-        let team = self.tenant.teams[r.index(self.tenant.teams.len())].id;
+        let team_index = r.index(self.tenant.teams.len());
+        let team = self.tenant.teams[team_index].id;
         let o = out;
         match self.shapes[usize::from(ev.op)] {
             Shape::Null => o.extend_from_slice(b"null"),
@@ -371,13 +381,13 @@ impl Generator {
                 o.extend_from_slice(b"{\"inputs\":{\"teamId\":");
                 push_u64(o, team);
                 o.extend_from_slice(b",\"name\":");
-                o.extend_from_slice(r.pick(&t.names).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.names));
                 o.extend_from_slice(b",\"description\":");
-                o.extend_from_slice(r.pick(&t.descriptions).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.descriptions));
                 o.extend_from_slice(b",\"value\":");
-                o.extend_from_slice(r.pick(&t.resource_values).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.resource_values));
                 o.extend_from_slice(b",\"readAccess\":");
-                o.extend_from_slice(r.pick(&t.read_access).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.read_access));
                 o.extend_from_slice(b"}}");
             }
             Shape::ActionsOptions => {
@@ -391,7 +401,7 @@ impl Generator {
                     o.extend_from_slice(b"{\"actionId\":");
                     push_u64(o, action + i);
                     o.extend_from_slice(b",\"options\":");
-                    o.extend_from_slice(r.pick(&t.action_options).as_slice());
+                    o.extend_from_slice(pick(&mut r, &t.action_options));
                     o.push(b'}');
                 }
                 o.extend_from_slice(b"],\"editingSource\":");
@@ -402,9 +412,9 @@ impl Generator {
                 o.extend_from_slice(b"{\"fieldId\":");
                 push_u64(o, r.between(1_680_000, 1_699_999));
                 o.extend_from_slice(b",\"inputs\":{\"actionIdsToUpdate\":[],\"content\":");
-                o.extend_from_slice(r.pick(&t.names).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.names));
                 o.extend_from_slice(b",\"dateMode\":\"DATE\",\"defaultValue\":null,\"description\":");
-                o.extend_from_slice(r.pick(&t.descriptions).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.descriptions));
                 o.extend_from_slice(
                     b",\"graphDirection\":\"HORIZONTAL\",\"graphType\":\"LINE\",\"maxCharacters\":null,",
                 );
@@ -441,9 +451,9 @@ impl Generator {
                         o.push(b',');
                     }
                     o.extend_from_slice(b"{\"name\":");
-                    o.extend_from_slice(r.pick(&t.agent_names).as_slice());
+                    o.extend_from_slice(pick(&mut r, &t.agent_names));
                     o.extend_from_slice(b",\"type\":");
-                    o.extend_from_slice(r.pick(&t.agent_types).as_slice());
+                    o.extend_from_slice(pick(&mut r, &t.agent_types));
                     o.extend_from_slice(b",\"position\":{\"x\":");
                     push_i64(o, r.below(1200) as i64 - 200);
                     o.extend_from_slice(b",\"y\":");
@@ -451,13 +461,13 @@ impl Generator {
                     o.extend_from_slice(b"},\"timeSavedUnit\":\"minutes\",\"timeSavedValue\":");
                     push_u64(o, r.below(30));
                     o.extend_from_slice(b",\"form\":null,\"disabled\":false,\"options\":");
-                    o.extend_from_slice(r.pick(&t.action_options).as_slice());
+                    o.extend_from_slice(pick(&mut r, &t.action_options));
                     o.extend_from_slice(b",\"schedule\":null}");
                 }
                 o.extend_from_slice(b"],\"diagramNotes\":[");
                 if r.chance(0.4) {
                     o.extend_from_slice(b"{\"content\":");
-                    o.extend_from_slice(r.pick(&t.notes).as_slice());
+                    o.extend_from_slice(pick(&mut r, &t.notes));
                     o.extend_from_slice(b",\"position\":{\"x\":");
                     push_i64(o, r.below(800) as i64);
                     o.extend_from_slice(b",\"y\":");
@@ -491,7 +501,7 @@ impl Generator {
             }
             Shape::TokenCreation => {
                 o.extend_from_slice(b"{\"inputs\":{\"name\":");
-                o.extend_from_slice(r.pick(&t.token_names).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.token_names));
                 o.extend_from_slice(b",\"isServiceToken\":");
                 push_bool(o, r.chance(0.5));
                 o.extend_from_slice(b"}}");
@@ -544,12 +554,12 @@ impl Generator {
                 o.extend_from_slice(b",\"teamId\":");
                 push_u64(o, team);
                 o.extend_from_slice(b",\"role\":");
-                o.extend_from_slice(r.pick(&t.roles).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.roles));
                 o.extend_from_slice(b"}}");
             }
             Shape::Analytics => {
                 o.extend_from_slice(b"{\"inputs\":{\"eventName\":");
-                o.extend_from_slice(r.pick(&t.analytics).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.analytics));
                 o.extend_from_slice(b"}}");
             }
             Shape::Schedule => {
@@ -558,9 +568,9 @@ impl Generator {
                 o.extend_from_slice(b",\"actions\":[{\"actionId\":");
                 push_u64(o, action);
                 o.extend_from_slice(b",\"schedule\":[{\"cron\":");
-                o.extend_from_slice(r.pick(&t.crons).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.crons));
                 o.extend_from_slice(b",\"timezone\":");
-                o.extend_from_slice(r.pick(&t.timezones).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.timezones));
                 o.extend_from_slice(b"}]}]}}");
             }
             Shape::StoryArchive => {
@@ -577,7 +587,7 @@ impl Generator {
                 });
                 push_u64(o, if is_action { action } else { story });
                 o.extend_from_slice(b",\"description\":");
-                o.extend_from_slice(r.pick(&t.descriptions).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.descriptions));
                 o.extend_from_slice(b"}}");
             }
             Shape::ActionRun => {
@@ -590,9 +600,9 @@ impl Generator {
             Shape::CredentialSave => {
                 // Tines itself writes REDACTED for every secret-bearing field.
                 o.extend_from_slice(b"{\"inputs\":{\"name\":");
-                o.extend_from_slice(r.pick(&t.names).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.names));
                 o.extend_from_slice(b",\"mode\":\"TEXT\",\"value\":\"REDACTED\",\"description\":");
-                o.extend_from_slice(r.pick(&t.descriptions).as_slice());
+                o.extend_from_slice(pick(&mut r, &t.descriptions));
                 o.extend_from_slice(
                     b",\"jwtPayload\":\"REDACTED\",\"readAccess\":\"TEAM\",\"allowedHosts\":\"REDACTED\",",
                 );
@@ -616,6 +626,13 @@ impl Generator {
                 push_bool(o, r.chance(0.5));
                 o.extend_from_slice(b"}}");
             }
+            Shape::Team => {
+                o.extend_from_slice(b"{\"inputs\":{\"teamId\":");
+                push_u64(o, team);
+                o.extend_from_slice(b",\"name\":");
+                o.extend_from_slice(&t.teams[team_index]);
+                o.extend_from_slice(b"}}");
+            }
             Shape::Generic(k) => {
                 let id = r.between(1_000, 999_999);
                 match k {
@@ -634,7 +651,7 @@ impl Generator {
                         o.extend_from_slice(b"{\"inputs\":{\"id\":");
                         push_u64(o, id);
                         o.extend_from_slice(b",\"name\":");
-                        o.extend_from_slice(r.pick(&t.names).as_slice());
+                        o.extend_from_slice(pick(&mut r, &t.names));
                         o.extend_from_slice(b"},\"liveEvents\":null}");
                     }
                     4 => {
@@ -650,7 +667,7 @@ impl Generator {
                         o.extend_from_slice(b"{\"inputs\":{\"teamId\":");
                         push_u64(o, team);
                         o.extend_from_slice(b",\"name\":");
-                        o.extend_from_slice(r.pick(&t.names).as_slice());
+                        o.extend_from_slice(pick(&mut r, &t.names));
                         o.extend_from_slice(b",\"enabled\":");
                         push_bool(o, r.chance(0.5));
                         o.extend_from_slice(b"}}");

@@ -4,6 +4,7 @@
 pub mod cli;
 mod generate;
 mod render;
+mod reset;
 mod rng;
 mod server;
 mod store;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::Response;
 use tokio::sync::oneshot;
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::generate::{FIRST_ID, Generator, LIVE_TAG, OpSchedule};
 use super::render::{PageMeta, Tables, push_u64, render_page};
+use super::reset::{ResetListener, ResetSwitch};
 use super::rng::{SplitMix64, mix};
 use super::store::{Filter, Store, Window, set_bit};
 use super::{Faults, MockConfig, MockStats};
@@ -148,7 +149,7 @@ fn with_retry_after(mut r: Response, secs: u64) -> Response {
     r
 }
 
-async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
+async fn handle(State(sh): State<Arc<Shared>>, ConnectInfo(conn): ConnectInfo<ResetSwitch>, req: Request) -> Response {
     let (parts, _body) = req.into_parts();
     match parts.uri.path() {
         "/_mock/ids" => {
@@ -166,7 +167,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
         "/_mock/stats" => response(StatusCode::OK, JSON, serde_json::to_vec(&sh.snapshot()).unwrap_or_default()),
         _ => {
-            let r = api(&sh, &parts).await;
+            let r = api(&sh, &parts, &conn).await;
             bump(&sh.stats.requests);
             *lock(&sh.stats.by_status).entry(r.status().as_u16()).or_default() += 1;
             r
@@ -274,7 +275,7 @@ fn parse_query(sh: &Shared, raw: &str) -> Result<Query, String> {
     })
 }
 
-async fn api(sh: &Shared, parts: &Parts) -> Response {
+async fn api(sh: &Shared, parts: &Parts, conn: &ResetSwitch) -> Response {
     let faults = read(&sh.faults).clone();
     let draws = Draws::new(sh.generator.seed, sh.fault_seq.fetch_add(1, Ordering::Relaxed), &faults);
     let mut delay = faults.latency;
@@ -353,13 +354,8 @@ async fn api(sh: &Shared, parts: &Parts) -> Response {
     let cut = 1 + (draws.cut % (body.len() as u64 - 1)) as usize;
     if draws.reset {
         bump(&sh.stats.resets);
-        // Announce the full length but end the stream early: hyper then drops the
-        // connection mid-body, which the client sees as a reset while reading.
-        let full = body.len();
-        body.truncate(cut);
-        let mut r = response(StatusCode::OK, JSON, Body::from_stream(Body::from(body).into_data_stream()));
-        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(full));
-        return r;
+        conn.arm(cut as u64);
+        return response(StatusCode::OK, JSON, body);
     }
     if draws.truncate {
         bump(&sh.stats.truncated);
@@ -481,7 +477,8 @@ impl MockServer {
 
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let service = router.into_make_service_with_connect_info::<ResetSwitch>();
+        let serve = axum::serve(ResetListener(listener), service).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
         let server = tokio::spawn(async move { serve.await });

@@ -245,9 +245,8 @@ impl Tenant {
         if u.service || !rng.chance(0.04) {
             return home;
         }
-        let all = countries();
-        let away = all[rng.index(all.len())];
-        ip_in(away, rng)
+        let away: Vec<&str> = countries().into_iter().filter(|&c| c != u.home).collect();
+        ip_in(away[rng.index(away.len())], rng)
     }
 
     pub(crate) fn agent_for(&self, user: usize, rng: &mut SplitMix64) -> u8 {

@@ -104,8 +104,8 @@ pub fn assert_exactly_once(data_dir: &Path, mock: &MockServer) {
     }
 }
 
-/// Every `id` in the NDJSON files beside `path`, with how often it occurs.
-pub fn file_sink_counts(path: &Path) -> HashMap<i64, u32> {
+/// Every `(tenant_id, id)` in the NDJSON files beside `path`, with how often it occurs.
+pub fn file_sink_counts(path: &Path) -> HashMap<(i64, i64), u32> {
     let mut counts = HashMap::new();
     let Ok(entries) = std::fs::read_dir(path.parent().unwrap()) else { return counts };
     for e in entries {
@@ -114,7 +114,7 @@ pub fn file_sink_counts(path: &Path) -> HashMap<i64, u32> {
             for line in std::fs::read_to_string(&p).unwrap().lines() {
                 let v: serde_json::Value =
                     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
-                *counts.entry(v["id"].as_i64().unwrap()).or_default() += 1;
+                *counts.entry((v["tenant_id"].as_i64().unwrap(), v["id"].as_i64().unwrap())).or_default() += 1;
             }
         }
     }
@@ -126,7 +126,8 @@ pub fn assert_file_exactly_once(path: &Path, mock: &MockServer) {
     let doubled: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).map(|(i, _)| *i).take(10).collect();
     assert!(doubled.is_empty(), "ids written more than once: {doubled:?}");
     let want = mock_ids(mock);
-    let missing: Vec<_> = want.iter().filter(|i| !counts.contains_key(i)).take(10).collect();
+    let ids: std::collections::HashSet<i64> = counts.keys().map(|k| k.1).collect();
+    let missing: Vec<_> = want.iter().filter(|i| !ids.contains(i)).take(10).collect();
     assert!(missing.is_empty(), "ids missing from the file sink: {missing:?}");
     assert_eq!(counts.len(), want.len());
 }

@@ -1,0 +1,104 @@
+//! The daemon: several tenants at once on an interval, sinks fed as events
+//! land, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tines_audit::mock::{DEMO_KEY, MockConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_collects_several_tenants_live_and_stops_cleanly_on_sigterm() {
+    let a = start_mock(MockConfig { history: 3_000, live_rate: 20.0, seed: 31, ..Default::default() }).await;
+    let b =
+        start_mock(MockConfig { history: 2_000, live_rate: 20.0, seed: 32, tenant_id: 99, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out/audit.ndjson");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"data_dir = "{}"
+[collect]
+interval = "1s"
+settle_delay = "1s"
+requests_per_minute = 0
+[[tenants]]
+name = "a"
+domain = "{}"
+api_key_env = "K"
+since = "40d"
+[[tenants]]
+name = "b"
+domain = "{}"
+api_key_env = "K"
+since = "40d"
+[[sinks]]
+type = "file"
+path = "{}"
+"#,
+            data.display(),
+            a.base_url(),
+            b.base_url(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("K", DEMO_KEY)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Live events keep arriving; wait until both tenants' history and some live events are in.
+    let d = data.clone();
+    wait_until("both tenants collected, live events included", Duration::from_secs(60), || {
+        let Ok(j) = tines_audit::journal::Journal::open_shared(&d) else { return false };
+        j.count_events(Some("a")).unwrap_or(0) > 3_020 && j.count_events(Some("b")).unwrap_or(0) > 2_020
+    })
+    .await;
+    // Stop producing, let the last events settle, and wait for the daemon to take them all in.
+    a.set_live(false);
+    b.set_live(false);
+    let (ida, idb) = (mock_ids(&a), mock_ids(&b));
+    let d = data.clone();
+    wait_until("every event of both tenants in the journal", Duration::from_secs(60), || {
+        let Ok(j) = tines_audit::journal::Journal::open_shared(&d) else { return false };
+        j.ids("a").unwrap() == ida && j.ids("b").unwrap() == idb
+    })
+    .await;
+    let o = out.clone();
+    let total = ida.len() + idb.len();
+    let l = log.clone();
+    wait_until("the file sink to catch up", Duration::from_secs(30), || {
+        let n = file_sink_counts(&o).len();
+        if n > total {
+            panic!("{n} ids in the file, more than {total}: {}", std::fs::read_to_string(&l).unwrap());
+        }
+        n == total
+    })
+    .await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    wait_until("the daemon to exit after SIGTERM", Duration::from_secs(20), || {
+        exited = child.try_wait().unwrap();
+        exited.is_some()
+    })
+    .await;
+    assert_eq!(exited.unwrap().code(), Some(0), "clean exit on SIGTERM");
+    let counts = file_sink_counts(&out);
+    assert!(counts.values().all(|c| *c == 1), "no id twice in the file");
+    assert_eq!(counts.len(), total);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(!stderr.contains(DEMO_KEY), "the key never appears in logs");
+    a.shutdown().await;
+    b.shutdown().await;
+}
