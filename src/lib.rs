@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod format;
 pub mod journal;
 pub mod mock;
 pub mod secret;

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{Settings, TenantConfig};
 use crate::journal::{Journal, JournalError, Progress};
-use crate::sinks::runner::{BatchLimits, Consumer, DrainError};
+use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::source::tines::client::TinesClient;
 use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
 use crate::timeutil::{format_rfc3339, now_secs};
@@ -143,10 +143,9 @@ pub fn consumers(settings: &Settings) -> Vec<Consumer> {
 
 /// Drains every sink once; returns (sink name, delivered or error).
 pub async fn drain_all(journal: &Journal, consumers: &mut [Consumer]) -> Vec<(String, Result<u64, DrainError>)> {
-    let limits = BatchLimits::default();
     let mut out = Vec::with_capacity(consumers.len());
     for c in consumers.iter_mut() {
-        let r = c.drain(journal, &limits).await;
+        let r = c.drain(journal, Flush::All).await;
         out.push((c.name().to_string(), r));
     }
     out
@@ -191,17 +190,17 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
         let (journal, appended, mut stop, interval) =
             (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
         tasks.spawn(async move {
-            let limits = BatchLimits::default();
             let mut backoff = Duration::from_secs(1);
             loop {
                 let notified = appended.notified();
-                let wait = match consumer.drain(&journal, &limits).await {
+                let wait = match consumer.drain(&journal, Flush::WhenDue).await {
                     Ok(n) => {
                         if n > 0 {
                             tracing::debug!(sink = consumer.name(), delivered = n, "delivered");
                         }
                         backoff = Duration::from_secs(1);
-                        interval
+                        // A partial batch waiting for its linger wakes us when due.
+                        consumer.due_in().map_or(interval, |d| d.min(interval))
                     }
                     Err(e) => {
                         tracing::warn!(
@@ -219,7 +218,7 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
                     _ = tokio::time::sleep(wait) => {}
                     _ = stopped(&mut stop) => {
                         // Last chance to hand over what was collected, bounded so shutdown stays prompt.
-                        let _ = tokio::time::timeout(Duration::from_secs(10), consumer.drain(&journal, &limits)).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(10), consumer.drain(&journal, Flush::All)).await;
                         return;
                     }
                 }

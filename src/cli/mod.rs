@@ -570,11 +570,11 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for s in &settings.sinks {
-        match output::check_sink(s) {
-            Ok(what) => println!("sink {}: ok ({what})", s.name()),
+    for mut consumer in service::consumers(&settings) {
+        match consumer.health_check().await {
+            Ok(what) => println!("sink {}: ok ({what})", consumer.name()),
             Err(e) => {
-                println!("sink {}: FAILED: {e}", s.name());
+                println!("sink {}: FAILED: {e}", consumer.name());
                 first_error.get_or_insert(anyhow::Error::new(e));
             }
         }

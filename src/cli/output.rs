@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use super::OperationsArgs;
 use crate::catalog;
 use crate::journal::Journal;
-use crate::sinks::{SinkConfig, SinkError};
 use crate::timeutil::{format_rfc3339, now_secs};
 
 pub fn operations(args: &OperationsArgs) -> anyhow::Result<ExitCode> {
@@ -79,21 +78,4 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
         println!("sink   {:<24} offset {:>10}  backlog {}", name, o.position, max_seq - o.position);
     }
     Ok(())
-}
-
-/// A local check of a sink's destination.
-pub fn check_sink(s: &SinkConfig) -> Result<String, SinkError> {
-    match s {
-        SinkConfig::File { path, .. } => {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            std::fs::create_dir_all(dir)
-                .map_err(|e| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
-            let probe = dir.join(".tines-audit-write-test");
-            std::fs::write(&probe, b"ok")
-                .map_err(|e| SinkError::Permanent(format!("cannot write in {}: {e}", dir.display())))?;
-            let _ = std::fs::remove_file(&probe);
-            Ok(format!("{} is writable", dir.display()))
-        }
-        SinkConfig::Stdout { .. } => Ok("standard output".into()),
-    }
 }

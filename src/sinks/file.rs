@@ -179,13 +179,28 @@ impl Sink for FileSink {
     fn checkpoint(&mut self) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
         Box::pin(async move { self.blocking(|i| i.rotate_if_full()).await.map(|s| s.map(|s| encode(&s))) })
     }
+
+    fn health_check(&mut self) -> BoxFuture<'_, Result<String, SinkError>> {
+        Box::pin(async move {
+            self.blocking(|i| {
+                let dir = i.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+                std::fs::create_dir_all(&dir)?;
+                let probe = dir.join(".tines-audit-write-test");
+                std::fs::write(&probe, b"ok")?;
+                std::fs::remove_file(&probe)?;
+                Ok(format!("{} is writable", dir.display()))
+            })
+            .await
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::journal::{Journal, Record, WindowCommit};
-    use crate::sinks::runner::{BatchLimits, Consumer};
+    use crate::sinks::BatchPolicy;
+    use crate::sinks::runner::{Consumer, Flush};
 
     fn journal_with(n: i64) -> (tempfile::TempDir, Journal) {
         let dir = tempfile::tempdir().unwrap();
@@ -222,14 +237,16 @@ mod tests {
     async fn uncommitted_tail_is_cut_on_restart_so_nothing_doubles() {
         let (dir, j) = journal_with(100);
         let path = dir.path().join("out/a.ndjson");
-        let limits = BatchLimits { max_events: 30, max_bytes: usize::MAX };
-        let mut c = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), DEFAULT_MAX_BYTES)));
-        assert_eq!(c.drain(&j, &limits).await.unwrap(), 100);
+        let policy = BatchPolicy { max_events: 30, max_bytes: usize::MAX, linger: std::time::Duration::ZERO };
+        let mut c = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), DEFAULT_MAX_BYTES)))
+            .with_policy(policy.clone());
+        assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 100);
         // A crash after writing a batch but before committing its offset:
         let committed = std::fs::metadata(&path).unwrap().len();
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":1}\n{\"id\":2").unwrap();
-        let mut again = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), DEFAULT_MAX_BYTES)));
-        assert_eq!(again.drain(&j, &limits).await.unwrap(), 0);
+        let mut again = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), DEFAULT_MAX_BYTES)))
+            .with_policy(policy.clone());
+        assert_eq!(again.drain(&j, Flush::All).await.unwrap(), 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), committed);
         assert_eq!(ids_in(path.parent().unwrap()), (1..=100).collect::<Vec<_>>());
     }
@@ -238,9 +255,9 @@ mod tests {
     async fn rotates_by_size_into_names_from_the_seq_range() {
         let (dir, j) = journal_with(100);
         let path = dir.path().join("out/a.ndjson");
-        let limits = BatchLimits { max_events: 10, max_bytes: usize::MAX };
-        let mut c = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), 1500)));
-        c.drain(&j, &limits).await.unwrap();
+        let policy = BatchPolicy { max_events: 10, max_bytes: usize::MAX, linger: std::time::Duration::ZERO };
+        let mut c = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), 1500))).with_policy(policy.clone());
+        c.drain(&j, Flush::All).await.unwrap();
         let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -254,13 +271,15 @@ mod tests {
     async fn a_rotation_interrupted_before_its_commit_is_finished_on_restart() {
         let (dir, j) = journal_with(40);
         let path = dir.path().join("out/a.ndjson");
-        let limits = BatchLimits { max_events: 20, max_bytes: usize::MAX };
-        let mut c = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), u64::MAX)));
-        c.drain(&j, &limits).await.unwrap();
+        let policy = BatchPolicy { max_events: 20, max_bytes: usize::MAX, linger: std::time::Duration::ZERO };
+        let mut c =
+            Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), u64::MAX))).with_policy(policy.clone());
+        c.drain(&j, Flush::All).await.unwrap();
         // Simulate: rename done, state not committed.
         std::fs::rename(&path, rotated_name(&path, 1, 40)).unwrap();
-        let mut again = Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), u64::MAX)));
-        assert_eq!(again.drain(&j, &limits).await.unwrap(), 0);
+        let mut again =
+            Consumer::new(Box::new(FileSink::new("f".into(), path.clone(), u64::MAX))).with_policy(policy.clone());
+        assert_eq!(again.drain(&j, Flush::All).await.unwrap(), 0);
         assert_eq!(ids_in(path.parent().unwrap()), (1..=40).collect::<Vec<_>>());
     }
 }

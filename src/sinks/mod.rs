@@ -44,6 +44,33 @@ pub trait Sink: Send {
     fn checkpoint(&mut self) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// How big a batch may be, and how long a small backlog may wait to fill one.
+    fn policy(&self) -> BatchPolicy {
+        BatchPolicy::default()
+    }
+
+    /// Tests the destination without delivering anything (for `tines-audit check`):
+    /// a short description of what was checked, or why it failed.
+    fn health_check(&mut self) -> BoxFuture<'_, Result<String, SinkError>> {
+        Box::pin(async { Ok("nothing to check".to_string()) })
+    }
+}
+
+/// Batching of one sink: a batch is delivered once it reaches `max_events` or
+/// `max_bytes` of raw records, or once the oldest undelivered event has waited
+/// `linger` (a one-shot `collect` flushes regardless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPolicy {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub linger: std::time::Duration,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        BatchPolicy { max_events: 5_000, max_bytes: 4 * 1024 * 1024, linger: std::time::Duration::ZERO }
+    }
 }
 
 /// A sink as configured: a closed set, chosen by `type` in the config.

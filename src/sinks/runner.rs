@@ -4,21 +4,20 @@
 //! recoverable state (files) does not even repeat that.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Sink, SinkError};
+use tokio::time::Instant;
+
+use super::{BatchPolicy, Sink, SinkError};
 use crate::journal::{Journal, JournalError};
 
-/// Batch limits for reading the journal.
-#[derive(Debug, Clone)]
-pub struct BatchLimits {
-    pub max_events: usize,
-    pub max_bytes: usize,
-}
-
-impl Default for BatchLimits {
-    fn default() -> Self {
-        BatchLimits { max_events: 5_000, max_bytes: 4 * 1024 * 1024 }
-    }
+/// Whether a drain may leave a small backlog waiting for its batch to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Deliver everything now (one-shot `collect`, shutdown).
+    All,
+    /// Respect the sink's `linger`: a partial batch waits until its oldest event has waited that long.
+    WhenDue,
 }
 
 /// Why draining stopped.
@@ -35,11 +34,35 @@ pub struct Consumer {
     sink: Box<dyn Sink>,
     position: i64,
     recovered: bool,
+    policy: BatchPolicy,
+    /// When this consumer first saw the backlog it has not delivered yet.
+    pending_since: Option<Instant>,
 }
 
 impl Consumer {
     pub fn new(sink: Box<dyn Sink>) -> Self {
-        Consumer { sink, position: 0, recovered: false }
+        let policy = sink.policy();
+        Consumer { sink, position: 0, recovered: false, policy, pending_since: None }
+    }
+
+    /// Overrides the sink's batching (tests, benchmarks).
+    pub fn with_policy(mut self, policy: BatchPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &BatchPolicy {
+        &self.policy
+    }
+
+    /// Runs the sink's health check.
+    pub async fn health_check(&mut self) -> Result<String, DrainError> {
+        self.sink.health_check().await.map_err(|e| self.sink_err(e))
+    }
+
+    /// How long until a waiting partial batch is due (`None`: nothing waiting).
+    pub fn due_in(&self) -> Option<Duration> {
+        self.pending_since.map(|t| self.policy.linger.saturating_sub(t.elapsed()))
     }
 
     pub fn name(&self) -> &str {
@@ -73,9 +96,9 @@ impl Consumer {
         Ok(())
     }
 
-    /// Delivers everything in the journal past the offset; returns how many events.
-    pub async fn drain(&mut self, journal: &Journal, limits: &BatchLimits) -> Result<u64, DrainError> {
-        let result = self.drain_inner(journal, limits).await;
+    /// Delivers what is due past the offset; returns how many events.
+    pub async fn drain(&mut self, journal: &Journal, flush: Flush) -> Result<u64, DrainError> {
+        let result = self.drain_inner(journal, flush).await;
         if result.is_err() {
             // The sink may have written part of a batch: recover from the committed state before the next try.
             self.recovered = false;
@@ -83,19 +106,28 @@ impl Consumer {
         result
     }
 
-    async fn drain_inner(&mut self, journal: &Journal, limits: &BatchLimits) -> Result<u64, DrainError> {
+    async fn drain_inner(&mut self, journal: &Journal, flush: Flush) -> Result<u64, DrainError> {
         self.ensure_recovered(journal).await?;
         let mut delivered = 0u64;
         loop {
             if let Some(state) = self.sink.checkpoint().await.map_err(|e| self.sink_err(e))? {
                 self.commit(journal, self.position, Some(state)).await?;
             }
-            let (after, limits2) = (self.position, limits.clone());
-            let batch = journal.call(move |j| j.read_after(after, limits2.max_events, limits2.max_bytes)).await?;
-            let Some(last) = batch.last_seq() else { return Ok(delivered) };
+            let (after, max_events, max_bytes) = (self.position, self.policy.max_events, self.policy.max_bytes);
+            let batch = journal.call(move |j| j.read_after(after, max_events, max_bytes)).await?;
+            let Some(last) = batch.last_seq() else {
+                self.pending_since = None;
+                return Ok(delivered);
+            };
+            let full = batch.len() >= max_events || batch.raw_bytes() >= max_bytes;
+            let since = *self.pending_since.get_or_insert_with(Instant::now);
+            if flush == Flush::WhenDue && !full && since.elapsed() < self.policy.linger {
+                return Ok(delivered);
+            }
             let n = batch.len() as u64;
             let state = self.sink.deliver(Arc::new(batch)).await.map_err(|e| self.sink_err(e))?;
             self.commit(journal, last, state).await?;
+            self.pending_since = None;
             delivered += n;
         }
     }
