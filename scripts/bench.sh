@@ -68,7 +68,7 @@ done
 
 port=$(free_port)
 start_mock "$port" --history "$RATE_EVENTS" --span 30d --rate-limit 1000 --latency 100ms
-config "$port" 950
+config "$port" 980
 rm -rf "$WORK/data"
 /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn >/dev/null
 read -r wall user sys rss <"$WORK/time"

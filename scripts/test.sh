@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The project's test command (CI runs it through .ci/run): formatting,
-# lints, then every unit and integration test. Needs only the Rust toolchain.
+# The project's test command (CI runs it through .ci/run): installs what the
+# tests need (a real rsyslog daemon with TLS, openssl for test certificates),
+# then formatting, lints, and every unit and integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

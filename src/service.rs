@@ -137,8 +137,16 @@ pub async fn backfill(
 }
 
 /// Builds a consumer for each configured sink.
-pub fn consumers(settings: &Settings) -> Vec<Consumer> {
-    settings.sinks.iter().map(|s| Consumer::new(s.build())).collect()
+pub fn consumers(settings: &Settings) -> Result<Vec<Consumer>, crate::config::ConfigError> {
+    settings
+        .sinks
+        .iter()
+        .map(|s| {
+            s.build()
+                .map(Consumer::new)
+                .map_err(|e| crate::config::ConfigError::Invalid(format!("sink {}: {e}", s.name())))
+        })
+        .collect()
 }
 
 /// Drains every sink once; returns (sink name, delivered or error).
@@ -186,7 +194,7 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             }
         });
     }
-    for mut consumer in consumers(&settings) {
+    for mut consumer in consumers(&settings)? {
         let (journal, appended, mut stop, interval) =
             (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
         tasks.spawn(async move {

@@ -381,7 +381,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut consumers = service::consumers(&settings);
+    let mut consumers = service::consumers(&settings)?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         match r {
             Ok(n) => println!("sink {name}: delivered {n} events"),
@@ -483,7 +483,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         o.pages,
         format_rfc3339(o.to)
     );
-    let mut consumers = service::consumers(&settings);
+    let mut consumers = service::consumers(&settings)?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         println!("sink {name}: delivered {} events", r?);
     }
@@ -570,7 +570,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for mut consumer in service::consumers(&settings) {
+    for mut consumer in service::consumers(&settings)? {
         match consumer.health_check().await {
             Ok(what) => println!("sink {}: ok ({what})", consumer.name()),
             Err(e) => {

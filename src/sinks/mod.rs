@@ -6,6 +6,7 @@
 pub mod file;
 pub mod runner;
 pub mod stdout;
+pub mod syslog;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -91,6 +92,8 @@ pub enum SinkConfig {
         #[serde(default)]
         name: Option<String>,
     },
+    /// RFC 5424 syslog over TCP (octet counting), TLS or UDP; JSON or CEF messages.
+    Syslog(syslog::SyslogConfig),
 }
 
 impl SinkConfig {
@@ -114,16 +117,18 @@ impl SinkConfig {
             SinkConfig::File { name: Some(n), .. } | SinkConfig::Stdout { name: Some(n) } => n.clone(),
             SinkConfig::File { path, .. } => format!("file:{}", path.display()),
             SinkConfig::Stdout { .. } => "stdout".into(),
+            SinkConfig::Syslog(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
         }
     }
 
-    /// Builds the sink, ready for [`Sink::recover`].
-    pub fn build(&self) -> Box<dyn Sink> {
-        match self {
+    /// Builds the sink, ready for [`Sink::recover`]; says what is wrong with its settings otherwise.
+    pub fn build(&self) -> Result<Box<dyn Sink>, String> {
+        Ok(match self {
             SinkConfig::File { path, max_bytes, .. } => {
                 Box::new(file::FileSink::new(self.name(), path.clone(), max_bytes.unwrap_or(file::DEFAULT_MAX_BYTES)))
             }
             SinkConfig::Stdout { .. } => Box::new(stdout::StdoutSink::new(self.name())),
-        }
+            SinkConfig::Syslog(c) => Box::new(c.build(self.name(), crate::format::Encoder::new(c.format))?),
+        })
     }
 }

@@ -33,7 +33,7 @@ pub struct ClientSettings {
 impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings {
-            requests_per_minute: 950,
+            requests_per_minute: 980,
             max_attempts: 8,
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(30),

@@ -47,9 +47,9 @@ impl Default for WindowSettings {
             settle_secs: 10,
             overlap_secs: 60,
             per_page: 500,
-            window_events: 10_000,
+            window_events: 25_000,
             concurrency: 4,
-            buffered_events: 40_000,
+            buffered_events: 50_000,
             max_rereads: 3,
         }
     }
@@ -322,7 +322,9 @@ impl Sync<'_> {
                 && c > self.settings.window_events
                 && span > 1
             {
-                let parts = c.div_ceil(self.settings.window_events).min(span as u64) as i64;
+                // Aim below the limit so that a slice a little denser than average is not split again.
+                let target = (self.settings.window_events * 3 / 4).max(1);
+                let parts = c.div_ceil(target).min(span as u64) as i64;
                 let (start, end) = (w.start, w.end);
                 windows.remove(idx);
                 for k in 0..parts {

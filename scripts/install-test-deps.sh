@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the real servers the integration tests run against, if missing.
+# Debian packages: rsyslog (+ its OpenSSL TLS driver) and openssl.
+set -euo pipefail
+
+apt_pkgs=()
+[ -x /usr/sbin/rsyslogd ] || apt_pkgs+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || apt_pkgs+=(rsyslog-openssl)
+command -v openssl >/dev/null || apt_pkgs+=(openssl)
+
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "== installing ${apt_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+fi

@@ -1,0 +1,308 @@
+//! The syslog sink against a real rsyslog daemon (installed by scripts/test.sh):
+//! RFC 5424 with octet counting over TCP, over TLS with a private CA, over UDP,
+//! CEF messages, and an outage that loses nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tines_audit::journal::{Journal, Record, WindowCommit};
+use tines_audit::sinks::SinkConfig;
+use tines_audit::sinks::runner::{Consumer, Flush};
+
+struct Rsyslog {
+    child: Child,
+    out: PathBuf,
+    port: u16,
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn rsyslogd() -> &'static str {
+    for p in ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("rsyslogd is not installed: run scripts/test.sh, which installs rsyslog and rsyslog-openssl");
+}
+
+/// Starts rsyslogd in the foreground with one input, writing each message's raw text as a line.
+fn start_rsyslog(dir: &Path, input: &str, port: u16, tls: Option<&Path>) -> Rsyslog {
+    let out = dir.join(format!("received-{port}.log"));
+    let work = dir.join(format!("work-{port}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let tls_global = tls.map_or(String::new(), |d| {
+        format!(
+            "global(DefaultNetstreamDriver=\"ossl\" DefaultNetstreamDriverCAFile=\"{0}/ca.pem\" DefaultNetstreamDriverCertFile=\"{0}/server.pem\" DefaultNetstreamDriverKeyFile=\"{0}/server.key\")\n",
+            d.display()
+        )
+    });
+    let module = match (input, tls.is_some()) {
+        ("imtcp", true) => {
+            "module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")"
+        }
+        ("imtcp", false) => "module(load=\"imtcp\")",
+        _ => "module(load=\"imudp\")",
+    };
+    let conf = format!(
+        "global(workDirectory=\"{work}\" maxMessageSize=\"256k\")\n{tls_global}{module}\n\
+         template(name=\"rawline\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+         ruleset(name=\"in\") {{ action(type=\"omfile\" file=\"{out}\" template=\"rawline\" flushOnTXEnd=\"on\" asyncWriting=\"off\") }}\n\
+         input(type=\"{input}\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"in\")\n",
+        work = work.display(),
+        out = out.display()
+    );
+    let conf_path = dir.join(format!("rsyslog-{port}.conf"));
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(rsyslogd())
+        .args(["-n", "-i"])
+        .arg(dir.join(format!("rsyslog-{port}.pid")))
+        .arg("-f")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = Rsyslog { child, out, port };
+    if input == "imtcp" {
+        wait_for("rsyslog to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    } else {
+        // UDP has no handshake: wait until rsyslog has opened its socket.
+        wait_for("rsyslog to bind UDP", Duration::from_secs(20), || {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        });
+    }
+    r
+}
+
+fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn received(r: &Rsyslog) -> Vec<String> {
+    std::fs::read_to_string(&r.out).map(|s| s.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// A journal with `n` events; every 50th has a literal newline inside its JSON and quotes in its name.
+fn journal_with(dir: &Path, n: i64) -> Journal {
+    let j = Journal::open(&dir.join("journal")).unwrap();
+    j.start_progress("t", "cursor", 0, None, "").unwrap();
+    let raws: Vec<String> = (1..=n)
+        .map(|i| {
+            let sep = if i % 50 == 0 { ",\n" } else { "," };
+            format!(
+                r#"{{"created_at":"2024-11-25T10:35:55Z","id":{i}{sep}"inputs":{{"name":"a \"quoted\" ]name= |x"}},"operation_name":"CredentialDestruction","request_ip":"92.19.2.1","request_user_agent":"Mozilla/5.0","tenant_id":1111,"user_email":"jo@example.com","user_id":58468,"user_name":"Jo"}}"#
+            )
+        })
+        .collect();
+    let recs = raws.iter().enumerate().map(|(i, raw)| Record {
+        id: i as i64 + 1,
+        created_at: 1_732_530_955,
+        operation_name: "CredentialDestruction",
+        user_id: Some(58468),
+        user_email: Some("jo@example.com"),
+        request_ip: Some("92.19.2.1"),
+        raw,
+    });
+    j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: n as u64 }, recs).unwrap();
+    j
+}
+
+fn sink(toml: &str) -> Consumer {
+    #[derive(serde::Deserialize)]
+    struct W {
+        sinks: Vec<SinkConfig>,
+    }
+    let w: W = toml::from_str(toml).unwrap();
+    Consumer::new(w.sinks[0].build().unwrap())
+}
+
+fn wait_lines(r: &Rsyslog, n: usize) -> Vec<String> {
+    wait_for("rsyslog to write every message", Duration::from_secs(30), || received(r).len() >= n);
+    received(r)
+}
+
+fn ids_in_order(lines: &[String]) -> Vec<i64> {
+    lines
+        .iter()
+        .map(|l| {
+            let i = l.find(" id=\"").unwrap() + 5;
+            l[i..].split('"').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_octet_counting_delivers_every_message_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let r = start_rsyslog(dir.path(), "imtcp", port, None);
+    let j = journal_with(dir.path(), 1_000);
+    let mut c = sink(&format!(
+        "[[sinks]]\ntype = \"syslog\"\naddress = \"127.0.0.1:{}\"\nhostname = \"collector-1\"\n",
+        r.port
+    ));
+    assert!(c.health_check().await.unwrap().contains("TCP connection"));
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 1_000);
+    let lines = wait_lines(&r, 1_000);
+    assert_eq!(
+        lines.len(),
+        1_000,
+        "each message is one record even with a newline inside (rsyslog escapes it as #012)"
+    );
+    assert_eq!(ids_in_order(&lines), (1..=1_000).collect::<Vec<_>>());
+    let first = &lines[0];
+    assert!(first.starts_with("<109>1 2024-11-25T10:35:55Z collector-1 tines-audit - CredentialDestruction [tines@32473 tenant=\"t\" id=\"1\" seq=\"1\"] {\"created_at\""), "{first}");
+    assert!(lines[49].contains("#012"), "the embedded newline travelled inside its frame: {}", lines[49]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cef_messages_are_escaped_and_parseable() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_rsyslog(dir.path(), "imtcp", free_port(), None);
+    let j = journal_with(dir.path(), 20);
+    let mut c =
+        sink(&format!("[[sinks]]\ntype = \"syslog\"\naddress = \"127.0.0.1:{}\"\nencoding = \"cef\"\n", r.port));
+    c.drain(&j, Flush::All).await.unwrap();
+    let lines = wait_lines(&r, 20);
+    let msg = &lines[0][lines[0].find("CEF:").unwrap()..];
+    assert!(msg.starts_with("CEF:0|Tines|Tines|1.0|CredentialDestruction|A credential was deleted|3|"), "{msg}");
+    assert!(
+        msg.contains("suser=jo@example.com") && msg.contains("src=92.19.2.1") && msg.contains("externalId=1"),
+        "{msg}"
+    );
+    assert!(msg.contains(r#"cs3={"name":"a \\"quoted\\" ]name\= |x"}"#), "\\ and = escaped in extension values: {msg}");
+}
+
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tines-audit test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_refusal_of_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let r = start_rsyslog(dir.path(), "imtcp", free_port(), Some(&certs));
+    let j = journal_with(dir.path(), 300);
+    let mut c = sink(&format!(
+        "[[sinks]]\ntype = \"syslog\"\ntransport = \"tls\"\naddress = \"127.0.0.1:{}\"\nca_file = \"{}\"\ntls_server_name = \"localhost\"\n",
+        r.port,
+        certs.join("ca.pem").display()
+    ));
+    assert!(c.health_check().await.unwrap().contains("certificate verified"));
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 300);
+    assert_eq!(ids_in_order(&wait_lines(&r, 300)), (1..=300).collect::<Vec<_>>());
+    // Without the private CA the public roots do not vouch for this server: refused, nothing delivered.
+    let mut untrusting = sink(&format!(
+        "[[sinks]]\ntype = \"syslog\"\nname = \"other\"\ntransport = \"tls\"\naddress = \"127.0.0.1:{}\"\ntls_server_name = \"localhost\"\n",
+        r.port
+    ));
+    let err = untrusting.drain(&j, Flush::All).await.unwrap_err().to_string();
+    assert!(err.contains("TLS handshake") && err.contains("certificate"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_datagrams_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let r = start_rsyslog(dir.path(), "imudp", port, None);
+    let j = journal_with(dir.path(), 50);
+    let mut c = sink(&format!("[[sinks]]\ntype = \"syslog\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\n"));
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 50);
+    let mut ids = ids_in_order(&wait_lines(&r, 50));
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=50).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_stops_the_sink_without_loss_and_it_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let j = journal_with(dir.path(), 500);
+    let mut c = sink(&format!("[[sinks]]\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\n"));
+    // Nothing listens yet: a transient failure, and the offset stays where it was.
+    let err = c.drain(&j, Flush::All).await.unwrap_err().to_string();
+    assert!(err.contains("cannot connect"), "{err}");
+    assert_eq!(j.consumer(c.name(), 0).unwrap().position, 0);
+    let r = start_rsyslog(dir.path(), "imtcp", port, None);
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 500);
+    assert_eq!(ids_in_order(&wait_lines(&r, 500)), (1..=500).collect::<Vec<_>>());
+    assert_eq!(j.consumer(c.name(), 0).unwrap().position, 500);
+}
