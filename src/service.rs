@@ -217,7 +217,7 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
                             "delivery failed, collection goes on and the sink will catch up: {e}"
                         );
                         let w = backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(300));
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
                         w
                     }
                 };

@@ -2,6 +2,8 @@
 //! the real binary in a fresh data directory, and journal/file checks.
 #![allow(dead_code)]
 
+pub mod rsyslog;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
