@@ -7,8 +7,8 @@
 #   EVENTS="100000" RATE_EVENTS=100000 scripts/bench.sh   # quicker
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS=${EVENTS:-"100000 1000000"}
-RATE_EVENTS=${RATE_EVENTS:-400000}
+EVENTS=${EVENTS-"100000 1000000"}
+RATE_EVENTS=${RATE_EVENTS:-1000000}
 cargo build --release --quiet
 BIN=target/release/tines-audit
 WORK=$(mktemp -d)
