@@ -335,7 +335,7 @@ fn progress_reporter(enabled: bool) -> Option<OnProgress> {
     }
     let bars: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
     let style = ProgressStyle::with_template(
-        "{prefix:.bold} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, eta {eta}) {msg}",
+        "{prefix:.bold} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events, eta {eta} | {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     Some(Arc::new(move |tenant: &str, p: &crate::source::tines::collector::SyncProgress| {
@@ -349,7 +349,8 @@ fn progress_reporter(enabled: bool) -> Option<OnProgress> {
             bar.set_length(total.max(p.fetched));
         }
         bar.set_position(p.fetched);
-        bar.set_message(format!("{} pages, cursor {}", p.pages, format_rfc3339(p.position)));
+        let rate = p.fetched as f64 / bar.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!("{rate:.0} events/s, {} pages, cursor {}", p.pages, format_rfc3339(p.position)));
     }))
 }
 
