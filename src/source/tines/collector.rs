@@ -322,25 +322,13 @@ impl Sync<'_> {
                 && c > self.settings.window_events
                 && span > 1
             {
-                // Aim below the limit so that a slice a little denser than average is not split again.
-                let target = (self.settings.window_events * 3 / 4).max(1);
-                let parts = c.div_ceil(target).min(span as u64) as i64;
-                let (start, end) = (w.start, w.end);
+                let slices = split_window(w.start, w.end, c, self.settings.window_events);
                 windows.remove(idx);
-                for k in 0..parts {
+                for (k, (start, end)) in slices.into_iter().enumerate() {
                     let id = *next_id;
                     *next_id += 1;
-                    let child = Window {
-                        id,
-                        generation: 0,
-                        start: start + span * k / parts,
-                        end: start + span * (k + 1) / parts,
-                        reads: 0,
-                        state: State::Unprobed,
-                    };
-                    windows.insert(idx + k as usize, child);
+                    windows.insert(idx + k, Window { id, generation: 0, start, end, reads: 0, state: State::Unprobed });
                 }
-                debug_assert_eq!(windows[idx + parts as usize - 1].end, end);
                 return Ok(());
             }
             let (wanted, chained) = match count {
@@ -404,6 +392,20 @@ impl Sync<'_> {
     }
 }
 
+/// Cuts `[start, end)` holding `count` records into equal time slices that
+/// should each hold about three quarters of `window_events` (so that a slice
+/// a little denser than average is not split again), never below one second.
+/// The slices cover the range exactly: contiguous, in order, without overlap.
+pub fn split_window(start: i64, end: i64, count: u64, window_events: u64) -> Vec<(i64, i64)> {
+    let span = end - start;
+    if span <= 1 {
+        return vec![(start, end)];
+    }
+    let target = (window_events * 3 / 4).max(1);
+    let parts = count.div_ceil(target).clamp(1, span as u64) as i64;
+    (0..parts).map(|k| (start + span * k / parts, start + span * (k + 1) / parts)).collect()
+}
+
 /// A window's records in time order (then id), each id once.
 fn ordered_records(pages: &[Page]) -> impl Iterator<Item = crate::journal::Record<'_>> {
     let mut order: Vec<(i64, i64, u32, u32)> = pages
@@ -414,4 +416,41 @@ fn ordered_records(pages: &[Page]) -> impl Iterator<Item = crate::journal::Recor
     order.sort_unstable();
     order.dedup_by_key(|k| k.1);
     order.into_iter().map(move |(_, _, pi, ri)| pages[pi as usize].record(ri as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn split_slices_cover_the_window_exactly(
+            start in -1_000_000_000i64..2_000_000_000,
+            span in 2i64..100_000_000,
+            count in 0u64..10_000_000,
+            window_events in 1u64..100_000,
+        ) {
+            let end = start + span;
+            let slices = split_window(start, end, count, window_events);
+            prop_assert!(!slices.is_empty());
+            prop_assert_eq!(slices[0].0, start);
+            prop_assert_eq!(slices[slices.len() - 1].1, end);
+            for w in slices.windows(2) {
+                prop_assert_eq!(w[0].1, w[1].0, "contiguous, no gap and no overlap");
+            }
+            for (s, e) in &slices {
+                prop_assert!(e > s, "every slice is at least one second");
+            }
+            // Enough slices that an even spread would fit the target, unless seconds run out.
+            let target = (window_events * 3 / 4).max(1);
+            prop_assert!(slices.len() as u64 >= count.div_ceil(target).min(span as u64));
+        }
+    }
+
+    #[test]
+    fn one_second_windows_are_never_split() {
+        assert_eq!(split_window(10, 11, 1_000_000, 100), vec![(10, 11)]);
+    }
 }
