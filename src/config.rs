@@ -46,6 +46,30 @@ pub struct RawConfig {
     pub tenants: Vec<RawTenant>,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// The console, API, health and metrics listener; off when absent.
+    #[serde(default)]
+    pub web: Option<RawWeb>,
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// Address to listen on (default 127.0.0.1:8484).
+    pub bind: Option<String>,
+    /// The token people log in with and scripts send as a Bearer token.
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// A tenant without a successful sync for this long makes `/readyz` fail (default 10m).
+    pub tenant_stale_after: Option<String>,
+    /// A sink failing for this long makes `/readyz` fail (default 15m).
+    pub sink_stuck_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +151,8 @@ pub struct Settings {
     pub windows: WindowSettings,
     pub tenants: Vec<TenantConfig>,
     pub sinks: Vec<SinkConfig>,
+    pub web: Option<crate::web::WebSettings>,
+    pub readiness: crate::web::ReadinessSettings,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "tines-audit-data";
@@ -276,6 +302,19 @@ impl RawConfig {
                 return Err(invalid(format!("sinks[{i}]: max_bytes must be above 0")));
             }
         }
+        let web = match self.web {
+            None => None,
+            Some(w) => Some(build_web(w, &|k| std::env::var(k).ok())?),
+        };
+        let h = &self.health;
+        let readiness = crate::web::ReadinessSettings {
+            tenant_stale_after: dur_field(
+                "health.tenant_stale_after",
+                &h.tenant_stale_after,
+                Duration::from_secs(600),
+            )?,
+            sink_stuck_after: dur_field("health.sink_stuck_after", &h.sink_stuck_after, Duration::from_secs(900))?,
+        };
         Ok(Settings {
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             interval,
@@ -283,8 +322,42 @@ impl RawConfig {
             windows,
             tenants,
             sinks: self.sinks,
+            web,
+            readiness,
         })
     }
+}
+
+fn dur_field(field: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => {
+            parse_duration(s).ok_or_else(|| invalid(format!("{field}: {s:?} is not a duration (use 30s, 5m, 1h)")))
+        }
+    }
+}
+
+/// Validates the `[web]` section.
+pub fn build_web(w: RawWeb, env: &dyn Fn(&str) -> Option<String>) -> Result<crate::web::WebSettings, ConfigError> {
+    let bind_text = w.bind.unwrap_or_else(|| "127.0.0.1:8484".into());
+    let bind: std::net::SocketAddr = bind_text
+        .parse()
+        .map_err(|_| invalid(format!("web.bind: {bind_text:?} is not an address such as 127.0.0.1:8484")))?;
+    let token = match (w.token, w.token_env) {
+        (Some(_), Some(_)) => return Err(invalid("web: give token or token_env, not both")),
+        (Some(t), None) => t,
+        (None, Some(var)) => env(&var).ok_or_else(|| invalid(format!("web.token_env: environment variable {var} is not set")))?,
+        (None, None) => env("TINES_AUDIT_WEB_TOKEN").ok_or_else(|| {
+            invalid("web: a token is required (web.token = \"${VAR}\", web.token_env, or TINES_AUDIT_WEB_TOKEN); the console never runs open")
+        })?,
+    };
+    if token.trim().len() < 16 {
+        return Err(invalid("web: the token must be at least 16 characters"));
+    }
+    if !bind.ip().is_loopback() {
+        tracing::warn!(%bind, "the console listens beyond this machine; put it behind TLS (a reverse proxy) and a firewall");
+    }
+    Ok(crate::web::WebSettings { bind, token: Secret::new(token.trim()) })
 }
 
 /// Validates one tenant (config file or flags).

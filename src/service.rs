@@ -75,7 +75,20 @@ pub async fn sync_tenant(
         filters: &tenant.config.filters,
         settings: &settings.windows,
     };
-    let outcome = sync.run(end, &report).await?;
+    crate::status::register_tenant(&tenant.config.name);
+    let outcome = match sync.run(end, &report).await {
+        Ok(o) => o,
+        Err(e) => {
+            crate::status::sync_failed(&tenant.config.name, &e.to_string());
+            crate::metrics::metrics().sync_failures.get_or_create(&crate::metrics::tenant(&tenant.config.name)).inc();
+            return Err(e);
+        }
+    };
+    crate::status::sync_ok(&tenant.config.name, outcome.inserted);
+    crate::metrics::metrics()
+        .events_collected
+        .get_or_create(&crate::metrics::tenant(&tenant.config.name))
+        .inc_by(outcome.inserted);
     tracing::info!(
         tenant = %tenant.config.name,
         fetched = outcome.fetched,
@@ -239,7 +252,7 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
 }
 
 /// Resolves once the shutdown flag turns true (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.is_ok();
 }
 

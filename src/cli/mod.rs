@@ -437,12 +437,38 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         data_dir = %settings.data_dir.display(),
         "tines-audit running; stop with Ctrl-C or SIGTERM"
     );
+    let web = start_web(&settings, &journal, &rx).await?;
     let daemon = tokio::spawn(service::run(settings, journal, rx));
     shutdown_signal().await;
     tracing::info!("shutting down: finishing deliveries");
     let _ = tx.send(true);
     daemon.await.context("daemon task failed")??;
+    if let Some(w) = web {
+        w.await.context("web task failed")??;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the console/API/metrics listener when `[web]` is configured.
+pub async fn start_web(
+    settings: &Settings,
+    journal: &Journal,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let Some(w) = &settings.web else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(w.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (web.bind): is another process using it?", w.bind))?;
+    let state = crate::web::AppState {
+        journal: journal.clone(),
+        auth: Arc::new(crate::web::auth::Auth::new(w.token.clone())),
+        tenants: settings.tenants.iter().map(|t| t.name.clone()).collect(),
+        sinks: settings.sinks.iter().map(|s| s.name()).collect(),
+        readiness: settings.readiness.clone(),
+    };
+    tracing::info!(address = %listener.local_addr()?, "console, API, /metrics and /readyz listening");
+    let mut stop = stop.clone();
+    Ok(Some(tokio::spawn(crate::web::serve(listener, state, async move { service::stopped(&mut stop).await }))))
 }
 
 async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {

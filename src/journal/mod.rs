@@ -464,6 +464,22 @@ impl Journal {
         Ok(n)
     }
 
+    /// Bytes on disk of the database and its write-ahead log.
+    pub fn size_bytes(&self) -> u64 {
+        ["journal.db", "journal.db-wal", "journal.db-shm"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.inner.dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Proves the database takes writes (for readiness): a write lock taken and released.
+    pub fn check_writable(&self) -> Result<(), JournalError> {
+        let conn = self.writer();
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+
     /// Every Tines id collected for a tenant, ascending (for verification).
     pub fn ids(&self, tenant: &str) -> Result<Vec<i64>, JournalError> {
         let conn = self.reader();

@@ -98,10 +98,21 @@ impl Consumer {
 
     /// Delivers what is due past the offset; returns how many events.
     pub async fn drain(&mut self, journal: &Journal, flush: Flush) -> Result<u64, DrainError> {
+        crate::status::register_sink(self.sink.name());
         let result = self.drain_inner(journal, flush).await;
-        if result.is_err() {
-            // The sink may have written part of a batch: recover from the committed state before the next try.
-            self.recovered = false;
+        let m = crate::metrics::metrics();
+        let label = crate::metrics::sink(self.sink.name());
+        match &result {
+            Ok(n) => {
+                m.sink_delivered.get_or_create(&label).inc_by(*n);
+                crate::status::sink_ok(self.sink.name());
+            }
+            Err(e) => {
+                // The sink may have written part of a batch: recover from the committed state before the next try.
+                self.recovered = false;
+                m.sink_failures.get_or_create(&label).inc();
+                crate::status::sink_failed(self.sink.name(), &e.to_string());
+            }
         }
         result
     }

@@ -30,7 +30,7 @@ data_dir = "{data}"
 requests_per_minute = 0
 settle_delay = "1s"
 overlap = "10s"
-max_attempts = 10
+{attempts}
 {collect_extra}
 [[tenants]]
 name = "{TENANT}"
@@ -39,7 +39,8 @@ api_key_env = "TEST_TINES_KEY"
 since = "400d"
 {sinks}
 "#,
-        data = dir.join("data").display()
+        data = dir.join("data").display(),
+        attempts = if collect_extra.contains("max_attempts") { "" } else { "max_attempts = 10" },
     );
     std::fs::write(&path, text).unwrap();
     path

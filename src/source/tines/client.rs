@@ -184,8 +184,12 @@ impl TinesClient {
         if let Some(l) = &self.pacer.limiter {
             l.until_ready().await;
         }
-        let waited = started.elapsed().as_millis() as u64;
-        self.stats.limiter_wait_ms.fetch_add(waited, Ordering::Relaxed);
+        let waited = started.elapsed();
+        self.stats.limiter_wait_ms.fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        crate::metrics::metrics()
+            .rate_limiter_wait_seconds
+            .get_or_create(&crate::metrics::tenant(&self.tenant))
+            .inc_by(waited.as_secs_f64());
     }
 
     fn hold_all(&self, d: Duration) {
@@ -217,6 +221,7 @@ impl TinesClient {
                 });
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics().api_retries.get_or_create(&crate::metrics::tenant(&self.tenant)).inc();
             let delay = backoff(&self.settings, attempt).max(after.unwrap_or_default());
             tracing::debug!(tenant = %self.tenant, attempt, delay_ms = delay.as_millis() as u64, "retrying: {why}");
             tokio::time::sleep(delay).await;
@@ -231,6 +236,12 @@ impl TinesClient {
             .header(ACCEPT, "application/json")
             .send()
             .await;
+        let m = crate::metrics::metrics();
+        let code = match &sent {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        m.api_requests.get_or_create(&crate::metrics::RequestLabels { tenant: self.tenant.clone(), code }).inc();
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -241,6 +252,7 @@ impl TinesClient {
         let status = resp.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            m.api_rate_limited.get_or_create(&crate::metrics::tenant(&self.tenant)).inc();
             let after = retry_after(resp.headers().get(RETRY_AFTER)).unwrap_or(Duration::from_secs(1));
             // The limit is per key: every request with this key waits, not just this one.
             self.hold_all(after);

@@ -1,0 +1,204 @@
+//! The HTTP side of the service: health (`/healthz`, `/readyz`), Prometheus
+//! metrics (`/metrics`), and the console behind a login. Binds to 127.0.0.1
+//! unless told otherwise; everything but the health probes needs the token.
+
+pub mod auth;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::journal::Journal;
+use crate::secret::Secret;
+use crate::timeutil::now_secs;
+
+/// `[web]` settings, validated.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub bind: SocketAddr,
+    pub token: Secret,
+}
+
+/// When the service stops being ready.
+#[derive(Debug, Clone)]
+pub struct ReadinessSettings {
+    /// A tenant whose last successful sync is older than this makes the service not ready.
+    pub tenant_stale_after: Duration,
+    /// A sink that has been failing for longer than this makes the service not ready.
+    pub sink_stuck_after: Duration,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub journal: Journal,
+    pub auth: Arc<auth::Auth>,
+    pub tenants: Vec<String>,
+    pub sinks: Vec<String>,
+    pub readiness: ReadinessSettings,
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/", get(home))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [("www-authenticate", "Bearer")],
+        "authentication required: send the console token as a Bearer token, or log in at /login\n",
+    )
+        .into_response()
+}
+
+/// Why the service is not ready, if it is not.
+pub fn readiness_problems(state: &AppState) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = state.journal.check_writable() {
+        problems.push(format!("journal not writable: {e}"));
+    }
+    let now = now_secs();
+    let grace_over = now - crate::status::started_at() > state.readiness.tenant_stale_after.as_secs() as i64;
+    let tenants = crate::status::tenants();
+    for t in &state.tenants {
+        let st = tenants.get(t);
+        let fresh = st
+            .and_then(|s| s.last_success)
+            .is_some_and(|at| now - at <= state.readiness.tenant_stale_after.as_secs() as i64);
+        if !fresh && grace_over {
+            let why = match (st.and_then(|s| s.last_error.clone()), st.and_then(|s| s.last_success)) {
+                (Some(e), _) => format!("last error: {e}"),
+                (None, Some(_)) => "the current sync has not finished".into(),
+                (None, None) => "no successful sync yet".into(),
+            };
+            problems.push(format!(
+                "tenant {t} not synced for over {}s: {why}",
+                state.readiness.tenant_stale_after.as_secs()
+            ));
+        }
+    }
+    let sinks = crate::status::sinks();
+    for s in &state.sinks {
+        let Some(st) = sinks.get(s) else { continue };
+        if st.consecutive_failures == 0 {
+            continue;
+        }
+        let since = st.last_success.unwrap_or_else(crate::status::started_at);
+        if now - since > state.readiness.sink_stuck_after.as_secs() as i64 {
+            problems.push(format!(
+                "sink {s} failing for over {}s: {}",
+                state.readiness.sink_stuck_after.as_secs(),
+                st.last_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    problems
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let s = state.clone();
+    let problems =
+        tokio::task::spawn_blocking(move || readiness_problems(&s)).await.unwrap_or_else(|e| vec![e.to_string()]);
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n- {}\n", problems.join("\n- "))).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.auth.allows(&headers) {
+        return unauthorized();
+    }
+    let journal = state.journal.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&journal)).await {
+        Ok(Ok(text)) => {
+            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics unavailable: {e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics unavailable: {e}\n")).into_response(),
+    }
+}
+
+const LOGIN_HTML: &str = r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tines-audit: log in</title>
+<style>body{font:15px system-ui,sans-serif;max-width:24rem;margin:4rem auto;color:#222}input,button{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}.err{color:#b00}</style></head>
+<body><h1>tines-audit</h1><p>Enter the console token (the <code>web.token</code> of the configuration).</p>
+<form method="post" action="/login"><input type="password" name="token" autocomplete="current-password" autofocus aria-label="token"><button type="submit">Log in</button></form>{ERROR}</body></html>"#;
+
+async fn login_page() -> Html<String> {
+    Html(LOGIN_HTML.replace("{ERROR}", ""))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    if !state.auth.token_matches(form.token.trim()) {
+        let page = LOGIN_HTML.replace("{ERROR}", r#"<p class="err">That token is not right.</p>"#);
+        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    }
+    let id = state.auth.new_session();
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, auth::session_cookie_header(&id)), (LOCATION, "/".to_string())])
+        .into_response()
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    state.auth.end_session(&headers);
+    (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response()
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.auth.allows(&headers) {
+        return (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response();
+    }
+    let s = state.clone();
+    let problems = tokio::task::spawn_blocking(move || readiness_problems(&s)).await.unwrap_or_default();
+    let status = if problems.is_empty() { "ready".to_string() } else { format!("not ready: {}", problems.join("; ")) };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tines-audit</title></head><body><h1>tines-audit</h1><p>{}</p><form method=\"post\" action=\"/logout\"><button>Log out</button></form></body></html>",
+        html_escape(&status)
+    ))
+    .into_response()
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
