@@ -51,6 +51,27 @@ pub struct RawConfig {
     pub web: Option<RawWeb>,
     #[serde(default)]
     pub health: RawHealth,
+    #[serde(default)]
+    pub journal: RawJournal,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    /// Cap on the journal's size (e.g. "50GB"); past it collection pauses as on a full disk.
+    pub max_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Delete events older than this (e.g. "400d") once every sink and the detector have passed
+    /// them. Default: keep everything.
+    pub events: Option<String>,
+    /// How often to prune (default 1h).
+    pub check_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +91,8 @@ pub struct RawHealth {
     pub tenant_stale_after: Option<String>,
     /// A sink failing for this long makes `/readyz` fail (default 15m).
     pub sink_stuck_after: Option<String>,
+    /// Raise a self-alert when a tenant has produced no new events (or only errors) for this long (default 24h).
+    pub silence_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +176,31 @@ pub struct Settings {
     pub sinks: Vec<SinkConfig>,
     pub web: Option<crate::web::WebSettings>,
     pub readiness: crate::web::ReadinessSettings,
+    pub silence_after: Duration,
+    pub journal_max_size: Option<u64>,
+    pub retention: Option<Duration>,
+    pub retention_every: Duration,
+}
+
+/// Parses a size such as `512MB`, `50GiB` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 pub const DEFAULT_DATA_DIR: &str = "tines-audit-data";
@@ -315,7 +363,31 @@ impl RawConfig {
             )?,
             sink_stuck_after: dur_field("health.sink_stuck_after", &h.sink_stuck_after, Duration::from_secs(900))?,
         };
+        let silence_after = dur_field("health.silence_after", &h.silence_after, Duration::from_secs(86_400))?;
+        let journal_max_size = match &self.journal.max_size {
+            None => None,
+            Some(v) => Some(parse_size(v).filter(|b| *b >= 1 << 20).ok_or_else(|| {
+                invalid(format!("journal.max_size: {v:?} is not a size of at least 1MiB (use 500MB, 50GB)"))
+            })?),
+        };
+        let retention = match &self.retention.events {
+            None => None,
+            Some(v) => {
+                let d = parse_duration(v)
+                    .ok_or_else(|| invalid(format!("retention.events: {v:?} is not a duration (use 400d)")))?;
+                if d < Duration::from_secs(86_400) {
+                    return Err(invalid("retention.events must be at least 1d"));
+                }
+                Some(d)
+            }
+        };
+        let retention_every =
+            dur_field("retention.check_every", &self.retention.check_every, Duration::from_secs(3600))?;
         Ok(Settings {
+            retention_every,
+            silence_after,
+            journal_max_size,
+            retention,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             interval,
             client,

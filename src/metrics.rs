@@ -51,6 +51,9 @@ pub struct Metrics {
     sink_last_success: Family<SinkLabel, Gauge>,
     sink_offset: Family<SinkLabel, Gauge>,
     sink_backlog: Family<SinkLabel, Gauge>,
+    /// 1 while a tenant has been silent (no new events, or only errors) past `health.silence_after`.
+    pub tenant_silent: Family<TenantLabel, Gauge>,
+    pub events_pruned: Counter,
     journal_events: Gauge,
     journal_bytes: Gauge,
     start_time: Gauge,
@@ -73,6 +76,8 @@ impl Metrics {
             sink_last_success: Family::default(),
             sink_offset: Family::default(),
             sink_backlog: Family::default(),
+            tenant_silent: Family::default(),
+            events_pruned: Counter::default(),
             journal_events: Gauge::default(),
             journal_bytes: Gauge::default(),
             start_time: Gauge::default(),
@@ -103,6 +108,12 @@ impl Metrics {
         );
         r.register("sink_offset", "Journal sequence number the sink has delivered up to", m.sink_offset.clone());
         r.register("sink_backlog_events", "Journal events the sink has not delivered yet", m.sink_backlog.clone());
+        r.register(
+            "tenant_silent",
+            "1 while a tenant has produced no new events (or only errors) for longer than health.silence_after",
+            m.tenant_silent.clone(),
+        );
+        r.register("events_pruned", "Events deleted by retention", m.events_pruned.clone());
         r.register("journal_events", "Events in the journal", m.journal_events.clone());
         r.register("journal_size_bytes", "Size of the journal database files", m.journal_bytes.clone());
         r.register("start_time_seconds", "Unix time the process started", m.start_time.clone());

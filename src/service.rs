@@ -246,9 +246,83 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             }
         });
     }
+    {
+        let (settings, mut stop) = (settings.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let every = (settings.silence_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            let mut last_alert: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+            loop {
+                watch_silence(&settings, &mut last_alert);
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
+    if let Some(keep) = settings.retention {
+        let (journal, names, mut stop, every) = (
+            journal.clone(),
+            settings.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            shutdown.clone(),
+            settings.retention_every,
+        );
+        tasks.spawn(async move {
+            loop {
+                let (j, n) = (journal.clone(), names.clone());
+                match journal.call(move |_| prune_passed(&j, &n, keep)).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "retention: pruned events every consumer had passed"),
+                    Err(e) => tracing::warn!("retention: pruning failed, will try again: {e}"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
     stopped(&mut shutdown).await;
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Deletes events older than `keep` that every named consumer has passed (blocking).
+pub fn prune_passed(journal: &Journal, consumers: &[String], keep: Duration) -> Result<u64, JournalError> {
+    let offsets = journal.consumers()?;
+    let max_seq = journal.max_seq()?;
+    let up_to = consumers
+        .iter()
+        .map(|name| offsets.iter().find(|(n, _)| n == name).map_or(0, |(_, o)| o.position))
+        .min()
+        .unwrap_or(max_seq);
+    let deleted = journal.prune(now_secs() - keep.as_secs() as i64, up_to)?;
+    crate::metrics::metrics().events_pruned.inc_by(deleted);
+    Ok(deleted)
+}
+
+/// Raises the self-alert for tenants silent longer than `health.silence_after`, at most once per period.
+fn watch_silence(settings: &Settings, last_alert: &mut std::collections::HashMap<String, i64>) {
+    let now = now_secs();
+    let limit = settings.silence_after.as_secs() as i64;
+    let statuses = crate::status::tenants();
+    for t in &settings.tenants {
+        let st = statuses.get(&t.name).cloned().unwrap_or_default();
+        let since = st.last_event_seen.unwrap_or_else(crate::status::started_at);
+        let silent = now - since > limit;
+        let gauge = crate::metrics::metrics().tenant_silent.get_or_create(&crate::metrics::tenant(&t.name)).clone();
+        gauge.set(i64::from(silent));
+        if silent && last_alert.get(&t.name).is_none_or(|at| now - at > limit) {
+            last_alert.insert(t.name.clone(), now);
+            let errors = st.last_error.as_deref().map_or(String::new(), |e| format!("; last error: {e}"));
+            tracing::error!(
+                tenant = %t.name,
+                silent_for_s = now - since,
+                "tenant has produced no new audit events for longer than health.silence_after ({}s){errors}; check the tenant, its API key and this collector",
+                limit
+            );
+        }
+    }
 }
 
 /// Resolves once the shutdown flag turns true (or its sender is gone).

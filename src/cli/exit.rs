@@ -19,6 +19,7 @@ pub enum Exit {
     ApiFailing = 7,
     Sink = 8,
     Locked = 9,
+    DiskFull = 10,
 }
 
 fn from_fetch(e: &FetchError) -> Exit {
@@ -34,6 +35,7 @@ fn from_fetch(e: &FetchError) -> Exit {
 fn from_journal(e: &JournalError) -> Exit {
     match e {
         JournalError::Locked(_) => Exit::Locked,
+        JournalError::DiskFull => Exit::DiskFull,
         JournalError::Missing(_) | JournalError::TooNew { .. } => Exit::Usage,
         _ => Exit::Internal,
     }

@@ -29,7 +29,7 @@ pub use exit::{Exit, exit_code};
 /// Exit codes: 0 ok, 1 internal error, 2 bad usage or configuration,
 /// 3 authentication failed (401), 4 permission denied (403), 5 tenant not found (404),
 /// 6 network unreachable, 7 the API kept failing, 8 a sink could not deliver,
-/// 9 the data directory is in use by another collector.
+/// 9 the data directory is in use by another collector, 10 the journal cannot grow (disk full).
 #[derive(Debug, Parser)]
 #[command(name = "tines-audit", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -154,6 +154,23 @@ pub enum StateAction {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a consistent copy of the journal (events, cursors, offsets) to FILE, even while collecting.
+    Export {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
+    /// Install a journal written by `state export` as this data directory's journal (collector stopped).
+    Import {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The exported file.
+        file: PathBuf,
+        /// Replace an existing journal in the data directory.
+        #[arg(long)]
+        replace: bool,
     },
     /// Forget a tenant's cursor (its events stay); the next sync starts again from --since.
     Reset {
@@ -417,9 +434,17 @@ async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item =
     out.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
-async fn open_journal(settings: &Settings) -> anyhow::Result<Journal> {
-    let dir = settings.data_dir.clone();
-    let journal = tokio::task::spawn_blocking(move || Journal::open(&dir)).await??;
+/// Opens the journal for writing, applying `journal.max_size`.
+pub async fn open_journal(settings: &Settings) -> anyhow::Result<Journal> {
+    let (dir, max) = (settings.data_dir.clone(), settings.journal_max_size);
+    let journal = tokio::task::spawn_blocking(move || {
+        let j = Journal::open(&dir)?;
+        if let Some(bytes) = max {
+            j.set_max_size(bytes)?;
+        }
+        Ok::<_, crate::journal::JournalError>(j)
+    })
+    .await??;
     Ok(journal)
 }
 
@@ -523,6 +548,21 @@ async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
             let dir = data_dir_only(&source)?;
             let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
             output::state_show(&journal, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        StateAction::Export { source, file } => {
+            let dir = data_dir_only(&source)?;
+            let f = file.clone();
+            tokio::task::spawn_blocking(move || Journal::open_shared(&dir)?.export(&f)).await??;
+            println!("exported the journal to {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        StateAction::Import { source, file, replace } => {
+            let dir = data_dir_only(&source)?;
+            let (f, d) = (file.clone(), dir.clone());
+            let j = tokio::task::spawn_blocking(move || Journal::import(&f, &d, replace)).await??;
+            let n = j.call(|j| j.count_events(None)).await?;
+            println!("imported {} ({n} events) into {}", file.display(), dir.display());
             Ok(ExitCode::SUCCESS)
         }
         StateAction::Reset { source, job, yes } => {

@@ -23,7 +23,11 @@ pub use schema::CURRENT as SCHEMA_VERSION;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("journal database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    #[error(
+        "the journal cannot grow: the disk is full (or the journal reached journal.max_size); collection is paused and resumes by itself once space is freed"
+    )]
+    DiskFull,
     #[error("cannot use data directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
@@ -44,6 +48,15 @@ pub enum JournalError {
     Missing(PathBuf),
     #[error("journal task failed: {0}")]
     Task(String),
+}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => JournalError::DiskFull,
+            _ => JournalError::Sqlite(e),
+        }
+    }
 }
 
 /// One record to append, borrowed from the page it came in.
@@ -464,6 +477,103 @@ impl Journal {
         Ok(n)
     }
 
+    /// Caps the database at about `bytes` (SQLite's `max_page_count`): past it, writes fail
+    /// with [`JournalError::DiskFull`] exactly as on a full disk, and succeed again once raised.
+    pub fn set_max_size(&self, bytes: u64) -> Result<(), JournalError> {
+        let conn = self.writer();
+        let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (bytes / page.max(1)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Deletes events created before `before` whose seq is at most `up_to_seq` (what
+    /// every consumer has passed), in chunks so that writers are never held up long.
+    /// Returns how many were deleted.
+    pub fn prune(&self, before: i64, up_to_seq: i64) -> Result<u64, JournalError> {
+        let mut total = 0u64;
+        loop {
+            let n = {
+                let conn = self.writer();
+                conn.execute(
+                    "DELETE FROM events WHERE seq IN
+                       (SELECT seq FROM events WHERE seq <= ?1 AND created_at < ?2 ORDER BY seq LIMIT 5000)",
+                    params![up_to_seq, before],
+                )?
+            };
+            total += n as u64;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Writes a consistent copy of the whole journal to `dest` (which must not exist), while it is in use.
+    pub fn export(&self, dest: &Path) -> Result<(), JournalError> {
+        if dest.exists() {
+            return Err(JournalError::Io {
+                path: dest.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "refusing to overwrite an existing file",
+                ),
+            });
+        }
+        let conn = self.reader();
+        conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// Installs an exported journal as the journal of `dir`, after checking it. Refuses to
+    /// replace an existing journal unless `replace`; needs the directory's lock (no collector running).
+    pub fn import(src: &Path, dir: &Path, replace: bool) -> Result<Journal, JournalError> {
+        {
+            let check = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let ok: String = check.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if ok != "ok" {
+                return Err(JournalError::Task(format!("{} is damaged: {ok}", src.display())));
+            }
+            let version: i64 = check.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > schema::CURRENT {
+                return Err(JournalError::TooNew { found: version, supported: schema::CURRENT });
+            }
+            if version == 0 {
+                return Err(JournalError::Task(format!("{} is not a tines-audit journal", src.display())));
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| JournalError::Io { path: lock_path.clone(), source })?;
+        if lock.try_lock().is_err() {
+            return Err(JournalError::Locked(dir.to_path_buf()));
+        }
+        let db = dir.join(DB_FILE);
+        if db.exists() && !replace {
+            return Err(JournalError::Io {
+                path: db,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a journal already exists here; pass --replace to overwrite it",
+                ),
+            });
+        }
+        let tmp = dir.join("journal.db.importing");
+        let io = |path: &Path, source| JournalError::Io { path: path.to_path_buf(), source };
+        std::fs::copy(src, &tmp).map_err(|e| io(&tmp, e))?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp, e))?;
+        for stale in ["journal.db-wal", "journal.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        std::fs::rename(&tmp, &db).map_err(|e| io(&db, e))?;
+        drop(lock);
+        Journal::open(dir)
+    }
+
     /// Bytes on disk of the database and its write-ahead log.
     pub fn size_bytes(&self) -> u64 {
         ["journal.db", "journal.db-wal", "journal.db-shm"]
@@ -569,6 +679,95 @@ mod tests {
         j.commit_offset("file:a", 0, b.last_seq().unwrap(), Some("{}")).unwrap();
         assert!(matches!(j.commit_offset("file:a", 0, 9, None), Err(JournalError::OffsetConflict { .. })));
         assert_eq!(j.consumer("file:a", 0).unwrap().position, 4);
+    }
+
+    fn fill(j: &Journal, n: i64) {
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let raws: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).collect();
+        let recs = raws.iter().enumerate().map(|(i, r)| Record {
+            id: i as i64 + 1,
+            created_at: 1_000 + i as i64,
+            operation_name: "Login",
+            user_id: None,
+            user_email: None,
+            request_ip: None,
+            raw: r,
+        });
+        let p = j.progress("t", "cursor").unwrap().unwrap().position;
+        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: p, to: p + 1, fetched: n as u64 }, recs)
+            .unwrap();
+    }
+
+    #[test]
+    fn prune_removes_only_old_events_every_consumer_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        fill(&j, 100);
+        // Old enough: created before 1_050 (ids 1..=50); passed by all consumers: seq <= 30.
+        assert_eq!(j.prune(1_050, 30).unwrap(), 30);
+        let ids = j.ids("t").unwrap();
+        assert_eq!(ids.first(), Some(&31));
+        assert_eq!(ids.len(), 70);
+        // Nothing a consumer still needs goes, whatever its age.
+        assert_eq!(j.prune(i64::MAX, 30).unwrap(), 0);
+    }
+
+    #[test]
+    fn export_then_import_round_trips_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("a")).unwrap();
+        fill(&j, 50);
+        j.consumer("file:x", 0).unwrap();
+        j.commit_offset("file:x", 0, 20, Some("{\"len\":7}")).unwrap();
+        let backup = dir.path().join("backup.db");
+        j.export(&backup).unwrap();
+        assert!(j.export(&backup).is_err(), "never overwrites");
+        let k = Journal::import(&backup, &dir.path().join("b"), false).unwrap();
+        assert_eq!(k.ids("t").unwrap(), j.ids("t").unwrap());
+        assert_eq!(
+            k.progress("t", "cursor").unwrap().unwrap().position,
+            j.progress("t", "cursor").unwrap().unwrap().position
+        );
+        assert_eq!(
+            k.consumer("file:x", 0).unwrap(),
+            ConsumerOffset { position: 20, state: Some("{\"len\":7}".into()) }
+        );
+        drop(k);
+        assert!(Journal::import(&backup, &dir.path().join("b"), false).is_err(), "an existing journal needs --replace");
+        assert!(Journal::import(&backup, &dir.path().join("b"), true).is_ok());
+        std::fs::write(dir.path().join("junk.db"), b"not a database at all, not even close").unwrap();
+        assert!(Journal::import(&dir.path().join("junk.db"), &dir.path().join("c"), false).is_err());
+    }
+
+    #[test]
+    fn a_full_disk_is_a_clear_error_and_writing_resumes_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        fill(&j, 10);
+        let size = j.size_bytes();
+        j.set_max_size(size / 2 + 64 * 1024).unwrap();
+        j.start_progress("u", "cursor", 0, None, "").unwrap();
+        let big: Vec<String> = (0..2_000).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "y".repeat(500))).collect();
+        let recs = || {
+            big.iter().enumerate().map(|(i, r)| Record {
+                id: i as i64,
+                created_at: 5,
+                operation_name: "Login",
+                user_id: None,
+                user_email: None,
+                request_ip: None,
+                raw: r,
+            })
+        };
+        let commit = WindowCommit { tenant: "u", job: "cursor", from: 0, to: 10, fetched: 2_000 };
+        let err = j.commit_window(&commit, recs()).unwrap_err();
+        assert!(matches!(err, JournalError::DiskFull), "{err}");
+        assert!(err.to_string().contains("resumes by itself"));
+        // Nothing half-written: the position did not move and no event of the window is in.
+        assert_eq!(j.progress("u", "cursor").unwrap().unwrap().position, 0);
+        assert!(j.ids("u").unwrap().is_empty());
+        j.set_max_size(1 << 40).unwrap();
+        assert_eq!(j.commit_window(&commit, recs()).unwrap(), 2_000);
     }
 
     #[test]
