@@ -115,3 +115,21 @@ fn demo_runs_end_to_end_and_verifies_itself() {
     assert!(s.contains("verified: every emulator event is in the journal and in the file sink exactly once"), "{s}");
     assert!(dir.path().join("out/audit.ndjson").exists());
 }
+
+#[test]
+fn the_multi_tenant_example_config_is_accepted_by_check() {
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--offline", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/multi-tenant.toml")])
+        .env("ACME_TINES_API_KEY", "a")
+        .env("GLOBEX_TINES_API_KEY", "b")
+        .env("INITECH_TINES_API_KEY", "c")
+        .env("TINES_AUDIT_WEB_TOKEN", "0123456789abcdef0123")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("configuration ok: 3 tenant(s), 2 sink(s)"),
+        "{}",
+        text(&out)
+    );
+}
