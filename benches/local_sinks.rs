@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tines_audit::config::{RawConfig, Since, TenantConfig};
+use tines_audit::format::Shape;
 use tines_audit::journal::Journal;
 use tines_audit::mock::{DEMO_KEY, MockConfig, MockServer};
 use tines_audit::secret::Secret;
@@ -97,12 +98,16 @@ fn main() {
         );
         println!();
         println!("{:<28} {:>9} {:>12} {:>22}", "sink", "events", "events/s", "CPU s per 1M events");
-        let file = |name: &str| SinkConfig::File {
+        let file = |name: &str, format: Shape| SinkConfig::File {
             name: Some(name.into()),
             path: dir.path().join(format!("{name}/a.ndjson")),
             max_bytes: None,
+            format,
+            pseudonymize: None,
         };
-        measure("file (NDJSON, fsync/batch)", &journal, file("file")).await;
+        measure("file raw (fsync per batch)", &journal, file("file-raw", Shape::Raw)).await;
+        measure("file ECS", &journal, file("file-ecs", Shape::Ecs)).await;
+        measure("file OCSF", &journal, file("file-ocsf", Shape::Ocsf)).await;
         let (port, _bytes) = counting_tcp_receiver().await;
         let syslog = |name: &str, extra: &str| -> SinkConfig {
             #[derive(serde::Deserialize)]

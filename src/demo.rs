@@ -60,6 +60,8 @@ fn demo_settings(base_url: &str, data_dir: PathBuf) -> anyhow::Result<Settings> 
         name: Some("archive".into()),
         path: data_dir.join("out/audit.ndjson"),
         max_bytes: None,
+        format: Default::default(),
+        pseudonymize: None,
     });
     Ok(s)
 }

@@ -204,3 +204,27 @@ async fn an_outage_stops_the_sink_without_loss_and_it_catches_up() {
     assert_eq!(ids_in_order(&wait_lines(&r, 500)), (1..=500).collect::<Vec<_>>());
     assert_eq!(j.consumer(c.name(), 0).unwrap().position, 500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonymised_cef_and_json_carry_no_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_rsyslog(dir.path(), "imtcp", free_port(), None);
+    let j = journal_with(dir.path(), 10);
+    for (name, encoding) in [("cef", "cef"), ("json", "json")] {
+        let mut c = sink(&format!(
+            "[[sinks]]\ntype = \"syslog\"\nname = \"{name}\"\naddress = \"127.0.0.1:{}\"\nencoding = \"{encoding}\"\nformat = \"ecs\"\n[sinks.pseudonymize]\nkey = \"0123456789abcdef-secret\"\n",
+            r.port
+        ));
+        c.drain(&j, Flush::All).await.unwrap();
+    }
+    let lines = wait_lines(&r, 20);
+    for l in &lines {
+        assert!(
+            !l.contains("jo@example.com") && !l.contains("92.19.2.1") && !l.contains("\"Jo\""),
+            "personal data leaked: {l}"
+        );
+        assert!(l.contains("pseu:"), "{l}");
+    }
+    assert!(lines.iter().any(|l| l.contains("CEF:0|") && l.contains("suser=pseu:")));
+    assert!(lines.iter().any(|l| l.contains("\"event\":{") || l.contains("\"@timestamp\"")), "ECS JSON delivered");
+}

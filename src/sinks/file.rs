@@ -33,6 +33,7 @@ struct Inner {
     path: PathBuf,
     max_bytes: u64,
     state: FileState,
+    encoder: crate::format::Encoder,
 }
 
 pub struct FileSink {
@@ -42,10 +43,15 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn new(name: String, path: PathBuf, max_bytes: u64) -> Self {
-        FileSink {
-            name,
-            inner: Arc::new(Mutex::new(Inner { path, max_bytes, state: FileState { v: 1, ..Default::default() } })),
-        }
+        let state = FileState { v: 1, ..Default::default() };
+        let encoder = crate::format::Encoder::new(crate::format::Shape::Raw, None);
+        FileSink { name, inner: Arc::new(Mutex::new(Inner { path, max_bytes, state, encoder })) }
+    }
+
+    /// Writes events in another shape, or pseudonymised.
+    pub fn with_encoder(self, encoder: crate::format::Encoder) -> Self {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).encoder = encoder;
+        self
     }
 
     async fn blocking<T: Send + 'static>(
@@ -120,10 +126,13 @@ impl Inner {
         let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
         let mut w = BufWriter::with_capacity(256 * 1024, file);
         let mut bytes = 0u64;
+        let mut line = Vec::with_capacity(4096);
         for e in batch.iter() {
-            w.write_all(e.raw.as_bytes())?;
-            w.write_all(b"\n")?;
-            bytes += e.raw.len() as u64 + 1;
+            line.clear();
+            self.encoder.encode_into(&e, &mut line).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            w.write_all(&line)?;
+            bytes += line.len() as u64;
         }
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_data()?;

@@ -74,11 +74,23 @@ impl Default for BatchPolicy {
     }
 }
 
+/// The encoder of a sink: its shape, with pseudonymisation when configured.
+pub fn encoder(
+    shape: crate::format::Shape,
+    pseudonymize: &Option<crate::format::PseudonymizeConfig>,
+) -> Result<crate::format::Encoder, String> {
+    let p = match pseudonymize {
+        Some(c) => Some(c.build().map_err(|e| format!("pseudonymize: {e}"))?),
+        None => None,
+    };
+    Ok(crate::format::Encoder::new(shape, p))
+}
+
 /// A sink as configured: a closed set, chosen by `type` in the config.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
-    /// NDJSON files, one raw record a line, rotated by size.
+    /// NDJSON files, one event a line (raw by default), rotated by size.
     File {
         #[serde(default)]
         name: Option<String>,
@@ -86,6 +98,10 @@ pub enum SinkConfig {
         /// Rotate once the active file reaches this many bytes (default 100 MiB).
         #[serde(default)]
         max_bytes: Option<u64>,
+        #[serde(default)]
+        format: crate::format::Shape,
+        #[serde(default)]
+        pseudonymize: Option<crate::format::PseudonymizeConfig>,
     },
     /// One raw record a line on standard output.
     Stdout {
@@ -106,7 +122,13 @@ impl SinkConfig {
             if path.is_empty() {
                 return Err("file sink needs a path: --sink file:/var/lib/tines-audit/audit.ndjson".into());
             }
-            return Ok(SinkConfig::File { name: None, path: path.into(), max_bytes: None });
+            return Ok(SinkConfig::File {
+                name: None,
+                path: path.into(),
+                max_bytes: None,
+                format: crate::format::Shape::Raw,
+                pseudonymize: None,
+            });
         }
         Err(format!("unknown sink {spec:?}: use file:<path> or stdout (other sinks are set in the config file)"))
     }
@@ -124,11 +146,16 @@ impl SinkConfig {
     /// Builds the sink, ready for [`Sink::recover`]; says what is wrong with its settings otherwise.
     pub fn build(&self) -> Result<Box<dyn Sink>, String> {
         Ok(match self {
-            SinkConfig::File { path, max_bytes, .. } => {
-                Box::new(file::FileSink::new(self.name(), path.clone(), max_bytes.unwrap_or(file::DEFAULT_MAX_BYTES)))
-            }
+            SinkConfig::File { path, max_bytes, format, pseudonymize, .. } => Box::new(
+                file::FileSink::new(self.name(), path.clone(), max_bytes.unwrap_or(file::DEFAULT_MAX_BYTES))
+                    .with_encoder(encoder(*format, pseudonymize)?),
+            ),
             SinkConfig::Stdout { .. } => Box::new(stdout::StdoutSink::new(self.name())),
-            SinkConfig::Syslog(c) => Box::new(c.build(self.name(), crate::format::Encoder::new(c.format))?),
+            SinkConfig::Syslog(c) => Box::new(c.build(
+                self.name(),
+                encoder(c.format, &c.pseudonymize)?,
+                encoder(crate::format::Shape::Raw, &c.pseudonymize)?,
+            )?),
         })
     }
 }

@@ -55,6 +55,9 @@ pub struct SyslogConfig {
     pub encoding: Encoding,
     #[serde(default)]
     pub format: Shape,
+    /// Replace or drop user e-mail, name and IP with a keyed hash (GDPR).
+    #[serde(default)]
+    pub pseudonymize: Option<crate::format::PseudonymizeConfig>,
     /// 0..=23; default 13 (log audit).
     #[serde(default)]
     pub facility: Option<u8>,
@@ -94,7 +97,9 @@ impl SyslogConfig {
         format!("syslog:{}", self.address)
     }
 
-    pub fn build(&self, name: String, encoder: Encoder) -> Result<SyslogSink, String> {
+    /// `encoder` shapes JSON messages; `raw` (the raw shape with the same pseudonymisation)
+    /// is what the header and CEF fields are read from, so that CEF is pseudonymised too.
+    pub fn build(&self, name: String, encoder: Encoder, raw: Encoder) -> Result<SyslogSink, String> {
         let (host, port) =
             self.address.rsplit_once(':').filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()).ok_or_else(
                 || format!("syslog address {:?} must be host:port, for example siem.example.com:6514", self.address),
@@ -149,6 +154,7 @@ impl SyslogConfig {
             transport: self.transport,
             encoding: self.encoding,
             encoder,
+            raw: self.pseudonymize.is_some().then_some(raw),
             facility,
             severity,
             cef_severity,
@@ -175,6 +181,8 @@ pub struct SyslogSink {
     transport: Transport,
     encoding: Encoding,
     encoder: Encoder,
+    /// Set when pseudonymising: the raw record with personal fields replaced.
+    raw: Option<Encoder>,
     facility: u8,
     severity: u8,
     cef_severity: u8,
@@ -219,7 +227,15 @@ impl SyslogSink {
 
     /// One message (header + MSG) for an event, appended to `out`.
     fn message(&self, e: &crate::journal::StoredEvent<'_>, out: &mut Vec<u8>) -> Result<(), SinkError> {
-        let fields: message::HeaderFields<'_> = serde_json::from_str(e.raw).unwrap_or_default();
+        let mut scrubbed = Vec::new();
+        let source: &[u8] = match &self.raw {
+            Some(raw) if self.encoding == Encoding::Cef => {
+                raw.encode_into(e, &mut scrubbed).map_err(|err| SinkError::Permanent(err.to_string()))?;
+                &scrubbed
+            }
+            _ => e.raw.as_bytes(),
+        };
+        let fields: message::HeaderFields<'_> = serde_json::from_slice(source).unwrap_or_default();
         let op = fields.operation_name.as_deref().unwrap_or("-");
         let header = message::Header {
             facility: self.facility,
