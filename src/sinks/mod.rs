@@ -3,9 +3,13 @@
 //! has the sink deliver it, and only then commits the new offset, with any
 //! state the sink needs to make a retry after a crash exact.
 
+pub mod datadog;
 pub mod file;
+pub mod http;
 pub mod runner;
+pub mod splunk_hec;
 pub mod stdout;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
