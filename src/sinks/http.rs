@@ -593,4 +593,80 @@ mod tests {
         assert_eq!(big.plan(0, &limits, Framing::Lines), vec![0..1, 1..2, 2..3]);
         assert_eq!(&e.body(&(0..2), Framing::Array)[..], format!("[{},{}]", "x".repeat(10), "x".repeat(10)).as_bytes());
     }
+
+    #[tokio::test]
+    async fn encoding_skips_what_was_delivered_and_counts_events_past_a_time_limit() {
+        use crate::journal::{Journal, Record, WindowCommit};
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j")).unwrap();
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let recs = (1..=10).map(|i| Record {
+            id: i,
+            created_at: 1_000 + i,
+            operation_name: "Login",
+            user_id: None,
+            user_email: None,
+            request_ip: None,
+            raw: "{}",
+        });
+        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: 10 }, recs).unwrap();
+        let batch = std::sync::Arc::new(j.read_after(0, 100, usize::MAX).unwrap());
+        let enc = Encoded::build(batch.clone(), 4, Some(1_008), |e, out| {
+            out.extend_from_slice(e.raw.as_bytes());
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(enc.seqs, vec![5, 6, 7, 8, 9, 10]);
+        assert_eq!((enc.stale, enc.oldest), (3, Some(1_005)));
+
+        let mut resume = Resume::default();
+        resume.failed(&batch, 4);
+        assert_eq!(resume.take_for(&batch), 4);
+        assert_eq!(resume.take_for(&batch), 0, "taken once");
+        resume.failed(&batch, 4);
+        let later = j.read_after(2, 100, usize::MAX).unwrap();
+        assert_eq!(resume.take_for(&later), 0, "a different batch (a replay, say) is sent whole");
+    }
+
+    /// How the configs plug into the `type`-tagged `SinkConfig` enum (as newtype variants).
+    #[test]
+    fn configs_deserialize_as_newtype_variants_of_a_type_tagged_enum() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+        enum Wired {
+            SplunkHec(crate::sinks::splunk_hec::SplunkHecConfig),
+            Datadog(crate::sinks::datadog::DatadogConfig),
+            Webhook(crate::sinks::webhook::WebhookConfig),
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct File {
+            sinks: Vec<Wired>,
+        }
+        let f: File = toml::from_str(
+            r#"
+            [[sinks]]
+            type = "splunk_hec"
+            endpoint = "https://splunk.example.com:8088"
+            token = "t"
+            [sinks.batch]
+            max_bytes = 500000
+            [[sinks]]
+            type = "datadog"
+            api_key = "k"
+            site = "datadoghq.eu"
+            [[sinks]]
+            type = "webhook"
+            url = "https://hooks.example.com/x"
+            encoding = "json_array"
+            headers = { Authorization = "Bearer x" }
+            "#,
+        )
+        .unwrap();
+        assert!(matches!(&f.sinks[0], Wired::SplunkHec(c) if c.batch.max_bytes == Some(500_000)));
+        assert!(matches!(&f.sinks[1], Wired::Datadog(c) if c.site.as_deref() == Some("datadoghq.eu")));
+        assert!(matches!(&f.sinks[2], Wired::Webhook(c) if c.headers.len() == 1));
+        let bad = toml::from_str::<File>("[[sinks]]\ntype = \"datadog\"\napi_key = \"k\"\nsite_name = \"x\"");
+        assert!(bad.unwrap_err().to_string().contains("unknown field"));
+    }
 }
