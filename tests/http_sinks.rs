@@ -386,3 +386,18 @@ async fn webhook_refusal_is_permanent_and_hides_header_values_and_url_path() {
     assert!(matches!(err, SinkError::Permanent(_)) && printed.contains("401"), "{printed}");
     assert!(!printed.contains(wrong) && !printed.contains("c0ffee"), "{printed}");
 }
+
+#[tokio::test]
+async fn webhook_outage_is_transient_and_scrubs_secrets_the_receiver_echoes() {
+    let (_d, j) = journal_with(10, 10);
+    let hook = Hook::start().await;
+    hook.log().fail_next = 100;
+    let mut c = Consumer::new(hook_sink(&hook, HOOK_SECRET, FAST_RETRY));
+    let err = sink_error(c.drain(&j, Flush::All).await);
+    let printed = format!("{err} {err:?}");
+    assert!(matches!(err, SinkError::Transient(_)) && printed.contains("502"), "{printed}");
+    assert!(printed.contains("gave up after 3 attempts"), "{printed}");
+    assert!(!printed.contains(HOOK_SECRET) && printed.contains("**REDACTED**"), "{printed}");
+    assert_eq!(hook.log().requests, 3);
+    assert_eq!(c.position(), 0);
+}

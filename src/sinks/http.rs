@@ -64,9 +64,10 @@ pub enum Answer<T> {
 
 impl<T> Answer<T> {
     /// The answer to a non-success status, by [`retry_class`]: retry, or fail with `permanent`.
-    pub fn from_status(reply: &Reply, permanent: impl FnOnce() -> String) -> Answer<T> {
+    /// `secrets` are scrubbed from the answer's text kept for the retry message.
+    pub fn from_status(reply: &Reply, secrets: &[&Secret], permanent: impl FnOnce() -> String) -> Answer<T> {
         match retry_class(reply.status) {
-            Retry::Yes => Answer::Retry { why: reply.summary(), after: retry_after(&reply.headers) },
+            Retry::Yes => Answer::Retry { why: scrub(&reply.summary(), secrets), after: retry_after(&reply.headers) },
             Retry::No => Answer::Fail(SinkError::Permanent(permanent())),
         }
     }

@@ -469,7 +469,9 @@ async fn hook(State(log): State<Arc<Mutex<HookLog>>>, headers: HeaderMap, body: 
     log.requests += 1;
     if log.fail_next > 0 {
         log.fail_next -= 1;
-        return (StatusCode::BAD_GATEWAY, "upstream down").into_response();
+        // Echoes the credential, as careless collectors do in error pages.
+        return (StatusCode::BAD_GATEWAY, format!("upstream down (request had {HOOK_HEADER}: {HOOK_SECRET})"))
+            .into_response();
     }
     let (body, gz) = match decoded(&headers, &body) {
         Ok(b) => b,

@@ -109,7 +109,7 @@ impl DatadogSink {
         match reply.status {
             s if s.is_success() => Answer::Done(Posted::Accepted),
             StatusCode::PAYLOAD_TOO_LARGE => Answer::Done(Posted::TooLarge),
-            _ => Answer::from_status(&reply, || self.refused(&reply)),
+            _ => Answer::from_status(&reply, &[&self.api_key], || self.refused(&reply)),
         }
     }
 
@@ -201,7 +201,7 @@ impl DatadogSink {
                 "Datadog says the API key is not valid for site {}; check `api_key` and `site`",
                 self.site
             ))),
-            _ => Err(match Answer::<()>::from_status(&reply, || self.refused(&reply)) {
+            _ => Err(match Answer::<()>::from_status(&reply, &[&self.api_key], || self.refused(&reply)) {
                 Answer::Fail(e) => e,
                 _ => SinkError::Transient(format!("Datadog key check answered {}", reply.summary())),
             }),

@@ -204,7 +204,7 @@ impl SplunkHecSink {
             };
             return Answer::Done(Posted::Invalid { at, why });
         }
-        Answer::from_status(&reply, || self.refused(&reply, &hec))
+        Answer::from_status(&reply, &[&self.token], || self.refused(&reply, &hec))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -252,7 +252,7 @@ impl SplunkHecSink {
         };
         if !reply.status.is_success() {
             let hec: HecReply = serde_json::from_slice(&reply.body).unwrap_or_default();
-            return match Answer::<()>::from_status(&reply, || self.refused(&reply, &hec)) {
+            return match Answer::<()>::from_status(&reply, &[&self.token], || self.refused(&reply, &hec)) {
                 Answer::Fail(e) => Err(e),
                 _ => Ok(HashSet::new()),
             };
@@ -382,7 +382,7 @@ impl SplunkHecSink {
             ))),
             _ => {
                 let hec: HecReply = serde_json::from_slice(&reply.body).unwrap_or_default();
-                Err(match Answer::<()>::from_status(&reply, || self.refused(&reply, &hec)) {
+                Err(match Answer::<()>::from_status(&reply, &[&self.token], || self.refused(&reply, &hec)) {
                     Answer::Fail(e) => e,
                     _ => SinkError::Transient(format!("{}: health check answered {}", self.what(), reply.summary())),
                 })

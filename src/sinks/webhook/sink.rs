@@ -88,7 +88,9 @@ impl WebhookSink {
             async move {
                 match http::send(req).await {
                     Ok(reply) if reply.status.is_success() => Answer::Done(()),
-                    Ok(reply) => Answer::from_status(&reply, || self.refused(&reply)),
+                    Ok(reply) => {
+                        Answer::from_status(&reply, &self.secrets.iter().collect::<Vec<_>>(), || self.refused(&reply))
+                    }
                     Err(why) => Answer::Retry { why, after: None },
                 }
             }
