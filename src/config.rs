@@ -349,6 +349,8 @@ impl RawConfig {
             if let SinkConfig::File { max_bytes: Some(0), .. } = s {
                 return Err(invalid(format!("sinks[{i}]: max_bytes must be above 0")));
             }
+            // Building validates every setting (URLs, sites, certificates, keys) before anything runs.
+            s.build().map_err(|e| invalid(format!("sinks[{i}] ({}): {e}", s.name())))?;
         }
         let web = match self.web {
             None => None,

@@ -4,7 +4,8 @@
 //! The modules follow the data:
 //! - [`source::tines`]: the audit-log API (endpoint, wire format, client, windowed collector);
 //! - [`journal`]: the SQLite journal (events, per-tenant progress, per-consumer offsets);
-//! - [`sinks`]: consumers of the journal (NDJSON files, stdout) and the runner that feeds them;
+//! - [`sinks`]: consumers of the journal (NDJSON files, stdout, syslog, Splunk HEC, Datadog,
+//!   webhooks) and the runner that feeds them;
 //! - [`format`](mod@format): what a sink writes per event: the raw record, ECS or OCSF, optionally pseudonymised;
 //! - [`service`]: collect once, backfill, and the `run` daemon;
 //! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;

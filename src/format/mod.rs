@@ -82,6 +82,13 @@ pub struct Encoder {
     original: bool,
 }
 
+impl Default for Encoder {
+    /// The raw record, untouched.
+    fn default() -> Self {
+        Encoder::new(Shape::Raw, None)
+    }
+}
+
 impl Encoder {
     /// An encoder for `shape`, pseudonymising if asked. ECS and OCSF carry the
     /// record itself too (`event.original`, `raw_data`); see [`Encoder::with_original`].

@@ -3,10 +3,14 @@
 //! has the sink deliver it, and only then commits the new offset, with any
 //! state the sink needs to make a retry after a crash exact.
 
+pub mod datadog;
 pub mod file;
+pub mod http;
 pub mod runner;
+pub mod splunk_hec;
 pub mod stdout;
 pub mod syslog;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -110,6 +114,12 @@ pub enum SinkConfig {
     },
     /// RFC 5424 syslog over TCP (octet counting), TLS or UDP; JSON or CEF messages.
     Syslog(syslog::SyslogConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(splunk_hec::SplunkHecConfig),
+    /// Datadog Logs intake (v2), any Datadog site.
+    Datadog(datadog::DatadogConfig),
+    /// POST batches (JSON array or NDJSON) to any URL.
+    Webhook(webhook::WebhookConfig),
 }
 
 impl SinkConfig {
@@ -140,6 +150,9 @@ impl SinkConfig {
             SinkConfig::File { path, .. } => format!("file:{}", path.display()),
             SinkConfig::Stdout { .. } => "stdout".into(),
             SinkConfig::Syslog(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
+            SinkConfig::SplunkHec(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
+            SinkConfig::Datadog(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
+            SinkConfig::Webhook(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
         }
     }
 
@@ -156,6 +169,9 @@ impl SinkConfig {
                 encoder(c.format, &c.pseudonymize)?,
                 encoder(crate::format::Shape::Raw, &c.pseudonymize)?,
             )?),
+            SinkConfig::SplunkHec(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
+            SinkConfig::Datadog(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
+            SinkConfig::Webhook(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
         })
     }
 }
