@@ -133,3 +133,20 @@ fn the_multi_tenant_example_config_is_accepted_by_check() {
         text(&out)
     );
 }
+
+#[test]
+fn the_sinks_example_config_is_accepted_by_check() {
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--offline", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/sinks-example.toml")])
+        .env("ACME_TINES_API_KEY", "a")
+        .env("SPLUNK_HEC_TOKEN", "00000000-0000-0000-0000-000000000000")
+        .env("DD_API_KEY", "ddkey")
+        .env("SUMO_SOURCE_TOKEN", "sumo-secret")
+        .env("PSEUDONYM_KEY", "0123456789abcdef0123")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("configuration ok: 1 tenant(s), 5 sink(s)"), "{}", text(&out));
+    assert!(!text(&out).contains("sumo-secret"), "secrets in URLs are never printed");
+}
