@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod format;
+pub mod fuzzing;
 pub mod journal;
 pub mod metrics;
 pub mod mock;
