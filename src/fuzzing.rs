@@ -11,9 +11,9 @@ pub fn wire_page(data: &[u8]) {
     if let Ok(page) = Page::parse(body) {
         let keys: Vec<(i64, i64)> = page.keys().collect();
         assert_eq!(keys.len(), page.len());
-        for i in 0..page.len() {
+        for (i, key) in keys.iter().enumerate() {
             let r = page.record(i);
-            assert_eq!((r.created_at, r.id), keys[i]);
+            assert_eq!((r.created_at, r.id), *key);
             // The kept record must itself be JSON: it is what sinks deliver.
             assert!(serde_json::from_str::<&serde_json::value::RawValue>(r.raw).is_ok(), "raw record is not JSON");
         }
