@@ -4,6 +4,7 @@
 //! state the sink needs to make a retry after a crash exact.
 
 pub mod file;
+pub mod object_store;
 pub mod runner;
 pub mod stdout;
 
