@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::object_store::aws::AmazonS3Builder;
+use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use ::object_store::azure::MicrosoftAzureBuilder;
 use ::object_store::gcp::GoogleCloudStorageBuilder;
 use ::object_store::local::LocalFileSystem;
@@ -267,7 +267,12 @@ impl ObjectStoreConfig {
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!("endpoint {e:?} must start with https:// (or http:// for a local test server)"));
             }
-            b = b.with_endpoint(e.trim_end_matches('/')).with_allow_http(parsed.scheme() == "http");
+            // Also as the S3-specific endpoint, which AWS_ENDPOINT_URL_S3 would otherwise override.
+            let e = e.trim_end_matches('/');
+            b = b
+                .with_endpoint(e)
+                .with_config(AmazonS3ConfigKey::S3Endpoint, e)
+                .with_allow_http(parsed.scheme() == "http");
         }
         let path_style = self.path_style.unwrap_or(self.endpoint.is_some());
         b = b.with_virtual_hosted_style_request(!path_style);

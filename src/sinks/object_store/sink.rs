@@ -275,12 +275,12 @@ impl ObjectStoreSink {
         for a in &self.committed.adopting {
             if a.key.starts_with(&dir_prefix) && !found.contains(&a.key) {
                 let Some((first, _)) = a.key.rsplit('/').next().and_then(parse_name) else { continue };
+                let Ok(key) = Path::parse(&a.key) else { continue };
                 tracing::warn!(
                     object = %a.key,
                     "object-store sink: an object being adopted is gone (deleted after ingestion?); \
                      its remaining events count as delivered"
                 );
-                let key = Path::from(a.key.as_str());
                 self.orphans.add(tenant, hour, Orphan { key, first, last: a.last, body: None, verified: a.verified });
             }
         }
