@@ -38,6 +38,7 @@ if [ -z "$port" ]; then
 fi
 for _ in $(seq 1 300); do
   if "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/', timeout=1)" 2>/dev/null; then
+    rm -f "$log" # moto keeps logging to the unlinked file; it goes with the process
     echo "export TINES_AUDIT_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
     echo "export MOTO_PID=$pid"
     exit 0
