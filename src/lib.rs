@@ -6,6 +6,7 @@
 //! - [`journal`]: the SQLite journal (events, per-tenant progress, per-consumer offsets);
 //! - [`sinks`]: consumers of the journal (NDJSON files, stdout) and the runner that feeds them;
 //! - [`service`]: collect once, backfill, and the `run` daemon;
+//! - [`detect`]: Sigma rules and correlations over the journal, GeoIP, alerts and their delivery;
 //! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;
 //! - [`config`], [`catalog`] (operation names), [`secret`], [`timeutil`], [`cli`], [`demo`].
 
@@ -13,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod format;
 pub mod journal;
 pub mod mock;

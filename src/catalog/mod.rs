@@ -4,7 +4,11 @@
 //! so the collector treats `operation_name` as an open set; only user input
 //! (filters) is checked against it.
 
+mod classify;
+
 use std::sync::OnceLock;
+
+pub use classify::{Category, Classification, Verb, classify};
 
 /// One operation Tines writes audit logs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
