@@ -129,6 +129,10 @@ pub struct MockArgs {
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub fault_retry_after: u64,
 
+    /// Play the scripted detection scenarios (credential deletions, a new tenant owner, a foreign login) in the first half minute.
+    #[arg(long)]
+    pub scenarios: bool,
+
     /// Requests per key allowed in any 60 s window, like Tines's audit_logs limit (0 = unlimited).
     #[arg(long, default_value_t = 1000, value_name = "PER_MINUTE")]
     pub rate_limit: u32,
@@ -170,6 +174,7 @@ impl MockArgs {
             },
             rate_limit_per_minute: self.rate_limit,
             keys: vec![MockKey { key, can_read_audit_logs: true }],
+            scenarios: self.scenarios,
         })
     }
 }
