@@ -46,6 +46,9 @@ pub struct RawConfig {
     pub tenants: Vec<RawTenant>,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Detection rules and alerting (`[detect]`); off when absent.
+    #[serde(default)]
+    pub detect: Option<crate::detect::RawDetect>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +130,7 @@ pub struct Settings {
     pub windows: WindowSettings,
     pub tenants: Vec<TenantConfig>,
     pub sinks: Vec<SinkConfig>,
+    pub detect: Option<crate::detect::DetectSettings>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "tines-audit-data";
@@ -276,7 +280,12 @@ impl RawConfig {
                 return Err(invalid(format!("sinks[{i}]: max_bytes must be above 0")));
             }
         }
+        let detect = match self.detect {
+            Some(d) => d.build(&self.sinks).map_err(invalid)?,
+            None => None,
+        };
         Ok(Settings {
+            detect,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             interval,
             client,
