@@ -368,3 +368,175 @@ impl Engine {
 pub fn default_suppress_by() -> Vec<String> {
     vec![names::TENANT.to_string(), "user_id".to_string()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+title: Deleted
+id: deleted
+logsource: {product: tines}
+detection:
+  sel:
+    operation_name: [CredentialDestruction, CredentialBulkDestruction]
+  condition: sel
+---
+title: Many deletions
+id: many
+correlation:
+  type: value_sum
+  rules: [deleted]
+  group-by: [tenant, user_id]
+  timespan: 24h
+  condition: {field: object_count, gt: 5}
+---
+title: Login
+id: login
+logsource: {product: tines}
+detection:
+  sel:
+    operation_name: Login
+  condition: sel
+---
+title: Logins from many countries
+id: countries
+correlation:
+  type: value_count
+  rules: [login]
+  group-by: [user_id]
+  timespan: 1h
+  condition: {field: source_country, gte: 3}
+---
+title: Token made
+id: token
+logsource: {product: tines}
+detection:
+  sel:
+    operation_name: AuthenticationTokenCreation
+  condition: sel
+---
+title: Token then SSO change
+id: token_then_sso
+correlation:
+  type: temporal
+  rules: [token, sso]
+  group-by: [user_id]
+  timespan: 10m
+  condition: {gte: 2}
+  generate: true
+---
+title: SSO
+id: sso
+logsource: {product: tines}
+detection:
+  sel:
+    operation_name: SsoConfigurationSamlSet
+  condition: sel
+tines_audit.suppress_for: 30m
+"#;
+
+    fn engine() -> Engine {
+        let pack = RulePack::from_sources([("t.yml", RULES)]);
+        assert!(pack.problems.is_empty(), "{:?}", pack.problems);
+        let (e, problems) = Engine::new(&pack, &EngineOptions::default(), Arc::new(GeoIp::emulator()));
+        assert!(problems.is_empty(), "{problems:?}");
+        e
+    }
+
+    fn rec(id: i64, op: &str, user: i64, ip: &str) -> String {
+        format!(
+            r#"{{"id":{id},"operation_name":"{op}","user_id":{user},"request_ip":"{ip}","inputs":{{"inputs":{{"credentialId":{id}}}}}}}"#
+        )
+    }
+
+    fn feed(e: &mut Engine, seq: i64, t: i64, op: &str, user: i64, ip: &str) -> Vec<String> {
+        e.evaluate(seq, "acme", t, &rec(seq, op, user, ip)).into_iter().map(|r| r.rule.id.clone()).collect()
+    }
+
+    #[test]
+    fn sixth_deletion_after_a_restart_still_fires_and_the_alert_is_not_raised_twice() {
+        let mut e = engine();
+        let t0 = 1_700_000_000;
+        for i in 1..=3 {
+            assert!(feed(&mut e, i, t0 + i * 60, "CredentialDestruction", 7, "86.40.0.1").is_empty());
+        }
+        let state = e.export_state(t0 + 180);
+        // Restart: a new engine from the committed state.
+        let mut e = engine();
+        e.import_state(&state).unwrap();
+        assert!(feed(&mut e, 4, t0 + 3600, "CredentialDestruction", 7, "86.40.0.1").is_empty());
+        assert!(feed(&mut e, 5, t0 + 7200, "CredentialDestruction", 7, "86.40.0.1").is_empty());
+        assert!(feed(&mut e, 6, t0 + 7300, "CredentialDestruction", 8, "86.40.0.1").is_empty(), "other user");
+        assert_eq!(feed(&mut e, 7, t0 + 7400, "CredentialDestruction", 7, "86.40.0.1"), vec!["many"]);
+        // Further deletions in the window are the same situation: suppressed, not a new alert.
+        assert!(feed(&mut e, 8, t0 + 7500, "CredentialDestruction", 7, "86.40.0.1").is_empty());
+        assert_eq!(e.counters.suppressed, 1);
+        // Suppression survives a restart too.
+        let state = e.export_state(t0 + 7500);
+        let mut e = engine();
+        e.import_state(&state).unwrap();
+        assert!(feed(&mut e, 9, t0 + 7600, "CredentialDestruction", 7, "86.40.0.1").is_empty());
+        // A fresh engine without the state would have missed the first three: no alert at the sixth.
+        let mut cold = engine();
+        for (seq, t) in [(4, 3600), (5, 7200), (7, 7400)] {
+            assert!(feed(&mut cold, seq, t0 + t, "CredentialDestruction", 7, "86.40.0.1").is_empty());
+        }
+    }
+
+    #[test]
+    fn suppression_is_per_rule_and_group_for_the_rules_period() {
+        let mut e = engine();
+        let t0 = 1_700_000_000;
+        assert_eq!(feed(&mut e, 1, t0, "SsoConfigurationSamlSet", 1, "86.40.0.1"), vec!["sso"]);
+        assert!(
+            feed(&mut e, 2, t0 + 60, "SsoConfigurationSamlSet", 1, "86.40.0.1").is_empty(),
+            "same user: suppressed"
+        );
+        assert_eq!(feed(&mut e, 3, t0 + 120, "SsoConfigurationSamlSet", 2, "86.40.0.1"), vec!["sso"], "other user");
+        assert_eq!(feed(&mut e, 4, t0 + 1801, "SsoConfigurationSamlSet", 1, "86.40.0.1"), vec!["sso"], "30m later");
+        assert_eq!(e.counters.suppressed, 1);
+    }
+
+    #[test]
+    fn value_count_and_temporal_correlations_fire() {
+        let mut e = engine();
+        let t0 = 1_700_000_000;
+        assert!(feed(&mut e, 1, t0, "Login", 3, "86.40.0.1").is_empty());
+        assert!(feed(&mut e, 2, t0 + 60, "Login", 3, "86.40.0.2").is_empty(), "same country twice");
+        assert!(feed(&mut e, 3, t0 + 120, "Login", 3, "90.0.0.1").is_empty());
+        let fired = feed(&mut e, 4, t0 + 180, "Login", 3, "126.0.0.1");
+        assert_eq!(fired, vec!["countries"]);
+        // `generate: true` lets the temporal's rules alert on their own too.
+        assert_eq!(feed(&mut e, 5, t0 + 300, "AuthenticationTokenCreation", 9, "86.40.0.1"), vec!["token"]);
+        let fired = feed(&mut e, 6, t0 + 400, "SsoConfigurationSamlSet", 9, "86.40.0.1");
+        assert!(fired.contains(&"token_then_sso".to_string()) && fired.contains(&"sso".to_string()), "{fired:?}");
+    }
+
+    #[test]
+    fn old_events_build_state_but_raise_nothing_and_raised_alerts_carry_their_events() {
+        let mut e = engine();
+        let t0 = 1_700_000_000;
+        e.raise_after = Some(t0 + 1000);
+        for i in 1..=5 {
+            feed(&mut e, i, t0 + i, "CredentialDestruction", 7, "86.40.0.1");
+        }
+        assert!(feed(&mut e, 6, t0 + 6, "CredentialDestruction", 7, "86.40.0.1").is_empty(), "too old to alert");
+        assert_eq!(e.counters.too_old, 1);
+        let r = e.evaluate(7, "acme", t0 + 1001, &rec(7, "CredentialDestruction", 7, "86.40.0.1"));
+        assert_eq!(r.len(), 1);
+        let r = &r[0];
+        assert_eq!(r.correlation.as_deref(), Some("value_sum"));
+        assert_eq!(r.value, Some(7.0));
+        assert_eq!(r.trigger.country.as_deref(), Some("IE"));
+        assert_eq!(r.event_ids.iter().map(|(_, id)| *id).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+        assert!(r.group.contains(&("user_id".to_string(), "7".to_string())), "{:?}", r.group);
+    }
+
+    #[test]
+    fn unreadable_state_is_refused() {
+        let mut e = engine();
+        assert!(e.import_state("not json").is_err());
+        assert!(e.import_state(r#"{"version":99}"#).is_err());
+    }
+}
