@@ -15,6 +15,7 @@
 //! the alerts table in turn.
 
 pub mod alerts;
+pub mod cli;
 pub mod engine;
 pub mod fields;
 pub mod geoip;
