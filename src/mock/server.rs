@@ -514,6 +514,16 @@ impl MockServer {
         read(&self.shared.store).ids()
     }
 
+    /// Appends an event stamped now: `operation_name` by the tenant's `user`-th
+    /// user (an index, wrapped), from their home address, or from `country` if
+    /// given. For tests that need a precise sequence of events.
+    pub fn push_event(&self, operation_name: &str, user: usize, country: Option<&str>) {
+        let users = self.shared.generator().tenant.users.len();
+        let country = country.filter(|c| super::tenant::country_ranges().iter().any(|(k, _)| k == c));
+        let ip = country.map(|c| super::tenant::ip_in(c, &mut SplitMix64::new(self.event_count() as u64)));
+        self.shared.push_scripted(operation_name, user % users, ip, 0);
+    }
+
     /// Every stored record as the API renders it, oldest first (for tests and checks).
     pub fn records(&self) -> Vec<serde_json::Value> {
         let store = read(&self.shared.store);
