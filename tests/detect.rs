@@ -224,7 +224,7 @@ async fn sixth_deletion_after_a_crash_mid_window_fires_once_and_no_alert_is_sent
     })
     .await;
     stop(child).await;
-    let got = got.lock().unwrap();
+    let got = got.lock().unwrap().clone();
     let alerts = alerts_for(&got, "/json", rule);
     assert_eq!(alerts.len(), 1, "exactly one alert across two crashes: {alerts:#?}");
     assert_eq!(alerts[0]["correlation"]["value"], 6.0);
