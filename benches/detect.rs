@@ -65,8 +65,5 @@ async fn main() {
         secs,
         n / secs
     );
-    println!(
-        "  matches {}, alerts {alerts} (suppressed {}), unparsable {}",
-        c.matches, c.suppressed, c.unparsable
-    );
+    println!("  matches {}, alerts {alerts} (suppressed {}), unparsable {}", c.matches, c.suppressed, c.unparsable);
 }
