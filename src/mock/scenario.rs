@@ -6,6 +6,8 @@
 //! - at 8 s, one user deletes seven credentials in seven seconds;
 //! - at 16 s, a user edits another to be tenant owner and admin;
 //! - at 22 s, a user who works from home logs in from Brazil ([`SCENARIO_COUNTRY`]).
+//!
+//! Like live events, scenarios stop once live events are paused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,15 +37,24 @@ pub(crate) async fn run(sh: Arc<Shared>) {
     let deleter = pick(&mut rng);
     tokio::time::sleep_until(start + SCENARIO_TIMES[0]).await;
     for _ in 0..SCENARIO_DELETIONS {
+        if !sh.live_on() {
+            return;
+        }
         sh.push_scripted("CredentialDestruction", deleter, None, 0);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tokio::time::sleep_until(start + SCENARIO_TIMES[1]).await;
+    if !sh.live_on() {
+        return;
+    }
     sh.push_scripted("UserEdit", pick(&mut rng), None, SCRIPT_OWNER_GRANT);
     tokio::time::sleep_until(start + SCENARIO_TIMES[2]).await;
     let users = &sh.generator().tenant.users;
     let away: Vec<usize> = humans.iter().copied().filter(|&u| users[u].home != SCENARIO_COUNTRY).collect();
     let Some(&traveller) = away.get(rng.index(away.len().max(1))) else { return };
     let ip = ip_in(SCENARIO_COUNTRY, &mut rng);
+    if !sh.live_on() {
+        return;
+    }
     sh.push_scripted("Login", traveller, Some(ip), 0);
 }

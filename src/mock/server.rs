@@ -119,6 +119,11 @@ impl Shared {
         &self.generator
     }
 
+    /// Whether live events are on (scenarios stop with them).
+    pub(crate) fn live_on(&self) -> bool {
+        self.live_on.load(Ordering::Relaxed)
+    }
+
     /// Appends a scripted event stamped now, by `user`, from their home address unless `ip` is given.
     pub(crate) fn push_scripted(&self, op: &str, user: usize, ip: Option<u32>, script: u8) {
         let Some(op) = self.tables.op_index(op) else { return };
