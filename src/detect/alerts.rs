@@ -393,3 +393,39 @@ impl Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_sink_gets_alerts_as_events_beside_its_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("data")).unwrap();
+        let alert = NewAlert {
+            id: "r:1".into(),
+            rule_id: "r".into(),
+            group_key: "[]".into(),
+            tenant: "t".into(),
+            event_time: 100,
+            trigger_seq: 1,
+            event_ids: vec![],
+        };
+        j.commit_detection("detector", 0, 1, "{}", &[alert], |a, _| json!({"id": a.id}).to_string()).unwrap();
+        let sinks = vec![SinkConfig::File {
+            name: Some("archive".into()),
+            path: dir.path().join("out/audit.ndjson"),
+            max_bytes: None,
+        }];
+        let conf = OutputConfig::Sink { sink: "archive".into() };
+        conf.validate(&sinks).unwrap();
+        assert!(OutputConfig::Sink { sink: "nope".into() }.validate(&sinks).unwrap_err().contains("archive"));
+        let mut out = Output::build(&conf, &sinks).unwrap();
+        assert_eq!(out.drain(&j).await.unwrap(), 1);
+        let mut again = Output::build(&conf, &sinks).unwrap();
+        assert_eq!(again.drain(&j).await.unwrap(), 0, "a restarted output does not resend");
+        let text = std::fs::read_to_string(dir.path().join("out/audit.alerts.ndjson")).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), vec![r#"{"id":"r:1"}"#]);
+        assert!(!dir.path().join("out/audit.ndjson").exists(), "the events' file is not touched");
+    }
+}
