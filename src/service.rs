@@ -279,6 +279,17 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             }
         });
     }
+    if let Some(d) = &settings.detect {
+        let bases = settings.tenants.iter().map(|t| (t.name.clone(), t.endpoint.base().to_string())).collect();
+        match crate::detect::Detector::start(d, &settings.sinks, bases, &journal).await {
+            Ok(detector) => {
+                let (journal, appended, stop) = (journal.clone(), appended.clone(), shutdown.clone());
+                tasks.spawn(crate::detect::run(detector, journal, appended, stop, settings.interval));
+            }
+            // Collection and delivery go on without detection.
+            Err(e) => tracing::error!("detection could not start, collection goes on without it: {e}"),
+        }
+    }
     stopped(&mut shutdown).await;
     while tasks.join_next().await.is_some() {}
     Ok(())

@@ -54,6 +54,25 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     );
     "#,
+    // 2: alerts raised by the detector, and the journal events each one is about.
+    r#"
+    CREATE TABLE alerts (
+        seq         INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        rule_id     TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        tenant      TEXT NOT NULL,
+        event_time  INTEGER NOT NULL,
+        raised_at   INTEGER NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX alerts_rule ON alerts (rule_id, event_time);
+    CREATE TABLE alert_events (
+        alert_seq   INTEGER NOT NULL REFERENCES alerts(seq),
+        event_seq   INTEGER NOT NULL,
+        PRIMARY KEY (alert_seq, event_seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

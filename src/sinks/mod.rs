@@ -160,6 +160,21 @@ impl SinkConfig {
         }
     }
 
+    /// The same sink writing records as they are (`format = "raw"`), for things that are not audit records (alerts).
+    pub fn with_raw_format(mut self) -> SinkConfig {
+        let raw = crate::format::Shape::Raw;
+        match &mut self {
+            SinkConfig::File { format, .. } => *format = raw,
+            SinkConfig::Stdout { .. } => {}
+            SinkConfig::Syslog(c) => c.format = raw,
+            SinkConfig::SplunkHec(c) => c.format = raw,
+            SinkConfig::Datadog(c) => c.format = raw,
+            SinkConfig::Webhook(c) => c.format = raw,
+            SinkConfig::ObjectStore(c) => c.format = raw,
+        }
+        self
+    }
+
     /// Builds the sink, ready for [`Sink::recover`]; says what is wrong with its settings otherwise.
     pub fn build(&self) -> Result<Box<dyn Sink>, String> {
         Ok(match self {
