@@ -19,3 +19,15 @@ trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 
 echo "== cargo test"
 cargo test --locked --all-targets
+
+echo "== fuzz: a short run of each target (longer runs: docs/fuzzing.md)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+(
+  cd fuzz
+  for target in wire_page config rules; do
+    mkdir -p "corpus/$target"
+    cargo fuzz run --sanitizer none "$target" "corpus/$target" -- -max_total_time="${FUZZ_SECONDS:-20}" 2>&1 | grep -E "^Done|panicked|ERROR" || true
+    # A crash leaves an artifact and a non-zero status above; make it fail the run.
+    ! ls "artifacts/$target"/crash-* >/dev/null 2>&1
+  done
+)

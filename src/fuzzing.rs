@@ -28,6 +28,15 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// A Sigma rule file's text: loading reports problems, never panics.
+pub fn rules(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let pack = crate::detect::rules::RulePack::from_sources([("fuzz.yml", text)]);
+    for p in &pack.problems {
+        assert!(!p.to_string().is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -36,6 +45,8 @@ mod tests {
 
     const PAGE: &str = r#"{"audit_logs":[{"created_at":"2024-11-25T10:35:55Z","id":41274135,"inputs":{"fieldId":1,"inputs":{"options":["a"]}},"operation_name":"FormFieldUpdate","request_ip":"92.19.2.1","user_email":"j\u00f6@x.io","user_id":"5"}],"meta":{"count":1,"next_page_number":null}}"#;
     const CONFIG: &str = "[collect]\ninterval = \"5s\"\n[[tenants]]\ndomain = \"a.tines.com\"\napi_key = \"${K}\"\n[[sinks]]\ntype = \"syslog\"\naddress = \"h:514\"\n";
+
+    const RULE: &str = include_str!("../rules/jobs_deleted.yml");
 
     /// Mutations of a valid input: truncations, byte flips and splices.
     fn mutated(seed: &'static str) -> impl Strategy<Value = Vec<u8>> {
@@ -66,6 +77,11 @@ mod tests {
         #[test]
         fn config_never_panics_on_mutated_files(data in mutated(CONFIG)) {
             config(&data);
+        }
+
+        #[test]
+        fn rules_never_panic_on_mutated_rules(data in mutated(RULE)) {
+            rules(&data);
         }
     }
 
