@@ -26,8 +26,13 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
   cd fuzz
   for target in wire_page config rules; do
     mkdir -p "corpus/$target"
-    cargo fuzz run --sanitizer none "$target" "corpus/$target" -- -max_total_time="${FUZZ_SECONDS:-20}" 2>&1 | grep -E "^Done|panicked|ERROR" || true
-    # A crash leaves an artifact and a non-zero status above; make it fail the run.
-    ! ls "artifacts/$target"/crash-* >/dev/null 2>&1
+    log="$(mktemp)"
+    if ! cargo fuzz run --sanitizer none "$target" "corpus/$target" -- -max_total_time="${FUZZ_SECONDS:-20}" >"$log" 2>&1; then
+      tail -40 "$log"
+      echo "fuzz target $target failed (a crash is saved under fuzz/artifacts/$target)"
+      exit 1
+    fi
+    echo "$target: $(grep -E '^Done' "$log" | tail -1)"
+    rm -f "$log"
   done
 )
