@@ -186,6 +186,11 @@ async fn handle(State(sh): State<Arc<Shared>>, ConnectInfo(conn): ConnectInfo<Re
             response(StatusCode::OK, JSON, out)
         }
         "/_mock/stats" => response(StatusCode::OK, JSON, serde_json::to_vec(&sh.snapshot()).unwrap_or_default()),
+        // For scripts (the soak test): pause or resume live events, as `MockServer::set_live` does.
+        "/_mock/live/off" | "/_mock/live/on" if parts.method == axum::http::Method::POST => {
+            sh.live_on.store(parts.uri.path().ends_with("/on"), Ordering::Relaxed);
+            response(StatusCode::OK, JSON, b"{}".to_vec())
+        }
         _ => {
             let r = api(&sh, &parts, &conn).await;
             bump(&sh.stats.requests);
