@@ -143,3 +143,91 @@ impl Consumer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::journal::{Record, WindowCommit};
+    use crate::sinks::BoxFuture;
+
+    /// Records every batch it is given; fails the deliveries listed in `fail_on`.
+    struct Recorder {
+        batches: Arc<Mutex<Vec<Vec<(i64, usize)>>>>,
+        fail_on: Vec<usize>,
+        calls: usize,
+    }
+
+    impl Sink for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn recover(&mut self, _state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn deliver(
+            &mut self,
+            batch: Arc<crate::journal::EventBatch>,
+        ) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
+            self.calls += 1;
+            let fail = self.fail_on.contains(&self.calls);
+            let seen: Vec<(i64, usize)> = batch.iter().map(|e| (e.seq, e.raw.len())).collect();
+            let batches = self.batches.clone();
+            Box::pin(async move {
+                if fail {
+                    return Err(SinkError::Transient("down".into()));
+                }
+                batches.lock().unwrap().push(seen);
+                Ok(None)
+            })
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        /// Whatever the batch limits, event sizes and failed deliveries: every event is
+        /// delivered, in journal order, once a delivery succeeds; no successful batch
+        /// breaks the limits (a lone event larger than max_bytes travels alone).
+        #[test]
+        fn batches_respect_limits_and_deliver_everything_in_order(
+            sizes in proptest::collection::vec(10usize..3_000, 1..400),
+            max_events in 1usize..100,
+            max_bytes in 50usize..20_000,
+            fail_on in proptest::collection::vec(1usize..30, 0..5),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let j = Journal::open(dir.path()).unwrap();
+                j.start_progress("t", "cursor", 0, None, "").unwrap();
+                let raws: Vec<String> = sizes.iter().enumerate().map(|(i, n)| format!("{{\"id\":{i},\"p\":\"{}\"}}", "x".repeat(*n))).collect();
+                let recs = raws.iter().enumerate().map(|(i, r)| Record { id: i as i64, created_at: 1, operation_name: "Login", user_id: None, user_email: None, request_ip: None, raw: r });
+                j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: raws.len() as u64 }, recs).unwrap();
+                let batches = Arc::new(Mutex::new(Vec::new()));
+                let sink = Recorder { batches: batches.clone(), fail_on, calls: 0 };
+                let policy = BatchPolicy { max_events, max_bytes, linger: Duration::ZERO };
+                let mut c = Consumer::new(Box::new(sink)).with_policy(policy);
+                let mut rounds = 0;
+                while c.drain(&j, Flush::All).await.is_err() {
+                    rounds += 1;
+                    prop_assert!(rounds < 50);
+                }
+                let got = batches.lock().unwrap().clone();
+                let seqs: Vec<i64> = got.iter().flatten().map(|(s, _)| *s).collect();
+                prop_assert_eq!(seqs, (1..=raws.len() as i64).collect::<Vec<_>>());
+                for b in &got {
+                    prop_assert!(!b.is_empty() && b.len() <= max_events);
+                    let bytes: usize = b.iter().map(|(_, n)| n).sum();
+                    // The reader stops once max_bytes is reached: only the last event may cross it.
+                    let before_last: usize = b[..b.len() - 1].iter().map(|(_, n)| n).sum();
+                    prop_assert!(before_last < max_bytes || b.len() == 1, "{} bytes in {} events", bytes, b.len());
+                }
+                prop_assert_eq!(j.consumer("recorder", 0).unwrap().position, raws.len() as i64);
+                Ok(())
+            })?;
+        }
+    }
+}
