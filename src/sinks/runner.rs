@@ -154,9 +154,12 @@ mod tests {
     use crate::journal::{Record, WindowCommit};
     use crate::sinks::BoxFuture;
 
+    /// `(seq, raw bytes)` of each event of each delivered batch.
+    type Delivered = Arc<Mutex<Vec<Vec<(i64, usize)>>>>;
+
     /// Records every batch it is given; fails the deliveries listed in `fail_on`.
     struct Recorder {
-        batches: Arc<Mutex<Vec<Vec<(i64, usize)>>>>,
+        batches: Delivered,
         fail_on: Vec<usize>,
         calls: usize,
     }
