@@ -8,6 +8,7 @@
 //!   webhooks) and the runner that feeds them;
 //! - [`format`](mod@format): what a sink writes per event: the raw record, ECS or OCSF, optionally pseudonymised;
 //! - [`service`]: collect once, backfill, and the `run` daemon;
+//! - [`query`]: search (filters, free text, stable pages), the search indexer, compliance reports;
 //! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;
 //! - [`config`], [`catalog`] (operation names), [`secret`], [`timeutil`], [`cli`], [`demo`].
 
@@ -19,6 +20,7 @@ pub mod format;
 pub mod journal;
 pub mod metrics;
 pub mod mock;
+pub mod query;
 pub mod secret;
 pub mod service;
 pub mod sinks;

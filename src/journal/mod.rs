@@ -163,6 +163,9 @@ struct Inner {
     dir: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Read-only connections for searches and reports, so a long query never
+    /// holds up collection or the sinks' reads (WAL readers do not block writers).
+    queries: Mutex<Vec<Connection>>,
     tenant_ids: Mutex<HashMap<String, i64>>,
     _lock: Option<File>,
 }
@@ -229,6 +232,7 @@ impl Journal {
                 dir: dir.to_path_buf(),
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
+                queries: Mutex::new(Vec::new()),
                 tenant_ids: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
@@ -255,6 +259,39 @@ impl Journal {
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.inner.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs read-only work (searches, reports) on a pooled read-only connection (blocking).
+    pub fn query<T, E: From<JournalError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+        let pooled = self.inner.queries.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let open = || -> Result<Connection, JournalError> {
+                    let c = Connection::open_with_flags(
+                        self.inner.dir.join(DB_FILE),
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    Ok(c)
+                };
+                open()?
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.inner.queries.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 4 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs work that writes derived data (the search index) on the writer connection (blocking).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        f(&mut self.writer())
     }
 
     fn tenant_id(&self, conn: &Connection, name: &str) -> Result<i64, JournalError> {

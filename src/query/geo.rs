@@ -1,0 +1,48 @@
+//! Where a request came from: the country of a source IP, for the country
+//! filter and the console. A lookup is a small trait so that the search does
+//! not care whether the answer comes from a GeoIP database or, for the
+//! emulator's synthetic addresses, from the emulator's own country table.
+
+use std::net::IpAddr;
+
+/// Country (ISO 3166-1 alpha-2, upper case) of an IP address, if known.
+pub trait CountryLookup: Send + Sync {
+    fn country(&self, ip: &str) -> Option<String>;
+}
+
+/// No database: no address has a country, so a country filter matches nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCountries;
+
+impl CountryLookup for NoCountries {
+    fn country(&self, _ip: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The emulator's address plan ([`crate::mock::country_ranges`]): right for the
+/// demo and the tests, and knows nothing of real addresses.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EmulatorCountries;
+
+impl CountryLookup for EmulatorCountries {
+    fn country(&self, ip: &str) -> Option<String> {
+        match ip.parse::<IpAddr>().ok()? {
+            IpAddr::V4(v4) => crate::mock::country_of(v4).map(str::to_string),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_table_answers_for_its_ranges_only() {
+        assert_eq!(EmulatorCountries.country("86.40.1.2").as_deref(), Some("IE"));
+        assert_eq!(EmulatorCountries.country("10.0.0.1"), None);
+        assert_eq!(EmulatorCountries.country("not an ip"), None);
+        assert_eq!(NoCountries.country("86.40.1.2"), None);
+    }
+}
