@@ -247,6 +247,34 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
         });
     }
     {
+        // The search indexer follows the journal like a sink, one short transaction per batch.
+        let (journal, appended, mut stop, interval) =
+            (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
+        tasks.spawn(async move {
+            loop {
+                let notified = appended.notified();
+                let wait = loop {
+                    match journal.call(|j| crate::query::index::index_batch(j, crate::query::index::BATCH)).await {
+                        Ok(n) if n == crate::query::index::BATCH => tokio::task::yield_now().await,
+                        Ok(_) => break interval,
+                        Err(e) => {
+                            tracing::warn!("search index: indexing failed, will try again: {e}");
+                            break Duration::from_secs(5);
+                        }
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
+    {
         let (settings, mut stop) = (settings.clone(), shutdown.clone());
         tasks.spawn(async move {
             let every = (settings.silence_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));

@@ -4,6 +4,7 @@
 
 mod exit;
 mod output;
+mod search;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -67,6 +68,10 @@ pub enum Command {
     Operations(OperationsArgs),
     /// Validate the configuration and test each tenant's connectivity and permission.
     Check(CheckArgs),
+    /// Search the journal: who did what, when, from where (newest first).
+    Search(search::SearchArgs),
+    /// Write a compliance evidence report (SOC 2, ISO 27001, GDPR) for a period.
+    Report(search::ReportArgs),
 }
 
 /// Where settings come from: a config file, or flags alone.
@@ -245,6 +250,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::State(args) => state(args).await,
         Command::Operations(args) => output::operations(&args),
         Command::Check(args) => check(args).await,
+        Command::Search(args) => search::search(args).await,
+        Command::Report(args) => search::report(args).await,
     }
 }
 

@@ -8,6 +8,10 @@ use std::net::IpAddr;
 /// Country (ISO 3166-1 alpha-2, upper case) of an IP address, if known.
 pub trait CountryLookup: Send + Sync {
     fn country(&self, ip: &str) -> Option<String>;
+    /// Whether any address can have a country (false without a database).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// No database: no address has a country, so a country filter matches nothing.
@@ -17,6 +21,9 @@ pub struct NoCountries;
 impl CountryLookup for NoCountries {
     fn country(&self, _ip: &str) -> Option<String> {
         None
+    }
+    fn available(&self) -> bool {
+        false
     }
 }
 
@@ -32,6 +39,14 @@ impl CountryLookup for EmulatorCountries {
             IpAddr::V6(_) => None,
         }
     }
+}
+
+/// The lookup for a configuration: the emulator's table when every tenant is
+/// the emulator (a loopback `http://` address), otherwise none.
+pub fn for_settings(settings: Option<&crate::config::Settings>) -> std::sync::Arc<dyn CountryLookup> {
+    let emulated = settings
+        .is_some_and(|s| !s.tenants.is_empty() && s.tenants.iter().all(|t| t.endpoint.base().scheme() == "http"));
+    if emulated { std::sync::Arc::new(EmulatorCountries) } else { std::sync::Arc::new(NoCountries) }
 }
 
 #[cfg(test)]

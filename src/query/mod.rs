@@ -3,9 +3,11 @@
 //! compliance reports. Everything here reads through the journal's read-only
 //! connections, so a query never holds up collection.
 
+pub mod chart;
 pub mod filter;
 pub mod geo;
 pub mod index;
+pub mod report;
 pub mod search;
 
 #[cfg(test)]

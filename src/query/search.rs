@@ -212,6 +212,13 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
         p.conditions.push("e.created_at < ?".into());
         p.params.push(Value::Integer(to));
     }
+    if !f.countries.is_empty() && !geo.available() {
+        return Err(FilterError(
+            "filtering by country needs a GeoIP database, and none is configured; filter by --ip with a network instead"
+                .into(),
+        )
+        .into());
+    }
     let hosts_only = f.ips.iter().all(|n| n.is_host());
     if !f.ips.is_empty() && hosts_only && f.countries.is_empty() {
         p.conditions.push("e.request_ip IN (SELECT value FROM json_each(?))".into());
@@ -353,9 +360,24 @@ pub fn span(journal: &Journal, f: &EventFilter, geo: &dyn CountryLookup) -> Resu
     })
 }
 
+/// A CSV field: quoted when needed, and with a leading `'` when a spreadsheet would run it as a formula.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\"\nbye"), "\"say \"\"hi\"\"\nbye\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+    }
 
     #[test]
     fn free_text_becomes_a_safe_fts_query() {
