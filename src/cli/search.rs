@@ -151,21 +151,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
 
 /// An event for scripts: the indexed fields, then the record itself as JSON.
 pub fn event_json(e: &EventRow) -> serde_json::Value {
-    let record: serde_json::Value = serde_json::from_str(&e.raw).unwrap_or(serde_json::Value::String(e.raw.clone()));
-    serde_json::json!({
-        "seq": e.seq,
-        "tenant": e.tenant,
-        "id": e.id,
-        "created_at": e.created_at,
-        "operation_name": e.operation_name,
-        "category": e.category,
-        "user_id": e.user_id,
-        "user_email": e.user_email,
-        "user_name": e.user_name,
-        "request_ip": e.request_ip,
-        "country": e.country,
-        "record": record,
-    })
+    e.to_json()
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -82,6 +82,28 @@ pub struct EventRow {
     pub raw: String,
 }
 
+impl EventRow {
+    /// The event for scripts and the API: the indexed fields, then the record itself as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let record: serde_json::Value =
+            serde_json::from_str(&self.raw).unwrap_or_else(|_| serde_json::Value::String(self.raw.clone()));
+        serde_json::json!({
+            "seq": self.seq,
+            "tenant": self.tenant,
+            "id": self.id,
+            "created_at": self.created_at,
+            "operation_name": self.operation_name,
+            "category": self.category,
+            "user_id": self.user_id,
+            "user_email": self.user_email,
+            "user_name": self.user_name,
+            "request_ip": self.request_ip,
+            "country": self.country,
+            "record": record,
+        })
+    }
+}
+
 /// A page of results, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchPage {
