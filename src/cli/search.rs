@@ -73,12 +73,12 @@ pub(super) async fn open(a: &JournalArgs) -> anyhow::Result<(Journal, Arc<dyn Co
     let geo = query::geo::for_settings(settings.as_ref());
     let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
     // Index what the daemon has not (or everything, if no daemon runs), so the answer is complete.
-    let behind = journal.call(|j| query::index::state(j)).await?.behind();
+    let behind = journal.call(query::index::state).await?.behind();
     if behind > 20_000 {
         eprintln!("indexing {behind} events for search (once; the daemon keeps the index current)…");
     }
     if behind > 0
-        && let Err(e) = journal.call(|j| query::index::catch_up(j)).await
+        && let Err(e) = journal.call(query::index::catch_up).await
     {
         eprintln!(
             "warning: could not bring the search index up to date ({e}); free text and name filters may miss the newest events"

@@ -252,8 +252,7 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
             let ip = ip?;
             let Ok(addr) = ip.parse::<IpAddr>() else { continue };
             let ip_ok = f.ips.is_empty() || f.ips.iter().any(|n| n.contains(addr));
-            let country_ok =
-                f.countries.is_empty() || geo.country(&ip).is_some_and(|c| f.countries.iter().any(|w| *w == c));
+            let country_ok = f.countries.is_empty() || geo.country(&ip).is_some_and(|c| f.countries.contains(&c));
             if ip_ok && country_ok {
                 matching.push(ip);
             }

@@ -286,7 +286,8 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
     let (progress, consumers, max_seq, total, (last5, last60), index, bytes) = match snapshot {
         Ok(s) => s,
         Err(e) => {
-            return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string()))).into_response();
+            return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())))
+                .into_response();
         }
     };
     let now = now_secs();
