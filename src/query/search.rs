@@ -157,6 +157,25 @@ impl Plan {
     }
 }
 
+/// `column = ?` for one value, `column IN (?, …)` for a few: both let SQLite walk the
+/// `(column, created_at)` index newest first; a long list goes through `json_each`.
+fn in_list<T: Serialize + Clone + Into<Value>>(column: &str, items: &[T], p: &mut Plan) -> String {
+    match items {
+        [one] => {
+            p.params.push(one.clone().into());
+            format!("{column} = ?")
+        }
+        few if few.len() <= 100 => {
+            p.params.extend(few.iter().cloned().map(Into::into));
+            format!("{column} IN ({})", vec!["?"; few.len()].join(", "))
+        }
+        many => {
+            p.params.push(json_list(many));
+            format!("{column} IN (SELECT value FROM json_each(?))")
+        }
+    }
+}
+
 fn json_list<T: Serialize>(items: &[T]) -> Value {
     Value::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
 }
@@ -208,8 +227,8 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
         }
         let mut alts = Vec::new();
         if !ids.is_empty() {
-            alts.push("e.user_id IN (SELECT value FROM json_each(?))".to_string());
-            p.params.push(json_list(&ids.into_iter().collect::<Vec<_>>()));
+            let ids: Vec<i64> = ids.into_iter().collect();
+            alts.push(in_list("e.user_id", &ids, &mut p));
         }
         for e in emails {
             alts.push("e.user_email = ? COLLATE NOCASE".to_string());
@@ -223,8 +242,9 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
     if !f.operations.is_empty() || !f.categories.is_empty() {
         let mut names: BTreeSet<String> = f.operations.iter().cloned().collect();
         names.extend(operations_in(conn, &f.categories)?);
-        p.conditions.push("e.operation_name IN (SELECT value FROM json_each(?))".into());
-        p.params.push(json_list(&names.into_iter().collect::<Vec<_>>()));
+        let names: Vec<String> = names.into_iter().collect();
+        let c = in_list("e.operation_name", &names, &mut p);
+        p.conditions.push(c);
     }
     if let Some(from) = f.from {
         p.conditions.push("e.created_at >= ?".into());
@@ -243,8 +263,9 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
     }
     let hosts_only = f.ips.iter().all(|n| n.is_host());
     if !f.ips.is_empty() && hosts_only && f.countries.is_empty() {
-        p.conditions.push("e.request_ip IN (SELECT value FROM json_each(?))".into());
-        p.params.push(json_list(&f.ips.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>()));
+        let ips: Vec<String> = f.ips.iter().map(|n| n.addr.to_string()).collect();
+        let c = in_list("e.request_ip", &ips, &mut p);
+        p.conditions.push(c);
     } else if !f.ips.is_empty() || !f.countries.is_empty() {
         let mut stmt = conn.prepare_cached("SELECT value FROM search_values WHERE kind = 'ip'")?;
         let mut matching = Vec::new();
@@ -260,8 +281,8 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
         if matching.is_empty() {
             return Ok(None);
         }
-        p.conditions.push("e.request_ip IN (SELECT value FROM json_each(?))".into());
-        p.params.push(json_list(&matching));
+        let c = in_list("e.request_ip", &matching, &mut p);
+        p.conditions.push(c);
     }
     if let Some(t) = &f.text {
         p.conditions.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
