@@ -18,3 +18,6 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
+
+# GeoIP test databases (MaxMind test data, DB-IP lite) into target/geoip-test-data.
+"$(dirname "$0")/fetch-geoip-test-data.sh" >/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (CI runs it through .ci/run): installs what the
-# tests need (a real rsyslog daemon with TLS, openssl for test certificates),
-# then formatting, lints, and every unit and integration test.
+# The project's test command (CI runs it through .ci/run): installs and starts
+# the real servers the tests need (rsyslog with TLS, openssl for certificates,
+# moto for S3 from PyPI), then formatting, lints, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,10 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --locked --all-targets -- -D warnings
+
+echo "== moto (S3 server for the object-store sink's tests)"
+eval "$(scripts/start-moto.sh)"
+trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -55,6 +55,9 @@ pub struct RawConfig {
     pub journal: RawJournal,
     #[serde(default)]
     pub retention: RawRetention,
+    /// Detection rules and alerting (`[detect]`); off when absent.
+    #[serde(default)]
+    pub detect: Option<crate::detect::RawDetect>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +183,7 @@ pub struct Settings {
     pub journal_max_size: Option<u64>,
     pub retention: Option<Duration>,
     pub retention_every: Duration,
+    pub detect: Option<crate::detect::DetectSettings>,
 }
 
 /// Parses a size such as `512MB`, `50GiB` or a plain number of bytes.
@@ -352,6 +356,11 @@ impl RawConfig {
             // Building validates every setting (URLs, sites, certificates, keys) before anything runs.
             s.build().map_err(|e| invalid(format!("sinks[{i}] ({}): {e}", s.name())))?;
         }
+        let detect = match self.detect {
+            Some(d) => d.build(&self.sinks).map_err(invalid)?,
+            None => None,
+        };
+
         let web = match self.web {
             None => None,
             Some(w) => Some(build_web(w, &|k| std::env::var(k).ok())?),
@@ -386,6 +395,7 @@ impl RawConfig {
         let retention_every =
             dur_field("retention.check_every", &self.retention.check_every, Duration::from_secs(3600))?;
         Ok(Settings {
+            detect,
             retention_every,
             silence_after,
             journal_max_size,

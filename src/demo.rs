@@ -54,6 +54,32 @@ fn fresh_token() -> String {
 
 const SETTLE_SECS: i64 = 3;
 
+/// Countries the demo expects activity from: every emulator country but the
+/// one its scripted foreign login comes from.
+const DEMO_ALLOWED: &[&str] = &["US", "IE", "GB", "DE", "FR", "NL", "AU", "JP", "IN", "CA", "SG"];
+
+/// The three situations of Tines's monitoring advice, by the shipped rule that finds each.
+const SEED_RULES: &[(&str, &str)] = &[
+    ("tines_credential_mass_deletion", "more than five credential deletions"),
+    ("tines_tenant_owner_or_admin_granted", "a new tenant owner or admin"),
+    ("tines_unexpected_country", "activity from an unexpected country"),
+];
+
+fn demo_detection() -> crate::detect::DetectSettings {
+    crate::detect::DetectSettings {
+        emulator_geoip: true,
+        vars: [("allowed_countries".to_string(), DEMO_ALLOWED.iter().map(|c| c.to_string()).collect())].into(),
+        suppress_secs: 3600,
+        // History builds correlation windows and baselines; only the last minutes raise alerts.
+        lookback_secs: Some(120),
+        outputs: vec![crate::detect::alerts::OutputConfig::Stdout {
+            name: None,
+            format: crate::detect::alerts::StdoutFormat::Text,
+        }],
+        ..Default::default()
+    }
+}
+
 fn demo_settings(base_url: &str, data_dir: PathBuf, web: crate::web::WebSettings) -> anyhow::Result<Settings> {
     let mut s = RawConfig::default().build()?;
     s.data_dir = data_dir.clone();
@@ -74,6 +100,7 @@ fn demo_settings(base_url: &str, data_dir: PathBuf, web: crate::web::WebSettings
         format: Default::default(),
         pseudonymize: None,
     });
+    s.detect = Some(demo_detection());
     Ok(s)
 }
 
@@ -108,6 +135,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             live_rate: args.live_rate,
             late_fraction: 0.05,
             max_lateness_secs: 2,
+            scenarios: true,
             ..MockConfig::default()
         },
         listener,
@@ -130,6 +158,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  data directory         {}", data_dir.display());
     println!("  journal                {}", data_dir.join("journal.db").display());
     println!("  file sink              {}", sink_path.display());
+    println!(
+        "  detection              the shipped rules; allowed countries {}; alerts print here as ALERT lines",
+        DEMO_ALLOWED.join(" ")
+    );
+    println!("  scripted in the first 30 s: 7 credential deletions, a new tenant owner, a login from Brazil");
     println!("  stop with Ctrl-C{}", args.duration.map_or(String::new(), |d| format!(" (or wait {}s)", d.as_secs())));
 
     let journal = {
@@ -158,7 +191,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ = &mut stop => break,
             _ = tick.tick() => {
                 let (events, offsets) = journal.call(|j| Ok((j.count_events(None)?, j.consumers()?))).await?;
-                let delivered = offsets.first().map_or(0, |(_, o)| o.position);
+                let delivered = offsets.iter().find(|(n, _)| n == "archive").map_or(0, |(_, o)| o.position);
                 println!(
                     "[{:>4}s] emulator {:>7} events | journal {:>7} | file sink at seq {:>7}",
                     started.elapsed().as_secs(), mock.event_count(), events, delivered
@@ -190,6 +223,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("emulator produced {} events", expected.len());
     println!("journal holds     {} events ({} distinct ids)", in_journal.len(), in_journal.len());
     println!("file sink holds   {lines} lines ({} distinct ids)", in_file.len());
+    let alerts = journal.call(|j| j.alerts_after(0, usize::MAX >> 1)).await?;
+    println!("alerts raised     {}", alerts.len());
+    for (rule, what) in SEED_RULES {
+        let n = alerts.iter().filter(|a| a.rule_id == *rule).count();
+        println!("  {} {what}: {n} alert(s)", if n > 0 { "found" } else { "MISSING" });
+    }
     let journal_ok = in_journal == expected;
     let file_ok = lines as usize == expected.len() && expected.iter().all(|i| in_file.contains(i));
     if journal_ok && file_ok {
@@ -201,6 +240,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("look around:");
     println!("  tines-audit state show --data-dir {}", data_dir.display());
     println!("  head -n 3 {}", sink_path.display());
+    println!("  tines-audit rules backtest --since 8d --emulator-geoip --data-dir {}", data_dir.display());
     println!("  tines-audit search --data-dir {} --category credential", data_dir.display());
     println!("  tines-audit report --data-dir {} --framework soc2 --from 8d -o report.html", data_dir.display());
     mock.shutdown().await;

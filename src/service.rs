@@ -214,28 +214,25 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             let mut backoff = Duration::from_secs(1);
             loop {
                 let notified = appended.notified();
-                let wait = match consumer.drain(&journal, Flush::WhenDue).await {
+                let (wait, wake_on_new_events) = match consumer.drain(&journal, Flush::WhenDue).await {
                     Ok(n) => {
                         if n > 0 {
                             tracing::debug!(sink = consumer.name(), delivered = n, "delivered");
                         }
                         backoff = Duration::from_secs(1);
                         // A partial batch waiting for its linger wakes us when due.
-                        consumer.due_in().map_or(interval, |d| d.min(interval))
+                        (consumer.due_in().map_or(interval, |d| d.min(interval)), true)
                     }
                     Err(e) => {
-                        tracing::warn!(
-                            sink = consumer.name(),
-                            retry_in_s = backoff.as_secs(),
-                            "delivery failed, collection goes on and the sink will catch up: {e}"
-                        );
+                        log_drain_error(consumer.name(), &e, backoff);
                         let w = backoff;
                         backoff = (backoff * 2).min(Duration::from_secs(60));
-                        w
+                        // A failing sink waits out its backoff: new events do not make it hammer the destination.
+                        (w, false)
                     }
                 };
                 tokio::select! {
-                    _ = notified => {}
+                    _ = notified, if wake_on_new_events => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = stopped(&mut stop) => {
                         // Last chance to hand over what was collected, bounded so shutdown stays prompt.
@@ -324,6 +321,17 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             }
         });
     }
+    if let Some(d) = &settings.detect {
+        let bases = settings.tenants.iter().map(|t| (t.name.clone(), t.endpoint.base().to_string())).collect();
+        match crate::detect::Detector::start(d, &settings.sinks, bases, &journal).await {
+            Ok(detector) => {
+                let (journal, appended, stop) = (journal.clone(), appended.clone(), shutdown.clone());
+                tasks.spawn(crate::detect::run(detector, journal, appended, stop, settings.interval));
+            }
+            // Collection and delivery go on without detection.
+            Err(e) => tracing::error!("detection could not start, collection goes on without it: {e}"),
+        }
+    }
     stopped(&mut shutdown).await;
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -370,6 +378,24 @@ fn watch_silence(settings: &Settings, last_alert: &mut std::collections::HashMap
 /// Resolves once the shutdown flag turns true (or its sender is gone).
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.is_ok();
+}
+
+fn log_drain_error(sink: &str, e: &DrainError, retry_in: Duration) {
+    let permanent = matches!(e, DrainError::Sink { source: crate::sinks::SinkError::Permanent(_), .. });
+    if permanent {
+        // Will not heal by itself: an operator must fix the sink's settings or the destination.
+        tracing::error!(
+            sink,
+            retry_in_s = retry_in.as_secs(),
+            "delivery refused, the sink is stuck until this is fixed (collection goes on, nothing is lost): {e}"
+        );
+    } else {
+        tracing::warn!(
+            sink,
+            retry_in_s = retry_in.as_secs(),
+            "delivery failed, collection goes on and the sink will catch up: {e}"
+        );
+    }
 }
 
 fn log_collect_error(tenant: &str, e: &CollectError, failures: u32) {

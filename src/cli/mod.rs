@@ -30,7 +30,8 @@ pub use exit::{Exit, exit_code};
 /// Exit codes: 0 ok, 1 internal error, 2 bad usage or configuration,
 /// 3 authentication failed (401), 4 permission denied (403), 5 tenant not found (404),
 /// 6 network unreachable, 7 the API kept failing, 8 a sink could not deliver,
-/// 9 the data directory is in use by another collector, 10 the journal cannot grow (disk full).
+/// 9 the data directory is in use by another collector, 10 the journal cannot grow (disk full),
+/// 11 detection rules have problems or failing examples.
 #[derive(Debug, Parser)]
 #[command(name = "tines-audit", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -68,6 +69,8 @@ pub enum Command {
     Operations(OperationsArgs),
     /// Validate the configuration and test each tenant's connectivity and permission.
     Check(CheckArgs),
+    /// Detection rules: list, validate and test rule files, and backtest them over the journal.
+    Rules(crate::detect::cli::RulesArgs),
     /// Search the journal: who did what, when, from where (newest first).
     Search(search::SearchArgs),
     /// Write a compliance evidence report (SOC 2, ISO 27001, GDPR) for a period.
@@ -250,6 +253,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::State(args) => state(args).await,
         Command::Operations(args) => output::operations(&args),
         Command::Check(args) => check(args).await,
+        Command::Rules(args) => crate::detect::cli::run(args).await,
         Command::Search(args) => search::search(args).await,
         Command::Report(args) => search::report(args).await,
     }

@@ -40,8 +40,13 @@ fn age(secs: i64) -> String {
 }
 
 pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
-    let (progress, consumers, max_seq, total) =
-        journal.call(|j| Ok((j.all_progress()?, j.consumers()?, j.max_seq()?, j.count_events(None)?))).await?;
+    let (progress, consumers, max_seq, total, max_alert) = journal
+        .call(|j| Ok((j.all_progress()?, j.consumers()?, j.max_seq()?, j.count_events(None)?, j.max_alert_seq()?)))
+        .await?;
+    // Alert outputs read the alerts table, every other consumer the events.
+    let backlog = |name: &str, position: i64| {
+        if name.starts_with("alerts>") { max_alert - position } else { max_seq - position }
+    };
     let now = now_secs();
     if json {
         let v = serde_json::json!({
@@ -49,7 +54,7 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
             "max_seq": max_seq,
             "jobs": progress,
             "consumers": consumers.iter().map(|(n, o)| serde_json::json!({
-                "name": n, "offset": o.position, "backlog": max_seq - o.position
+                "name": n, "offset": o.position, "backlog": backlog(n, o.position)
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -75,7 +80,7 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
         );
     }
     for (name, o) in &consumers {
-        println!("sink   {:<24} offset {:>10}  backlog {}", name, o.position, max_seq - o.position);
+        println!("sink   {:<24} offset {:>10}  backlog {}", name, o.position, backlog(name, o.position));
     }
     Ok(())
 }

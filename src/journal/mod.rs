@@ -5,6 +5,7 @@
 //! Every method here is blocking; async code calls them through
 //! [`Journal::call`], which runs them on tokio's blocking pool.
 
+mod alerts;
 mod schema;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::timeutil::now_secs;
 
+pub use alerts::{AlertRow, EventRow, NewAlert};
 pub use schema::CURRENT as SCHEMA_VERSION;
 
 /// What can go wrong with the journal.
@@ -147,6 +149,12 @@ impl EventBatch {
     }
     pub fn first_seq(&self) -> Option<i64> {
         self.items.first().map(|i| i.seq)
+    }
+    /// Appends an item (for batches that are not read from the events table, such as alerts).
+    pub fn push(&mut self, seq: i64, tenant: &str, id: i64, created_at: i64, raw: &str) {
+        let start = self.buf.len();
+        self.buf.push_str(raw);
+        self.items.push(BatchItem { seq, tenant: tenant.to_string(), id, created_at, raw: start..self.buf.len() });
     }
     pub fn iter(&self) -> impl Iterator<Item = StoredEvent<'_>> {
         self.items.iter().map(|i| StoredEvent {

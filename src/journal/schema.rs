@@ -54,7 +54,26 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     );
     "#,
-    // Search: indexes for the filters (each ends in created_at so results come newest first
+    // 2: alerts raised by the detector, and the journal events each one is about.
+    r#"
+    CREATE TABLE alerts (
+        seq         INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        rule_id     TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        tenant      TEXT NOT NULL,
+        event_time  INTEGER NOT NULL,
+        raised_at   INTEGER NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX alerts_rule ON alerts (rule_id, event_time);
+    CREATE TABLE alert_events (
+        alert_seq   INTEGER NOT NULL REFERENCES alerts(seq),
+        event_seq   INTEGER NOT NULL,
+        PRIMARY KEY (alert_seq, event_seq)
+    ) WITHOUT ROWID;
+    "#,
+    // 3: search: indexes for the filters (each ends in created_at so results come newest first
     // straight from the index), the full-text index over each record's values, kept by the
     // search indexer (`query::index`) rather than by the collector so collection stays fast, and
     // the distinct users, IPs and operation names it has seen (for name, CIDR, country and

@@ -129,6 +129,14 @@ pub struct MockArgs {
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub fault_retry_after: u64,
 
+    /// Play the scripted detection scenarios (credential deletions, a new tenant owner, a foreign login) in the first half minute.
+    #[arg(long)]
+    pub scenarios: bool,
+
+    /// Write a GeoIP (MaxMind DB) file of the emulator's country ranges here, for `[detect] geoip`.
+    #[arg(long, value_name = "FILE")]
+    pub geoip_out: Option<std::path::PathBuf>,
+
     /// Requests per key allowed in any 60 s window, like Tines's audit_logs limit (0 = unlimited).
     #[arg(long, default_value_t = 1000, value_name = "PER_MINUTE")]
     pub rate_limit: u32,
@@ -170,6 +178,7 @@ impl MockArgs {
             },
             rate_limit_per_minute: self.rate_limit,
             keys: vec![MockKey { key, can_read_audit_logs: true }],
+            scenarios: self.scenarios,
         })
     }
 }
@@ -182,6 +191,11 @@ pub async fn run(args: MockArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         None => format!("API key {DEMO_KEY} (export {KEY_ENV}={DEMO_KEY})"),
     };
     let config = args.config(from_env.unwrap_or_else(|| DEMO_KEY.to_string()))?;
+    if let Some(path) = &args.geoip_out {
+        std::fs::write(path, crate::detect::mmdb::emulator_database())
+            .with_context(|| format!("writing the emulator's GeoIP database to {}", path.display()))?;
+        println!("GeoIP database of the emulator's country ranges written to {}", path.display());
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("binding the mock API to {}", args.bind))?;

@@ -19,6 +19,8 @@ pub(crate) struct Event {
     pub user: u8,
     pub agent: u8,
     pub outputs: bool,
+    /// A scripted scenario event with fixed `inputs` (see `scenario`); 0 for generated ones.
+    pub script: u8,
 }
 
 impl Event {
@@ -334,7 +336,7 @@ impl Generator {
         let ip = self.tenant.ip_for(user, rng);
         let agent = self.tenant.agent_for(user, rng);
         let outputs = rng.chance(0.03) || shape == Shape::FormField;
-        Event { created_at, id, ip, op, user: user as u8, agent, outputs }
+        Event { created_at, id, ip, op, user: user as u8, agent, outputs, script: 0 }
     }
 
     /// The history: `count` events spread over `[anchor - span, anchor)`, plus
@@ -369,6 +371,16 @@ impl Generator {
         let team_index = r.index(self.tenant.teams.len());
         let team = self.tenant.teams[team_index].id;
         let o = out;
+        if ev.script == super::scenario::SCRIPT_OWNER_GRANT {
+            // The target is another user of the tenant, made admin and tenant owner.
+            let target = (usize::from(ev.user) + 1) % self.tenant.users.len();
+            o.extend_from_slice(b"{\"inputs\":{\"userId\":");
+            push_u64(o, self.tenant.users[target].id);
+            o.extend_from_slice(b",\"email\":");
+            o.extend_from_slice(&t.emails[target]);
+            o.extend_from_slice(b",\"admin\":true,\"isTenantOwner\":true}}");
+            return;
+        }
         match self.shapes[usize::from(ev.op)] {
             Shape::Null => o.extend_from_slice(b"null"),
             Shape::Empty => o.extend_from_slice(b"{}"),
@@ -716,6 +728,7 @@ mod tests {
                     user: 0,
                     agent: 0,
                     outputs: false,
+                    script: 0,
                 };
                 let mut out = Vec::new();
                 g.write_inputs(&mut out, &ev);

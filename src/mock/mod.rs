@@ -6,6 +6,7 @@ mod generate;
 mod render;
 mod reset;
 mod rng;
+mod scenario;
 mod server;
 mod store;
 mod tenant;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use cli::{MockArgs, run};
+pub use scenario::{SCENARIO_COUNTRY, SCENARIO_DELETIONS, SCENARIO_TIMES};
 pub use server::MockServer;
 pub use tenant::{country_of, country_ranges};
 
@@ -69,6 +71,8 @@ pub struct MockConfig {
     /// Sliding-window limit per key, requests in any 60 s; 0 disables it.
     pub rate_limit_per_minute: u32,
     pub keys: Vec<MockKey>,
+    /// Play the scripted detection scenarios (see `scenario`) in the first half minute.
+    pub scenarios: bool,
 }
 
 impl Default for MockConfig {
@@ -90,6 +94,7 @@ impl Default for MockConfig {
             faults: Faults::default(),
             rate_limit_per_minute: 1000,
             keys: vec![MockKey { key: DEMO_KEY.to_string(), can_read_audit_logs: true }],
+            scenarios: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use axum::response::Response;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::generate::{FIRST_ID, Generator, LIVE_TAG, OpSchedule};
+use super::generate::{Event, FIRST_ID, Generator, LIVE_TAG, OpSchedule};
 use super::render::{PageMeta, Tables, push_u64, render_page};
 use super::reset::{ResetListener, ResetSwitch};
 use super::rng::{SplitMix64, mix};
@@ -115,6 +115,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn generator(&self) -> &Generator {
+        &self.generator
+    }
+
+    /// Whether live events are on (scenarios stop with them).
+    pub(crate) fn live_on(&self) -> bool {
+        self.live_on.load(Ordering::Relaxed)
+    }
+
+    /// Appends a scripted event stamped now, by `user`, from their home address unless `ip` is given.
+    pub(crate) fn push_scripted(&self, op: &str, user: usize, ip: Option<u32>, script: u8) {
+        let Some(op) = self.tables.op_index(op) else { return };
+        let u = &self.generator.tenant.users[user];
+        let mut store = write(&self.store);
+        let id = store.last_id() + 1;
+        let created_at = timeutil::now_secs();
+        let ip = ip.unwrap_or(u.ips[0]);
+        store.insert(Event { created_at, id, ip, op, user: user as u8, agent: u.agent, outputs: false, script });
+    }
+
     fn snapshot(&self) -> MockStats {
         let s = &self.stats;
         MockStats {
@@ -424,6 +444,7 @@ pub struct MockServer {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     live: Option<JoinHandle<()>>,
+    scenario: Option<JoinHandle<()>>,
 }
 
 impl MockServer {
@@ -483,8 +504,9 @@ impl MockServer {
         });
         let server = tokio::spawn(async move { serve.await });
         let live = (config.live_rate > 0.0).then(|| tokio::spawn(live_loop(shared.clone())));
+        let scenario = config.scenarios.then(|| tokio::spawn(super::scenario::run(shared.clone())));
         tracing::debug!(%base_url, events = shared.snapshot().events, "mock Tines API started");
-        Ok(MockServer { shared, base_url, stop: Some(stop), server: Some(server), live })
+        Ok(MockServer { shared, base_url, stop: Some(stop), server: Some(server), live, scenario })
     }
 
     /// `http://127.0.0.1:PORT` (an unspecified bind address is reported as 127.0.0.1).
@@ -495,6 +517,35 @@ impl MockServer {
     /// Every stored id, ascending.
     pub fn ids(&self) -> Vec<u64> {
         read(&self.shared.store).ids()
+    }
+
+    /// Appends an event stamped now: `operation_name` by the tenant's `user`-th
+    /// user (an index, wrapped), from their home address, or from `country` if
+    /// given. For tests that need a precise sequence of events.
+    pub fn push_event(&self, operation_name: &str, user: usize, country: Option<&str>) {
+        let users = self.shared.generator().tenant.users.len();
+        let country = country.filter(|c| super::tenant::country_ranges().iter().any(|(k, _)| k == c));
+        let ip = country.map(|c| super::tenant::ip_in(c, &mut SplitMix64::new(self.event_count() as u64)));
+        self.shared.push_scripted(operation_name, user % users, ip, 0);
+    }
+
+    /// Every stored record as the API renders it, oldest first (for tests and checks).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let store = read(&self.shared.store);
+        let (_, mut events) = store.page(&Window::default(), &Filter::default(), usize::MAX, 1);
+        drop(store);
+        events.reverse();
+        let meta = PageMeta {
+            base: &self.base_url,
+            per_page: events.len().max(1),
+            page: 1,
+            count: events.len(),
+            next_page_string_null: false,
+            omit_next_page_number: false,
+        };
+        let body = render_page(&events, &self.shared.generator, &self.shared.tables, &meta);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        v["audit_logs"].as_array().cloned().unwrap_or_default()
     }
 
     pub fn event_count(&self) -> usize {
@@ -533,6 +584,9 @@ impl MockServer {
         if let Some(live) = self.live.take() {
             live.abort();
         }
+        if let Some(s) = self.scenario.take() {
+            s.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -548,6 +602,9 @@ impl Drop for MockServer {
     fn drop(&mut self) {
         if let Some(live) = self.live.take() {
             live.abort();
+        }
+        if let Some(s) = self.scenario.take() {
+            s.abort();
         }
         if let Some(server) = self.server.take() {
             server.abort();

@@ -126,7 +126,7 @@ mod tests {
     use super::*;
 
     fn ev(created_at: i64, id: u64, user: u8, op: u16) -> Event {
-        Event { created_at, id, ip: 0, op, user, agent: 0, outputs: false }
+        Event { created_at, id, ip: 0, op, user, agent: 0, outputs: false, script: 0 }
     }
 
     fn store() -> Store {

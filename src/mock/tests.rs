@@ -519,3 +519,21 @@ async fn bench_pull_one_million_events() {
     assert_eq!(n, 1_000_000);
     s.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn scenarios_play_the_three_seed_situations_in_the_first_half_minute() {
+    let server = start(MockConfig { scenarios: true, ..config(50) }).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let records = server.records();
+    let deletions: Vec<&Value> = records.iter().filter(|r| r["operation_name"] == "CredentialDestruction").collect();
+    let by = deletions.last().unwrap()["user_id"].clone();
+    assert!(deletions.iter().filter(|r| r["user_id"] == by).count() >= SCENARIO_DELETIONS);
+    let owner =
+        records.iter().find(|r| r["operation_name"] == "UserEdit" && r["inputs"]["inputs"]["isTenantOwner"] == true);
+    let owner = owner.expect("a user made tenant owner");
+    assert_ne!(owner["inputs"]["inputs"]["userId"], owner["user_id"], "someone else is made owner");
+    let login = records.iter().rev().find(|r| r["operation_name"] == "Login").unwrap();
+    let ip: Ipv4Addr = login["request_ip"].as_str().unwrap().parse().unwrap();
+    assert_eq!(country_of(ip), Some(SCENARIO_COUNTRY));
+    server.shutdown().await;
+}

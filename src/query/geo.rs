@@ -1,7 +1,7 @@
 //! Where a request came from: the country of a source IP, for the country
 //! filter and the console. A lookup is a small trait so that the search does
-//! not care whether the answer comes from a GeoIP database or, for the
-//! emulator's synthetic addresses, from the emulator's own country table.
+//! not care whether the answer comes from the detector's GeoIP databases or,
+//! for the emulator's synthetic addresses, from the emulator's own table.
 
 use std::net::IpAddr;
 
@@ -41,9 +41,24 @@ impl CountryLookup for EmulatorCountries {
     }
 }
 
-/// The lookup for a configuration: the emulator's table when every tenant is
-/// the emulator (a loopback `http://` address), otherwise none.
+/// The configured GeoIP databases (`[detect] geoip`), as the detector uses them.
+impl CountryLookup for crate::detect::geoip::GeoIp {
+    fn country(&self, ip: &str) -> Option<String> {
+        self.lookup(ip).country.map(|c| c.to_ascii_uppercase())
+    }
+    fn available(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+/// The lookup for a configuration: the GeoIP databases of `[detect]` when there are any;
+/// otherwise the emulator's table when every tenant is the emulator (a loopback `http://`
+/// address); otherwise none (and a country filter says it needs a database).
 pub fn for_settings(settings: Option<&crate::config::Settings>) -> std::sync::Arc<dyn CountryLookup> {
+    if let Some(geo) = settings.and_then(|s| s.detect.as_ref()).and_then(|d| d.geoip().ok()).filter(|g| !g.is_empty())
+    {
+        return std::sync::Arc::new(geo);
+    }
     let emulated = settings
         .is_some_and(|s| !s.tenants.is_empty() && s.tenants.iter().all(|t| t.endpoint.base().scheme() == "http"));
     if emulated { std::sync::Arc::new(EmulatorCountries) } else { std::sync::Arc::new(NoCountries) }

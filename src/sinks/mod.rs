@@ -6,6 +6,7 @@
 pub mod datadog;
 pub mod file;
 pub mod http;
+pub mod object_store;
 pub mod runner;
 pub mod splunk_hec;
 pub mod stdout;
@@ -120,6 +121,8 @@ pub enum SinkConfig {
     Datadog(datadog::DatadogConfig),
     /// POST batches (JSON array or NDJSON) to any URL.
     Webhook(webhook::WebhookConfig),
+    /// Gzipped NDJSON objects in S3 (and compatibles), GCS, Azure Blob or a directory, exactly once.
+    ObjectStore(object_store::ObjectStoreConfig),
 }
 
 impl SinkConfig {
@@ -153,7 +156,23 @@ impl SinkConfig {
             SinkConfig::SplunkHec(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
             SinkConfig::Datadog(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
             SinkConfig::Webhook(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
+            SinkConfig::ObjectStore(c) => c.name(),
         }
+    }
+
+    /// The same sink writing records as they are (`format = "raw"`), for things that are not audit records (alerts).
+    pub fn with_raw_format(mut self) -> SinkConfig {
+        let raw = crate::format::Shape::Raw;
+        match &mut self {
+            SinkConfig::File { format, .. } => *format = raw,
+            SinkConfig::Stdout { .. } => {}
+            SinkConfig::Syslog(c) => c.format = raw,
+            SinkConfig::SplunkHec(c) => c.format = raw,
+            SinkConfig::Datadog(c) => c.format = raw,
+            SinkConfig::Webhook(c) => c.format = raw,
+            SinkConfig::ObjectStore(c) => c.format = raw,
+        }
+        self
     }
 
     /// Builds the sink, ready for [`Sink::recover`]; says what is wrong with its settings otherwise.
@@ -172,6 +191,7 @@ impl SinkConfig {
             SinkConfig::SplunkHec(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
             SinkConfig::Datadog(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
             SinkConfig::Webhook(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
+            SinkConfig::ObjectStore(c) => Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?),
         })
     }
 }

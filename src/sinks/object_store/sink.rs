@@ -1,0 +1,503 @@
+//! The object-store sink: a batch is split by partition (tenant, hour),
+//! encoded one event a line, gzipped, and written with create-only puts
+//! (`If-None-Match: *`) under names taken from the journal seqs inside.
+//!
+//! Exactly once, with no state in the bucket: the runner commits the offset
+//! only after `deliver` returns, so a crash between a put and that commit
+//! leaves objects holding events past the committed offset ("orphans"). The
+//! batch read after a restart may differ from the one that wrote them (more
+//! events arrived, or the roll size changed), so writing it again under new
+//! names would duplicate events, and deleting the orphans would not undo
+//! their ingestion (Snowpipe and SecOps feeds pick objects up within
+//! seconds). Instead, before the first write to a partition after a
+//! (re)start, the sink lists it; every object there whose last seq is past
+//! the committed offset is downloaded and *adopted*: the events it covers are
+//! checked line by line against what this sink would write for them and are
+//! not written again. An adoption the batch ends inside of is recorded in the
+//! committed state (how many bytes of the object matched so far), so a
+//! second crash resumes it. Content that does not match is a permanent error:
+//! someone else writes to this prefix.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use ::object_store::path::Path;
+use ::object_store::{Attribute, Attributes, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use super::config::{Backend, Destination};
+use super::errors::classify;
+use super::layout::{hour_of, object_name, parse_name, partition_dir};
+use crate::format::Encoder;
+use crate::journal::EventBatch;
+use crate::sinks::{BatchPolicy, BoxFuture, Sink, SinkError};
+
+/// gzip level: 6 (zlib's default) compresses Tines JSON about 8:1 at well over the journal's read speed.
+const GZIP_LEVEL: u32 = 6;
+
+/// What is committed with each offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SinkState {
+    pub v: u32,
+    /// The last seq committed with this state (a check on the runner's offset).
+    pub offset: Option<i64>,
+    /// Orphans the committed batches ended inside of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopting: Vec<Adopting>,
+}
+
+/// An orphan partly adopted: `verified` bytes of its uncompressed body matched committed events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Adopting {
+    pub key: String,
+    pub last: i64,
+    pub verified: usize,
+}
+
+/// An object found past the committed offset, being adopted.
+#[derive(Debug)]
+struct Orphan {
+    key: Path,
+    first: i64,
+    last: i64,
+    /// The uncompressed content; `None` when a committed adoption's object is gone since
+    /// (a feed that deletes what it ingested): its events count as delivered.
+    body: Option<Vec<u8>>,
+    verified: usize,
+}
+
+impl Orphan {
+    fn verify(&mut self, line: &[u8], seq: i64, url: &str) -> Result<(), SinkError> {
+        let Some(body) = &self.body else { return Ok(()) };
+        let end = self.verified + line.len();
+        if body.get(self.verified..end) != Some(line) {
+            return Err(SinkError::Permanent(format!(
+                "{url}: {} was written after the last commit but does not hold journal event seq {seq} as this sink \
+                 would write it: another writer uses this prefix, or the format changed since. Move the object away \
+                 (its events will be written again) or give this sink its own prefix",
+                self.key
+            )));
+        }
+        self.verified = end;
+        Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| self.verified == b.len())
+    }
+}
+
+/// Orphans by tenant and hour.
+#[derive(Debug, Default)]
+struct Orphans {
+    by_partition: HashMap<String, HashMap<i64, Vec<Orphan>>>,
+    count: usize,
+}
+
+impl Orphans {
+    fn add(&mut self, tenant: &str, hour: i64, o: Orphan) {
+        self.by_partition.entry(tenant.to_string()).or_default().entry(hour).or_default().push(o);
+        self.count += 1;
+    }
+
+    fn covering(&mut self, tenant: &str, hour: i64, seq: i64) -> Option<&mut Orphan> {
+        if self.count == 0 {
+            return None;
+        }
+        self.by_partition.get_mut(tenant)?.get_mut(&hour)?.iter_mut().find(|o| o.first <= seq && seq <= o.last)
+    }
+
+    /// After a batch ending at `upto`: orphans ending there or before must be fully matched
+    /// (and are done); those the batch ended inside of are returned, to be committed.
+    fn settle(&mut self, upto: i64, url: &str) -> Result<Vec<Adopting>, SinkError> {
+        let mut adopting = Vec::new();
+        for hours in self.by_partition.values_mut() {
+            for list in hours.values_mut() {
+                for o in list.iter().filter(|o| o.last <= upto) {
+                    if !o.complete() {
+                        return Err(SinkError::Permanent(format!(
+                            "{url}: {} was written after the last commit and holds more than the journal's events \
+                             {}..={}: another writer uses this prefix. Move the object away or give this sink its own prefix",
+                            o.key, o.first, o.last
+                        )));
+                    }
+                    tracing::info!(object = %o.key, "object-store sink: adopted an object written before a restart");
+                }
+                list.retain(|o| o.last > upto);
+                adopting.extend(list.iter().filter(|o| o.first <= upto).map(|o| Adopting {
+                    key: o.key.to_string(),
+                    last: o.last,
+                    verified: o.verified,
+                }));
+            }
+            hours.retain(|_, l| !l.is_empty());
+        }
+        self.by_partition.retain(|_, h| !h.is_empty());
+        self.count = self.by_partition.values().flat_map(|h| h.values()).map(Vec::len).sum();
+        adopting.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(adopting)
+    }
+}
+
+/// An object to write.
+struct NewObject {
+    path: Path,
+    events: usize,
+    raw: Vec<u8>,
+    gz: Vec<u8>,
+}
+
+/// Writes journal batches as gzipped NDJSON objects; see the module docs.
+pub struct ObjectStoreSink {
+    name: String,
+    dest: Destination,
+    encoder: Encoder,
+    policy: BatchPolicy,
+    /// As of the last recovery or successful delivery.
+    committed: SinkState,
+    /// Partitions listed for orphans since the last recovery.
+    listed: HashSet<(String, i64)>,
+    orphans: Orphans,
+}
+
+impl ObjectStoreSink {
+    pub(crate) fn new(name: String, dest: Destination, encoder: Encoder, policy: BatchPolicy) -> Self {
+        ObjectStoreSink {
+            name,
+            dest,
+            encoder,
+            policy,
+            committed: SinkState { v: 1, ..Default::default() },
+            listed: HashSet::new(),
+            orphans: Orphans::default(),
+        }
+    }
+
+    /// The destination as shown to users (`s3://bucket/prefix`).
+    pub fn url(&self) -> &str {
+        &self.dest.url
+    }
+
+    async fn deliver_batch(&mut self, batch: Arc<EventBatch>) -> Result<SinkState, SinkError> {
+        let (Some(first), Some(last)) = (batch.first_seq(), batch.last_seq()) else {
+            return Ok(self.committed.clone());
+        };
+        let floor = self.committed.offset.unwrap_or(first - 1);
+        if first <= floor {
+            return Err(SinkError::Permanent(format!(
+                "{}: the batch starts at seq {first} but this sink's state says seq {floor} is committed: \
+                 the journal offset and the sink state disagree",
+                self.dest.url
+            )));
+        }
+        let mut partitions: Vec<(&str, i64)> = Vec::new();
+        for e in batch.iter() {
+            let p = (e.tenant, hour_of(e.created_at));
+            if partitions.last() != Some(&p) {
+                partitions.push(p);
+            }
+        }
+        partitions.sort_unstable();
+        partitions.dedup();
+        for (tenant, hour) in partitions {
+            let key = (tenant.to_string(), hour);
+            if !self.listed.contains(&key) {
+                self.discover(tenant, hour, floor).await?;
+                self.listed.insert(key);
+            }
+        }
+
+        let orphans = std::mem::take(&mut self.orphans);
+        let (encoder, prefix, url) = (self.encoder.clone(), self.dest.prefix.clone(), self.dest.url.clone());
+        let (objects, orphans, adopting) =
+            blocking(move || plan(&batch, &encoder, &prefix, orphans, &url)).await.and_then(|r| r)?;
+        self.orphans = orphans;
+        for o in objects {
+            put_create(&self.dest, &o.path, &o.raw, o.gz).await?;
+            tracing::debug!(object = %o.path, events = o.events, "object-store sink: delivered");
+        }
+        self.committed = SinkState { v: 1, offset: Some(last), adopting };
+        Ok(self.committed.clone())
+    }
+
+    /// Lists a partition for objects past the committed offset and loads them for adoption.
+    async fn discover(&mut self, tenant: &str, hour: i64, floor: i64) -> Result<(), SinkError> {
+        let dir = partition_dir(&self.dest.prefix, tenant, hour);
+        let listing = self
+            .dest
+            .store
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| classify(e, &self.dest, &format!("listing {dir}")))?;
+        let mut found = HashSet::new();
+        for meta in listing.objects {
+            let Some((first, last)) = meta.location.filename().and_then(parse_name) else { continue };
+            if last <= floor {
+                continue;
+            }
+            let key = meta.location.to_string();
+            let committed = self.committed.adopting.iter().find(|a| a.key == key);
+            let verified = match committed {
+                Some(a) => a.verified,
+                None if first > floor => 0,
+                None => {
+                    return Err(SinkError::Permanent(format!(
+                        "{}: {key} holds journal seqs {first}..={last}, across the committed offset {floor}, which \
+                         this sink never writes: was the journal restored from an older backup, or does another \
+                         tines-audit write to this prefix? Move the object away (its events past {floor} will be \
+                         written again) or give this sink its own prefix",
+                        self.dest.url
+                    )));
+                }
+            };
+            let body = fetch(&self.dest, &meta.location).await?;
+            if verified > body.len() || (verified > 0 && body[verified - 1] != b'\n') {
+                return Err(SinkError::Permanent(format!(
+                    "{}: {key} changed since {verified} bytes of it were matched and committed (it now holds {}): \
+                     another writer uses this prefix",
+                    self.dest.url,
+                    body.len()
+                )));
+            }
+            tracing::info!(
+                object = %key, first, last, committed = floor,
+                "object-store sink: found an object written after the last commit (a restart between a write and \
+                 its commit); adopting it instead of writing its events again"
+            );
+            found.insert(key);
+            self.orphans.add(tenant, hour, Orphan { key: meta.location, first, last, body: Some(body), verified });
+        }
+        let dir_prefix = format!("{dir}/");
+        for a in &self.committed.adopting {
+            if a.key.starts_with(&dir_prefix) && !found.contains(&a.key) {
+                let Some((first, _)) = a.key.rsplit('/').next().and_then(parse_name) else { continue };
+                let Ok(key) = Path::parse(&a.key) else { continue };
+                tracing::warn!(
+                    object = %a.key,
+                    "object-store sink: an object being adopted is gone (deleted after ingestion?); \
+                     its remaining events count as delivered"
+                );
+                self.orphans.add(tenant, hour, Orphan { key, first, last: a.last, body: None, verified: a.verified });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object's uncompressed content.
+pub(super) async fn fetch(dest: &Destination, path: &Path) -> Result<Vec<u8>, SinkError> {
+    let got = dest.store.get(path).await;
+    let bytes = match got {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    let bytes = bytes.map_err(|e| match e {
+        // Listed a moment ago: gone in between. Listing again on the retry sorts it out.
+        ::object_store::Error::NotFound { .. } => {
+            SinkError::Transient(format!("{}: {path} vanished while being read", dest.url))
+        }
+        e => classify(e, dest, &format!("reading {path}")),
+    })?;
+    let url = dest.url.clone();
+    let key = path.to_string();
+    blocking(move || {
+        gunzip(&bytes).map_err(|e| {
+            SinkError::Permanent(format!(
+                "{url}: {key} is named like this sink's objects but is not gzip ({e}): another writer uses this \
+                 prefix; move it away"
+            ))
+        })
+    })
+    .await?
+}
+
+/// Writes an object only if its key is free (`If-None-Match: *`); a key already
+/// holding the same content (`raw`, uncompressed) counts as written.
+pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: Vec<u8>) -> Result<(), SinkError> {
+    let mut attributes = Attributes::new();
+    if dest.backend != Backend::Local {
+        attributes.insert(Attribute::ContentType, "application/gzip".into());
+    }
+    let opts = PutOptions { mode: PutMode::Create, attributes, ..Default::default() };
+    let size = gz.len();
+    match dest.store.put_opts(path, PutPayload::from(gz), opts).await {
+        Ok(_) => {
+            tracing::debug!(object = %path, bytes = size, "object-store sink: wrote");
+            Ok(())
+        }
+        Err(::object_store::Error::AlreadyExists { .. } | ::object_store::Error::Precondition { .. }) => {
+            if fetch(dest, path).await? == raw {
+                tracing::info!(object = %path, "object-store sink: already written by an earlier attempt");
+                return Ok(());
+            }
+            Err(SinkError::Permanent(format!(
+                "{}: {path} already exists with other content: another writer (or another journal) uses this \
+                 prefix. Give each sink its own prefix, or move the object away to retry",
+                dest.url
+            )))
+        }
+        Err(e) => Err(classify(e, dest, &format!("writing {path}"))),
+    }
+}
+
+/// Runs CPU or file work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SinkError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SinkError::Transient(format!("object-store sink task failed: {e}")))
+}
+
+/// Splits a batch into objects by partition, skipping (and checking) events that orphans already hold.
+fn plan(
+    batch: &EventBatch,
+    encoder: &Encoder,
+    prefix: &Path,
+    mut orphans: Orphans,
+    url: &str,
+) -> Result<(Vec<NewObject>, Orphans, Vec<Adopting>), SinkError> {
+    struct Part<'a> {
+        tenant: &'a str,
+        hour: i64,
+        first: i64,
+        last: i64,
+        events: usize,
+        buf: Vec<u8>,
+    }
+    let mut parts: Vec<Part<'_>> = Vec::new();
+    let mut index: HashMap<(&str, i64), usize> = HashMap::new();
+    let mut current: Option<(&str, i64, usize)> = None;
+    let mut line = Vec::new();
+    let format_err = |e: crate::format::FormatError| SinkError::Permanent(format!("{url}: {e}"));
+    for e in batch.iter() {
+        let hour = hour_of(e.created_at);
+        if let Some(o) = orphans.covering(e.tenant, hour, e.seq) {
+            line.clear();
+            encoder.encode_into(&e, &mut line).map_err(format_err)?;
+            line.push(b'\n');
+            o.verify(&line, e.seq, url)?;
+            continue;
+        }
+        let i = match current {
+            Some((t, h, i)) if t == e.tenant && h == hour => i,
+            _ => {
+                let i = *index.entry((e.tenant, hour)).or_insert_with(|| {
+                    // The first partition is usually the only one: size it for the whole batch.
+                    let cap = if parts.is_empty() { batch.raw_bytes() + batch.len() } else { 0 };
+                    let buf = Vec::with_capacity(cap);
+                    parts.push(Part { tenant: e.tenant, hour, first: e.seq, last: e.seq, events: 0, buf });
+                    parts.len() - 1
+                });
+                current = Some((e.tenant, hour, i));
+                i
+            }
+        };
+        let p = &mut parts[i];
+        encoder.encode_into(&e, &mut p.buf).map_err(format_err)?;
+        p.buf.push(b'\n');
+        p.last = e.seq;
+        p.events += 1;
+    }
+    let adopting = orphans.settle(batch.last_seq().unwrap_or(0), url)?;
+    let mut objects = Vec::with_capacity(parts.len());
+    for p in parts {
+        let gz = gzip(&p.buf).map_err(|e| SinkError::Transient(format!("{url}: gzip failed: {e}")))?;
+        let path = partition_dir(prefix, p.tenant, p.hour).join(object_name(p.first, p.last));
+        objects.push(NewObject { path, events: p.events, raw: p.buf, gz });
+    }
+    Ok((objects, orphans, adopting))
+}
+
+pub(super) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 6 + 64), Compression::new(GZIP_LEVEL));
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// Decompresses, refusing anything far larger than this sink ever writes.
+fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let limit = 4 * super::config::MAX_ROLL_BYTES;
+    let mut out = Vec::with_capacity(data.len() * 8);
+    MultiGzDecoder::new(data).take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::other("larger than any object this sink writes"));
+    }
+    Ok(out)
+}
+
+impl Sink for ObjectStoreSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn recover(&mut self, state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let state = match state {
+                None => SinkState { v: 1, ..Default::default() },
+                Some(s) => serde_json::from_str::<SinkState>(&s).map_err(|e| {
+                    SinkError::Permanent(format!("{}: unreadable sink state {s:?}: {e}", self.dest.url))
+                })?,
+            };
+            if state.v != 1 {
+                return Err(SinkError::Permanent(format!(
+                    "{}: sink state version {} was written by a newer tines-audit; upgrade it",
+                    self.dest.url, state.v
+                )));
+            }
+            // Everything learnt since the last commit is forgotten; listing again finds it.
+            self.committed = state;
+            self.listed.clear();
+            self.orphans = Orphans::default();
+            if let Some(dir) = self.dest.local_dir.clone() {
+                blocking(move || std::fs::create_dir_all(&dir).map_err(|e| (dir, e)))
+                    .await?
+                    .map_err(|(dir, e)| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
+        Box::pin(async move {
+            match self.deliver_batch(batch).await {
+                Ok(state) => Ok(Some(serde_json::to_string(&state).expect("state serialises"))),
+                Err(e) => {
+                    // What this attempt learnt may be half-applied: list again on the next one.
+                    self.listed.clear();
+                    self.orphans = Orphans::default();
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn policy(&self) -> BatchPolicy {
+        self.policy.clone()
+    }
+
+    fn health_check(&mut self) -> BoxFuture<'_, Result<String, SinkError>> {
+        Box::pin(async move {
+            if let Some(dir) = self.dest.local_dir.clone() {
+                blocking(move || std::fs::create_dir_all(&dir).map_err(|e| (dir, e)))
+                    .await?
+                    .map_err(|(dir, e)| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            // Only a listing: the sink writes nothing but log objects, never a probe file.
+            let prefix = &self.dest.prefix;
+            let listing = self
+                .dest
+                .store
+                .list_with_delimiter(Some(prefix))
+                .await
+                .map_err(|e| classify(e, &self.dest, "listing the prefix"))?;
+            Ok(format!(
+                "{} can be listed ({} tenant partitions); write access is proven by the first delivery",
+                self.dest.url,
+                listing.common_prefixes.len()
+            ))
+        })
+    }
+}

@@ -1,0 +1,457 @@
+//! The sink against a local directory and against a real S3 implementation
+//! (moto), driven through the real runner: layout, content, create-only
+//! writes, crashes between a write and its commit, and an outage.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use ::object_store::path::Path;
+use ::object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use futures_util::TryStreamExt;
+
+use super::config::{Destination, ObjectStoreConfig, Preset};
+use super::layout::{hour_of, object_name, parse_name, partition_dir};
+use super::sink::{gzip, put_create};
+use super::testkit::{Moto, Proxy};
+use crate::format::{Encoder, Shape};
+use crate::journal::{Journal, Record, WindowCommit};
+use crate::sinks::runner::{Consumer, DrainError, Flush};
+use crate::sinks::{Sink, SinkError};
+use crate::timeutil::format_rfc3339;
+
+/// 2024-03-10T23:00:00Z: events run over midnight, so partitions change day and hour.
+const BASE: i64 = 1_710_111_600;
+const TENANTS: [&str; 2] = ["acme", "globex"];
+
+/// A journal that events are added to as a collector would: windows of 7 events, tenants alternating.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    j: Journal,
+    next_id: HashMap<&'static str, i64>,
+    added: usize,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("journal")).unwrap();
+        for t in TENANTS {
+            j.start_progress(t, "cursor", 0, None, "").unwrap();
+        }
+        Fixture { _dir: dir, j, next_id: HashMap::new(), added: 0 }
+    }
+
+    fn add(&mut self, n: usize) {
+        let mut left = n;
+        while left > 0 {
+            let tenant = TENANTS[(self.added / 7) % 2];
+            let take = left.min(7 - self.added % 7);
+            let first = *self.next_id.get(tenant).unwrap_or(&1);
+            let raws: Vec<(i64, i64, String)> = (first..first + take as i64)
+                .map(|id| {
+                    // About 37 events an hour per tenant.
+                    let at = BASE + id * 97;
+                    let raw = format!(
+                        r#"{{"id":{id},"tenant":"{tenant}","created_at":"{}","operation_name":"Login","pad":"{}"}}"#,
+                        format_rfc3339(at),
+                        "x".repeat(40)
+                    );
+                    (id, at, raw)
+                })
+                .collect();
+            let pos = self.j.progress(tenant, "cursor").unwrap().unwrap().position;
+            let commit = WindowCommit { tenant, job: "cursor", from: pos, to: pos + 1, fetched: take as u64 };
+            let records = raws.iter().map(|(id, at, raw)| Record {
+                id: *id,
+                created_at: *at,
+                operation_name: "Login",
+                user_id: None,
+                user_email: None,
+                request_ip: None,
+                raw,
+            });
+            self.j.commit_window(&commit, records).unwrap();
+            self.next_id.insert(tenant, first + take as i64);
+            self.added += take;
+            left -= take;
+        }
+    }
+
+    fn position(&self, consumer: &str) -> i64 {
+        self.j.consumer(consumer, 0).unwrap().position
+    }
+}
+
+fn config(toml_text: &str) -> ObjectStoreConfig {
+    toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"))
+}
+
+fn local_config(dir: &std::path::Path, extra: &str) -> ObjectStoreConfig {
+    config(&format!("url = \"file://{}\"\n{extra}", dir.display()))
+}
+
+fn s3_config(endpoint: &str, bucket: &str, extra: &str) -> ObjectStoreConfig {
+    config(&format!(
+        "url = \"s3://{bucket}/tines/audit\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n{extra}"
+    ))
+}
+
+fn sink(cfg: &ObjectStoreConfig) -> Box<dyn Sink> {
+    Box::new(cfg.build(Encoder::new(Shape::Raw, None)).unwrap())
+}
+
+async fn drain(cfg: &ObjectStoreConfig, f: &Fixture) -> Result<u64, DrainError> {
+    Consumer::new(sink(cfg)).drain(&f.j, Flush::All).await
+}
+
+/// Every object's key, checked: the layout, gzip NDJSON that parses, each event in the
+/// partition of its tenant and `created_at` hour, the name's seq range exactly that of the
+/// events inside, and every journal event in exactly one object. Returns the keys.
+async fn check_exactly_once(dest: &Destination, f: &Fixture) -> Vec<String> {
+    let all = f.j.read_after(0, 1_000_000, usize::MAX).unwrap();
+    let seq_of: HashMap<(String, i64), i64> = all.iter().map(|e| ((e.tenant.to_string(), e.id), e.seq)).collect();
+    let metas: Vec<ObjectMeta> = dest.store.list(Some(&dest.prefix)).try_collect().await.unwrap();
+    let mut seen: HashMap<(String, i64), String> = HashMap::new();
+    let mut keys = Vec::new();
+    for m in metas {
+        let key = m.location.to_string();
+        let rel = key.strip_prefix(&format!("{}/", dest.prefix)).unwrap_or_else(|| panic!("{key} outside prefix"));
+        let parts: Vec<&str> = rel.split('/').collect();
+        assert_eq!(parts.len(), 4, "{rel}: expected tenant=/dt=/hour=/name");
+        let tenant = parts[0].strip_prefix("tenant=").unwrap();
+        let dt = parts[1].strip_prefix("dt=").unwrap();
+        let hour = parts[2].strip_prefix("hour=").unwrap();
+        let (first, last) = parse_name(parts[3]).unwrap_or_else(|| panic!("{rel}: not a seq-range name"));
+        let gz = dest.store.get(&m.location).await.unwrap().bytes().await.unwrap();
+        let mut body = String::new();
+        flate2::read::MultiGzDecoder::new(&gz[..]).read_to_string(&mut body).unwrap();
+        assert!(body.ends_with('\n'), "{rel}: last line unterminated");
+        let mut seqs = Vec::new();
+        for line in body.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (t, id) = (v["tenant"].as_str().unwrap().to_string(), v["id"].as_i64().unwrap());
+            assert_eq!(t, tenant, "{rel}: event of another tenant");
+            let at = v["created_at"].as_str().unwrap();
+            assert!(at.starts_with(&format!("{dt}T{hour}:")), "{rel}: event created {at}");
+            seqs.push(seq_of[&(t.clone(), id)]);
+            if let Some(other) = seen.insert((t.clone(), id), key.clone()) {
+                panic!("event {t}/{id} is in {other} and in {key}");
+            }
+        }
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{rel}: events out of journal order");
+        assert_eq!((seqs[0], seqs[seqs.len() - 1]), (first, last), "{rel}: name does not match its events");
+        keys.push(key);
+    }
+    assert_eq!(seen.len(), seq_of.len(), "{} journal events are in no object", seq_of.len() - seen.len());
+    keys.sort();
+    keys
+}
+
+async fn list_keys(dest: &Destination) -> Vec<String> {
+    let metas: Vec<ObjectMeta> = dest.store.list(Some(&dest.prefix)).try_collect().await.unwrap();
+    let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+/// A crash after `deliver` wrote its objects but before the runner committed the offset:
+/// the sink is called directly and dropped, and nothing is committed.
+async fn deliver_and_crash(cfg: &ObjectStoreConfig, f: &Fixture, after: i64, max_events: usize) -> Option<String> {
+    let mut s = sink(cfg);
+    let state = f.j.consumer(s.name(), 0).unwrap().state;
+    s.recover(state).await.unwrap();
+    let batch = f.j.read_after(after, max_events, usize::MAX).unwrap();
+    s.deliver(Arc::new(batch)).await.unwrap()
+}
+
+/// The three ways a restart can meet objects written after the last commit.
+/// `make(run, extra)` gives a config for a destination of its own per run.
+async fn crash_scenarios(make: impl Fn(usize, &str) -> ObjectStoreConfig) {
+    // 1. The same batch again (same roll size, nothing new): the orphans are exactly the batch.
+    let mut f = Fixture::new();
+    f.add(250);
+    let cfg = make(0, "roll_events = 100");
+    let dest = cfg.destination().unwrap();
+    deliver_and_crash(&cfg, &f, 0, 100).await;
+    let orphans = list_keys(&dest).await;
+    assert!(orphans.len() >= 2, "{orphans:?}");
+    assert_eq!(f.position(&cfg.name()), 0, "nothing committed");
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 250);
+    let keys = check_exactly_once(&dest, &f).await;
+    assert!(orphans.iter().all(|o| keys.contains(o)), "orphans were adopted, not replaced");
+
+    // 2. More events arrived before the restart: the batch read again is larger than the one written.
+    let mut f = Fixture::new();
+    f.add(60);
+    let cfg = make(1, "roll_events = 100");
+    let dest = cfg.destination().unwrap();
+    deliver_and_crash(&cfg, &f, 0, 100).await;
+    let orphans = list_keys(&dest).await;
+    f.add(100);
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 160);
+    let keys = check_exactly_once(&dest, &f).await;
+    assert!(orphans.iter().all(|o| keys.contains(o)), "orphans were adopted, not replaced");
+
+    // 3. The roll size shrank: batches end inside orphans; a second crash after committing one.
+    let mut f = Fixture::new();
+    f.add(100);
+    let big = make(2, "roll_events = 100");
+    let small = make(2, "roll_events = 30");
+    let dest = big.destination().unwrap();
+    deliver_and_crash(&big, &f, 0, 100).await;
+    let orphans = list_keys(&dest).await;
+    let mut s = sink(&small);
+    s.recover(None).await.unwrap();
+    let batch = f.j.read_after(0, 30, usize::MAX).unwrap();
+    let last = batch.last_seq().unwrap();
+    let state = s.deliver(Arc::new(batch)).await.unwrap().unwrap();
+    assert!(state.contains("\"adopting\""), "the batch ended inside an orphan: {state}");
+    f.j.consumer(&small.name(), 0).unwrap();
+    f.j.commit_offset(&small.name(), 0, last, Some(&state)).unwrap();
+    drop(s);
+    assert_eq!(list_keys(&dest).await, orphans, "adopting writes nothing");
+    assert_eq!(drain(&small, &f).await.unwrap(), 100 - last as u64);
+    let keys = check_exactly_once(&dest, &f).await;
+    assert_eq!(keys, orphans, "all 100 events were in the orphans");
+
+    // 4. As 3, but a feed deleted the partly adopted objects after ingesting them: their
+    //    remaining events count as delivered. Put back, the objects complete the set exactly.
+    let mut f = Fixture::new();
+    f.add(100);
+    let (big, small) = (make(3, "roll_events = 100"), make(3, "roll_events = 30"));
+    let dest = big.destination().unwrap();
+    deliver_and_crash(&big, &f, 0, 100).await;
+    let mut s = sink(&small);
+    s.recover(None).await.unwrap();
+    let batch = f.j.read_after(0, 30, usize::MAX).unwrap();
+    let last = batch.last_seq().unwrap();
+    let state = s.deliver(Arc::new(batch)).await.unwrap().unwrap();
+    f.j.consumer(&small.name(), 0).unwrap();
+    f.j.commit_offset(&small.name(), 0, last, Some(&state)).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let mut consumed = Vec::new();
+    for a in state["adopting"].as_array().unwrap() {
+        let path = Path::parse(a["key"].as_str().unwrap()).unwrap();
+        consumed.push((path.clone(), dest.store.get(&path).await.unwrap().bytes().await.unwrap()));
+        dest.store.delete(&path).await.unwrap();
+    }
+    assert!(!consumed.is_empty());
+    assert_eq!(drain(&small, &f).await.unwrap(), 100 - last as u64);
+    for (path, bytes) in consumed {
+        dest.store.put(&path, PutPayload::from(bytes)).await.unwrap();
+    }
+    check_exactly_once(&dest, &f).await;
+}
+
+#[tokio::test]
+async fn local_directory_layout_and_gzip_ndjson_round_trip() {
+    let mut f = Fixture::new();
+    f.add(500);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = local_config(&out.path().join("objects"), "roll_events = 120");
+    let mut s = sink(&cfg);
+    let health = s.health_check().await.unwrap();
+    assert!(health.contains("can be listed"), "{health}");
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 500);
+    let keys = check_exactly_once(&cfg.destination().unwrap(), &f).await;
+    assert!(keys.iter().any(|k| k.contains("/tenant=acme/dt=2024-03-10/hour=23/")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("/tenant=globex/dt=2024-03-11/hour=00/")), "{keys:?}");
+    assert_eq!(f.position(&cfg.name()), 500);
+    // Nothing but log objects in the directory (no state, no staging files).
+    let mut stack = vec![out.path().join("objects")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                assert!(p.to_string_lossy().ends_with(".ndjson.gz"), "{}", p.display());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn local_directory_crash_between_write_and_commit_is_exactly_once() {
+    let out = tempfile::tempdir().unwrap();
+    crash_scenarios(|run, extra| local_config(&out.path().join(format!("run{run}")), extra)).await;
+}
+
+#[tokio::test]
+async fn s3_put_and_list_with_the_partition_layout() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("layout").await;
+    let mut f = Fixture::new();
+    f.add(300);
+    let cfg = s3_config(&moto.endpoint, &bucket, "roll_events = 100\npreset = \"google_secops\"");
+    let mut s = sink(&cfg);
+    let health = s.health_check().await.unwrap();
+    assert!(health.starts_with(&format!("s3://{bucket}/tines/audit can be listed")), "{health}");
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 300);
+    let dest = cfg.destination().unwrap();
+    let keys = check_exactly_once(&dest, &f).await;
+    let first = format!("tines/audit/tenant=acme/dt=2024-03-10/hour=23/{:020}-", 1);
+    assert!(keys[0].starts_with(&first), "{keys:?}");
+    assert_eq!(f.position(&cfg.name()), 300);
+    // Draining again writes nothing.
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 0);
+    assert_eq!(list_keys(&dest).await, keys);
+    let health = s.health_check().await.unwrap();
+    assert!(health.contains("(2 tenant partitions)"), "{health}");
+}
+
+#[tokio::test]
+async fn s3_create_only_write_refuses_other_content_at_the_same_key() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("create").await;
+    let cfg = s3_config(&moto.endpoint, &bucket, "");
+    let dest = cfg.destination().unwrap();
+    let path = dest.prefix.clone().join("tenant=acme").join("dt=2024-03-10").join("hour=23").join(object_name(1, 2));
+    let first = b"{\"id\":1}\n{\"id\":2}\n".to_vec();
+    put_create(&dest, &path, &first, gzip(&first).unwrap()).await.unwrap();
+    // The same content again (a retry whose first put did land): delivered.
+    put_create(&dest, &path, &first, gzip(&first).unwrap()).await.unwrap();
+    let other = b"{\"id\":1}\n{\"id\":3}\n".to_vec();
+    let err = put_create(&dest, &path, &other, gzip(&other).unwrap()).await.unwrap_err();
+    assert!(matches!(&err, SinkError::Permanent(m) if m.contains("already exists with other content")), "{err}");
+    let stored = dest.store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored.to_vec(), gzip(&first).unwrap(), "the first object is untouched");
+
+    // Through the runner: a foreign object where the first batch's first object goes.
+    let mut f = Fixture::new();
+    f.add(20);
+    let cfg = s3_config(&moto.endpoint, &moto.bucket("foreign").await, "roll_events = 100");
+    let dest = cfg.destination().unwrap();
+    let batch = f.j.read_after(0, 100, usize::MAX).unwrap();
+    let e0 = batch.iter().next().unwrap();
+    let mine: Vec<i64> = batch
+        .iter()
+        .filter(|e| e.tenant == e0.tenant && hour_of(e.created_at) == hour_of(e0.created_at))
+        .map(|e| e.seq)
+        .collect();
+    let key =
+        partition_dir(&dest.prefix, e0.tenant, hour_of(e0.created_at)).join(object_name(mine[0], mine[mine.len() - 1]));
+    let foreign = gzip(b"{\"id\":-1}\n").unwrap();
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    dest.store.put_opts(&key, PutPayload::from(foreign), opts).await.unwrap();
+    match drain(&cfg, &f).await {
+        Err(DrainError::Sink { source: SinkError::Permanent(m), .. }) => {
+            assert!(m.contains(key.as_ref()) && m.contains("another writer"), "{m}")
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_eq!(f.position(&cfg.name()), 0, "nothing committed");
+}
+
+#[tokio::test]
+async fn s3_crash_between_put_and_commit_is_exactly_once() {
+    let moto = Moto::start();
+    let mut buckets = Vec::new();
+    for _ in 0..4 {
+        buckets.push(moto.bucket("crash").await);
+    }
+    crash_scenarios(|run, extra| s3_config(&moto.endpoint, &buckets[run], extra)).await;
+}
+
+#[tokio::test]
+async fn s3_outage_is_transient_leaves_the_offset_and_recovers_exactly_once() {
+    let moto = Moto::start();
+    let bucket = moto.bucket("outage").await;
+    let proxy = Proxy::start(&moto.endpoint).await;
+    let cfg = s3_config(&proxy.endpoint, &bucket, "roll_events = 50");
+    let mut f = Fixture::new();
+    f.add(100);
+    let mut consumer = Consumer::new(sink(&cfg));
+    assert_eq!(consumer.drain(&f.j, Flush::All).await.unwrap(), 100);
+    let before = f.position(&cfg.name());
+    f.add(100);
+    proxy.set_up(false);
+    match consumer.drain(&f.j, Flush::All).await {
+        Err(DrainError::Sink { source: SinkError::Transient(m), .. }) => assert!(m.contains(&bucket), "{m}"),
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    assert_eq!(f.position(&cfg.name()), before, "the offset stays while the store is down");
+    proxy.set_up(true);
+    assert_eq!(consumer.drain(&f.j, Flush::All).await.unwrap(), 100);
+    check_exactly_once(&cfg.destination().unwrap(), &f).await;
+    assert_eq!(f.position(&cfg.name()), 200);
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_is_permanent_with_what_to_fix() {
+    let moto = Moto::start();
+    let cfg = s3_config(&moto.endpoint, "no-such-bucket", "");
+    let mut s = sink(&cfg);
+    let err = s.health_check().await.unwrap_err();
+    assert!(matches!(&err, SinkError::Permanent(m) if m.contains("the bucket does not exist")), "{err}");
+    let mut f = Fixture::new();
+    f.add(5);
+    match drain(&cfg, &f).await {
+        Err(DrainError::Sink { source: SinkError::Permanent(m), .. }) => assert!(m.contains("bucket"), "{m}"),
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+#[test]
+fn config_urls_credentials_and_presets() {
+    let ok = |t: &str| config(t).destination().unwrap_or_else(|e| panic!("{t}: {e}"));
+    let d = ok("url = \"s3://bucket-a/tines/audit/\"\nregion = \"eu-west-1\"");
+    assert_eq!((d.url.as_str(), d.prefix.as_ref()), ("s3://bucket-a/tines/audit", "tines/audit"));
+    assert_eq!(ok("url = \"s3://bucket-a\"").prefix.as_ref(), "");
+    assert_eq!(ok("url = \"gs://bucket-b/x\"").url, "gs://bucket-b/x");
+    let az = ok("url = \"az://logs/tines\"\nazure_account = \"acct\"\nazure_access_key = \"a2V5\"");
+    assert_eq!(az.url, "az://logs/tines");
+    let file = ok("url = \"file:///var/lib/tines-audit/objects\"");
+    assert_eq!(file.prefix.as_ref(), "var/lib/tines-audit/objects");
+
+    let bad = |t: &str, want: &str| {
+        let e = config(t).destination().unwrap_err();
+        assert!(e.contains(want), "{t}: {e}");
+    };
+    bad("url = \"ftp://x/y\"", "scheme \"ftp\" is not supported");
+    bad("url = \"bucket/prefix\"", "is not a URL");
+    bad("url = \"s3:///prefix\"", "names no bucket");
+    bad("url = \"gs://b/x\"\nregion = \"us-east-1\"", "region applies to S3");
+    bad("url = \"s3://bkt/x\"\naccess_key_id = \"AKIA\"", "go together");
+    bad("url = \"s3://bkt/x\"\nendpoint = \"minio:9000\"", "endpoint");
+    bad("url = \"file://relative/dir\"", "absolute path");
+
+    assert!(toml::from_str::<ObjectStoreConfig>("url = \"s3://bkt/x\"\nfoo = 1").is_err(), "unknown keys refused");
+
+    let secops = config("url = \"s3://bkt/x\"\npreset = \"google_secops\"\nformat = \"ecs\"");
+    assert_eq!(secops.preset, Some(Preset::GoogleSecops));
+    let e = secops.build(Encoder::new(Shape::Ecs, None)).err().unwrap();
+    assert!(e.contains("needs format = \"raw\""), "{e}");
+    let snow = config(
+        "url = \"s3://bkt/x\"\npreset = \"snowflake\"\nsecret_access_key = \"s3cr3t\"\naccess_key_id = \"AKIA\"",
+    );
+    assert!(!format!("{snow:?}").contains("s3cr3t"), "secrets never print");
+    assert!(snow.build(Encoder::new(Shape::Raw, None)).is_ok());
+}
+
+#[test]
+fn config_roll_settings_become_the_batch_policy() {
+    let p = config("url = \"s3://bkt/x\"").policy().unwrap();
+    assert_eq!((p.max_events, p.max_bytes, p.linger.as_secs()), (100_000, 64 * 1024 * 1024, 60));
+    let p =
+        config("url = \"s3://bkt/x\"\nroll_events = 500\nroll_bytes = 1048576\nroll_age = \"5m\"").policy().unwrap();
+    assert_eq!((p.max_events, p.max_bytes, p.linger.as_secs()), (500, 1_048_576, 300));
+    assert!(config("url = \"s3://bkt/x\"\nroll_bytes = 10").policy().is_err());
+    assert!(config("url = \"s3://bkt/x\"\nroll_events = 0").policy().is_err());
+    assert!(config("url = \"s3://bkt/x\"\nroll_age = \"soon\"").policy().is_err());
+}
+
+#[test]
+fn config_works_as_a_variant_of_an_internally_tagged_sink_enum() {
+    // How `SinkConfig` will carry it: `type = "object_store"` plus these fields.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Sinks {
+        ObjectStore(ObjectStoreConfig),
+    }
+    let Sinks::ObjectStore(c) = toml::from_str("type = \"object_store\"\nurl = \"gs://b/p\"").unwrap();
+    assert_eq!(c.url, "gs://b/p");
+    assert!(toml::from_str::<Sinks>("type = \"object_store\"\nurl = \"gs://b/p\"\nbogus = 1").is_err());
+}
