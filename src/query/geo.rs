@@ -55,8 +55,7 @@ impl CountryLookup for crate::detect::geoip::GeoIp {
 /// otherwise the emulator's table when every tenant is the emulator (a loopback `http://`
 /// address); otherwise none (and a country filter says it needs a database).
 pub fn for_settings(settings: Option<&crate::config::Settings>) -> std::sync::Arc<dyn CountryLookup> {
-    if let Some(geo) = settings.and_then(|s| s.detect.as_ref()).and_then(|d| d.geoip().ok()).filter(|g| !g.is_empty())
-    {
+    if let Some(geo) = settings.and_then(|s| s.detect.as_ref()).and_then(|d| d.geoip().ok()).filter(|g| !g.is_empty()) {
         return std::sync::Arc::new(geo);
     }
     let emulated = settings
