@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run against, if missing.
-# Debian packages: rsyslog (+ its OpenSSL TLS driver) and openssl.
+# Debian packages: rsyslog (+ its OpenSSL TLS driver), openssl, and chromium with
+# chromium-driver (the console's browser tests drive it headless over WebDriver).
 set -euo pipefail
 
 apt_pkgs=()
 [ -x /usr/sbin/rsyslogd ] || apt_pkgs+=(rsyslog)
 ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || apt_pkgs+=(rsyslog-openssl)
 command -v openssl >/dev/null || apt_pkgs+=(openssl)
+[ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || apt_pkgs+=(chromium-driver)
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "== installing ${apt_pkgs[*]}"

@@ -1,6 +1,6 @@
 //! `tines-audit demo`: the emulator with a week of history and live events,
 //! the collector syncing it every few seconds into a journal, and a file sink
-//! fed from the journal; at the end it checks that every emulator event is in
+//! fed from the journal, and the console on 127.0.0.1 with a fresh token; at the end it checks that every emulator event is in
 //! the journal and the file exactly once, and says where everything is.
 
 use std::path::PathBuf;
@@ -40,6 +40,16 @@ pub struct DemoArgs {
     /// Seed of the emulated tenant (same seed, same users and operations).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Port for the console on 127.0.0.1 (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub web_port: u16,
+}
+
+/// A fresh console token for this demo run: 32 bytes from the system's secure random source.
+fn fresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("system random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const SETTLE_SECS: i64 = 3;
@@ -70,11 +80,12 @@ fn demo_detection() -> crate::detect::DetectSettings {
     }
 }
 
-fn demo_settings(base_url: &str, data_dir: PathBuf) -> anyhow::Result<Settings> {
+fn demo_settings(base_url: &str, data_dir: PathBuf, web: crate::web::WebSettings) -> anyhow::Result<Settings> {
     let mut s = RawConfig::default().build()?;
     s.data_dir = data_dir.clone();
     s.interval = Duration::from_secs(3);
     s.windows.settle_secs = SETTLE_SECS;
+    s.web = Some(web);
     s.tenants.push(TenantConfig {
         name: "demo".into(),
         endpoint: Endpoint::parse(base_url)?,
@@ -130,7 +141,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         listener,
     )
     .await?;
-    let settings = Arc::new(demo_settings(&mock.base_url(), data_dir.clone())?);
+    let token = fresh_token();
+    let web = crate::web::WebSettings {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.web_port)),
+        token: Secret::new(token.clone()),
+    };
+    let settings = Arc::new(demo_settings(&mock.base_url(), data_dir.clone(), web)?);
     let sink_path = data_dir.join("out/audit.ndjson");
     println!("tines-audit demo");
     println!(
@@ -148,13 +164,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  scripted in the first 30 s: 7 credential deletions, a new tenant owner, a login from Brazil");
     println!("  stop with Ctrl-C{}", args.duration.map_or(String::new(), |d| format!(" (or wait {}s)", d.as_secs())));
-    println!();
 
     let journal = {
         let d = data_dir.clone();
         tokio::task::spawn_blocking(move || Journal::open(&d)).await??
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let web = crate::cli::start_web(&settings, &journal, &rx).await?;
+    if let Some((address, _)) = &web {
+        // On standard output only, never in the logs: the token is this run's key to the console.
+        println!("  console                http://{address}/  (log in with token {token})");
+        println!();
+    }
     let daemon = tokio::spawn(service::run(settings.clone(), journal.clone(), rx));
     let started = tokio::time::Instant::now();
     let stop = async {
@@ -186,6 +207,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let _ = tx.send(true);
     daemon.await??;
+    if let Some((_, handle)) = web {
+        handle.await??;
+    }
     let tenant = service::Tenant::new(settings.tenants[0].clone(), &settings)?;
     service::sync_tenant(&journal, &tenant, &settings, None).await?;
     let mut consumers = service::consumers(&settings)?;
@@ -217,6 +241,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  tines-audit state show --data-dir {}", data_dir.display());
     println!("  head -n 3 {}", sink_path.display());
     println!("  tines-audit rules backtest --since 8d --emulator-geoip --data-dir {}", data_dir.display());
+    println!("  tines-audit search --data-dir {} --category credential", data_dir.display());
+    println!("  tines-audit report --data-dir {} --framework soc2 --from 8d -o report.html", data_dir.display());
     mock.shutdown().await;
     if !(journal_ok && file_ok) {
         anyhow::bail!("the demo's final check failed");

@@ -9,6 +9,7 @@
 //! - [`format`](mod@format): what a sink writes per event: the raw record, ECS or OCSF, optionally pseudonymised;
 //! - [`service`]: collect once, backfill, and the `run` daemon;
 //! - [`detect`]: Sigma rules and correlations over the journal, GeoIP, alerts and their delivery;
+//! - [`query`]: search (filters, free text, stable pages), the search indexer, compliance reports;
 //! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;
 //! - [`config`], [`catalog`] (operation names), [`secret`], [`timeutil`], [`cli`], [`demo`].
 
@@ -22,6 +23,7 @@ pub mod fuzzing;
 pub mod journal;
 pub mod metrics;
 pub mod mock;
+pub mod query;
 pub mod secret;
 pub mod service;
 pub mod sinks;

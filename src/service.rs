@@ -244,6 +244,48 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
         });
     }
     {
+        // The search indexer follows the journal like a sink, one short transaction per batch.
+        let (journal, appended, mut stop, interval) =
+            (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
+        tasks.spawn(async move {
+            let mut since_optimize = 0usize;
+            loop {
+                let notified = appended.notified();
+                let wait = loop {
+                    match journal.call(|j| crate::query::index::index_batch(j, crate::query::index::BATCH)).await {
+                        Ok(n) if n == crate::query::index::BATCH => {
+                            since_optimize += n;
+                            tokio::task::yield_now().await
+                        }
+                        Ok(n) => {
+                            since_optimize += n;
+                            // After a large intake (a backfill), refresh the planner's statistics.
+                            if since_optimize >= 100_000 {
+                                since_optimize = 0;
+                                if let Err(e) = journal.call(crate::query::index::optimize).await {
+                                    tracing::warn!("search index: refreshing statistics failed: {e}");
+                                }
+                            }
+                            break interval;
+                        }
+                        Err(e) => {
+                            tracing::warn!("search index: indexing failed, will try again: {e}");
+                            break Duration::from_secs(5);
+                        }
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
+    {
         let (settings, mut stop) = (settings.clone(), shutdown.clone());
         tasks.spawn(async move {
             let every = (settings.silence_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));

@@ -116,9 +116,13 @@ async fn health_readiness_transitions_metrics_and_auth() {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_string();
     let home = client.get(format!("{base}/")).header("cookie", &session).send().await.unwrap();
-    assert_eq!(home.status().as_u16(), 200);
+    assert_eq!(home.status().as_u16(), 303);
+    assert_eq!(home.headers()["location"], "/events", "a session goes to the console");
+    let events = client.get(format!("{base}/events")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(events.status().as_u16(), 200);
     let anonymous = client.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(anonymous.status().as_u16(), 303, "no session, sent to the login page");
+    assert_eq!(anonymous.headers()["location"], "/login");
 
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();

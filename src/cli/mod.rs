@@ -4,6 +4,7 @@
 
 mod exit;
 mod output;
+mod search;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -70,6 +71,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Detection rules: list, validate and test rule files, and backtest them over the journal.
     Rules(crate::detect::cli::RulesArgs),
+    /// Search the journal: who did what, when, from where (newest first).
+    Search(search::SearchArgs),
+    /// Write a compliance evidence report (SOC 2, ISO 27001, GDPR) for a period.
+    Report(search::ReportArgs),
 }
 
 /// Where settings come from: a config file, or flags alone.
@@ -249,6 +254,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Operations(args) => output::operations(&args),
         Command::Check(args) => check(args).await,
         Command::Rules(args) => crate::detect::cli::run(args).await,
+        Command::Search(args) => search::search(args).await,
+        Command::Report(args) => search::report(args).await,
     }
 }
 
@@ -466,7 +473,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         data_dir = %settings.data_dir.display(),
         "tines-audit running; stop with Ctrl-C or SIGTERM"
     );
-    let web = start_web(&settings, &journal, &rx).await?;
+    let web = start_web(&settings, &journal, &rx).await?.map(|(_, handle)| handle);
     let daemon = tokio::spawn(service::run(settings, journal, rx));
     shutdown_signal().await;
     tracing::info!("shutting down: finishing deliveries");
@@ -483,7 +490,7 @@ pub async fn start_web(
     settings: &Settings,
     journal: &Journal,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+) -> anyhow::Result<Option<(std::net::SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>> {
     let Some(w) = &settings.web else { return Ok(None) };
     let listener = tokio::net::TcpListener::bind(w.bind)
         .await
@@ -494,10 +501,13 @@ pub async fn start_web(
         tenants: settings.tenants.iter().map(|t| t.name.clone()).collect(),
         sinks: settings.sinks.iter().map(|s| s.name()).collect(),
         readiness: settings.readiness.clone(),
+        geo: crate::query::geo::for_settings(Some(settings)),
     };
-    tracing::info!(address = %listener.local_addr()?, "console, API, /metrics and /readyz listening");
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "console, API, /metrics and /readyz listening");
     let mut stop = stop.clone();
-    Ok(Some(tokio::spawn(crate::web::serve(listener, state, async move { service::stopped(&mut stop).await }))))
+    let handle = tokio::spawn(crate::web::serve(listener, state, async move { service::stopped(&mut stop).await }));
+    Ok(Some((address, handle)))
 }
 
 async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {

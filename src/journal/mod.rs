@@ -171,6 +171,9 @@ struct Inner {
     dir: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Read-only connections for searches and reports, so a long query never
+    /// holds up collection or the sinks' reads (WAL readers do not block writers).
+    queries: Mutex<Vec<Connection>>,
     tenant_ids: Mutex<HashMap<String, i64>>,
     _lock: Option<File>,
 }
@@ -213,6 +216,9 @@ impl Journal {
         }
         let path = dir.join(DB_FILE);
         let mut writer = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        // 64 MiB of page cache: the search indexes are written at many points, and the default
+        // 2 MiB makes commits read pages back from disk once the journal holds millions of events.
+        writer.pragma_update(None, "cache_size", -65_536)?;
         schema::migrate(&mut writer)?;
         let reader = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Ok(Self::from_parts(dir, writer, reader, Some(lock)))
@@ -237,6 +243,7 @@ impl Journal {
                 dir: dir.to_path_buf(),
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
+                queries: Mutex::new(Vec::new()),
                 tenant_ids: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
@@ -263,6 +270,39 @@ impl Journal {
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.inner.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs read-only work (searches, reports) on a pooled read-only connection (blocking).
+    pub fn query<T, E: From<JournalError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+        let pooled = self.inner.queries.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let open = || -> Result<Connection, JournalError> {
+                    let c = Connection::open_with_flags(
+                        self.inner.dir.join(DB_FILE),
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    Ok(c)
+                };
+                open()?
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.inner.queries.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 4 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs work that writes derived data (the search index) on the writer connection (blocking).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        f(&mut self.writer())
     }
 
     fn tenant_id(&self, conn: &Connection, name: &str) -> Result<i64, JournalError> {

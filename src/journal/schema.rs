@@ -73,6 +73,43 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (alert_seq, event_seq)
     ) WITHOUT ROWID;
     "#,
+    // 3: search: indexes for the filters (each ends in created_at so results come newest first
+    // straight from the index), the full-text index over each record's values, kept by the
+    // search indexer (`query::index`) rather than by the collector so collection stays fast, and
+    // the distinct users, IPs and operation names it has seen (for name, CIDR, country and
+    // category filters). An event deleted by retention leaves the text index with it.
+    r#"
+    CREATE INDEX events_created ON events (created_at);
+    CREATE INDEX events_tenant_created ON events (tenant, created_at);
+    CREATE INDEX events_user_created ON events (user_id, created_at);
+    CREATE INDEX events_email_created ON events (user_email COLLATE NOCASE, created_at);
+    CREATE INDEX events_operation_created ON events (operation_name, created_at);
+    CREATE INDEX events_ip_created ON events (request_ip, created_at);
+    CREATE VIRTUAL TABLE events_fts USING fts5(
+        body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE search_index (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        position    INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    INSERT INTO search_index (id, position, updated_at) VALUES (1, 0, 0);
+    CREATE TABLE search_users (
+        tenant      INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        user_email  TEXT NOT NULL,
+        user_name   TEXT NOT NULL,
+        PRIMARY KEY (tenant, user_id, user_email, user_name)
+    ) WITHOUT ROWID;
+    CREATE TABLE search_values (
+        kind    TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER events_fts_delete AFTER DELETE ON events BEGIN
+        DELETE FROM events_fts WHERE rowid = old.seq;
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.

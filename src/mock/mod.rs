@@ -22,6 +22,22 @@ pub use scenario::{SCENARIO_COUNTRY, SCENARIO_DELETIONS, SCENARIO_TIMES};
 pub use server::MockServer;
 pub use tenant::{country_of, country_ranges};
 
+/// Renders a seeded history of `count` records over `[anchor - span, anchor)` straight to
+/// JSON, oldest first, without a server: for benchmarks that need millions of realistic
+/// records (`benches/search.rs`). Each record is handed to `f` in a reused buffer.
+pub fn render_history(seed: u64, tenant_id: u64, count: usize, span: Duration, anchor: i64, mut f: impl FnMut(&[u8])) {
+    let generator = generate::Generator::new(seed);
+    let tables = render::Tables::new(&generator, tenant_id);
+    let events = generator.history(count, span.as_secs(), anchor, None);
+    let mut ts = render::TsCache::default();
+    let mut buf = Vec::with_capacity(2048);
+    for ev in &events {
+        buf.clear();
+        render::push_record(&mut buf, ev, &generator, &tables, &mut ts);
+        f(&buf);
+    }
+}
+
 /// The key the emulator accepts out of the box (a demo value, not a secret).
 pub const DEMO_KEY: &str = "tines-audit-demo-key";
 

@@ -1,8 +1,11 @@
 //! The HTTP side of the service: health (`/healthz`, `/readyz`), Prometheus
-//! metrics (`/metrics`), and the console behind a login. Binds to 127.0.0.1
+//! metrics (`/metrics`), and behind a login the console (`/events`, `/alerts`, `/status`)
+//! and the read-only JSON API (`/api/v1/events`, described at `/api/v1/openapi.json`). Binds to 127.0.0.1
 //! unless told otherwise; everything but the health probes needs the token.
 
+pub mod api;
 pub mod auth;
+mod console;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub tenants: Vec<String>,
     pub sinks: Vec<String>,
     pub readiness: ReadinessSettings,
+    /// Country of a source IP, for the country filter and the console.
+    pub geo: Arc<dyn crate::query::CountryLookup>,
 }
 
 /// Every route of the service.
@@ -53,7 +58,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
-        .route("/", get(home))
+        .route("/", get(console::home))
+        .route("/events", get(console::events))
+        .route("/alerts", get(console::alerts))
+        .route("/status", get(console::status))
+        .route("/api/v1/events", get(api::events))
+        .route("/api/v1/histogram", get(api::histogram))
+        .route("/api/v1/openapi.json", get(api::openapi))
         .with_state(state)
 }
 
@@ -164,27 +175,13 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     }
     let id = state.auth.new_session();
-    (StatusCode::SEE_OTHER, [(SET_COOKIE, auth::session_cookie_header(&id)), (LOCATION, "/".to_string())])
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, auth::session_cookie_header(&id)), (LOCATION, "/events".to_string())])
         .into_response()
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.auth.end_session(&headers);
     (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response()
-}
-
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !state.auth.allows(&headers) {
-        return (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response();
-    }
-    let s = state.clone();
-    let problems = tokio::task::spawn_blocking(move || readiness_problems(&s)).await.unwrap_or_default();
-    let status = if problems.is_empty() { "ready".to_string() } else { format!("not ready: {}", problems.join("; ")) };
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tines-audit</title></head><body><h1>tines-audit</h1><p>{}</p><form method=\"post\" action=\"/logout\"><button>Log out</button></form></body></html>",
-        html_escape(&status)
-    ))
-    .into_response()
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod rsyslog;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,251 @@
+//! Search benchmark (not a test): a journal of 5,000,000 emulator records over
+//! a year, written through the collector's own commit path, indexed by the
+//! search indexer, then typical queries timed (p50/p95 of first pages).
+//!
+//!   cargo bench --bench search                 # 5M events (about 10 minutes on 2 cores)
+//!   SEARCH_BENCH_EVENTS=500000 cargo bench --bench search
+//!
+//! It also measures what search costs collection: commit throughput of the
+//! same records with and without the search indexes, and the indexer's rate.
+
+use std::time::{Duration, Instant};
+
+use tines_audit::journal::{Journal, Record, WindowCommit};
+use tines_audit::query::{self, Cursor, FilterArgs, NoCountries};
+use tines_audit::timeutil::parse_rfc3339;
+
+const DAY: i64 = 86_400;
+
+#[derive(serde::Deserialize)]
+struct Indexed<'a> {
+    id: i64,
+    #[serde(borrow)]
+    created_at: &'a str,
+    #[serde(borrow)]
+    operation_name: &'a str,
+    user_id: Option<i64>,
+    #[serde(borrow)]
+    user_email: Option<&'a str>,
+    #[serde(borrow)]
+    request_ip: Option<&'a str>,
+}
+
+/// Writes `n` records into `journal` through `commit_window`, in windows of 5,000 (as the collector does);
+/// returns events per second.
+fn fill(journal: &Journal, n: usize, anchor: i64, seed: u64) -> f64 {
+    journal.start_progress("bench", "cursor", anchor - 366 * DAY, None, "").unwrap();
+    let mut raws: Vec<String> = Vec::with_capacity(5_000);
+    let mut position = anchor - 366 * DAY;
+    let mut busy = Duration::ZERO;
+    let flush = |raws: &mut Vec<String>, position: &mut i64, busy: &mut Duration| {
+        if raws.is_empty() {
+            return;
+        }
+        let parsed: Vec<Indexed<'_>> = raws.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+        let to = parse_rfc3339(parsed.last().unwrap().created_at).unwrap() + 1;
+        let records = parsed.iter().zip(raws.iter()).map(|(p, raw)| Record {
+            id: p.id,
+            created_at: parse_rfc3339(p.created_at).unwrap(),
+            operation_name: p.operation_name,
+            user_id: p.user_id,
+            user_email: p.user_email,
+            request_ip: p.request_ip,
+            raw,
+        });
+        let commit = WindowCommit { tenant: "bench", job: "cursor", from: *position, to, fetched: raws.len() as u64 };
+        let t = Instant::now();
+        journal.commit_window(&commit, records).unwrap();
+        *busy += t.elapsed();
+        *position = to;
+        raws.clear();
+    };
+    tines_audit::mock::render_history(seed, 4242, n, Duration::from_secs(365 * DAY as u64), anchor, |rec| {
+        raws.push(String::from_utf8(rec.to_vec()).unwrap());
+        if raws.len() == 5_000 {
+            flush(&mut raws, &mut position, &mut busy);
+        }
+    });
+    flush(&mut raws, &mut position, &mut busy);
+    n as f64 / busy.as_secs_f64()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn time_queries(journal: &Journal, name: &str, filters: &[FilterArgs], now: i64, runs: usize) -> (String, usize) {
+    let mut ms = Vec::with_capacity(runs);
+    let mut hits = 0usize;
+    for i in 0..runs {
+        let f = filters[i % filters.len()].build(now).unwrap();
+        let t = Instant::now();
+        let page = query::search(journal, &f, None, 50, &NoCountries).unwrap();
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits += page.events.len();
+    }
+    ms.sort_by(f64::total_cmp);
+    let line = format!(
+        "| {name:<44} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6.1} |",
+        pct(&ms, 0.5),
+        pct(&ms, 0.95),
+        ms.last().unwrap(),
+        hits as f64 / runs as f64
+    );
+    (line, hits)
+}
+
+fn main() {
+    let n: usize = std::env::var("SEARCH_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = tines_audit::timeutil::now_secs();
+    println!(
+        "search benchmark: {n} emulator events over 365 days, {} cores",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
+
+    // What the search indexes cost a commit: 500k records without them, then the same with them.
+    let sample = n.min(500_000);
+    let without = {
+        let j = Journal::open(&dir.path().join("plain")).unwrap();
+        j.query(|_| Ok::<_, tines_audit::journal::JournalError>(())).unwrap();
+        drop(j);
+        let c = rusqlite::Connection::open(dir.path().join("plain/journal.db")).unwrap();
+        c.execute_batch(
+            "DROP INDEX events_created; DROP INDEX events_tenant_created; DROP INDEX events_user_created;
+             DROP INDEX events_email_created; DROP INDEX events_operation_created; DROP INDEX events_ip_created;",
+        )
+        .unwrap();
+        drop(c);
+        let j = Journal::open(&dir.path().join("plain")).unwrap();
+        fill(&j, sample, anchor, 11)
+    };
+    let with = {
+        let j = Journal::open(&dir.path().join("indexed")).unwrap();
+        fill(&j, sample, anchor, 11)
+    };
+    println!();
+    println!("| commit path ({sample} events, windows of 5,000) | events/s |");
+    println!("|---|---:|");
+    println!("| journal without the search indexes | {without:>10.0} |");
+    println!("| journal with the six search indexes | {with:>10.0} |");
+
+    let j = Journal::open(&dir.path().join("big")).unwrap();
+    let t = Instant::now();
+    let rate = fill(&j, n, anchor, 7);
+    println!("| all {n} events, with the indexes (commit time only) | {rate:>10.0} |");
+    println!("(generation and load took {:.0} s)", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let indexed = query::index::catch_up(&j).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "search indexer (full text, users, addresses): {indexed} events in {secs:.0} s = {:.0} events/s",
+        indexed as f64 / secs
+    );
+    println!("journal on disk: {:.0} MiB", j.size_bytes() as f64 / 1_048_576.0);
+
+    // Query mixes: each run picks the next filter of its list, so caches do not flatter one value.
+    let users: Vec<String> = {
+        let f = FilterArgs::default().build(anchor).unwrap();
+        let p = query::search(&j, &f, None, 1000, &NoCountries).unwrap();
+        let mut u: Vec<String> = p.events.iter().filter_map(|e| e.user_email.clone()).collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    let now = anchor;
+    let by = |f: &dyn Fn(&str) -> FilterArgs, vals: &[&str]| vals.iter().map(|v| f(v)).collect::<Vec<_>>();
+    let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let ops = [
+        "CredentialDestruction",
+        "UsersInvitation",
+        "AuthenticationTokenCreation",
+        "Login",
+        "IPAccessControlRuleCreation",
+        "UserEdit",
+        "StoryChangeRequestApproval",
+    ];
+    let mixes: Vec<(&str, Vec<FilterArgs>)> = vec![
+        (
+            "one user, last 30 days",
+            by(&|u| FilterArgs { user: vec![u.into()], from: Some("30d".into()), ..Default::default() }, &user_refs),
+        ),
+        (
+            "one operation, last 365 days",
+            by(&|o| FilterArgs { operation: vec![o.into()], from: Some("365d".into()), ..Default::default() }, &ops),
+        ),
+        (
+            "one user + one operation, 365 days",
+            user_refs
+                .iter()
+                .zip(ops.iter().cycle())
+                .map(|(u, o)| FilterArgs {
+                    user: vec![u.to_string()],
+                    operation: vec![o.to_string()],
+                    from: Some("365d".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        (
+            "category credential, last 90 days",
+            vec![FilterArgs { category: vec!["credential".into()], from: Some("90d".into()), ..Default::default() }],
+        ),
+        ("everything, newest first", vec![FilterArgs::default()]),
+        (
+            "one source IP network /16, 30 days",
+            by(
+                &|c| FilterArgs { ip: vec![c.into()], from: Some("30d".into()), ..Default::default() },
+                &["86.40.0.0/16", "24.1.0.0/16", "84.128.0.0/16"],
+            ),
+        ),
+        (
+            "user by display name, 30 days",
+            by(
+                &|u| FilterArgs { user: vec![u.into()], from: Some("30d".into()), ..Default::default() },
+                &["Seán", "Priya", "Noah", "Grace"],
+            ),
+        ),
+        (
+            "free text (rare words)",
+            by(
+                &|q| FilterArgs { text: Some(q.into()), ..Default::default() },
+                &["jenkins", "\"Sören's laptop\"", "dedupe", "runbook"],
+            ),
+        ),
+        (
+            "free text (common words), 30 days",
+            by(
+                &|q| FilterArgs { text: Some(q.into()), from: Some("30d".into()), ..Default::default() },
+                &["phishing", "okta", "\"Daily IOC sweep\"", "slack"],
+            ),
+        ),
+    ];
+    println!();
+    println!("| query (first page of 50) | p50 ms | p95 ms | max ms | rows |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, filters) in &mixes {
+        let (line, _) = time_queries(&j, name, filters, now, 60);
+        println!("{line}");
+    }
+    // A deep page: 20 pages into one operation's year, by cursor.
+    let f = FilterArgs { operation: vec!["ActionRun".into()], from: Some("365d".into()), ..Default::default() }
+        .build(now)
+        .unwrap();
+    let mut cursor: Option<Cursor> = None;
+    let mut ms = Vec::new();
+    for _ in 0..40 {
+        let t = Instant::now();
+        let p = query::search(&j, &f, cursor, 50, &NoCountries).unwrap();
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        cursor = p.next_cursor.as_deref().map(|c| Cursor::decode(c).unwrap());
+    }
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "| {:<44} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6} |",
+        "next pages by cursor (ActionRun, 40 pages)",
+        pct(&ms, 0.5),
+        pct(&ms, 0.95),
+        ms.last().unwrap(),
+        50
+    );
+}

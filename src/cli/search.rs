@@ -1,0 +1,298 @@
+//! `tines-audit search` and `tines-audit report`: read the journal (catching
+//! the search index up first), print a table for people or JSON, NDJSON or
+//! CSV for scripts, or write a compliance report.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use crate::config::{ConfigError, RawConfig, Settings};
+use crate::journal::Journal;
+use crate::query::search::csv_field;
+use crate::query::{self, CountryLookup, Cursor, EventRow, FilterArgs};
+use crate::timeutil::now_secs;
+
+/// Where the journal is: a config file or a data directory.
+#[derive(Debug, Args, Clone, Default)]
+pub struct JournalArgs {
+    /// Config file (TOML); its data_dir is read (and its tenants decide the country lookup).
+    #[arg(long, short = 'c', env = "TINES_AUDIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding the journal (overrides the config's data_dir).
+    #[arg(long, env = "TINES_AUDIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON document: {"events": [...], "next_cursor": ...}.
+    Json,
+    /// One event a line.
+    Ndjson,
+    /// A header line, then one event a row (the record in the last column).
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub journal: JournalArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SearchFormat::Table)]
+    pub format: SearchFormat,
+    /// Events per page (at most 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Continue after a previous page (its next_cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Every matching event, page after page (for json, ndjson and csv).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The journal (opened without the collector's lock) and the country lookup.
+pub(super) async fn open(a: &JournalArgs) -> anyhow::Result<(Journal, Arc<dyn CountryLookup>)> {
+    let settings: Option<Settings> = match &a.config {
+        Some(p) => Some(RawConfig::load(p)?.build()?),
+        None => None,
+    };
+    let dir = a
+        .data_dir
+        .clone()
+        .or_else(|| settings.as_ref().map(|s| s.data_dir.clone()))
+        .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
+    let geo = query::geo::for_settings(settings.as_ref());
+    let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
+    // Index what the daemon has not (or everything, if no daemon runs), so the answer is complete.
+    let behind = journal.call(query::index::state).await?.behind();
+    if behind > 20_000 {
+        eprintln!("indexing {behind} events for search (once; the daemon keeps the index current)…");
+    }
+    if behind > 0
+        && let Err(e) = journal.call(query::index::catch_up).await
+    {
+        eprintln!(
+            "warning: could not bring the search index up to date ({e}); free text and name filters may miss the newest events"
+        );
+    }
+    Ok((journal, geo))
+}
+
+pub async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let filter = args.filter.build(now_secs()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut cursor =
+        args.cursor.as_deref().map(Cursor::decode).transpose().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let (journal, geo) = open(&args.journal).await?;
+    let limit = args.limit.clamp(1, query::search::MAX_PAGE);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut first = true;
+    let mut total = 0usize;
+    loop {
+        let (f, g) = (filter.clone(), geo.clone());
+        let page = journal.call(move |j| Ok(query::search(j, &f, cursor, limit, g.as_ref()))).await?;
+        let page = page.map_err(|e| match e {
+            query::SearchError::Journal(j) => anyhow::Error::new(j),
+            other => anyhow::Error::new(ConfigError::Invalid(other.to_string())),
+        })?;
+        total += page.events.len();
+        match args.format {
+            SearchFormat::Table => write_table(&mut out, &page.events, first)?,
+            SearchFormat::Ndjson => {
+                for e in &page.events {
+                    writeln!(out, "{}", event_json(e))?;
+                }
+            }
+            SearchFormat::Csv => write_csv(&mut out, &page.events, first)?,
+            SearchFormat::Json if !args.all => {
+                let v = serde_json::json!({
+                    "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
+                    "next_cursor": page.next_cursor,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            }
+            SearchFormat::Json => {
+                for (i, e) in page.events.iter().enumerate() {
+                    let sep = if first && i == 0 { "[\n" } else { ",\n" };
+                    write!(out, "{sep}{}", event_json(e))?;
+                }
+            }
+        }
+        first = false;
+        match (&page.next_cursor, args.all) {
+            (Some(c), true) => cursor = Some(Cursor::decode(c)?),
+            (next, _) => {
+                if args.format == SearchFormat::Json && args.all {
+                    writeln!(out, "{}", if total == 0 { "[]" } else { "\n]" })?;
+                }
+                if args.format == SearchFormat::Table {
+                    if total == 0 {
+                        writeln!(out, "no matching events")?;
+                    } else if let Some(c) = next {
+                        writeln!(out, "\nmore: add --cursor {c} (or --all with --format ndjson)")?;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An event for scripts: the indexed fields, then the record itself as JSON.
+pub fn event_json(e: &EventRow) -> serde_json::Value {
+    e.to_json()
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
+}
+
+fn write_table(out: &mut impl Write, events: &[EventRow], header: bool) -> std::io::Result<()> {
+    let color = std::io::stdout().is_terminal();
+    if header && !events.is_empty() {
+        let h = format!(
+            "{:<20}  {:<12}  {:<34}  {:<32}  {:<15}  {:<2}  {}",
+            "TIME (UTC)", "TENANT", "OPERATION", "USER", "IP", "CC", "ID"
+        );
+        if color { writeln!(out, "\x1b[1m{h}\x1b[0m")? } else { writeln!(out, "{h}")? }
+    }
+    for e in events {
+        let user = e.user_email.clone().or_else(|| e.user_name.clone()).unwrap_or_default();
+        writeln!(
+            out,
+            "{:<20}  {:<12}  {:<34}  {:<32}  {:<15}  {:<2}  {}",
+            e.created_at,
+            truncate(&e.tenant, 12),
+            truncate(&e.operation_name, 34),
+            truncate(&user, 32),
+            e.request_ip.as_deref().unwrap_or(""),
+            e.country.as_deref().unwrap_or(""),
+            e.id
+        )?;
+    }
+    Ok(())
+}
+
+pub const CSV_HEADER: &str =
+    "seq,tenant,id,created_at,operation_name,category,user_id,user_email,user_name,request_ip,country,record";
+
+pub fn csv_row(e: &EventRow) -> String {
+    let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{}",
+        e.seq,
+        csv_field(&e.tenant),
+        e.id,
+        e.created_at,
+        csv_field(&e.operation_name),
+        e.category,
+        e.user_id.map(|i| i.to_string()).unwrap_or_default(),
+        opt(&e.user_email),
+        opt(&e.user_name),
+        opt(&e.request_ip),
+        opt(&e.country),
+        csv_field(&e.raw)
+    )
+}
+
+fn write_csv(out: &mut impl Write, events: &[EventRow], header: bool) -> std::io::Result<()> {
+    if header {
+        writeln!(out, "{CSV_HEADER}")?;
+    }
+    for e in events {
+        writeln!(out, "{}", csv_row(e))?;
+    }
+    Ok(())
+}
+
+/// Makes sure a report's output directory exists.
+pub(super) fn prepare_output(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained page (inline charts; print it to PDF from a browser).
+    Html,
+    /// Markdown tables.
+    Md,
+    /// One row per evidence item.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub journal: JournalArgs,
+    /// The framework whose controls the sections are mapped to.
+    #[arg(long, value_enum)]
+    pub framework: query::report::Framework,
+    /// Start of the period (inclusive): RFC 3339, a date, or an age such as 90d.
+    #[arg(long)]
+    pub from: String,
+    /// End of the period (exclusive; default now).
+    #[arg(long, default_value = "now")]
+    pub to: String,
+    /// Only these tenants (repeatable; default every tenant in the journal).
+    #[arg(long = "tenant", value_name = "NAME")]
+    pub tenants: Vec<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let now = now_secs();
+    let bad = |e: query::FilterError| ConfigError::Invalid(e.to_string());
+    let from = query::filter::parse_point(&args.from, now).map_err(bad)?;
+    let to = query::filter::parse_point(&args.to, now).map_err(bad)?;
+    if from >= to {
+        return Err(ConfigError::Invalid("--from must be before --to".into()).into());
+    }
+    let (journal, geo) = open(&args.journal).await?;
+    let (framework, tenants) = (args.framework, args.tenants.clone());
+    let report = journal
+        .call(move |j| Ok(query::report::build(j, framework, from, to, &tenants, geo.as_ref())))
+        .await?
+        .map_err(|e| match e {
+            query::SearchError::Journal(j) => anyhow::Error::new(j),
+            other => anyhow::Error::new(ConfigError::Invalid(other.to_string())),
+        })?;
+    let text = match args.format {
+        ReportFormat::Html => query::report::html(&report),
+        ReportFormat::Md => query::report::markdown(&report),
+        ReportFormat::Csv => query::report::csv(&report),
+    };
+    match &args.output {
+        Some(path) => {
+            prepare_output(path)?;
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            let gaps: usize = report.continuity.iter().map(|c| c.gaps.iter().filter(|g| !g.pending).count()).sum();
+            println!(
+                "wrote {} ({} events in the period, {} in the report's sections, {} continuity gap(s))",
+                path.display(),
+                report.total_events,
+                report.sections.iter().map(|s| s.count).sum::<usize>(),
+                gaps
+            );
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

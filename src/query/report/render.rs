@@ -1,0 +1,379 @@
+//! A report as a self-contained HTML page (inline CSS and SVG; prints
+//! cleanly to PDF), as Markdown, or as CSV (one row per evidence item).
+
+use std::fmt::Write;
+
+use super::{Control, Report, Section};
+use crate::query::chart::bar_chart;
+use crate::timeutil::format_rfc3339;
+use crate::web::html_escape as esc;
+
+/// Events listed per section in HTML and Markdown (the CSV has them all).
+const LISTED: usize = 200;
+
+fn controls_text(c: &[Control]) -> String {
+    c.iter().map(|(id, name)| format!("{id} {name}")).collect::<Vec<_>>().join("; ")
+}
+
+fn day(t: i64) -> String {
+    format_rfc3339(t)[..10].to_string()
+}
+
+fn who(e: &crate::query::EventRow) -> String {
+    e.user_email
+        .clone()
+        .or_else(|| e.user_name.clone())
+        .or_else(|| e.user_id.map(|i| format!("user {i}")))
+        .unwrap_or_default()
+}
+
+fn section_daily(s: &Section) -> Vec<(i64, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in &s.events {
+        *m.entry(e.created_at_secs - e.created_at_secs.rem_euclid(86_400)).or_insert(0i64) += 1;
+    }
+    m.into_iter().collect()
+}
+
+const CSS: &str = r#"
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d1d1f;max-width:60rem;margin:2rem auto;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:2px solid #3b6ea8;padding-bottom:.2rem}
+.meta{color:#555}.controls{background:#eef3f9;border-left:4px solid #3b6ea8;padding:.4rem .7rem;margin:.5rem 0}
+table{border-collapse:collapse;width:100%;margin:.5rem 0;font-size:12.5px}th,td{border:1px solid #ddd;padding:.25rem .4rem;text-align:left;vertical-align:top}
+th{background:#f4f4f6}td.num{text-align:right}.ok{color:#176b2c;font-weight:600}.bad{color:#b00020;font-weight:600}
+.hl{background:#fff5d6;padding:.3rem .6rem;border-left:4px solid #d4a000}.chart{max-width:100%;height:auto}
+code{font-size:12px}
+@media print{body{max-width:none;margin:0;font-size:11px}h2{break-after:avoid}table,svg,.controls{break-inside:avoid}tr{break-inside:avoid}a{color:inherit;text-decoration:none}@page{margin:1.5cm}}
+"#;
+
+/// The report as one HTML page with nothing to fetch.
+pub fn html(r: &Report) -> String {
+    let mut o = String::with_capacity(64 * 1024);
+    let title = format!("{} evidence report, {} to {}", r.framework.title(), day(r.from), day(r.to - 1));
+    let _ = write!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>",
+        esc(&title)
+    );
+    let _ = write!(
+        o,
+        "<h1>{}</h1><p class=\"meta\">Period {} to {} (UTC, end exclusive) · tenants: {} · generated {} by tines-audit from its journal of Tines audit logs.</p>",
+        esc(r.framework.title()),
+        format_rfc3339(r.from),
+        format_rfc3339(r.to),
+        esc(&r.tenants.join(", ")),
+        format_rfc3339(r.generated_at)
+    );
+    let _ = write!(o, "<h2>Summary</h2><p>{} audit events in the period.</p>", r.total_events);
+    o.push_str(&bar_chart(&r.daily, r.from, r.to, 86_400, 720, 110));
+    o.push_str("<table><tr><th>Section</th><th>Controls</th><th>Events</th></tr>");
+    for s in &r.sections {
+        let _ = write!(
+            o,
+            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td></tr>",
+            s.def.id,
+            esc(s.def.title),
+            esc(&s.controls.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+            s.count
+        );
+    }
+    let gap_count: usize = r.continuity.iter().map(|c| c.gaps.iter().filter(|g| !g.pending).count()).sum();
+    let _ = write!(
+        o,
+        "<tr><td><a href=\"#continuity\">{}</a></td><td>{}</td><td>{}</td></tr>",
+        super::controls::CONTINUITY_TITLE,
+        esc(&super::controls::continuity_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+        if gap_count == 0 {
+            "<span class=\"ok\">no gaps</span>".to_string()
+        } else {
+            format!("<span class=\"bad\">{gap_count} gap(s)</span>")
+        }
+    );
+    let _ = write!(
+        o,
+        "<tr><td><a href=\"#alerts\">{}</a></td><td>{}</td><td class=\"num\">{}</td></tr></table>",
+        super::controls::ALERTS_TITLE,
+        esc(&super::controls::alerts_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+        r.alerts.as_ref().map_or("detection not enabled".to_string(), |a| a.len().to_string())
+    );
+    for s in &r.sections {
+        let _ = write!(
+            o,
+            "<section id=\"{}\"><h2>{}</h2><p>{}</p><div class=\"controls\"><b>Evidences:</b> {}</div><p><b>{}</b> events. Operations: <code>{}</code></p>",
+            s.def.id,
+            esc(s.def.title),
+            esc(s.def.purpose),
+            esc(&controls_text(s.controls)),
+            s.count,
+            esc(&s.def.operations.join(", "))
+        );
+        if s.count > 0 {
+            o.push_str(&bar_chart(&section_daily(s), r.from, r.to, 86_400, 720, 80));
+            o.push_str("<table><tr><th>Operation</th><th>Events</th></tr>");
+            for (op, n) in &s.by_operation {
+                let _ = write!(o, "<tr><td>{}</td><td class=\"num\">{n}</td></tr>", esc(op));
+            }
+            o.push_str("</table><table><tr><th>Actor</th><th>Events</th></tr>");
+            for (u, n) in s.by_user.iter().take(20) {
+                let _ = write!(o, "<tr><td>{}</td><td class=\"num\">{n}</td></tr>", esc(u));
+            }
+            o.push_str("</table>");
+            for h in &s.highlights {
+                let _ = write!(o, "<p class=\"hl\">{}</p>", esc(h));
+            }
+            o.push_str("<table><tr><th>Time (UTC)</th><th>Tenant</th><th>Operation</th><th>Actor</th><th>IP</th><th>Event id</th></tr>");
+            for e in s.events.iter().take(LISTED) {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    e.created_at,
+                    esc(&e.tenant),
+                    esc(&e.operation_name),
+                    esc(&who(e)),
+                    esc(e.request_ip.as_deref().unwrap_or("")),
+                    e.id
+                );
+            }
+            o.push_str("</table>");
+            if s.events.len() > LISTED {
+                let _ = write!(o, "<p class=\"meta\">{} more in the CSV export.</p>", s.count - LISTED);
+            }
+        }
+        o.push_str("</section>");
+    }
+    let _ = write!(
+        o,
+        "<section id=\"continuity\"><h2>{}</h2><p>Every collection window the collector committed is recorded with the range of time it covers; together they show whether any stretch of the period was never collected.</p><div class=\"controls\"><b>Evidences:</b> {}</div>",
+        super::controls::CONTINUITY_TITLE,
+        esc(&controls_text(super::controls::continuity_controls(r.framework)))
+    );
+    for c in &r.continuity {
+        let holes: Vec<_> = c.gaps.iter().filter(|g| !g.pending).collect();
+        let _ = write!(
+            o,
+            "<h3>{}</h3><p>{} · {} windows committed, {} events added · cursor at {}.</p>",
+            esc(&c.tenant),
+            if holes.is_empty() {
+                "<span class=\"ok\">No gaps: the whole period was collected.</span>".to_string()
+            } else {
+                format!("<span class=\"bad\">{} gap(s) in the journal.</span>", holes.len())
+            },
+            c.windows,
+            c.inserted,
+            c.cursor.map_or("(none)".to_string(), format_rfc3339)
+        );
+        if !c.gaps.is_empty() {
+            o.push_str("<table><tr><th>From</th><th>To</th><th>Length</th><th>What</th></tr>");
+            for g in &c.gaps {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td class=\"num\">{} s</td><td>{}</td></tr>",
+                    format_rfc3339(g.from),
+                    format_rfc3339(g.to),
+                    g.to - g.from,
+                    if g.pending {
+                        "not collected yet (after the cursor)"
+                    } else {
+                        "<span class=\"bad\">gap: never collected</span>"
+                    }
+                );
+            }
+            o.push_str("</table>");
+        }
+        if !c.cursor_history.is_empty() {
+            o.push_str("<table><tr><th>Day</th><th>Cursor windows committed</th><th>Events added</th></tr>");
+            for (d, w, n) in &c.cursor_history {
+                let _ = write!(o, "<tr><td>{}</td><td class=\"num\">{w}</td><td class=\"num\">{n}</td></tr>", day(*d));
+            }
+            o.push_str("</table>");
+        }
+    }
+    o.push_str("</section>");
+    let _ = write!(
+        o,
+        "<section id=\"alerts\"><h2>{}</h2><div class=\"controls\"><b>Evidences:</b> {}</div>",
+        super::controls::ALERTS_TITLE,
+        esc(&controls_text(super::controls::alerts_controls(r.framework)))
+    );
+    match &r.alerts {
+        None => o.push_str("<p>Detection is not enabled on this journal: no alerts table.</p>"),
+        Some(a) if a.is_empty() => o.push_str("<p>No alert was raised in the period.</p>"),
+        Some(a) => {
+            o.push_str("<table><tr><th>Event time</th><th>Level</th><th>Rule</th><th>Summary</th><th>Events</th></tr>");
+            for al in a {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                    format_rfc3339(al.event_time),
+                    esc(&al.level),
+                    esc(&al.title),
+                    esc(&al.summary),
+                    al.events
+                );
+            }
+            o.push_str("</table>");
+        }
+    }
+    o.push_str("</section></body></html>\n");
+    o
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The report as Markdown (tables, no charts).
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# {} evidence report\n", r.framework.title());
+    let _ = writeln!(
+        o,
+        "Period {} to {} (UTC, end exclusive). Tenants: {}. Generated {} by tines-audit.\n\n{} audit events in the period.\n",
+        format_rfc3339(r.from),
+        format_rfc3339(r.to),
+        r.tenants.join(", "),
+        format_rfc3339(r.generated_at),
+        r.total_events
+    );
+    for s in &r.sections {
+        let _ = writeln!(
+            o,
+            "## {}\n\n{}\n\n**Evidences:** {}\n\n**{}** events.\n",
+            s.def.title,
+            s.def.purpose,
+            controls_text(s.controls),
+            s.count
+        );
+        for h in &s.highlights {
+            let _ = writeln!(o, "> {}\n", md_cell(h));
+        }
+        if s.count > 0 {
+            o.push_str("| Time (UTC) | Tenant | Operation | Actor | IP | Event id |\n|---|---|---|---|---|---|\n");
+            for e in s.events.iter().take(LISTED) {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    e.created_at,
+                    md_cell(&e.tenant),
+                    md_cell(&e.operation_name),
+                    md_cell(&who(e)),
+                    md_cell(e.request_ip.as_deref().unwrap_or("")),
+                    e.id
+                );
+            }
+            if s.events.len() > LISTED {
+                let _ = writeln!(o, "\n{} more in the CSV export.", s.count - LISTED);
+            }
+            o.push('\n');
+        }
+    }
+    let _ = writeln!(
+        o,
+        "## {}\n\n**Evidences:** {}\n",
+        super::controls::CONTINUITY_TITLE,
+        controls_text(super::controls::continuity_controls(r.framework))
+    );
+    for c in &r.continuity {
+        let holes = c.gaps.iter().filter(|g| !g.pending).count();
+        let _ = writeln!(
+            o,
+            "### {}\n\n{} {} windows committed, {} events added; cursor at {}.\n",
+            c.tenant,
+            if holes == 0 {
+                "No gaps: the whole period was collected.".to_string()
+            } else {
+                format!("**{holes} gap(s) in the journal.**")
+            },
+            c.windows,
+            c.inserted,
+            c.cursor.map_or("(none)".to_string(), format_rfc3339)
+        );
+        for g in &c.gaps {
+            let _ = writeln!(
+                o,
+                "- {} from {} to {} ({} s)",
+                if g.pending { "not collected yet (after the cursor)" } else { "GAP" },
+                format_rfc3339(g.from),
+                format_rfc3339(g.to),
+                g.to - g.from
+            );
+        }
+        o.push('\n');
+    }
+    let _ = writeln!(
+        o,
+        "## {}\n\n**Evidences:** {}\n",
+        super::controls::ALERTS_TITLE,
+        controls_text(super::controls::alerts_controls(r.framework))
+    );
+    match &r.alerts {
+        None => o.push_str("Detection is not enabled on this journal.\n"),
+        Some(a) if a.is_empty() => o.push_str("No alert was raised in the period.\n"),
+        Some(a) => {
+            o.push_str("| Event time | Level | Rule | Summary |\n|---|---|---|---|\n");
+            for al in a {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} |",
+                    format_rfc3339(al.event_time),
+                    md_cell(&al.level),
+                    md_cell(&al.title),
+                    md_cell(&al.summary)
+                );
+            }
+        }
+    }
+    o
+}
+
+/// The report as CSV: one row per event of each section, per gap, and per alert.
+pub fn csv(r: &Report) -> String {
+    use crate::query::search::csv_field as f;
+    let mut o =
+        String::from("section,controls,time,tenant,operation_name,user_id,user_email,request_ip,event_id,detail\n");
+    for s in &r.sections {
+        let controls = s.controls.iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
+        for e in &s.events {
+            let _ = writeln!(
+                o,
+                "{},{},{},{},{},{},{},{},{},",
+                s.def.id,
+                f(&controls),
+                e.created_at,
+                f(&e.tenant),
+                f(&e.operation_name),
+                e.user_id.map(|i| i.to_string()).unwrap_or_default(),
+                f(e.user_email.as_deref().unwrap_or("")),
+                f(e.request_ip.as_deref().unwrap_or("")),
+                e.id
+            );
+        }
+    }
+    let cont = super::controls::continuity_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
+    for c in &r.continuity {
+        for g in &c.gaps {
+            let what = if g.pending { "not collected yet" } else { "gap" };
+            let _ = writeln!(
+                o,
+                "continuity,{},{},{},,,,,,{}",
+                f(&cont),
+                format_rfc3339(g.from),
+                f(&c.tenant),
+                f(&format!("{what} until {}", format_rfc3339(g.to)))
+            );
+        }
+    }
+    let al = super::controls::alerts_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
+    for a in r.alerts.iter().flatten() {
+        let _ = writeln!(
+            o,
+            "alerts,{},{},{},{},,,,,{}",
+            f(&al),
+            format_rfc3339(a.event_time),
+            f(&a.tenant),
+            f(&a.rule_id),
+            f(&a.summary)
+        );
+    }
+    o
+}

@@ -1,0 +1,285 @@
+//! Search over a small journal whose every record is known, so each filter's
+//! exact answer can be written down.
+
+use serde_json::json;
+
+use super::index::{catch_up, state};
+use super::*;
+use crate::journal::{Journal, Record, WindowCommit};
+
+const T0: i64 = 1_714_521_600; // 2024-05-01T00:00:00Z
+
+struct Ev {
+    tenant: &'static str,
+    id: i64,
+    at: i64,
+    op: &'static str,
+    user: (i64, &'static str, &'static str),
+    ip: &'static str,
+    inputs: serde_json::Value,
+}
+
+fn raw(e: &Ev) -> String {
+    json!({
+        "created_at": crate::timeutil::format_rfc3339(e.at),
+        "id": e.id,
+        "inputs": e.inputs,
+        "operation_name": e.op,
+        "request_ip": e.ip,
+        "request_user_agent": "Mozilla/5.0",
+        "tenant_id": 1,
+        "updated_at": crate::timeutil::format_rfc3339(e.at),
+        "user_email": e.user.1,
+        "user_id": e.user.0,
+        "user_name": e.user.2,
+    })
+    .to_string()
+}
+
+const ANN: (i64, &str, &str) = (11, "ann@acme.example", "Ann Lee");
+const SEAN: (i64, &str, &str) = (12, "Sean.OBrien@acme.example", "Seán O'Brien");
+const BOB: (i64, &str, &str) = (13, "bob@globex.example", "Bob Stone");
+
+/// Ireland (86.40.0.0/13) and the US (24.0.0.0/12) in the emulator's plan; 10.x has no country.
+fn history() -> Vec<Ev> {
+    let e = |tenant, id, at, op, user, ip, inputs| Ev { tenant, id, at, op, user, ip, inputs };
+    vec![
+        e("acme", 1, T0, "Login", ANN, "86.40.0.10", json!(null)),
+        e("acme", 2, T0 + 60, "CredentialSave", ANN, "86.40.0.10", json!({"name": "Okta prod"})),
+        e("acme", 3, T0 + 120, "CredentialDestruction", SEAN, "24.1.2.3", json!({"credentialId": 3001})),
+        e("acme", 4, T0 + 120, "CredentialDestruction", SEAN, "24.1.2.3", json!({"credentialId": 3002})),
+        e("acme", 5, T0 + 86_400, "UsersInvitation", ANN, "86.41.9.9", json!({"emails": ["new@acme.example"]})),
+        e("acme", 6, T0 + 2 * 86_400, "StoryNameChange", SEAN, "10.1.2.3", json!({"name": "Phishing triage"})),
+        e("acme", 7, T0 + 3 * 86_400, "IPAccessControlRuleCreation", ANN, "86.40.0.10", json!({"cidr": "1.2.3.0/24"})),
+        e("globex", 1, T0 + 30, "Login", BOB, "24.9.9.9", json!(null)),
+        e("globex", 2, T0 + 86_400 + 5, "StoryNameChange", BOB, "24.9.9.9", json!({"name": "Daily IOC sweep"})),
+    ]
+}
+
+fn commit(j: &Journal, tenant: &str, evs: &[&Ev]) {
+    let raws: Vec<String> = evs.iter().map(|e| raw(e)).collect();
+    let p = j.start_progress(tenant, "cursor", 0, None, "").unwrap();
+    let pos = j.progress(tenant, "cursor").unwrap().map_or(p.position, |p| p.position);
+    let recs = evs.iter().zip(&raws).map(|(e, r)| Record {
+        id: e.id,
+        created_at: e.at,
+        operation_name: e.op,
+        user_id: Some(e.user.0),
+        user_email: Some(e.user.1),
+        request_ip: Some(e.ip),
+        raw: r,
+    });
+    j.commit_window(&WindowCommit { tenant, job: "cursor", from: pos, to: pos + 1, fetched: evs.len() as u64 }, recs)
+        .unwrap();
+}
+
+fn journal() -> (tempfile::TempDir, Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let h = history();
+    for tenant in ["acme", "globex"] {
+        commit(&j, tenant, &h.iter().filter(|e| e.tenant == tenant).collect::<Vec<_>>());
+    }
+    catch_up(&j).unwrap();
+    (dir, j)
+}
+
+/// `(tenant, id)` of every match, newest first.
+fn find(j: &Journal, a: FilterArgs) -> Vec<(String, i64)> {
+    let f = a.build(T0 + 10 * 86_400).unwrap();
+    let page = search(j, &f, None, 100, &EmulatorCountries).unwrap();
+    assert!(page.next_cursor.is_none());
+    page.events.into_iter().map(|e| (e.tenant, e.id)).collect()
+}
+
+fn ids(tenant: &str, ids: &[i64]) -> Vec<(String, i64)> {
+    ids.iter().map(|i| (tenant.to_string(), *i)).collect()
+}
+
+#[test]
+fn no_filter_returns_everything_newest_first_with_ties_by_seq() {
+    let (_d, j) = journal();
+    let all = find(&j, FilterArgs::default());
+    assert_eq!(all.len(), 9);
+    // acme 3 and 4 share a second: the later one in the journal comes first.
+    let pos = |t: &str, i| all.iter().position(|x| x == &(t.to_string(), i)).unwrap();
+    assert!(pos("acme", 4) < pos("acme", 3));
+    assert_eq!(all[0], ("acme".to_string(), 7));
+    assert_eq!(all[8], ("acme".to_string(), 1));
+}
+
+#[test]
+fn each_filter_alone() {
+    let (_d, j) = journal();
+    let tenant = FilterArgs { tenant: vec!["globex".into()], ..Default::default() };
+    assert_eq!(find(&j, tenant), ids("globex", &[2, 1]));
+    let by_id = FilterArgs { user: vec!["12".into()], ..Default::default() };
+    assert_eq!(find(&j, by_id), ids("acme", &[6, 4, 3]));
+    let by_email = FilterArgs { user: vec!["SEAN.obrien@ACME.example".into()], ..Default::default() };
+    assert_eq!(find(&j, by_email), ids("acme", &[6, 4, 3]));
+    let by_name = FilterArgs { user: vec!["seán o'b".into()], ..Default::default() };
+    assert_eq!(find(&j, by_name), ids("acme", &[6, 4, 3]));
+    let nobody = FilterArgs { user: vec!["Nobody Here".into()], ..Default::default() };
+    assert!(find(&j, nobody).is_empty());
+    let op = FilterArgs { operation: vec!["CredentialDestruction".into()], ..Default::default() };
+    assert_eq!(find(&j, op), ids("acme", &[4, 3]));
+    let cat = FilterArgs { category: vec!["credential".into()], ..Default::default() };
+    assert_eq!(find(&j, cat), ids("acme", &[4, 3, 2]));
+    let access = FilterArgs { category: vec!["access_control".into()], ..Default::default() };
+    assert_eq!(find(&j, access), ids("acme", &[7]));
+    let from = FilterArgs { from: Some("2024-05-02T00:00:00Z".into()), ..Default::default() };
+    assert_eq!(find(&j, from), vec![("acme".into(), 7), ("acme".into(), 6), ("globex".into(), 2), ("acme".into(), 5)]);
+    let to = FilterArgs { to: Some("2024-05-01T00:01:00Z".into()), ..Default::default() };
+    assert_eq!(find(&j, to), vec![("globex".into(), 1), ("acme".into(), 1)]);
+    // Relative: "now" is T0 + 10 days in `find`, so 8d ago is T0 + 2 days.
+    let relative = FilterArgs { from: Some("8d".into()), ..Default::default() };
+    assert_eq!(find(&j, relative), ids("acme", &[7, 6]));
+    let ip = FilterArgs { ip: vec!["24.1.2.3".into()], ..Default::default() };
+    assert_eq!(find(&j, ip), ids("acme", &[4, 3]));
+    let cidr = FilterArgs { ip: vec!["86.40.0.0/15".into()], ..Default::default() };
+    assert_eq!(find(&j, cidr), ids("acme", &[7, 5, 2, 1]));
+    let country = FilterArgs { country: vec!["us".into()], ..Default::default() };
+    assert_eq!(
+        find(&j, country),
+        vec![("globex".into(), 2), ("acme".into(), 4), ("acme".into(), 3), ("globex".into(), 1)]
+    );
+    let nowhere = FilterArgs { country: vec!["JP".into()], ..Default::default() };
+    assert!(find(&j, nowhere).is_empty());
+}
+
+#[test]
+fn free_text_words_phrases_prefixes_and_accents() {
+    let (_d, j) = journal();
+    let q = |t: &str| find(&j, FilterArgs { text: Some(t.into()), ..Default::default() });
+    assert_eq!(q("phishing"), ids("acme", &[6]));
+    assert_eq!(q("\"IOC sweep\""), ids("globex", &[2]));
+    assert!(q("\"sweep IOC\"").is_empty(), "a phrase keeps its order");
+    assert_eq!(q("okt*"), ids("acme", &[2]));
+    assert_eq!(q("3002"), ids("acme", &[4]));
+    assert_eq!(q("credentialId"), ids("acme", &[4, 3]));
+    // Diacritics are folded both ways, and an e-mail is a phrase of its parts.
+    assert_eq!(q("sean login").len(), 0);
+    assert_eq!(q("sean").len(), 3);
+    assert_eq!(q("new@acme.example"), ids("acme", &[5]));
+    assert!(q("nothing-like-this").is_empty());
+}
+
+#[test]
+fn filters_combine_as_and_and_values_as_or() {
+    let (_d, j) = journal();
+    let a = FilterArgs {
+        user: vec!["ann@acme.example".into()],
+        category: vec!["credential,user".into()],
+        ..Default::default()
+    };
+    assert_eq!(find(&j, a), ids("acme", &[5, 2]));
+    let b = FilterArgs { operation: vec!["Login".into()], country: vec!["IE".into()], ..Default::default() };
+    assert_eq!(find(&j, b), ids("acme", &[1]));
+    let c = FilterArgs { tenant: vec!["globex".into()], text: Some("sweep".into()), ..Default::default() };
+    assert_eq!(find(&j, c), ids("globex", &[2]));
+    let d = FilterArgs {
+        user: vec!["12".into(), "Bob".into()],
+        from: Some("2024-05-01T00:02:00Z".into()),
+        to: Some("2024-05-02T12:00:00Z".into()),
+        ..Default::default()
+    };
+    assert_eq!(find(&j, d), vec![("globex".into(), 2), ("acme".into(), 4), ("acme".into(), 3)]);
+    let e = FilterArgs { ip: vec!["10.0.0.0/8".into()], country: vec!["IE".into()], ..Default::default() };
+    assert!(find(&j, e).is_empty(), "an address must satisfy both the network and the country");
+}
+
+fn page_through(j: &Journal, f: &EventFilter, size: usize, between: &mut dyn FnMut(usize)) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for n in 0.. {
+        let p = search(j, f, cursor, size, &NoCountries).unwrap();
+        assert!(p.events.len() <= size);
+        out.extend(p.events.iter().map(|e| (e.tenant.clone(), e.id)));
+        match p.next_cursor {
+            Some(c) => cursor = Some(Cursor::decode(&c).unwrap()),
+            None => break,
+        }
+        between(n);
+    }
+    out
+}
+
+#[test]
+fn pages_concatenate_to_the_whole_answer() {
+    let (_d, j) = journal();
+    let f = EventFilter::default();
+    let whole = find(&j, FilterArgs::default());
+    for size in [1, 2, 3, 4, 8, 9, 10] {
+        assert_eq!(page_through(&j, &f, size, &mut |_| {}), whole, "page size {size}");
+    }
+}
+
+#[test]
+fn paging_stays_stable_while_new_and_backfilled_events_arrive() {
+    let (_d, j) = journal();
+    let f = EventFilter::default();
+    let before = find(&j, FilterArgs::default());
+    let mut next_id = 100;
+    let seen = page_through(&j, &f, 2, &mut |_| {
+        // Between pages: a brand-new event, and a backfilled one older than everything.
+        let newer = Ev {
+            tenant: "acme",
+            id: next_id,
+            at: T0 + 9 * 86_400,
+            op: "Login",
+            user: ANN,
+            ip: "86.40.0.10",
+            inputs: json!(null),
+        };
+        let older = Ev { id: next_id + 1, at: T0 - 86_400, inputs: json!(null), ..newer };
+        next_id += 2;
+        commit(&j, "acme", &[&newer]);
+        commit(&j, "acme", &[&older]);
+    });
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no event is shown twice: {seen:?}");
+    let original: Vec<_> = seen.iter().filter(|e| before.contains(e)).cloned().collect();
+    assert_eq!(original, before, "every event present at the start comes, once and in order");
+    assert!(seen.iter().all(|(t, i)| before.contains(&(t.clone(), *i)) || *i > 100), "newer ones never sneak in");
+    assert!(seen.iter().any(|(_, i)| *i > 100), "older backfilled ones show up on later pages");
+}
+
+#[test]
+fn text_sees_new_events_once_indexed_and_forgets_pruned_ones() {
+    let (_d, j) = journal();
+    let e = Ev {
+        tenant: "acme",
+        id: 50,
+        at: T0 + 4 * 86_400,
+        op: "StoryNameChange",
+        user: ANN,
+        ip: "86.40.0.10",
+        inputs: json!({"name": "Zebra hunt"}),
+    };
+    commit(&j, "acme", &[&e]);
+    let zebra = || find(&j, FilterArgs { text: Some("zebra".into()), ..Default::default() });
+    assert!(zebra().is_empty(), "not indexed yet");
+    assert_eq!(state(&j).unwrap().behind(), 1);
+    assert_eq!(catch_up(&j).unwrap(), 1);
+    assert_eq!(zebra(), ids("acme", &[50]));
+    assert_eq!(state(&j).unwrap().behind(), 0);
+    // Retention removes everything; the text index goes with the events.
+    j.prune(i64::MAX, i64::MAX).unwrap();
+    assert!(zebra().is_empty());
+    let n: i64 = j
+        .query(|c| {
+            Ok::<_, crate::journal::JournalError>(c.query_row("SELECT count(*) FROM events_fts", [], |r| r.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn histogram_counts_the_filtered_events_per_bucket() {
+    let (_d, j) = journal();
+    let f = FilterArgs { tenant: vec!["acme".into()], ..Default::default() }.build(T0 + 10 * 86_400).unwrap();
+    let h = histogram(&j, &f, 86_400, &NoCountries).unwrap();
+    assert_eq!(h, vec![(T0, 4), (T0 + 86_400, 1), (T0 + 2 * 86_400, 1), (T0 + 3 * 86_400, 1)]);
+}
