@@ -66,6 +66,7 @@ PY
   stop_mock
 done
 
+[ "$RATE_EVENTS" -gt 0 ] || exit 0
 port=$(free_port)
 start_mock "$port" --history "$RATE_EVENTS" --span 30d --rate-limit 1000 --latency 100ms
 config "$port" 980

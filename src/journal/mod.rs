@@ -216,9 +216,10 @@ impl Journal {
         }
         let path = dir.join(DB_FILE);
         let mut writer = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        // 64 MiB of page cache: the search indexes are written at many points, and the default
-        // 2 MiB makes commits read pages back from disk once the journal holds millions of events.
-        writer.pragma_update(None, "cache_size", -65_536)?;
+        // 24 MiB of page cache: the search indexes are written at many points, and the default
+        // 2 MiB makes commits read pages back from disk once the journal holds millions of events;
+        // more would push the collector past its 100 MiB memory budget (BENCHMARKS.md).
+        writer.pragma_update(None, "cache_size", -24_576)?;
         schema::migrate(&mut writer)?;
         let reader = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Ok(Self::from_parts(dir, writer, reader, Some(lock)))
