@@ -151,6 +151,33 @@ async fn quirky_meta_without_next_page_number_and_string_null() {
     mock.shutdown().await;
 }
 
+/// Runs `collect` once per threshold and SIGKILLs it (no chance to clean up) as soon as
+/// `progress` reaches the threshold; returns how many runs were killed rather than finished.
+async fn collect_killed_at(cfg: &std::path::Path, thresholds: &[u64], progress: impl Fn() -> u64) -> usize {
+    let mut kills = 0;
+    for &threshold in thresholds {
+        let mut child = std::process::Command::new(BIN)
+            .args(args(cfg, &[]))
+            .env("TEST_TINES_KEY", tines_audit::mock::DEMO_KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut exited = false;
+        wait_until("progress to pass the kill threshold", Duration::from_secs(120), || {
+            exited = matches!(child.try_wait(), Ok(Some(_)));
+            exited || progress() >= threshold
+        })
+        .await;
+        if !exited {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    kills
+}
+
 /// SIGKILL the collector at several points of a backfill, restart, and check
 /// that nothing was lost or doubled in the journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,28 +193,8 @@ async fn collector_killed_mid_backfill_resumes_without_loss_or_doubles() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = write_config(dir.path(), &mock.base_url(), "window_events = 2000\nconcurrency = 2", "");
-    let mut kills = 0;
-    for threshold in [1i64, 8_000, 20_000, 35_000, 50_000] {
-        let mut child = std::process::Command::new(BIN)
-            .args(args(&cfg, &[]))
-            .env("TEST_TINES_KEY", tines_audit::mock::DEMO_KEY)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = data.clone();
-        let mut exited = false;
-        wait_until("journal to pass the kill threshold", Duration::from_secs(120), || {
-            exited = matches!(child.try_wait(), Ok(Some(_)));
-            exited || journal_count(&d) >= threshold
-        })
-        .await;
-        if !exited {
-            child.kill().unwrap(); // SIGKILL: no chance to clean up
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let d = data.clone();
+    let kills = collect_killed_at(&cfg, &[1, 8_000, 20_000, 35_000, 50_000], move || journal_count(&d) as u64).await;
     assert!(kills >= 3, "the collector was killed mid-run at least three times ({kills})");
     let before = journal_count(&data);
     assert!(before < 60_000, "the kills interrupted the backfill before it finished ({before})");
@@ -208,28 +215,9 @@ async fn file_sink_killed_mid_delivery_holds_each_id_exactly_once() {
     let cfg = write_config(dir.path(), &mock.base_url(), "", "");
     collect_ok(&cfg).await;
     let cfg = write_config(dir.path(), &mock.base_url(), "", &file_sink(&out));
-    let mut kills = 0;
-    for threshold in [1u64, 4_000_000, 12_000_000, 20_000_000] {
-        let mut child = std::process::Command::new(BIN)
-            .args(args(&cfg, &[]))
-            .env("TEST_TINES_KEY", tines_audit::mock::DEMO_KEY)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let o = out.clone();
-        let mut exited = false;
-        wait_until("the file sink to grow past the kill threshold", Duration::from_secs(120), || {
-            exited = matches!(child.try_wait(), Ok(Some(_)));
-            exited || std::fs::metadata(&o).map(|m| m.len()).unwrap_or(0) >= threshold
-        })
-        .await;
-        if !exited {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let o = out.clone();
+    let file_bytes = move || std::fs::metadata(&o).map(|m| m.len()).unwrap_or(0);
+    let kills = collect_killed_at(&cfg, &[1, 4_000_000, 12_000_000, 20_000_000], file_bytes).await;
     assert!(kills >= 2, "the sink was killed mid-delivery at least twice ({kills})");
     collect_ok(&cfg).await;
     assert_file_exactly_once(&out, &mock);

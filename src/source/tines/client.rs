@@ -313,24 +313,9 @@ fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(600)))
 }
 
+/// A transport error in a few words, without the URL: the one description the HTTP sinks use too.
 fn describe(e: &reqwest::Error) -> String {
-    // reqwest errors print the URL; ours carries no secret, but keep messages short.
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "body error"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    crate::sinks::http::describe(e)
 }
 
 #[cfg(test)]
