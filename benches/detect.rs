@@ -11,12 +11,15 @@ use tines_audit::detect::geoip::GeoIp;
 use tines_audit::detect::rules::RulePack;
 use tines_audit::mock::{MockConfig, MockServer};
 
-const UNIQUE: usize = 250_000;
+const UNIQUE_FULL: usize = 250_000;
 const PASSES: i64 = 4;
 const SPAN_SECS: i64 = 30 * 86_400;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // `cargo bench` passes --bench; under `cargo test --all-targets` this is only a smoke run.
+    #[allow(non_snake_case)]
+    let UNIQUE: usize = if std::env::args().any(|a| a == "--bench") { UNIQUE_FULL } else { 2_000 };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let anchor = 1_700_000_000;
     let config = MockConfig {

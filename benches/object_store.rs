@@ -163,7 +163,10 @@ async fn run(label: &str, cfg: &ObjectStoreConfig, j: &Journal, server: Option<u
 }
 
 fn main() {
-    let n: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500_000);
+    let n: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") { 500_000 } else { 2_000 });
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

@@ -95,7 +95,13 @@ fn time_queries(journal: &Journal, name: &str, filters: &[FilterArgs], now: i64,
 }
 
 fn main() {
-    let n: usize = std::env::var("SEARCH_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000_000);
+    // `cargo bench` passes --bench; under `cargo test --all-targets` this is only a smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("SEARCH_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if full {
+        5_000_000
+    } else {
+        20_000
+    });
     let dir = tempfile::tempdir().unwrap();
     let anchor = tines_audit::timeutil::now_secs();
     println!(

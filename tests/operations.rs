@@ -115,3 +115,22 @@ async fn retention_prunes_only_what_every_sink_has_passed_and_silence_raises_a_s
     assert!(std::fs::read_to_string(&log).unwrap().contains("retention: pruned events"));
     mock.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_json_object_a_line() {
+    let mock = start_mock(MockConfig { history: 100, seed: 64, ..Default::default() }).await;
+    wait_settled(&mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &mock.base_url(), "", "");
+    let out = run_bin_async(cmd(&["collect", "--config", &cfg.display().to_string(), "--log-format", "json"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "something was logged");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    assert!(lines.iter().any(|l| l.contains("sync complete")), "{stderr}");
+    mock.shutdown().await;
+}
