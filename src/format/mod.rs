@@ -21,7 +21,7 @@
 //!   no event lacks a class's required attributes.
 
 mod ecs;
-mod json;
+pub(crate) mod json;
 mod ocsf;
 mod pseudo;
 mod record;

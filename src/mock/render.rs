@@ -7,36 +7,8 @@ use std::collections::HashMap;
 use super::generate::{Event, Generator};
 use crate::timeutil;
 
-/// Appends `s` as a quoted JSON string.
-pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
+/// Appends `s` as a quoted JSON string: the same escaping the sinks' encoders use.
+pub(crate) use crate::format::json::push_str;
 
 /// `s` as a quoted JSON string, for tables built once.
 pub(crate) fn quoted(s: &str) -> Vec<u8> {
