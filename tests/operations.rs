@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use tines_audit::mock::{DEMO_KEY, MockConfig};
+use tines_audit::mock::MockConfig;
 
 fn cmd(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
@@ -76,19 +76,13 @@ async fn retention_prunes_only_what_every_sink_has_passed_and_silence_raises_a_s
         &mock.base_url(),
         "interval = \"1s\"",
         &format!(
-            "{}[[sinks]]\ntype = \"syslog\"\nname = \"siem\"\naddress = \"127.0.0.1:{syslog_port}\"\n[retention]\nevents = \"10d\"\ncheck_every = \"1s\"\n[health]\nsilence_after = \"2s\"\n",
-            file_sink(&out)
+            "{}{}[retention]\nevents = \"10d\"\ncheck_every = \"1s\"\n[health]\nsilence_after = \"2s\"\n",
+            file_sink(&out),
+            syslog_sink("siem", syslog_port)
         ),
     );
     let log = dir.path().join("run.log");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("TEST_TINES_KEY", DEMO_KEY)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&cfg, &log, &[]);
     let o = out.clone();
     wait_until("the file sink to hold everything", Duration::from_secs(60), || file_sink_counts(&o).len() == 3_000)
         .await;

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::rsyslog::*;
 use common::*;
-use tines_audit::mock::{DEMO_KEY, MockConfig};
+use tines_audit::mock::MockConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collection_goes_on_while_a_sink_is_down_and_the_sink_catches_up_in_order() {
@@ -22,20 +21,10 @@ async fn collection_goes_on_while_a_sink_is_down_and_the_sink_catches_up_in_orde
         dir.path(),
         &mock.base_url(),
         "interval = \"1s\"",
-        &format!(
-            "{}[[sinks]]\ntype = \"syslog\"\nname = \"siem\"\naddress = \"127.0.0.1:{syslog_port}\"\n",
-            file_sink(&out)
-        ),
+        &format!("{}{}", file_sink(&out), syslog_sink("siem", syslog_port)),
     );
     let log = dir.path().join("run.log");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("TEST_TINES_KEY", DEMO_KEY)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&cfg, &log, &[]);
     // The receiver is down: collection and the file sink go on, the syslog offset stays at 0.
     let d = data.clone();
     wait_until("history and live events collected while syslog is down", Duration::from_secs(60), || {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -44,16 +44,7 @@ async fn health_readiness_transitions_metrics_and_auth() {
         ),
     );
     let log = dir.path().join("run.log");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("TEST_TINES_KEY", DEMO_KEY)
-        .env("WEB_TOKEN", WEB_TOKEN)
-        .env("TINES_AUDIT_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&cfg, &log, &[("WEB_TOKEN", WEB_TOKEN), ("TINES_AUDIT_LOG", "debug")]);
     let base = format!("http://127.0.0.1:{port}");
     let mut last = (0, String::new());
     let end = std::time::Instant::now() + Duration::from_secs(30);

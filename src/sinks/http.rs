@@ -507,6 +507,14 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
 }
 
+/// An optional setting that, when given, must not be blank (leave it out for the default).
+pub fn nonempty(field: &str, v: &Option<String>) -> Result<Option<String>, String> {
+    match v {
+        Some(s) if s.trim().is_empty() => Err(format!("{field} must not be empty (leave it out for the default)")),
+        other => Ok(other.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,11 @@ pub trait Sink: Send {
 
     /// Brings the destination back in line with the state committed with the
     /// last offset (for example, cuts a file back to its committed length).
-    fn recover(&mut self, state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>>;
+    /// Sinks without state (what they delivered stays delivered; the runner
+    /// resends from the offset) keep this default.
+    fn recover(&mut self, _state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Delivers a batch; returns the state to commit with the batch's last seq.
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>>;

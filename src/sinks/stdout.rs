@@ -22,10 +22,6 @@ impl Sink for StdoutSink {
         &self.name
     }
 
-    fn recover(&mut self, _state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {

@@ -159,3 +159,23 @@ pub async fn wait_settled(mock: &MockServer) {
         wait_until_clock_past(newest + 1).await;
     }
 }
+
+/// Starts `tines-audit run --config cfg` with the demo key as `TEST_TINES_KEY` and
+/// the extra environment, its logs going to `log`.
+pub fn spawn_run(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> std::process::Child {
+    let mut c = Command::new(BIN);
+    c.args(["run", "--config"])
+        .arg(cfg)
+        .env("TEST_TINES_KEY", DEMO_KEY)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
+}
+
+/// A syslog sink (TCP, JSON) section named `name` towards `port` on loopback.
+pub fn syslog_sink(name: &str, port: u16) -> String {
+    format!("[[sinks]]\ntype = \"syslog\"\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\n")
+}

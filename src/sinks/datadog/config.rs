@@ -87,13 +87,6 @@ impl fmt::Debug for DatadogConfig {
     }
 }
 
-fn nonempty(field: &str, v: &Option<String>) -> Result<Option<String>, String> {
-    match v {
-        Some(s) if s.trim().is_empty() => Err(format!("{field} must not be empty (leave it out for the default)")),
-        other => Ok(other.clone()),
-    }
-}
-
 impl DatadogConfig {
     fn site(&self) -> &str {
         self.site.as_deref().unwrap_or("datadoghq.com")
@@ -141,9 +134,9 @@ impl DatadogConfig {
         let request = self.request.build()?;
         let limits = self.batch.build(DEFAULT_LIMITS, (MAX_EVENTS, MAX_BYTES))?;
         let entry = Entry::new(
-            nonempty("service", &self.service)?.unwrap_or_else(|| "tines".into()),
-            nonempty("ddtags", &self.ddtags)?,
-            nonempty("hostname", &self.hostname)?,
+            http::nonempty("service", &self.service)?.unwrap_or_else(|| "tines".into()),
+            http::nonempty("ddtags", &self.ddtags)?,
+            http::nonempty("hostname", &self.hostname)?,
         );
         let client = http::client(&intake, request.timeout, true)?;
         Ok(DatadogSink {

@@ -214,10 +214,6 @@ impl Sink for DatadogSink {
         &self.name
     }
 
-    fn recover(&mut self, _state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
         Box::pin(self.deliver_batch(batch))
     }

@@ -89,14 +89,6 @@ impl fmt::Debug for SplunkHecConfig {
     }
 }
 
-fn metadata(field: &str, v: &Option<String>) -> Result<Option<String>, String> {
-    match v {
-        Some(s) if s.trim().is_empty() => Err(format!("{field} must not be empty (leave it out for the default)")),
-        Some(s) => Ok(Some(s.clone())),
-        None => Ok(None),
-    }
-}
-
 impl SplunkHecConfig {
     /// The consumer name when none is configured: `splunk_hec:<host>`.
     pub fn default_name(&self) -> String {
@@ -144,10 +136,10 @@ impl SplunkHecConfig {
             None
         };
         let envelope = Envelope::new(
-            metadata("host", &self.host)?,
-            metadata("source", &self.source)?.unwrap_or_else(|| "tines-audit".into()),
-            metadata("sourcetype", &self.sourcetype)?.unwrap_or_else(|| "tines:audit".into()),
-            metadata("index", &self.index)?,
+            http::nonempty("host", &self.host)?,
+            http::nonempty("source", &self.source)?.unwrap_or_else(|| "tines-audit".into()),
+            http::nonempty("sourcetype", &self.sourcetype)?.unwrap_or_else(|| "tines:audit".into()),
+            http::nonempty("index", &self.index)?,
         );
         let client = http::client(&endpoint, request.timeout, tls_verify)?;
         Ok(SplunkHecSink {

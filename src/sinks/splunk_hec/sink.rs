@@ -396,11 +396,6 @@ impl Sink for SplunkHecSink {
         &self.name
     }
 
-    fn recover(&mut self, _state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
-        // Nothing to cut back: what HEC indexed stays indexed, and the runner resends from the offset.
-        Box::pin(async { Ok(()) })
-    }
-
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
         Box::pin(self.deliver_batch(batch))
     }
