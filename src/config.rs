@@ -110,6 +110,9 @@ pub struct RawCollect {
     pub window_events: Option<u64>,
     pub max_attempts: Option<u32>,
     pub request_timeout: Option<String>,
+    pub reconcile_every: Option<String>,
+    pub reconcile_window: Option<String>,
+    pub reconcile_slice: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +178,7 @@ pub struct Settings {
     pub interval: Duration,
     pub client: ClientSettings,
     pub windows: WindowSettings,
+    pub reconcile: crate::source::tines::reconcile::ReconcileSettings,
     pub tenants: Vec<TenantConfig>,
     pub sinks: Vec<SinkConfig>,
     pub web: Option<crate::web::WebSettings>,
@@ -298,6 +302,23 @@ impl RawConfig {
         }
         windows.settle_secs = dur("settle_delay", &c.settle_delay, Duration::from_secs(10))?.as_secs() as i64;
         windows.overlap_secs = dur("overlap", &c.overlap, Duration::from_secs(60))?.as_secs() as i64;
+        client.clock_tolerance_secs = windows.settle_secs as u64;
+        let reconcile = {
+            let every = dur("reconcile_every", &c.reconcile_every, Duration::from_secs(3600))?;
+            let window = dur("reconcile_window", &c.reconcile_window, Duration::from_secs(7 * 86_400))?;
+            let slice = dur("reconcile_slice", &c.reconcile_slice, Duration::from_secs(3600))?;
+            if slice < Duration::from_secs(60) {
+                return Err(invalid("collect.reconcile_slice must be at least 1m"));
+            }
+            if !every.is_zero() && window < slice {
+                return Err(invalid("collect.reconcile_window must be at least collect.reconcile_slice"));
+            }
+            crate::source::tines::reconcile::ReconcileSettings {
+                every: (!every.is_zero()).then_some(every),
+                window,
+                slice,
+            }
+        };
         if let Some(n) = c.concurrency {
             if !(1..=64).contains(&n) {
                 return Err(invalid("collect.concurrency must be between 1 and 64"));
@@ -404,6 +425,7 @@ impl RawConfig {
             interval,
             client,
             windows,
+            reconcile,
             tenants,
             sinks: self.sinks,
             web,

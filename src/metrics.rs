@@ -53,6 +53,10 @@ pub struct Metrics {
     sink_backlog: Family<SinkLabel, Gauge>,
     /// 1 while a tenant has been silent (no new events, or only errors) past `health.silence_after`.
     pub tenant_silent: Family<TenantLabel, Gauge>,
+    pub api_clock_offset_seconds: Family<TenantLabel, Gauge>,
+    pub events_quarantined: Family<TenantLabel, Counter>,
+    pub reconcile_passes: Family<TenantLabel, Counter>,
+    pub reconcile_found_events: Family<TenantLabel, Counter>,
     pub events_pruned: Counter,
     journal_events: Gauge,
     journal_bytes: Gauge,
@@ -77,6 +81,10 @@ impl Metrics {
             sink_offset: Family::default(),
             sink_backlog: Family::default(),
             tenant_silent: Family::default(),
+            api_clock_offset_seconds: Family::default(),
+            events_quarantined: Family::default(),
+            reconcile_passes: Family::default(),
+            reconcile_found_events: Family::default(),
             events_pruned: Counter::default(),
             journal_events: Gauge::default(),
             journal_bytes: Gauge::default(),
@@ -114,6 +122,22 @@ impl Metrics {
             m.tenant_silent.clone(),
         );
         r.register("events_pruned", "Events deleted by retention", m.events_pruned.clone());
+        r.register(
+            "api_clock_offset_seconds",
+            "The API's clock minus this machine's, from its Date headers (windows follow the API's clock)",
+            m.api_clock_offset_seconds.clone(),
+        );
+        r.register(
+            "events_quarantined",
+            "Records the API sent that cannot be stored as events (no id, no usable time), kept in the quarantine",
+            m.events_quarantined.clone(),
+        );
+        r.register("reconcile_passes", "Reconciliation passes completed", m.reconcile_passes.clone());
+        r.register(
+            "reconcile_found_events",
+            "Events reconciliation found missing from the journal (arrived later than the overlap) and inserted",
+            m.reconcile_found_events.clone(),
+        );
         r.register("journal_events", "Events in the journal", m.journal_events.clone());
         r.register("journal_size_bytes", "Size of the journal database files", m.journal_bytes.clone());
         r.register("start_time_seconds", "Unix time the process started", m.start_time.clone());

@@ -12,6 +12,7 @@ use crate::journal::{Journal, JournalError, Progress};
 use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::source::tines::client::TinesClient;
 use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
+use crate::source::tines::reconcile::{Reconcile, ReconcileOutcome};
 use crate::timeutil::{format_rfc3339, now_secs};
 
 /// The job name of a tenant's incremental cursor.
@@ -38,9 +39,11 @@ pub fn tenants(settings: &Settings) -> anyhow::Result<Vec<Tenant>> {
     settings.tenants.iter().map(|t| Tenant::new(t.clone(), settings)).collect()
 }
 
-/// The tenant's cursor, created at its `since` on first use.
-pub async fn ensure_cursor(journal: &Journal, tenant: &TenantConfig) -> Result<Progress, JournalError> {
-    let (name, start, filter) = (tenant.name.clone(), tenant.since.resolve(now_secs()), tenant.filters.fingerprint());
+/// The tenant's cursor, created at its `since` on first use. `api_now` is now
+/// by the API's clock: a cursor is never created in its future.
+pub async fn ensure_cursor(journal: &Journal, tenant: &TenantConfig, api_now: i64) -> Result<Progress, JournalError> {
+    let (name, start, filter) =
+        (tenant.name.clone(), tenant.since.resolve(api_now).min(api_now), tenant.filters.fingerprint());
     let progress = journal.call(move |j| j.start_progress(&name, CURSOR_JOB, start, None, &filter)).await?;
     if progress.filter != tenant.filters.fingerprint() {
         tracing::warn!(
@@ -60,8 +63,8 @@ pub async fn sync_tenant(
     settings: &Settings,
     on_progress: Option<OnProgress>,
 ) -> Result<SyncOutcome, CollectError> {
-    ensure_cursor(journal, &tenant.config).await?;
-    let end = now_secs() - settings.windows.settle_secs;
+    let api_now = tenant.client.api_now().await?;
+    ensure_cursor(journal, &tenant.config, api_now).await?;
     let name = tenant.config.name.clone();
     let report = move |p: &SyncProgress| {
         if let Some(cb) = &on_progress {
@@ -76,7 +79,7 @@ pub async fn sync_tenant(
         settings: &settings.windows,
     };
     crate::status::register_tenant(&tenant.config.name);
-    let outcome = match sync.run(end, &report).await {
+    let outcome = match sync.run(None, &report).await {
         Ok(o) => o,
         Err(e) => {
             crate::status::sync_failed(&tenant.config.name, &e.to_string());
@@ -85,6 +88,7 @@ pub async fn sync_tenant(
         }
     };
     crate::status::sync_ok(&tenant.config.name, outcome.inserted);
+    crate::status::sync_details(&tenant.config.name, tenant.client.clock.offset(), outcome.quarantined);
     crate::metrics::metrics()
         .events_collected
         .get_or_create(&crate::metrics::tenant(&tenant.config.name))
@@ -96,6 +100,35 @@ pub async fn sync_tenant(
         pages = outcome.pages,
         cursor = %format_rfc3339(outcome.to),
         "sync complete"
+    );
+    Ok(outcome)
+}
+
+/// One reconciliation pass over a tenant's history since `since` (see
+/// `source::tines::reconcile`): re-counts closed slices and reads again those
+/// where the API has more than the journal.
+pub async fn reconcile_tenant(
+    journal: &Journal,
+    tenant: &Tenant,
+    settings: &Settings,
+    since: i64,
+    on_slice: &(dyn Fn(u64, u64) + Send + core::marker::Sync),
+) -> Result<ReconcileOutcome, CollectError> {
+    let pass = Reconcile {
+        client: &tenant.client,
+        journal,
+        filters: &tenant.config.filters,
+        windows: &settings.windows,
+        slice_secs: settings.reconcile.slice.as_secs().max(1) as i64,
+    };
+    let outcome = pass.run(since, on_slice).await?;
+    tracing::info!(
+        tenant = %tenant.config.name,
+        slices = outcome.slices,
+        reread = outcome.reread,
+        found = outcome.found,
+        range = %format!("{}..{}", format_rfc3339(outcome.range_start), format_rfc3339(outcome.range_end)),
+        "reconciliation pass complete"
     );
     Ok(outcome)
 }
@@ -145,7 +178,7 @@ pub async fn backfill(
         filters: &tenant.config.filters,
         settings: &settings.windows,
     };
-    let outcome = sync.run(end, &report).await?;
+    let outcome = sync.run(Some(end), &report).await?;
     Ok((job, outcome))
 }
 
@@ -182,6 +215,9 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             (settings.clone(), journal.clone(), appended.clone(), shutdown.clone());
         tasks.spawn(async move {
             let mut failures = 0u32;
+            // The first pass runs after the first good sync: it also covers whatever the
+            // service was down for.
+            let mut next_reconcile = tokio::time::Instant::now();
             loop {
                 let started = tokio::time::Instant::now();
                 tokio::select! {
@@ -198,6 +234,28 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
                         }
                     },
                     _ = stopped(&mut stop) => return,
+                }
+                if let Some(every) = settings.reconcile.every
+                    && failures == 0
+                    && tokio::time::Instant::now() >= next_reconcile
+                {
+                    let since = tenant.client.clock.now() - settings.reconcile.window.as_secs() as i64;
+                    tokio::select! {
+                        r = reconcile_tenant(&journal, &tenant, &settings, since, &|_, _| {}) => match r {
+                            Ok(o) => {
+                                next_reconcile = tokio::time::Instant::now() + every;
+                                if o.found > 0 {
+                                    appended.notify_waiters();
+                                }
+                            }
+                            Err(e) => {
+                                // Tried again after the next sync; collection itself goes on.
+                                next_reconcile = tokio::time::Instant::now() + settings.interval;
+                                tracing::warn!(tenant = %tenant.config.name, "reconciliation pass failed, will try again: {e}");
+                            }
+                        },
+                        _ = stopped(&mut stop) => return,
+                    }
                 }
                 let wait = settings.interval.saturating_sub(started.elapsed());
                 tokio::select! {

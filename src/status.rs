@@ -19,6 +19,13 @@ pub struct TenantStatus {
     /// Unix time of the newest event collected in this process (for the silence alert).
     pub last_event_seen: Option<i64>,
     pub consecutive_failures: u32,
+    /// Records quarantined by this process (no id, no usable time).
+    pub quarantined: u64,
+    /// The API's clock minus ours, from its `Date` headers.
+    pub api_clock_offset_secs: Option<i64>,
+    /// When the last reconciliation pass finished, and events found by passes of this process.
+    pub last_reconcile: Option<i64>,
+    pub reconcile_found: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -58,6 +65,25 @@ pub fn register_tenant(name: &str) {
 pub fn register_sink(name: &str) {
     with(|i| {
         i.sinks.entry(name.to_string()).or_default();
+    });
+}
+
+/// A reconciliation pass finished, having found `found` missing events.
+pub fn reconciled(tenant: &str, found: u64) {
+    let now = now_secs();
+    with(|i| {
+        let t = i.tenants.entry(tenant.to_string()).or_default();
+        t.last_reconcile = Some(now);
+        t.reconcile_found += found;
+    });
+}
+
+/// What a sync learnt besides its events: the API's clock and the records quarantined.
+pub fn sync_details(tenant: &str, api_clock_offset_secs: Option<i64>, quarantined: u64) {
+    with(|i| {
+        let t = i.tenants.entry(tenant.to_string()).or_default();
+        t.api_clock_offset_secs = api_clock_offset_secs;
+        t.quarantined += quarantined;
     });
 }
 

@@ -51,7 +51,7 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
             return match c {
                 CollectError::Fetch(f) => from_fetch(f),
                 CollectError::Journal(j) => from_journal(j),
-                CollectError::Unstable { .. } => Exit::ApiFailing,
+                CollectError::Unpageable { .. } => Exit::ApiFailing,
             };
         }
         if let Some(j) = cause.downcast_ref::<JournalError>() {

@@ -4,6 +4,7 @@
 
 mod exit;
 mod output;
+mod reconcile;
 mod search;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub enum Command {
     Run(RunArgs),
     /// Collect a past time range of a tenant into the journal without moving its cursor; resumable.
     Backfill(BackfillArgs),
+    /// Re-count closed time slices with the API and collect events that arrived after the overlap (late ones).
+    Reconcile(reconcile::ReconcileArgs),
     /// Show or reset collection state (cursors, backfills, sink offsets).
     State(StateArgs),
     /// List the audit-log operation names Tines documents.
@@ -250,6 +253,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Collect(args) => collect(args).await,
         Command::Run(args) => run(args).await,
         Command::Backfill(args) => backfill(args).await,
+        Command::Reconcile(args) => reconcile::reconcile(args).await,
         Command::State(args) => state(args).await,
         Command::Operations(args) => output::operations(&args),
         Command::Check(args) => check(args).await,

@@ -6,6 +6,7 @@
 //! [`Journal::call`], which runs them on tokio's blocking pool.
 
 mod alerts;
+mod quarantine;
 mod schema;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::timeutil::now_secs;
 
 pub use alerts::{AlertRow, EventRow, NewAlert};
+pub use quarantine::{Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, SliceCounts};
 pub use schema::CURRENT as SCHEMA_VERSION;
 
 /// What can go wrong with the journal.
@@ -383,6 +385,18 @@ impl Journal {
         commit: &WindowCommit<'_>,
         records: impl IntoIterator<Item = Record<'a>>,
     ) -> Result<u64, JournalError> {
+        self.commit_window_quarantining(commit, records, std::iter::empty()).map(|(inserted, _)| inserted)
+    }
+
+    /// [`Journal::commit_window`], also keeping the window's records that cannot
+    /// be events in the quarantine, in the same transaction. Returns how many
+    /// events and how many quarantined records were new.
+    pub fn commit_window_quarantining<'a, 'q>(
+        &self,
+        commit: &WindowCommit<'_>,
+        records: impl IntoIterator<Item = Record<'a>>,
+        rejected: impl IntoIterator<Item = Quarantined<'q>>,
+    ) -> Result<(u64, u64), JournalError> {
         let mut conn = self.writer();
         let tid = self.tenant_id(&conn, commit.tenant)?;
         let tx = conn.transaction()?;
@@ -430,8 +444,9 @@ impl Journal {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![tid, commit.job, commit.from, commit.to, commit.fetched as i64, inserted as i64, now],
         )?;
+        let quarantined = quarantine::insert(&tx, tid, commit, rejected, now)?;
         tx.commit()?;
-        Ok(inserted)
+        Ok((inserted, quarantined))
     }
 
     /// The offset of a consumer, creating it at `initial` if it is new.

@@ -110,6 +110,45 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM events_fts WHERE rowid = old.seq;
     END;
     "#,
+    // 5: records the API sent that cannot be events (no id, no usable time), kept byte for byte
+    // once each so collection goes on; and what reconciliation checked and found.
+    r#"
+    CREATE TABLE quarantine (
+        seq          INTEGER PRIMARY KEY,
+        tenant       INTEGER NOT NULL REFERENCES tenants(id),
+        digest       TEXT NOT NULL,
+        raw          TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        window_end   INTEGER NOT NULL,
+        first_seen   INTEGER NOT NULL,
+        UNIQUE (tenant, digest)
+    );
+    CREATE TABLE reconcile_passes (
+        tenant       INTEGER NOT NULL REFERENCES tenants(id),
+        range_start  INTEGER NOT NULL,
+        range_end    INTEGER NOT NULL,
+        slices       INTEGER NOT NULL,
+        reread       INTEGER NOT NULL,
+        found        INTEGER NOT NULL,
+        started_at   INTEGER NOT NULL,
+        finished_at  INTEGER NOT NULL
+    );
+    CREATE INDEX reconcile_passes_tenant ON reconcile_passes (tenant, finished_at);
+    CREATE TABLE reconcile_finds (
+        tenant        INTEGER NOT NULL REFERENCES tenants(id),
+        slice_start   INTEGER NOT NULL,
+        slice_end     INTEGER NOT NULL,
+        api_count     INTEGER,
+        journal_count INTEGER NOT NULL,
+        found         INTEGER NOT NULL,
+        oldest        INTEGER NOT NULL,
+        newest        INTEGER NOT NULL,
+        max_late_secs INTEGER NOT NULL,
+        found_at      INTEGER NOT NULL
+    );
+    CREATE INDEX reconcile_finds_tenant ON reconcile_finds (tenant, slice_start);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -16,6 +16,16 @@ fn parse_span(s: &str) -> Result<Duration, String> {
     timeutil::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 90s, 100ms, 15m, 12h or 30d"))
 }
 
+/// A signed duration such as `5m`, `-90s` or `+1h`, in seconds.
+fn parse_offset(s: &str) -> Result<i64, String> {
+    let (sign, rest) = match s.strip_prefix('-') {
+        Some(r) => (-1, r),
+        None => (1, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let d = parse_span(rest)?;
+    i64::try_from(d.as_secs()).map(|v| sign * v).map_err(|_| format!("{s:?} is too large"))
+}
+
 fn parse_probability(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -140,6 +150,44 @@ pub struct MockArgs {
     /// Requests per key allowed in any 60 s window, like Tines's audit_logs limit (0 = unlimited).
     #[arg(long, default_value_t = 1000, value_name = "PER_MINUTE")]
     pub rate_limit: u32,
+
+    /// The server's clock relative to this machine's, such as 5m or -5m: records are dated and the
+    /// Date header written by it.
+    #[arg(long, default_value = "0s", value_parser = parse_offset, value_name = "OFFSET", allow_hyphen_values = true)]
+    pub clock_offset: i64,
+
+    /// Leave `count` and `pages` out of every page's `meta`.
+    #[arg(long)]
+    pub omit_count: bool,
+
+    /// Add this to the true `meta.count` (negative under-reports; pages and next_page_number follow it).
+    #[arg(long, default_value_t = 0, value_name = "N", allow_hyphen_values = true)]
+    pub count_skew: i64,
+
+    /// Skew only the first page's count.
+    #[arg(long)]
+    pub count_skew_first_page_only: bool,
+
+    /// Serve page 1 again for a page past the last one or one that cannot be parsed (as the real API
+    /// does for the latter).
+    #[arg(long)]
+    pub first_page_for_bad_page: bool,
+
+    /// Share of records made by the system, with null user and request fields.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability, value_name = "P")]
+    pub null_fields_rate: f64,
+
+    /// Send this many history records without an `id`.
+    #[arg(long, default_value_t = 0, value_name = "COUNT")]
+    pub records_without_id: usize,
+
+    /// Answer 4xx with the request echoed back, API key included, as careless proxies do.
+    #[arg(long)]
+    pub echo_4xx: bool,
+
+    /// Probability of answering 400 Bad Request.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability, value_name = "P")]
+    pub rate_400: f64,
 }
 
 impl MockArgs {
@@ -169,6 +217,7 @@ impl MockArgs {
             faults: Faults {
                 rate_429: self.rate_429.unwrap_or(share),
                 rate_5xx: self.rate_5xx.unwrap_or(share),
+                rate_400: self.rate_400,
                 rate_truncated: self.rate_truncated.unwrap_or(share),
                 rate_reset: self.rate_reset.unwrap_or(share),
                 fault_retry_after_secs: self.fault_retry_after,
@@ -179,6 +228,16 @@ impl MockArgs {
             rate_limit_per_minute: self.rate_limit,
             keys: vec![MockKey { key, can_read_audit_logs: true }],
             scenarios: self.scenarios,
+            quirks: super::Quirks {
+                clock_offset_secs: self.clock_offset,
+                omit_count: self.omit_count,
+                count_skew: self.count_skew,
+                count_skew_first_page_only: self.count_skew_first_page_only,
+                first_page_for_bad_page: self.first_page_for_bad_page,
+                null_fields_fraction: self.null_fields_rate,
+                records_without_id: self.records_without_id,
+                echo_4xx: self.echo_4xx,
+            },
         })
     }
 }

@@ -21,6 +21,19 @@ pub(crate) struct Event {
     pub outputs: bool,
     /// A scripted scenario event with fixed `inputs` (see `scenario`); 0 for generated ones.
     pub script: u8,
+    /// How the record is rendered when it is not an ordinary one (see [`Odd`]).
+    pub odd: Odd,
+}
+
+/// Records the real API has been seen to send that a collector must not choke on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Odd {
+    #[default]
+    None,
+    /// A system-made event: `user_*` and `request_*` fields are all `null`.
+    NullFields,
+    /// The record has no `id` field at all.
+    NoId,
 }
 
 impl Event {
@@ -336,7 +349,7 @@ impl Generator {
         let ip = self.tenant.ip_for(user, rng);
         let agent = self.tenant.agent_for(user, rng);
         let outputs = rng.chance(0.03) || shape == Shape::FormField;
-        Event { created_at, id, ip, op, user: user as u8, agent, outputs, script: 0 }
+        Event { created_at, id, ip, op, user: user as u8, agent, outputs, script: 0, odd: Odd::None }
     }
 
     /// The history: `count` events spread over `[anchor - span, anchor)`, plus
@@ -729,6 +742,7 @@ mod tests {
                     agent: 0,
                     outputs: false,
                     script: 0,
+                    odd: Odd::None,
                 };
                 let mut out = Vec::new();
                 g.write_inputs(&mut out, &ev);

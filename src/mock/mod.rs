@@ -73,6 +73,36 @@ pub struct MockConfig {
     pub keys: Vec<MockKey>,
     /// Play the scripted detection scenarios (see `scenario`) in the first half minute.
     pub scenarios: bool,
+    /// Behaviours the API's documentation leaves open, set to their unkind side.
+    pub quirks: Quirks,
+}
+
+/// What the real API may do where its documentation is silent. Each one is a
+/// way the collector must stay correct; the defaults are the kind reading.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Quirks {
+    /// The server's clock minus ours, in seconds: records are dated, live events
+    /// stamped and the `Date` header written by the server's clock.
+    pub clock_offset_secs: i64,
+    /// Leave `count` (and `pages`) out of `meta`.
+    pub omit_count: bool,
+    /// Added to the true `count` in `meta` (negative under-reports); `pages`
+    /// and `next_page_number` follow the reported count, as a server that
+    /// believes it would.
+    pub count_skew: i64,
+    /// Skew only the first page's `count` (the other pages tell the truth).
+    pub count_skew_first_page_only: bool,
+    /// Serve page 1 again for a `page` value that is past the last page or
+    /// cannot be parsed, as the real API does for the latter, instead of an
+    /// empty page or a 400.
+    pub first_page_for_bad_page: bool,
+    /// Share of records that are system-made: user and request fields `null`.
+    pub null_fields_fraction: f64,
+    /// This many history records are sent without an `id`.
+    pub records_without_id: usize,
+    /// 4xx answers echo the request line and headers (API key included), as
+    /// some proxies and frameworks do.
+    pub echo_4xx: bool,
 }
 
 impl Default for MockConfig {
@@ -95,6 +125,7 @@ impl Default for MockConfig {
             rate_limit_per_minute: 1000,
             keys: vec![MockKey { key: DEMO_KEY.to_string(), can_read_audit_logs: true }],
             scenarios: false,
+            quirks: Quirks::default(),
         }
     }
 }
@@ -113,6 +144,8 @@ pub struct Faults {
     pub rate_429: f64,
     /// Answer 500, 502 or 503.
     pub rate_5xx: f64,
+    /// Answer 400 (with the request echoed when `Quirks::echo_4xx`).
+    pub rate_400: f64,
     /// Answer 200 with the body cut short (complete HTTP message, invalid JSON).
     pub rate_truncated: f64,
     /// Send headers and part of the body, then drop the connection.
@@ -131,6 +164,7 @@ impl Default for Faults {
         Faults {
             rate_429: 0.0,
             rate_5xx: 0.0,
+            rate_400: 0.0,
             rate_truncated: 0.0,
             rate_reset: 0.0,
             fault_retry_after_secs: 1,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::generate::{Event, Generator};
+use super::generate::{Event, Generator, Odd};
 use crate::timeutil;
 
 /// Appends `s` as a quoted JSON string: the same escaping the sinks' encoders use.
@@ -62,6 +62,7 @@ pub(crate) struct Tables {
     user_field: Vec<Vec<u8>>,
     op_index: HashMap<&'static str, u16>,
     user_index: HashMap<u64, u8>,
+    tenant_id: u64,
 }
 
 impl Tables {
@@ -103,7 +104,7 @@ impl Tables {
             .collect();
         let op_index = generator.ops.iter().enumerate().map(|(i, op)| (op.name, i as u16)).collect();
         let user_index = generator.tenant.users.iter().enumerate().map(|(i, u)| (u.id, i as u8)).collect();
-        Tables { op_field, agent_field, user_field, op_index, user_index }
+        Tables { op_field, agent_field, user_field, op_index, user_index, tenant_id }
     }
 
     pub(crate) fn op_index(&self, name: &str) -> Option<u16> {
@@ -138,13 +139,25 @@ pub(crate) fn push_record(out: &mut Vec<u8>, ev: &Event, g: &Generator, t: &Tabl
     let when = ts.get(ev.created_at);
     out.extend_from_slice(b"{\"created_at\":\"");
     out.extend_from_slice(when);
-    out.extend_from_slice(b"\",\"id\":");
-    push_u64(out, ev.id);
+    out.extend_from_slice(b"\"");
+    if ev.odd != Odd::NoId {
+        out.extend_from_slice(b",\"id\":");
+        push_u64(out, ev.id);
+    }
     out.extend_from_slice(b",\"inputs\":");
     g.write_inputs(out, ev);
     out.extend_from_slice(&t.op_field[usize::from(ev.op)]);
     if ev.outputs {
         out.extend_from_slice(b",\"outputs\":{}");
+    }
+    if ev.odd == Odd::NullFields {
+        // A system-made event: nobody did it, from nowhere.
+        out.extend_from_slice(b",\"request_ip\":null,\"request_user_agent\":null,\"tenant_id\":");
+        push_u64(out, t.tenant_id);
+        out.extend_from_slice(b",\"updated_at\":\"");
+        out.extend_from_slice(ts.get(ev.created_at));
+        out.extend_from_slice(b"\",\"user_email\":null,\"user_id\":null,\"user_name\":null}");
+        return;
     }
     out.extend_from_slice(b",\"request_ip\":\"");
     push_ip(out, ev.ip);
@@ -158,7 +171,9 @@ pub(crate) struct PageMeta<'a> {
     pub base: &'a str,
     pub per_page: usize,
     pub page: usize,
+    /// The count the server reports (not necessarily the truth).
     pub count: usize,
+    pub omit_count: bool,
     pub next_page_string_null: bool,
     pub omit_next_page_number: bool,
 }
@@ -208,10 +223,12 @@ impl PageMeta<'_> {
         }
         out.extend_from_slice(b",\"per_page\":");
         push_u64(out, self.per_page as u64);
-        out.extend_from_slice(b",\"pages\":");
-        push_u64(out, pages as u64);
-        out.extend_from_slice(b",\"count\":");
-        push_u64(out, self.count as u64);
+        if !self.omit_count {
+            out.extend_from_slice(b",\"pages\":");
+            push_u64(out, pages as u64);
+            out.extend_from_slice(b",\"count\":");
+            push_u64(out, self.count as u64);
+        }
         out.push(b'}');
     }
 }
@@ -270,6 +287,7 @@ mod tests {
             per_page: 10,
             page: 3,
             count: 25,
+            omit_count: false,
             next_page_string_null: false,
             omit_next_page_number: false,
         };

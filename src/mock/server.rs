@@ -15,12 +15,13 @@ use axum::response::Response;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::generate::Odd;
 use super::generate::{Event, FIRST_ID, Generator, LIVE_TAG, OpSchedule};
 use super::render::{PageMeta, Tables, push_u64, render_page};
 use super::reset::{ResetListener, ResetSwitch};
 use super::rng::{SplitMix64, mix};
 use super::store::{Filter, Store, Window, set_bit};
-use super::{Faults, MockConfig, MockStats};
+use super::{Faults, MockConfig, MockStats, Quirks};
 use crate::timeutil;
 
 const FAULT_TAG: u64 = 0x4641_554C_5453_0001;
@@ -105,6 +106,7 @@ pub(crate) struct Shared {
     before_inclusive: bool,
     next_page_string_null: bool,
     omit_next_page_number: bool,
+    quirks: Quirks,
     faults: RwLock<Faults>,
     fault_seq: AtomicU64,
     limiter: Mutex<RateLimiter>,
@@ -119,6 +121,16 @@ impl Shared {
         &self.generator
     }
 
+    /// Unix seconds by the server's clock (ours plus the configured offset).
+    pub(crate) fn now(&self) -> i64 {
+        timeutil::now_secs() + self.quirks.clock_offset_secs
+    }
+
+    /// How a new record of this server renders: a share of them are system-made.
+    fn odd_for(&self, rng: &mut SplitMix64) -> Odd {
+        if rng.chance(self.quirks.null_fields_fraction) { Odd::NullFields } else { Odd::None }
+    }
+
     /// Whether live events are on (scenarios stop with them).
     pub(crate) fn live_on(&self) -> bool {
         self.live_on.load(Ordering::Relaxed)
@@ -130,9 +142,19 @@ impl Shared {
         let u = &self.generator.tenant.users[user];
         let mut store = write(&self.store);
         let id = store.last_id() + 1;
-        let created_at = timeutil::now_secs();
+        let created_at = self.now();
         let ip = ip.unwrap_or(u.ips[0]);
-        store.insert(Event { created_at, id, ip, op, user: user as u8, agent: u.agent, outputs: false, script });
+        store.insert(Event {
+            created_at,
+            id,
+            ip,
+            op,
+            user: user as u8,
+            agent: u.agent,
+            outputs: false,
+            script,
+            odd: Odd::None,
+        });
     }
 
     fn snapshot(&self) -> MockStats {
@@ -171,6 +193,36 @@ fn with_retry_after(mut r: Response, secs: u64) -> Response {
 
 async fn handle(State(sh): State<Arc<Shared>>, ConnectInfo(conn): ConnectInfo<ResetSwitch>, req: Request) -> Response {
     let (parts, _body) = req.into_parts();
+    let mut r = route(&sh, &parts, &conn).await;
+    // Dated by the server's clock, which need not be ours.
+    if let Ok(v) = HeaderValue::from_str(&http_date(sh.now())) {
+        r.headers_mut().insert(header::DATE, v);
+    }
+    if sh.quirks.echo_4xx && r.status().is_client_error() && parts.uri.path() == API_PATH {
+        r = echo(r.status(), &parts);
+    }
+    r
+}
+
+/// An IMF-fixdate, as HTTP's `Date` header carries it.
+pub(crate) fn http_date(secs: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// A 4xx page that repeats the request back, headers and all, as careless proxies do.
+fn echo(status: StatusCode, parts: &Parts) -> Response {
+    let mut text = format!("{status}: the request was\n{} {}\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    response(status, "text/plain; charset=utf-8", text)
+}
+
+async fn route(sh: &Arc<Shared>, parts: &Parts, conn: &ResetSwitch) -> Response {
     match parts.uri.path() {
         "/_mock/ids" => {
             let ids = read(&sh.store).ids();
@@ -192,7 +244,7 @@ async fn handle(State(sh): State<Arc<Shared>>, ConnectInfo(conn): ConnectInfo<Re
             response(StatusCode::OK, JSON, b"{}".to_vec())
         }
         _ => {
-            let r = api(&sh, &parts, &conn).await;
+            let r = api(sh, parts, conn).await;
             bump(&sh.stats.requests);
             *lock(&sh.stats.by_status).entry(r.status().as_u16()).or_default() += 1;
             r
@@ -225,6 +277,7 @@ struct Draws {
     spike: bool,
     err_429: bool,
     err_5xx: Option<u64>,
+    err_400: bool,
     reset: bool,
     truncate: bool,
     cut: u64,
@@ -239,7 +292,10 @@ impl Draws {
         let kind = r.below(3);
         let reset = r.chance(f.rate_reset);
         let truncate = r.chance(f.rate_truncated);
-        Draws { spike, err_429, err_5xx: err_5xx.then_some(kind), reset, truncate, cut: r.next_u64() }
+        let cut = r.next_u64();
+        // Drawn last, so the other faults of a seed stay where they were before it existed.
+        let err_400 = r.chance(f.rate_400);
+        Draws { spike, err_429, err_5xx: err_5xx.then_some(kind), err_400, reset, truncate, cut }
     }
 }
 
@@ -273,7 +329,14 @@ fn parse_query(sh: &Shared, raw: &str) -> Result<Query, String> {
             "after" => window.after = Some(parse_time("after", &v)?),
             "before" => window.before = Some(parse_time("before", &v)?),
             "per_page" => per_page = parse_int("per_page", &v)?,
-            "page" => page = parse_int("page", &v)?,
+            "page" => {
+                page = match parse_int("page", &v) {
+                    Ok(p) => p,
+                    // The real API answers a page it cannot parse with page 1.
+                    Err(_) if sh.quirks.first_page_for_bad_page => 1,
+                    Err(e) => return Err(e),
+                }
+            }
             "user_id" | "user_id[]" => {
                 let id = parse_int("user_id", &v)?;
                 let set = filter.users.get_or_insert([0; 4]);
@@ -360,17 +423,28 @@ async fn api(sh: &Shared, parts: &Parts, conn: &ResetSwitch) -> Response {
         };
     }
 
-    let q = match parse_query(sh, parts.uri.query().unwrap_or("")) {
+    if draws.err_400 {
+        return json_error(StatusCode::BAD_REQUEST, "Bad Request");
+    }
+
+    let mut q = match parse_query(sh, parts.uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
-    let (count, events) = read(&sh.store).page(&q.window, &q.filter, q.per_page, q.page);
+    let (count, mut events) = read(&sh.store).page(&q.window, &q.filter, q.per_page, q.page);
+    if events.is_empty() && q.page > 1 && count > 0 && sh.quirks.first_page_for_bad_page {
+        q.page = 1;
+        events = read(&sh.store).page(&q.window, &q.filter, q.per_page, 1).1;
+    }
+    let skewed = !sh.quirks.count_skew_first_page_only || q.page == 1;
+    let reported = if skewed { (count as i64 + sh.quirks.count_skew).max(0) as usize } else { count };
     let base = base_for(&parts.headers, &sh.base_url);
     let meta = PageMeta {
         base: &base,
         per_page: q.per_page,
         page: q.page,
-        count,
+        count: reported,
+        omit_count: sh.quirks.omit_count,
         next_page_string_null: sh.next_page_string_null,
         omit_next_page_number: sh.omit_next_page_number,
     };
@@ -415,7 +489,7 @@ async fn live_loop(sh: Arc<Shared>) {
         if n < 1.0 {
             continue;
         }
-        let now_secs = timeutil::now_secs();
+        let now_secs = sh.now();
         let mut store = write(&sh.store);
         for _ in 0..n as u64 {
             let id = store.last_id() + rng.between(1, 3);
@@ -423,9 +497,29 @@ async fn live_loop(sh: Arc<Shared>) {
             let created_at =
                 if late { now_secs - rng.between(1, u64::from(sh.live.max_lateness_secs)) as i64 } else { now_secs };
             let op = schedule.draw(&sh.generator, &mut rng);
-            let ev = sh.generator.event(&mut rng, created_at, id, op);
+            let mut ev = sh.generator.event(&mut rng, created_at, id, op);
+            ev.odd = sh.odd_for(&mut rng);
             store.insert(ev);
         }
+    }
+}
+
+/// Marks the history's odd records: a share system-made, a few without an id, chosen by seed.
+fn mark_odd(events: &mut [Event], seed: u64, q: &Quirks) {
+    if events.is_empty() {
+        return;
+    }
+    let mut rng = SplitMix64::new(mix(seed, 0x4F44_4400_0000_0001));
+    if q.null_fields_fraction > 0.0 {
+        for ev in events.iter_mut() {
+            if rng.chance(q.null_fields_fraction) {
+                ev.odd = Odd::NullFields;
+            }
+        }
+    }
+    for _ in 0..q.records_without_id.min(events.len()) {
+        let i = rng.below(events.len() as u64) as usize;
+        events[i].odd = Odd::NoId;
     }
 }
 
@@ -437,6 +531,7 @@ fn check_probability(name: &str, p: f64) -> anyhow::Result<()> {
 fn check_faults(f: &Faults) -> anyhow::Result<()> {
     check_probability("rate_429", f.rate_429)?;
     check_probability("rate_5xx", f.rate_5xx)?;
+    check_probability("rate_400", f.rate_400)?;
     check_probability("rate_truncated", f.rate_truncated)?;
     check_probability("rate_reset", f.rate_reset)?;
     check_probability("latency_spike_rate", f.latency_spike_rate)
@@ -457,6 +552,7 @@ impl MockServer {
     pub async fn start(config: MockConfig, listener: tokio::net::TcpListener) -> anyhow::Result<MockServer> {
         check_faults(&config.faults)?;
         check_probability("late_fraction", config.late_fraction)?;
+        check_probability("null_fields_fraction", config.quirks.null_fields_fraction)?;
         ensure!(config.live_rate.is_finite() && config.live_rate >= 0.0, "live_rate must be a non-negative number");
 
         let mut addr = listener.local_addr().context("reading the listener's address")?;
@@ -465,15 +561,17 @@ impl MockServer {
         }
         let base_url = format!("http://{addr}");
 
-        let anchor = config.anchor.unwrap_or_else(timeutil::now_secs);
+        let anchor = config.anchor.unwrap_or_else(|| timeutil::now_secs() + config.quirks.clock_offset_secs);
         let (seed, history, span) = (config.seed, config.history, config.history_span.as_secs());
         let burst = config.burst.map(|b| (b.count, anchor - b.secs_ago as i64));
         let tenant_id = config.tenant_id;
+        let quirks = config.quirks.clone();
         // A million events take a moment to generate; keep that off the async workers.
         let (generator, tables, events) = tokio::task::spawn_blocking(move || {
             let generator = Generator::new(seed);
             let tables = Tables::new(&generator, tenant_id);
-            let events = generator.history(history, span, anchor, burst);
+            let mut events = generator.history(history, span, anchor, burst);
+            mark_odd(&mut events, seed, &quirks);
             (generator, tables, events)
         })
         .await
@@ -488,6 +586,7 @@ impl MockServer {
             before_inclusive: config.before_inclusive,
             next_page_string_null: config.next_page_string_null,
             omit_next_page_number: config.omit_next_page_number,
+            quirks: config.quirks,
             faults: RwLock::new(config.faults),
             fault_seq: AtomicU64::new(0),
             limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute)),
@@ -534,6 +633,31 @@ impl MockServer {
         self.shared.push_scripted(operation_name, user % users, ip, 0);
     }
 
+    /// Appends `count` events dated `lateness_secs` before the server's now, as
+    /// records that reach the API late do (ids still grow: they are new).
+    pub fn push_late(&self, count: usize, lateness_secs: i64) {
+        let mut rng = SplitMix64::new(mix(self.shared.generator.seed ^ LIVE_TAG, self.event_count() as u64));
+        let mut schedule = OpSchedule::weighted();
+        let created_at = self.shared.now() - lateness_secs;
+        let mut store = write(&self.shared.store);
+        for _ in 0..count {
+            let id = store.last_id() + 1;
+            let op = schedule.draw(&self.shared.generator, &mut rng);
+            let ev = self.shared.generator.event(&mut rng, created_at, id, op);
+            store.insert(ev);
+        }
+    }
+
+    /// Ids of the records sent without an `id` field (a collector can only quarantine them).
+    pub fn ids_without_id(&self) -> Vec<u64> {
+        read(&self.shared.store).ids_where(|e| e.odd == Odd::NoId)
+    }
+
+    /// The server's clock, unix seconds.
+    pub fn now(&self) -> i64 {
+        self.shared.now()
+    }
+
     /// Every stored record as the API renders it, oldest first (for tests and checks).
     pub fn records(&self) -> Vec<serde_json::Value> {
         let store = read(&self.shared.store);
@@ -545,6 +669,7 @@ impl MockServer {
             per_page: events.len().max(1),
             page: 1,
             count: events.len(),
+            omit_count: false,
             next_page_string_null: false,
             omit_next_page_number: false,
         };

@@ -72,6 +72,13 @@ impl Store {
         ids
     }
 
+    /// Ids of the events `f` picks, ascending.
+    pub(crate) fn ids_where(&self, f: impl Fn(&Event) -> bool) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.events.iter().filter(|e| f(e)).map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Adds an event whose id is above every stored id; its `created_at` may lie in the past.
     pub(crate) fn insert(&mut self, ev: Event) {
         debug_assert!(ev.id > self.last_id);
@@ -126,7 +133,7 @@ mod tests {
     use super::*;
 
     fn ev(created_at: i64, id: u64, user: u8, op: u16) -> Event {
-        Event { created_at, id, ip: 0, op, user, agent: 0, outputs: false, script: 0 }
+        Event { created_at, id, ip: 0, op, user, agent: 0, outputs: false, script: 0, odd: Default::default() }
     }
 
     fn store() -> Store {

@@ -91,8 +91,10 @@ pub fn journal_count(data_dir: &Path) -> i64 {
     Journal::open_shared(data_dir).and_then(|j| j.count_events(None)).unwrap_or(0)
 }
 
+/// The emulator's ids a collector can store: every one but those sent without an `id`.
 pub fn mock_ids(mock: &MockServer) -> Vec<i64> {
-    mock.ids().into_iter().map(|i| i as i64).collect()
+    let without: std::collections::HashSet<u64> = mock.ids_without_id().into_iter().collect();
+    mock.ids().into_iter().filter(|i| !without.contains(i)).map(|i| i as i64).collect()
 }
 
 /// Asserts the journal holds exactly the emulator's ids (each once: the
@@ -152,11 +154,12 @@ pub async fn wait_until_clock_past(t: i64) {
         .await;
 }
 
-/// Waits until the emulator's newest event is older than the collector's
-/// settle delay (1 s in `write_config`), so that one sync can see all of it.
+/// Waits until the emulator's newest record is older than the test configs' 1 s settle delay
+/// by the API's clock as the collector can know it: its `Date` header has whole seconds, so
+/// the collector's idea of the API's "now" may be up to a second behind (never ahead).
 pub async fn wait_settled(mock: &MockServer) {
     if let Some(newest) = mock.newest_created_at() {
-        wait_until_clock_past(newest + 1).await;
+        wait_until_clock_past(newest + 2 - (mock.now() - tines_audit::timeutil::now_secs())).await;
     }
 }
 

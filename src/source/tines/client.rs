@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, DATE, HeaderValue, RETRY_AFTER};
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
@@ -28,6 +28,8 @@ pub struct ClientSettings {
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
     pub request_timeout: Duration,
+    /// A clock difference with the API beyond this many seconds is warned about (the settle delay).
+    pub clock_tolerance_secs: u64,
 }
 
 impl Default for ClientSettings {
@@ -38,6 +40,7 @@ impl Default for ClientSettings {
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            clock_tolerance_secs: 10,
         }
     }
 }
@@ -87,6 +90,72 @@ pub struct ClientStats {
     pub limiter_wait_ms: AtomicU64,
 }
 
+/// The API's clock, read from the `Date` header of its answers. Records are
+/// dated by the API's clock, so windows must be cut by it: cut by ours, a
+/// clock behind the API's leaves windows open to new records, and one ahead
+/// moves the cursor past records the API has not dated yet.
+#[derive(Debug)]
+pub struct ApiClock {
+    /// Recent samples of API time minus local time, in seconds. A `Date` is
+    /// whole seconds written before we read it, so each sample is at most the
+    /// true offset: their maximum is the closest estimate that never puts the
+    /// API's "now" later than it is. Only recent ones count, so a server clock
+    /// stepped back is followed within a few dozen answers.
+    samples: Mutex<std::collections::VecDeque<f64>>,
+    /// The offset last warned about (i64::MIN before any warning).
+    warned: AtomicI64,
+    /// A request was made to learn the clock (an API without `Date` is asked once).
+    asked: AtomicBool,
+}
+
+const CLOCK_SAMPLES: usize = 64;
+
+impl ApiClock {
+    fn new() -> Self {
+        ApiClock { samples: Mutex::default(), warned: AtomicI64::new(i64::MIN), asked: AtomicBool::new(false) }
+    }
+
+    /// Takes a `Date` header seen at local time `local` (unix seconds, fractional);
+    /// returns the offset now estimated.
+    fn observe(&self, header: Option<&HeaderValue>, local: f64) -> Option<f64> {
+        let date = parse_http_date(header?.to_str().ok()?)?;
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() == CLOCK_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(date as f64 - local);
+        samples.iter().copied().reduce(f64::max)
+    }
+
+    fn offset_exact(&self) -> Option<f64> {
+        self.samples.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().reduce(f64::max)
+    }
+
+    /// API time minus local time in whole seconds (rounded), once an answer has told it.
+    pub fn offset(&self) -> Option<i64> {
+        self.offset_exact().map(|o| o.round() as i64)
+    }
+
+    /// Now by the API's clock, rounded down (by ours until an answer carried a `Date`).
+    pub fn now(&self) -> i64 {
+        let local = local_now();
+        (local + self.offset_exact().unwrap_or(0.0)).floor() as i64
+    }
+}
+
+fn local_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+/// An HTTP `Date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) in unix seconds.
+pub fn parse_http_date(v: &str) -> Option<i64> {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let t = time::PrimitiveDateTime::parse(v.trim(), &f).ok()?;
+    Some(t.assume_utc().unix_timestamp())
+}
+
 /// Pacing shared by every client using the same key: the token bucket and a
 /// "hold until" instant set by the server's `Retry-After`.
 struct KeyPacer {
@@ -120,6 +189,7 @@ pub struct TinesClient {
     pacer: Arc<KeyPacer>,
     settings: ClientSettings,
     pub stats: Arc<ClientStats>,
+    pub clock: Arc<ApiClock>,
 }
 
 enum Attempt {
@@ -148,11 +218,28 @@ impl TinesClient {
             pacer: pacer_for(key, settings.requests_per_minute),
             settings,
             stats: Arc::default(),
+            clock: Arc::new(ApiClock::new()),
         })
     }
 
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// Now by the API's clock. Until an answer has carried a `Date`, one small
+    /// request asks (it also proves the tenant, the key and its permission); an
+    /// API that sends no `Date` leaves us on our own clock.
+    pub async fn api_now(&self) -> Result<i64, FetchError> {
+        if self.clock.offset().is_none() && !self.clock.asked.swap(true, Ordering::Relaxed) {
+            let now = crate::timeutil::now_secs();
+            let q =
+                PageQuery { after: now - 1, before: now, page: 1, per_page: 1, user_ids: &[], operation_names: &[] };
+            if let Err(e) = self.fetch_page(&q).await {
+                self.clock.asked.store(false, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(self.clock.now())
     }
 
     fn url(&self, q: &PageQuery<'_>) -> url::Url {
@@ -190,6 +277,30 @@ impl TinesClient {
             .rate_limiter_wait_seconds
             .get_or_create(&crate::metrics::tenant(&self.tenant))
             .inc_by(waited.as_secs_f64());
+    }
+
+    /// Reads the API's clock off an answer; warns when it is further from ours
+    /// than the settle delay can absorb (and again whenever it moves that much).
+    fn note_clock(&self, date: Option<&HeaderValue>) {
+        let Some(offset) = self.clock.observe(date, local_now()) else { return };
+        let offset = offset.round() as i64;
+        crate::metrics::metrics()
+            .api_clock_offset_seconds
+            .get_or_create(&crate::metrics::tenant(&self.tenant))
+            .set(offset);
+        let warned = self.clock.warned.load(Ordering::Relaxed);
+        let off_by = offset.unsigned_abs();
+        if off_by > self.settings.clock_tolerance_secs
+            && (warned == i64::MIN || offset.abs_diff(warned) > self.settings.clock_tolerance_secs)
+        {
+            self.clock.warned.store(offset, Ordering::Relaxed);
+            let (by, way) = if offset > 0 { (offset, "ahead of") } else { (-offset, "behind") };
+            tracing::warn!(
+                tenant = %self.tenant,
+                offset_secs = offset,
+                "the API's clock is {by} s {way} this machine's; collection follows the API's clock, so nothing is lost, but check this machine's time synchronisation (NTP)"
+            );
+        }
     }
 
     fn hold_all(&self, d: Duration) {
@@ -243,7 +354,10 @@ impl TinesClient {
         };
         m.api_requests.get_or_create(&crate::metrics::RequestLabels { tenant: self.tenant.clone(), code }).inc();
         let resp = match sent {
-            Ok(r) => r,
+            Ok(r) => {
+                self.note_clock(r.headers().get(DATE));
+                r
+            }
             Err(e) => {
                 self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
                 return Attempt::Retry { why: describe(&e), after: None, unreachable: e.is_connect() };
@@ -295,7 +409,6 @@ impl TinesClient {
             Ok(Err(e @ WireError::NotAPage(_))) => {
                 Attempt::Retry { why: e.to_string(), after: None, unreachable: false }
             }
-            Ok(Err(e)) => Attempt::Retry { why: e.to_string(), after: None, unreachable: false },
             Err(e) => Attempt::Retry { why: format!("parser task failed: {e}"), after: None, unreachable: false },
         }
     }
@@ -330,6 +443,29 @@ mod tests {
             let ceiling = s.backoff_base.saturating_mul(1 << (attempt - 1).min(20)).min(s.backoff_cap);
             assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
         }
+    }
+
+    #[test]
+    fn http_dates_parse_and_the_offset_never_overshoots() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date(""), None);
+        let c = ApiClock::new();
+        assert_eq!(c.offset(), None);
+        assert_eq!(c.observe(None, 0.0), None, "a missing Date is tolerated");
+        // Header 100 read at 101.2: the API is at most 1.2 s behind.
+        let h = HeaderValue::from_static("Thu, 01 Jan 1970 00:01:40 GMT");
+        assert_eq!(c.observe(Some(&h), 101.2), Some(100.0 - 101.2));
+        // Read at 100.05: a tighter bound, which wins; a later looser one does not undo it.
+        assert_eq!(c.observe(Some(&h), 100.05), Some(100.0 - 100.05));
+        assert_eq!(c.observe(Some(&h), 100.9), Some(100.0 - 100.05));
+        assert_eq!(c.offset(), Some(0));
+        // Old samples expire: a clock stepped back is followed.
+        let back = HeaderValue::from_static("Thu, 01 Jan 1970 00:00:40 GMT");
+        for _ in 0..CLOCK_SAMPLES {
+            c.observe(Some(&back), 100.5);
+        }
+        assert_eq!(c.offset(), Some(-61));
     }
 
     #[test]

@@ -88,9 +88,9 @@ pub enum CollectError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(
-        "tenant {tenant}: the window {start}..{end} changed every time it was read ({attempts} reads); will try again next sync"
+        "tenant {tenant}: the API does not page through {start}..{end}: {detail}; nothing after {start} is collected until it does (the cursor stays where it is)"
     )]
-    Unstable { tenant: String, start: String, end: String, attempts: u32 },
+    Unpageable { tenant: String, start: String, end: String, detail: String },
 }
 
 /// What a sync did.
@@ -100,6 +100,8 @@ pub struct SyncOutcome {
     pub to: i64,
     pub fetched: u64,
     pub inserted: u64,
+    /// Records the API sent that cannot be events, newly quarantined.
+    pub quarantined: u64,
     pub windows: u64,
     pub pages: u64,
 }
@@ -115,19 +117,23 @@ pub struct SyncProgress {
     pub position: i64,
 }
 
+/// One read of a window: pages requested in parallel as `meta.count` plans,
+/// or one at a time, each next page asked for only after the last arrived.
+struct Paging {
+    /// `meta.count` of page 1: a plan, never the proof of completeness.
+    count: Option<u64>,
+    /// Pages `1..=planned` are to be requested; `next` is the next to request.
+    planned: u64,
+    next: u64,
+    pages: Vec<Option<Page>>,
+    /// Every page so far reported the same `count` as page 1.
+    consistent: bool,
+}
+
 enum State {
     Unprobed,
     Probing,
-    /// `wanted` pages are to be read (all of them when `count` is known;
-    /// one more at a time, following `next_page_number`, when it is not).
-    Paging {
-        count: Option<u64>,
-        wanted: u64,
-        next: u64,
-        pages: Vec<Option<Page>>,
-        received: u64,
-        chained: bool,
-    },
+    Paging(Paging),
     Complete(Vec<Page>),
 }
 
@@ -137,18 +143,65 @@ struct Window {
     start: i64,
     end: i64,
     reads: u32,
+    /// Read one page at a time: the count is missing or proved wrong, and only
+    /// a sequential read never loses a record to pages shifting under it.
+    sequential: bool,
     state: State,
 }
 
 impl Window {
+    fn new(id: u64, start: i64, end: i64) -> Self {
+        Window { id, generation: 0, start, end, reads: 0, sequential: false, state: State::Unprobed }
+    }
+
     fn buffered(&self, per_page: u32) -> u64 {
+        let per_page = u64::from(per_page);
         match &self.state {
             State::Unprobed => 0,
-            State::Probing => u64::from(per_page),
-            State::Paging { count, .. } => count.unwrap_or(u64::from(per_page)),
+            State::Probing => per_page,
+            State::Paging(p) => p.count.unwrap_or(0).max(p.pages.len() as u64 * per_page),
             State::Complete(pages) => pages.iter().map(|p| p.len() as u64).sum(),
         }
     }
+}
+
+/// What the pages of a read so far say.
+enum Walk {
+    /// Pages `1..=n` hold the window.
+    Complete(usize),
+    /// Page `n` (1-based) is needed next.
+    Need(u64),
+    /// Page `page` starts with the record that starts page `earlier`, after a full page: the
+    /// API answered a page it could not serve with another one, and this window cannot be
+    /// told apart from one that is exactly full.
+    Repeated { page: u64, earlier: u64 },
+}
+
+/// Follows the pages received so far, in order, to the end of the window.
+/// The end is where the API says it is by the pages themselves: an empty
+/// page, a short page that names no next page, or a short page followed by a
+/// page served again (the API answers page 1 to a page past the end or one it
+/// cannot parse). `meta.count` is not trusted here: it can be missing or wrong.
+fn walk(pages: &[Option<Page>], per_page: usize) -> Walk {
+    let mut firsts: Vec<&str> = Vec::new();
+    for (j, slot) in pages.iter().enumerate() {
+        let number = j as u64 + 1;
+        let Some(p) = slot else { return Walk::Need(number) };
+        let Some(first) = p.first_record() else { return Walk::Complete(j) };
+        if let Some(i) = firsts.iter().position(|f| *f == first) {
+            let previous_short = pages[j - 1].as_ref().is_some_and(|prev| prev.sent() < per_page);
+            if previous_short {
+                return Walk::Complete(j);
+            }
+            return Walk::Repeated { page: number, earlier: i as u64 + 1 };
+        }
+        firsts.push(first);
+        let names_next = p.meta.next_page_number.is_some_and(|n| n > number);
+        if p.sent() < per_page && !names_next {
+            return Walk::Complete(j + 1);
+        }
+    }
+    Walk::Need(pages.len() as u64 + 1)
 }
 
 struct Response {
@@ -158,7 +211,8 @@ struct Response {
     result: Result<Page, FetchError>,
 }
 
-/// Reads one job of a tenant from its stored position up to `end` (exclusive).
+/// Reads one job of a tenant from its stored position up to the API's now
+/// minus the settle delay (or an earlier end).
 pub struct Sync<'a> {
     pub client: &'a TinesClient,
     pub journal: &'a Journal,
@@ -167,10 +221,23 @@ pub struct Sync<'a> {
     pub settings: &'a WindowSettings,
 }
 
+/// Pages one window may take before it is split in time (a window holding
+/// more than twice what it should, because `count` under-reported or was missing).
+fn split_after_pages(s: &WindowSettings) -> u64 {
+    (s.window_events.div_ceil(u64::from(s.per_page.max(1))) * 2).max(4)
+}
+
+/// Pages a one-second window (which cannot be split) may take before the
+/// window is failed loudly: a million records in one second is no real tenant.
+const MAX_PAGES_ONE_SECOND: u64 = 2_000;
+
 impl Sync<'_> {
+    /// Collects from the job's position up to `until` (exclusive), or up to
+    /// the API's now minus the settle delay when that is earlier or `until`
+    /// is `None`. The position never passes the API's now.
     pub async fn run(
         &self,
-        end: i64,
+        until: Option<i64>,
         on_progress: &(dyn Fn(&SyncProgress) + Send + core::marker::Sync),
     ) -> Result<SyncOutcome, CollectError> {
         let tenant = self.client.tenant().to_string();
@@ -182,26 +249,36 @@ impl Sync<'_> {
         let stored = stored.ok_or_else(|| {
             JournalError::Task(format!("no progress for {tenant}/{job}: start the job before syncing it"))
         })?;
+        let mut outcome = SyncOutcome { from: stored.position, to: stored.position, ..Default::default() };
+        // Windows are cut by the API's clock, which dates the records, not by ours.
+        let api_now = self.client.api_now().await?;
+        let api_end = api_now - self.settings.settle_secs;
+        let end = until.map_or(api_end, |u| u.min(api_end));
         let mut position = stored.position;
-        let mut outcome = SyncOutcome { from: position, to: position, ..Default::default() };
+        if position > api_end && stored.finished_at.is_none() {
+            // A position past the API's now (set by a clock ahead of the API's) would skip every
+            // record the API dates before it: bring it back to what the API can have finished.
+            tracing::warn!(
+                tenant = %tenant,
+                job = %job,
+                position = %crate::timeutil::format_rfc3339(position),
+                api_now = %crate::timeutil::format_rfc3339(api_now),
+                "the stored position is in the future of the API's clock; moving it back so nothing the API dates before it is skipped"
+            );
+            let (t, j, from) = (tenant.clone(), job.clone(), position);
+            self.journal.call(move |jr| jr.rewind_progress(&t, &j, from, api_end)).await?;
+            position = api_end;
+            outcome.from = position;
+            outcome.to = position;
+        }
         let mut progress = SyncProgress { position, ..Default::default() };
-        let start = (position - self.settings.overlap_secs).max(stored.range_start);
-        // Even when the position cannot move (a sync right after the last one,
-        // or a new cursor starting now), the overlap is re-read: that catches
-        // late arrivals, and proves the key still works.
+        let start = (position - self.settings.overlap_secs).max(stored.range_start.min(position));
         if end <= start {
-            // Nothing to read yet (a cursor that starts now): one small request
-            // still proves the tenant, the key and its permission.
-            let q =
-                PageQuery { after: end - 1, before: end, page: 1, per_page: 1, user_ids: &[], operation_names: &[] };
-            self.client.fetch_page(&q).await?;
-            outcome.pages = 1;
             return Ok(outcome);
         }
         let filters = Arc::new(self.filters.clone());
         let mut next_id = 1u64;
-        let mut windows: VecDeque<Window> =
-            VecDeque::from([Window { id: 0, generation: 0, start, end, reads: 0, state: State::Unprobed }]);
+        let mut windows: VecDeque<Window> = VecDeque::from([Window::new(0, start, end)]);
         let mut first_probe = true;
         let mut inflight: JoinSet<Response> = JoinSet::new();
 
@@ -213,16 +290,33 @@ impl Sync<'_> {
                 let to = w.end.max(position);
                 let fetched: u64 = pages.iter().map(|p| p.len() as u64).sum();
                 let (t, j, from) = (tenant.clone(), job.clone(), position);
-                let inserted = self
+                let (inserted, quarantined) = self
                     .journal
                     .call(move |jr| {
                         let commit = WindowCommit { tenant: &t, job: &j, from, to, fetched };
-                        jr.commit_window(&commit, ordered_records(&pages))
+                        jr.commit_window_quarantining(
+                            &commit,
+                            ordered_records(&pages),
+                            pages.iter().flat_map(|p| p.rejected()),
+                        )
                     })
                     .await?;
+                if quarantined > 0 {
+                    tracing::warn!(
+                        tenant = %tenant,
+                        quarantined,
+                        window = %format!("{}..{}", crate::timeutil::format_rfc3339(w.start), crate::timeutil::format_rfc3339(w.end)),
+                        "records the API sent cannot be stored as events (no id or no usable time); kept in the quarantine (`tines-audit state show`), collection goes on"
+                    );
+                    crate::metrics::metrics()
+                        .events_quarantined
+                        .get_or_create(&crate::metrics::tenant(&tenant))
+                        .inc_by(quarantined);
+                }
                 position = to;
                 outcome.windows += 1;
                 outcome.inserted += inserted;
+                outcome.quarantined += quarantined;
                 outcome.to = position;
                 progress.inserted += inserted;
                 progress.position = position;
@@ -276,7 +370,10 @@ impl Sync<'_> {
             let Some(idx) = windows.iter().position(|w| w.id == resp.window && w.generation == resp.generation) else {
                 continue; // a response for a window since split or re-read
             };
-            self.accept(&mut windows, idx, resp.page, page, &mut next_id, &tenant)?;
+            if let Err(e) = self.accept(&mut windows, idx, resp.page, page, &mut next_id, &tenant) {
+                inflight.abort_all();
+                return Err(e);
+            }
         }
         Ok(outcome)
     }
@@ -294,14 +391,26 @@ impl Sync<'_> {
                     w.state = State::Probing;
                     return Some((w.id, w.generation, 1, w.start, w.end));
                 }
-                State::Paging { wanted, next, .. } if *next <= *wanted => {
-                    *next += 1;
-                    return Some((w.id, w.generation, *next - 1, w.start, w.end));
+                State::Paging(p) if p.next <= p.planned => {
+                    p.next += 1;
+                    return Some((w.id, w.generation, p.next - 1, w.start, w.end));
                 }
                 _ => {}
             }
         }
         None
+    }
+
+    /// Replaces window `idx` by `parts` equal time slices, to be read afresh.
+    fn split(&self, windows: &mut VecDeque<Window>, idx: usize, slices: Vec<(i64, i64)>, next_id: &mut u64) {
+        let sequential = windows[idx].sequential;
+        windows.remove(idx);
+        for (k, (start, end)) in slices.into_iter().enumerate() {
+            let mut w = Window::new(*next_id, start, end);
+            w.sequential = sequential;
+            *next_id += 1;
+            windows.insert(idx + k, w);
+        }
     }
 
     fn accept(
@@ -315,80 +424,140 @@ impl Sync<'_> {
     ) -> Result<(), CollectError> {
         let per_page = u64::from(self.settings.per_page);
         let w = &mut windows[idx];
+        let (start, end) = (w.start, w.end);
+        let span = end - start;
+        let halves = || vec![(start, start + span / 2), (start + span / 2, end)];
         if matches!(w.state, State::Probing) {
             let count = page.meta.count;
-            let span = w.end - w.start;
             if let Some(c) = count
                 && c > self.settings.window_events
                 && span > 1
             {
                 let slices = split_window(w.start, w.end, c, self.settings.window_events);
-                windows.remove(idx);
-                for (k, (start, end)) in slices.into_iter().enumerate() {
-                    let id = *next_id;
-                    *next_id += 1;
-                    windows.insert(idx + k, Window { id, generation: 0, start, end, reads: 0, state: State::Unprobed });
-                }
+                self.split(windows, idx, slices, next_id);
                 return Ok(());
             }
-            let (wanted, chained) = match count {
-                Some(c) => (c.div_ceil(per_page).max(1), false),
-                None => (1, true),
+            // Without a count there is nothing to plan by: the read follows the pages one by one.
+            w.sequential |= count.is_none();
+            let planned = match count {
+                Some(c) if !w.sequential => c.div_ceil(per_page).max(1),
+                _ => 1,
             };
-            w.state = State::Paging { count, wanted, next: 2, pages: Vec::new(), received: 0, chained };
+            w.state = State::Paging(Paging { count, planned, next: 2, pages: Vec::new(), consistent: true });
         }
-        let State::Paging { count, wanted, pages, received, chained, .. } = &mut w.state else {
+        let State::Paging(p) = &mut w.state else {
             return Ok(());
         };
         let slot = (page_no - 1) as usize;
-        if pages.len() <= slot {
-            pages.resize_with(slot + 1, || None);
+        if p.pages.len() <= slot {
+            p.pages.resize_with(slot + 1, || None);
         }
-        let consistent = page.meta.count == *count;
-        let more = page.meta.next_page_number.is_some_and(|n| n > page_no) && page.len() as u64 >= per_page;
-        pages[slot] = Some(page);
-        *received += 1;
-        if *chained {
-            // No `meta.count`: follow the pages one by one while the API says there are more.
-            if more {
-                *wanted = page_no + 1;
-                return Ok(());
+        p.consistent &= page.meta.count == p.count;
+        p.pages[slot] = Some(page);
+        match walk(&p.pages, per_page as usize) {
+            Walk::Need(n) => {
+                let cap = if span > 1 { split_after_pages(self.settings) } else { MAX_PAGES_ONE_SECOND };
+                if n > cap {
+                    if span > 1 {
+                        // More records than the count promised: read it as smaller windows
+                        // instead of holding an unbounded number of pages.
+                        tracing::debug!(tenant, pages = n - 1, "window holds more than its count said; splitting it");
+                        self.split(windows, idx, halves(), next_id);
+                        return Ok(());
+                    }
+                    return Err(self.unpageable(w, tenant, format!("more than {cap} pages in one second")));
+                }
+                if n > p.planned {
+                    p.planned = n;
+                }
+                Ok(())
             }
-            let all: Vec<Page> = std::mem::take(pages).into_iter().flatten().collect();
-            w.state = State::Complete(all);
-            return Ok(());
+            Walk::Repeated { page, earlier } => {
+                if span > 1 {
+                    // Smaller windows fit on fewer pages, down to one that fits on a short one.
+                    self.split(windows, idx, halves(), next_id);
+                    return Ok(());
+                }
+                Err(self.unpageable(
+                    w,
+                    tenant,
+                    format!(
+                        "page {page} came back starting with the first record of page {earlier} after a full page {} (per_page {per_page}); the API is ignoring the page number",
+                        page - 1
+                    ),
+                ))
+            }
+            Walk::Complete(n) => {
+                let mut pages = std::mem::take(&mut p.pages);
+                pages.truncate(n);
+                let pages: Vec<Page> = pages.into_iter().flatten().collect();
+                let (count, consistent) = (p.count, p.consistent);
+                self.verify(w, pages, count, consistent, tenant);
+                Ok(())
+            }
         }
-        if !consistent {
-            return self.reread(w, tenant);
-        }
-        if *received < *wanted {
-            return Ok(());
-        }
-        let all: Vec<Page> = std::mem::take(pages).into_iter().flatten().collect();
-        let mut ids: Vec<i64> = all.iter().flat_map(|p| p.keys().map(|(_, id)| id)).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if Some(ids.len() as u64) != *count {
-            tracing::debug!(tenant, expected = ?count, got = ids.len(), "window read incompletely; reading it again");
-            return self.reread(w, tenant);
-        }
-        w.state = State::Complete(all);
-        Ok(())
     }
 
-    fn reread(&self, w: &mut Window, tenant: &str) -> Result<(), CollectError> {
-        w.reads += 1;
-        if w.reads > self.settings.max_rereads {
-            return Err(CollectError::Unstable {
-                tenant: tenant.to_string(),
-                start: crate::timeutil::format_rfc3339(w.start),
-                end: crate::timeutil::format_rfc3339(w.end),
-                attempts: w.reads,
-            });
+    /// Accepts a read that went to its last page, or reads the window again.
+    /// A parallel read is proven by `count` (every page agreeing, and the ids
+    /// read numbering exactly that); when the count is missing or wrong the
+    /// window is read again one page at a time, which sees every record that
+    /// existed when it started, however the pages shift.
+    fn verify(&self, w: &mut Window, pages: Vec<Page>, count: Option<u64>, consistent: bool, tenant: &str) {
+        if w.sequential {
+            w.state = State::Complete(pages);
+            return;
+        }
+        let mut ids: Vec<i64> = pages.iter().flat_map(|p| p.keys().map(|(_, id)| id)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut odd: Vec<&str> = pages.iter().flat_map(|p| p.rejected().map(|r| r.raw)).collect();
+        odd.sort_unstable();
+        odd.dedup();
+        let distinct = (ids.len() + odd.len()) as u64;
+        let Some(count) = count else {
+            w.state = State::Complete(pages);
+            return;
+        };
+        match count {
+            c if consistent && c == distinct => {
+                w.state = State::Complete(pages);
+                return;
+            }
+            c if consistent && distinct > c => {
+                tracing::debug!(
+                    tenant,
+                    count = c,
+                    read = distinct,
+                    "meta.count under-reports; reading the window page by page"
+                );
+                w.sequential = true;
+            }
+            c => {
+                tracing::debug!(
+                    tenant,
+                    expected = c,
+                    got = distinct,
+                    consistent,
+                    "window changed while read; reading it again"
+                );
+                w.reads += 1;
+                if w.reads > self.settings.max_rereads {
+                    w.sequential = true;
+                }
+            }
         }
         w.generation += 1;
         w.state = State::Unprobed;
-        Ok(())
+    }
+
+    fn unpageable(&self, w: &Window, tenant: &str, detail: String) -> CollectError {
+        CollectError::Unpageable {
+            tenant: tenant.to_string(),
+            start: crate::timeutil::format_rfc3339(w.start),
+            end: crate::timeutil::format_rfc3339(w.end),
+            detail,
+        }
     }
 }
 

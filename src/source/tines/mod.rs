@@ -4,4 +4,5 @@
 pub mod client;
 pub mod collector;
 pub mod endpoint;
+pub mod reconcile;
 pub mod wire;

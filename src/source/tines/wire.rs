@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
-use crate::journal::Record;
+use crate::journal::{Quarantined, Record};
 use crate::timeutil::parse_rfc3339;
 
 /// Why a response body could not be read as a page.
@@ -21,8 +21,14 @@ use crate::timeutil::parse_rfc3339;
 pub enum WireError {
     #[error("response is not an audit-log page: {0}")]
     NotAPage(String),
-    #[error("record {index} of the page is unusable: {reason}")]
-    BadRecord { index: usize, reason: String },
+}
+
+/// A record of a page that cannot be stored as an event (no `id`, no usable
+/// `created_at`, not an object): kept byte for byte for the quarantine.
+#[derive(Debug, Clone)]
+struct Reject {
+    raw: Range<usize>,
+    reason: String,
 }
 
 /// What `meta` says about the query. Every field is optional: older API
@@ -52,6 +58,9 @@ pub struct Page {
     /// Unescaped field text that could not be borrowed from the body.
     extra: String,
     records: Vec<Parsed>,
+    rejects: Vec<Reject>,
+    /// The first record as sent, to notice a page served again under another number.
+    first: Option<Range<usize>>,
     pub meta: Meta,
 }
 
@@ -75,7 +84,7 @@ struct WireMeta {
 
 #[derive(Deserialize)]
 struct WireRecord<'a> {
-    #[serde(deserialize_with = "lenient_i64")]
+    #[serde(default, deserialize_with = "lenient_i64")]
     id: Option<i64>,
     #[serde(borrow)]
     created_at: Cow<'a, str>,
@@ -152,20 +161,39 @@ impl Page {
     /// Parses a response body.
     pub fn parse(body: String) -> Result<Page, WireError> {
         let mut extra = String::new();
-        let (records, meta) = {
+        let (records, meta, rejects, first) = {
             let wire: WirePage<'_> = serde_json::from_str(&body).map_err(|e| WireError::NotAPage(e.to_string()))?;
             let mut records = Vec::with_capacity(wire.audit_logs.len());
-            for (index, raw) in wire.audit_logs.iter().enumerate() {
-                let bad = |reason: String| WireError::BadRecord { index, reason };
-                let r: WireRecord<'_> = serde_json::from_str(raw.get()).map_err(|e| bad(e.to_string()))?;
-                let id = r.id.ok_or_else(|| bad("no id".into()))?;
-                let created_at = parse_rfc3339(&r.created_at)
-                    .ok_or_else(|| bad(format!("created_at {:?} is not RFC 3339", r.created_at)))?;
+            let mut rejects = Vec::new();
+            let mut first = None;
+            for raw in &wire.audit_logs {
+                // A `RawValue` borrowed from the body always lies inside it.
+                let Some(span) = span_of(&body, raw.get()) else {
+                    return Err(WireError::NotAPage("a record lies outside the response body".into()));
+                };
+                first.get_or_insert(span.clone());
+                // One odd record must not hold up the tenant: it goes to the quarantine instead.
+                let r: WireRecord<'_> = match serde_json::from_str(raw.get()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        rejects.push(Reject { raw: span, reason: format!("not an audit-log record: {e}") });
+                        continue;
+                    }
+                };
+                let Some(id) = r.id else {
+                    rejects.push(Reject { raw: span, reason: "the record has no id".into() });
+                    continue;
+                };
+                let Some(created_at) = parse_rfc3339(&r.created_at) else {
+                    let reason = format!("created_at {:?} is not an RFC 3339 time", r.created_at);
+                    rejects.push(Reject { raw: span, reason });
+                    continue;
+                };
                 records.push(Parsed {
                     id,
                     created_at,
                     user_id: r.user_id,
-                    raw: span_of(&body, raw.get()).ok_or_else(|| bad("record outside body".into()))?,
+                    raw: span,
                     op: place(&body, &mut extra, &r.operation_name),
                     email: r.user_email.as_ref().map(|e| place(&body, &mut extra, e)),
                     ip: r.request_ip.as_ref().map(|i| place(&body, &mut extra, i)),
@@ -175,9 +203,9 @@ impl Page {
                 .meta
                 .map(|m| Meta { count: m.count, pages: m.pages, next_page_number: m.next_page_number })
                 .unwrap_or_default();
-            (records, meta)
+            (records, meta, rejects, first)
         };
-        Ok(Page { body, extra, records, meta })
+        Ok(Page { body, extra, records, rejects, first, meta })
     }
 
     fn text(&self, r: &Range<usize>) -> &str {
@@ -189,6 +217,7 @@ impl Page {
         }
     }
 
+    /// Records that can be stored as events.
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -197,9 +226,28 @@ impl Page {
         self.records.is_empty()
     }
 
+    /// Every record the API sent, quarantined ones included: what says whether a page was full.
+    pub fn sent(&self) -> usize {
+        self.records.len() + self.rejects.len()
+    }
+
+    /// The first record exactly as sent: two pages that start with the same
+    /// record are the same page (the API answers page 1 to a page it cannot use).
+    pub fn first_record(&self) -> Option<&str> {
+        self.first.as_ref().map(|r| &self.body[r.clone()])
+    }
+
+    /// The records that cannot be stored as events, for the quarantine.
+    pub fn rejected(&self) -> impl Iterator<Item = Quarantined<'_>> + '_ {
+        self.rejects.iter().map(|r| Quarantined { raw: &self.body[r.raw.clone()], reason: &r.reason })
+    }
+
     /// Bytes held by the page (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.body.capacity() + self.extra.capacity() + self.records.capacity() * size_of::<Parsed>()
+        self.body.capacity()
+            + self.extra.capacity()
+            + self.records.capacity() * size_of::<Parsed>()
+            + self.rejects.iter().map(|r| size_of::<Reject>() + r.reason.capacity()).sum::<usize>()
     }
 
     /// The record at `i`.
@@ -260,9 +308,37 @@ mod tests {
         let cut = &REAL[..REAL.len() / 2];
         assert!(matches!(Page::parse(cut.to_string()), Err(WireError::NotAPage(_))));
         assert!(matches!(Page::parse("<html>502</html>".into()), Err(WireError::NotAPage(_))));
-        let no_id = r#"{"audit_logs":[{"created_at":"2024-01-01T00:00:00Z","operation_name":"Login"}]}"#;
-        assert!(matches!(Page::parse(no_id.into()), Err(WireError::BadRecord { index: 0, .. })));
-        let bad_time = r#"{"audit_logs":[{"id":1,"created_at":"yesterday","operation_name":"Login"}]}"#;
-        assert!(matches!(Page::parse(bad_time.into()), Err(WireError::BadRecord { .. })));
+    }
+
+    #[test]
+    fn a_record_without_id_blocked_the_tenant_forever() {
+        // It used to fail the whole page, retried as transient on every sync.
+        let body = r#"{"audit_logs":[
+          {"created_at":"2024-01-01T00:00:02Z","id":2,"operation_name":"Login"},
+          {"created_at":"2024-01-01T00:00:01Z","operation_name":"Login"},
+          {"id":3,"created_at":"yesterday","operation_name":"Login"},
+          17
+        ],"meta":{"count":4}}"#;
+        let p = Page::parse(body.into()).unwrap();
+        assert_eq!((p.len(), p.sent()), (1, 4));
+        let rejected: Vec<_> = p.rejected().collect();
+        assert_eq!(rejected.len(), 3);
+        assert!(
+            rejected[0].raw.starts_with('{') && rejected[0].raw.ends_with('}') && !rejected[0].raw.contains("\"id\"")
+        );
+        assert_eq!(rejected[0].reason, "the record has no id");
+        assert!(rejected[1].reason.contains("yesterday"));
+        assert_eq!(rejected[2].raw, "17");
+        assert!(p.first_record().unwrap().contains("\"id\":2"));
+    }
+
+    #[test]
+    fn system_records_with_null_user_and_request_fields_are_events() {
+        let body = r#"{"audit_logs":[{"created_at":"2024-01-01T00:00:02Z","id":9,"operation_name":"TenantUpdate","request_ip":null,"request_user_agent":null,"user_email":null,"user_id":null,"user_name":null}]}"#;
+        let p = Page::parse(body.into()).unwrap();
+        assert_eq!((p.len(), p.sent()), (1, 1));
+        let r = p.record(0);
+        assert_eq!((r.id, r.user_id, r.user_email, r.request_ip), (9, None, None, None));
+        assert_eq!(r.raw, &body[15..body.len() - 2]);
     }
 }
