@@ -146,16 +146,20 @@ struct Window {
     /// Read one page at a time: the count is missing or proved wrong, and only
     /// a sequential read never loses a record to pages shifting under it.
     sequential: bool,
+    /// Page size for this window: one less than configured after a one-second
+    /// window came out exactly full with its next page served again, so that
+    /// its last page is short and the end unmistakable.
+    per_page: u32,
     state: State,
 }
 
 impl Window {
-    fn new(id: u64, start: i64, end: i64) -> Self {
-        Window { id, generation: 0, start, end, reads: 0, sequential: false, state: State::Unprobed }
+    fn new(id: u64, start: i64, end: i64, per_page: u32) -> Self {
+        Window { id, generation: 0, start, end, reads: 0, sequential: false, per_page, state: State::Unprobed }
     }
 
-    fn buffered(&self, per_page: u32) -> u64 {
-        let per_page = u64::from(per_page);
+    fn buffered(&self) -> u64 {
+        let per_page = u64::from(self.per_page);
         match &self.state {
             State::Unprobed => 0,
             State::Probing => per_page,
@@ -278,7 +282,7 @@ impl Sync<'_> {
         }
         let filters = Arc::new(self.filters.clone());
         let mut next_id = 1u64;
-        let mut windows: VecDeque<Window> = VecDeque::from([Window::new(0, start, end)]);
+        let mut windows: VecDeque<Window> = VecDeque::from([Window::new(0, start, end, self.settings.per_page)]);
         let mut first_probe = true;
         let mut inflight: JoinSet<Response> = JoinSet::new();
 
@@ -327,10 +331,11 @@ impl Sync<'_> {
             }
             // Keep the pipe full, within the memory budget.
             while inflight.len() < self.settings.concurrency.max(1) {
-                let Some((wid, generation, page, after, before)) = self.next_request(&mut windows) else { break };
+                let Some((wid, generation, page, after, before, per_page)) = self.next_request(&mut windows) else {
+                    break;
+                };
                 let client = self.client.clone();
                 let filters = filters.clone();
-                let per_page = self.settings.per_page;
                 inflight.spawn(async move {
                     let q = PageQuery {
                         after: after - 1,
@@ -379,21 +384,21 @@ impl Sync<'_> {
     }
 
     /// The next page worth requesting, oldest window first.
-    fn next_request(&self, windows: &mut VecDeque<Window>) -> Option<(u64, u32, u64, i64, i64)> {
+    fn next_request(&self, windows: &mut VecDeque<Window>) -> Option<(u64, u32, u64, i64, i64, u32)> {
         let mut buffered = 0u64;
         for (i, w) in windows.iter_mut().enumerate() {
             if i > 0 && buffered >= self.settings.buffered_events {
                 return None;
             }
-            buffered += w.buffered(self.settings.per_page);
+            buffered += w.buffered();
             match &mut w.state {
                 State::Unprobed => {
                     w.state = State::Probing;
-                    return Some((w.id, w.generation, 1, w.start, w.end));
+                    return Some((w.id, w.generation, 1, w.start, w.end, w.per_page));
                 }
                 State::Paging(p) if p.next <= p.planned => {
                     p.next += 1;
-                    return Some((w.id, w.generation, p.next - 1, w.start, w.end));
+                    return Some((w.id, w.generation, p.next - 1, w.start, w.end, w.per_page));
                 }
                 _ => {}
             }
@@ -406,7 +411,7 @@ impl Sync<'_> {
         let sequential = windows[idx].sequential;
         windows.remove(idx);
         for (k, (start, end)) in slices.into_iter().enumerate() {
-            let mut w = Window::new(*next_id, start, end);
+            let mut w = Window::new(*next_id, start, end, self.settings.per_page);
             w.sequential = sequential;
             *next_id += 1;
             windows.insert(idx + k, w);
@@ -422,8 +427,8 @@ impl Sync<'_> {
         next_id: &mut u64,
         tenant: &str,
     ) -> Result<(), CollectError> {
-        let per_page = u64::from(self.settings.per_page);
         let w = &mut windows[idx];
+        let per_page = u64::from(w.per_page);
         let (start, end) = (w.start, w.end);
         let span = end - start;
         let halves = || vec![(start, start + span / 2), (start + span / 2, end)];
@@ -476,6 +481,14 @@ impl Sync<'_> {
                 if span > 1 {
                     // Smaller windows fit on fewer pages, down to one that fits on a short one.
                     self.split(windows, idx, halves(), next_id);
+                    return Ok(());
+                }
+                if w.per_page == self.settings.per_page && w.per_page > 1 {
+                    // A second holding exactly whole pages, past whose end the API serves a
+                    // page again: one record less per page makes its last page short.
+                    w.per_page -= 1;
+                    w.generation += 1;
+                    w.state = State::Unprobed;
                     return Ok(());
                 }
                 Err(self.unpageable(
