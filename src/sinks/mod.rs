@@ -31,6 +31,10 @@ pub enum SinkError {
     /// Will not heal by itself (bad configuration, permission, rejected data).
     #[error("{0}")]
     Permanent(String),
+    /// The destination holds data this sink has no record of (or another sink
+    /// writes it): nothing was changed, and the settings must say what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A destination for journal events.
