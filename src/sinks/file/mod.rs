@@ -300,9 +300,10 @@ impl Inner {
     fn write(&mut self, batch: &EventBatch) -> Result<i64, Stop> {
         self.step("deliver")?;
         self.runner_committed();
-        let (Some(mut r), Some(last)) = (self.record.clone(), batch.last_seq()) else {
+        let Some(mut r) = self.record.clone() else {
             return Err(Stop::Broken("file sink: delivery before recovery (a bug)".into()));
         };
+        let Some(last) = batch.last_seq() else { return Ok(r.delivered) };
         // What the files already hold comes again after a kill or a journal rolled back: skip it,
         // but only if the journal still numbers the last event written as the files do.
         if let Some((tenant, id)) = &r.delivered_key
@@ -310,12 +311,13 @@ impl Inner {
             && (e.tenant != tenant || e.id != *id)
         {
             return Err(Stop::Broken(format!(
-                "{}: the journal now numbers event {} of tenant {} as seq {}, which this file holds as event {id} of tenant {tenant}: the journal lost commits (a system crash, or a restored backup) and numbered events anew. Move {} and its segments and record aside to start a new file (or restore the journal)",
+                "{}: the journal now numbers event {} of tenant {} as seq {}, which this file holds as event {id} of tenant {tenant}: the journal lost commits (a system crash, or a restored backup) and numbered events anew. Move {}, its segments and its record {} aside and set adopt_existing = true to start a new file from the journal's offset (the moved files may hold some of its events too)",
                 self.paths.active.display(),
                 e.id,
                 e.tenant,
                 e.seq,
-                self.paths.active.display()
+                self.paths.active.display(),
+                self.paths.record.display()
             )));
         }
         let Some(first) = batch.iter().map(|e| e.seq).find(|s| *s > r.delivered) else { return Ok(last) };

@@ -83,11 +83,7 @@ impl Inner {
     }
 
     fn recover_locked(&mut self, journaled: Journaled) -> Result<(), Stop> {
-        match std::fs::remove_file(&self.paths.temp) {
-            Ok(()) => self.step("temp removed")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        // A temp record left by a kill is never read: the next record is written over it.
         let record = match std::fs::read(&self.paths.record) {
             Ok(bytes) => Some(serde_json::from_slice::<Record>(&bytes).map_err(|e| e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
