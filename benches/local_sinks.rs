@@ -107,6 +107,7 @@ fn main() {
             max_bytes: None,
             format,
             pseudonymize: None,
+            adopt_existing: false,
         };
         measure("file raw (fsync per batch)", &journal, file("file-raw", Shape::Raw)).await;
         measure("file ECS", &journal, file("file-ecs", Shape::Ecs)).await;

@@ -99,6 +99,7 @@ fn demo_settings(base_url: &str, data_dir: PathBuf, web: crate::web::WebSettings
         max_bytes: None,
         format: Default::default(),
         pseudonymize: None,
+        adopt_existing: false,
     });
     s.detect = Some(demo_detection());
     Ok(s)

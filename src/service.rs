@@ -439,7 +439,8 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 fn log_drain_error(sink: &str, e: &DrainError, retry_in: Duration) {
-    let permanent = matches!(e, DrainError::Sink { source: crate::sinks::SinkError::Permanent(_), .. });
+    use crate::sinks::SinkError::{Permanent, Refused};
+    let permanent = matches!(e, DrainError::Sink { source: Permanent(_) | Refused(_), .. });
     if permanent {
         // Will not heal by itself: an operator must fix the sink's settings or the destination.
         tracing::error!(

@@ -59,6 +59,7 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
         }
         if let Some(d) = cause.downcast_ref::<DrainError>() {
             return match d {
+                DrainError::Sink { source: crate::sinks::SinkError::Refused(_), .. } => Exit::Usage,
                 DrainError::Sink { .. } => Exit::Sink,
                 DrainError::Journal(j) => from_journal(j),
             };

@@ -105,7 +105,8 @@ pub struct SourceArgs {
     /// Only collect these operations (repeatable; checked against `tines-audit operations`).
     #[arg(long = "operation", value_name = "NAME")]
     pub operations: Vec<String>,
-    /// Deliver to this sink: `file:<path>` or `stdout` (repeatable; adds to the config's sinks).
+    /// Deliver to this sink: `file:<path>`, `file+adopt:<path>` (keep an existing file this journal
+    /// has no record of and append after it) or `stdout` (repeatable; adds to the config's sinks).
     #[arg(long = "sink", value_name = "SPEC")]
     pub sinks: Vec<String>,
 }

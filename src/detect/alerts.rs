@@ -270,7 +270,7 @@ pub struct Output {
 /// the sink's pseudonymisation.
 fn alert_sink_config(c: &SinkConfig) -> SinkConfig {
     let twin = match c {
-        SinkConfig::File { name, path, max_bytes, format, pseudonymize } => {
+        SinkConfig::File { name, path, max_bytes, format, pseudonymize, adopt_existing } => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "audit".into());
             let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
             SinkConfig::File {
@@ -279,6 +279,7 @@ fn alert_sink_config(c: &SinkConfig) -> SinkConfig {
                 max_bytes: *max_bytes,
                 format: *format,
                 pseudonymize: pseudonymize.clone(),
+                adopt_existing: *adopt_existing,
             }
         }
         other => other.clone(),
@@ -423,6 +424,7 @@ mod tests {
             max_bytes: None,
             format: crate::format::Shape::Ecs,
             pseudonymize: None,
+            adopt_existing: false,
         }];
         let conf = OutputConfig::Sink { sink: "archive".into() };
         conf.validate(&sinks).unwrap();

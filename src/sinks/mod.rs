@@ -31,6 +31,10 @@ pub enum SinkError {
     /// Will not heal by itself (bad configuration, permission, rejected data).
     #[error("{0}")]
     Permanent(String),
+    /// The destination holds data this sink has no record of (or another sink
+    /// writes it): nothing was changed, and the settings must say what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A destination for journal events.
@@ -39,7 +43,7 @@ pub trait Sink: Send {
     fn name(&self) -> &str;
 
     /// Brings the destination back in line with the state committed with the
-    /// last offset (for example, cuts a file back to its committed length).
+    /// last offset (for example, cuts what a file sink wrote but never recorded).
     /// Sinks without state (what they delivered stays delivered; the runner
     /// resends from the offset) keep this default.
     fn recover(&mut self, _state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
@@ -111,6 +115,10 @@ pub enum SinkConfig {
         format: crate::format::Shape,
         #[serde(default)]
         pseudonymize: Option<crate::format::PseudonymizeConfig>,
+        /// Keep a file (and segments) this journal has no record of as it is and
+        /// append after it, instead of refusing to start.
+        #[serde(default)]
+        adopt_existing: bool,
     },
     /// One raw record a line on standard output.
     Stdout {
@@ -130,31 +138,41 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
-    /// Parses the command-line form: `file:<path>` or `stdout`.
+    /// Parses the command-line form: `file:<path>`, `file+adopt:<path>` (keep an
+    /// existing file and append after it) or `stdout`.
     pub fn parse_flag(spec: &str) -> Result<Self, String> {
         if spec == "stdout" || spec == "-" {
             return Ok(SinkConfig::Stdout { name: None });
         }
-        if let Some(path) = spec.strip_prefix("file:") {
+        let file = |adopt_existing: bool, path: &str| {
             if path.is_empty() {
-                return Err("file sink needs a path: --sink file:/var/lib/tines-audit/audit.ndjson".into());
+                return Err("file sink needs a path: --sink file:/var/lib/tines-audit/audit.ndjson".to_string());
             }
-            return Ok(SinkConfig::File {
+            Ok(SinkConfig::File {
                 name: None,
                 path: path.into(),
                 max_bytes: None,
                 format: crate::format::Shape::Raw,
                 pseudonymize: None,
-            });
+                adopt_existing,
+            })
+        };
+        if let Some(path) = spec.strip_prefix("file:") {
+            return file(false, path);
         }
-        Err(format!("unknown sink {spec:?}: use file:<path> or stdout (other sinks are set in the config file)"))
+        if let Some(path) = spec.strip_prefix("file+adopt:") {
+            return file(true, path);
+        }
+        Err(format!(
+            "unknown sink {spec:?}: use file:<path>, file+adopt:<path> or stdout (other sinks are set in the config file)"
+        ))
     }
 
     /// The consumer name: the configured one, else derived from the destination.
     pub fn name(&self) -> String {
         match self {
             SinkConfig::File { name: Some(n), .. } | SinkConfig::Stdout { name: Some(n) } => n.clone(),
-            SinkConfig::File { path, .. } => format!("file:{}", path.display()),
+            SinkConfig::File { path, .. } => format!("file:{}", file::normalize(path).display()),
             SinkConfig::Stdout { .. } => "stdout".into(),
             SinkConfig::Syslog(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
             SinkConfig::SplunkHec(c) => c.name.clone().unwrap_or_else(|| c.default_name()),
@@ -182,9 +200,10 @@ impl SinkConfig {
     /// Builds the sink, ready for [`Sink::recover`]; says what is wrong with its settings otherwise.
     pub fn build(&self) -> Result<Box<dyn Sink>, String> {
         Ok(match self {
-            SinkConfig::File { path, max_bytes, format, pseudonymize, .. } => Box::new(
+            SinkConfig::File { path, max_bytes, format, pseudonymize, adopt_existing, .. } => Box::new(
                 file::FileSink::new(self.name(), path.clone(), max_bytes.unwrap_or(file::DEFAULT_MAX_BYTES))
-                    .with_encoder(encoder(*format, pseudonymize)?),
+                    .with_encoder(encoder(*format, pseudonymize)?)
+                    .adopting_existing(*adopt_existing),
             ),
             SinkConfig::Stdout { .. } => Box::new(stdout::StdoutSink::new(self.name())),
             SinkConfig::Syslog(c) => Box::new(c.build(

@@ -117,7 +117,10 @@ pub fn file_sink_counts(path: &Path) -> HashMap<(i64, i64), u32> {
     for e in entries {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "ndjson") {
-            for line in std::fs::read_to_string(&p).unwrap().lines() {
+            // A running sink may be appending or rotating: only whole lines of files still there count.
+            let Ok(text) = std::fs::read(&p) else { continue };
+            let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            for line in std::str::from_utf8(&text[..whole]).unwrap().lines() {
                 let v: serde_json::Value =
                     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
                 *counts.entry((v["tenant_id"].as_i64().unwrap(), v["id"].as_i64().unwrap())).or_default() += 1;
@@ -128,6 +131,13 @@ pub fn file_sink_counts(path: &Path) -> HashMap<(i64, i64), u32> {
 }
 
 pub fn assert_file_exactly_once(path: &Path, mock: &MockServer) {
+    for e in std::fs::read_dir(path.parent().unwrap()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "ndjson") {
+            let text = std::fs::read(&p).unwrap();
+            assert!(text.is_empty() || text.ends_with(b"\n"), "{} ends in a partial line", p.display());
+        }
+    }
     let counts = file_sink_counts(path);
     let doubled: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).map(|(i, _)| *i).take(10).collect();
     assert!(doubled.is_empty(), "ids written more than once: {doubled:?}");
