@@ -48,10 +48,15 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
         if name.starts_with("alerts>") { max_alert - position } else { max_seq - position }
     };
     let now = now_secs();
+    // What collection could not store, and what reconciliation found in the last 30 days.
+    let (quarantined, finds) =
+        journal.call(move |j| Ok((j.quarantine_counts()?, j.reconcile_finds(now - 30 * 86_400, now + 1)?))).await?;
     if json {
         let v = serde_json::json!({
             "events": total,
             "max_seq": max_seq,
+            "quarantined": quarantined.iter().map(|(t, n)| serde_json::json!({"tenant": t, "records": n})).collect::<Vec<_>>(),
+            "reconcile_finds": finds,
             "jobs": progress,
             "consumers": consumers.iter().map(|(n, o)| serde_json::json!({
                 "name": n, "offset": o.position, "backlog": backlog(n, o.position)
@@ -81,6 +86,21 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
     }
     for (name, o) in &consumers {
         println!("sink   {:<24} offset {:>10}  backlog {}", name, o.position, backlog(name, o.position));
+    }
+    for (tenant, n) in &quarantined {
+        println!(
+            "tenant {tenant:<24} {n} records quarantined: the API sent them without an id or a usable time (kept as sent; see the quarantine table)"
+        );
+    }
+    for f in &finds {
+        println!(
+            "tenant {:<24} reconciliation found {} late events in {}..{} (up to {} after their time)",
+            f.tenant,
+            f.found,
+            format_rfc3339(f.slice_start),
+            format_rfc3339(f.slice_end),
+            age(f.max_late_secs)
+        );
     }
     Ok(())
 }
