@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::config::{Settings, TenantConfig};
-use crate::journal::{Journal, JournalError, Progress};
+use crate::journal::{Journal, JournalError, Progress, Pruned, Readers};
 use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::source::tines::client::TinesClient;
 use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
@@ -358,18 +358,21 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
         });
     }
     if let Some(keep) = settings.retention {
-        let (journal, names, mut stop, every) = (
-            journal.clone(),
-            settings.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            shutdown.clone(),
-            settings.retention_every,
-        );
+        let (journal, readers, mut stop, every) =
+            (journal.clone(), retention_readers(&settings), shutdown.clone(), settings.retention_every);
         tasks.spawn(async move {
             loop {
-                let (j, n) = (journal.clone(), names.clone());
-                match journal.call(move |_| prune_passed(&j, &n, keep)).await {
-                    Ok(0) => {}
-                    Ok(deleted) => tracing::info!(deleted, "retention: pruned events every consumer had passed"),
+                let (j, r) = (journal.clone(), readers.clone());
+                match journal.call(move |_| prune_passed(&j, &r, keep)).await {
+                    Ok(p) if p.deleted == 0 => {
+                        tracing::debug!(slowest = %p.slowest.0, position = p.slowest.1, "retention: nothing to prune")
+                    }
+                    Ok(p) => tracing::info!(
+                        deleted = p.deleted,
+                        slowest = %p.slowest.0,
+                        position = p.slowest.1,
+                        "retention: pruned events every reader had passed"
+                    ),
                     Err(e) => tracing::warn!("retention: pruning failed, will try again: {e}"),
                 }
                 tokio::select! {
@@ -395,18 +398,22 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
     Ok(())
 }
 
-/// Deletes events older than `keep` that every named consumer has passed (blocking).
-pub fn prune_passed(journal: &Journal, consumers: &[String], keep: Duration) -> Result<u64, JournalError> {
-    let offsets = journal.consumers()?;
-    let max_seq = journal.max_seq()?;
-    let up_to = consumers
-        .iter()
-        .map(|name| offsets.iter().find(|(n, _)| n == name).map_or(0, |(_, o)| o.position))
-        .min()
-        .unwrap_or(max_seq);
-    let deleted = journal.prune(now_secs() - keep.as_secs() as i64, up_to)?;
-    crate::metrics::metrics().events_pruned.inc_by(deleted);
-    Ok(deleted)
+/// Every reader of the journal retention must wait for, as configured: each sink, and with
+/// detection on, the detector and each alert output (the search indexer is always counted).
+pub fn retention_readers(settings: &Settings) -> Readers {
+    let mut readers = Readers { events: settings.sinks.iter().map(|s| s.name()).collect(), alert_outputs: Vec::new() };
+    if let Some(d) = &settings.detect {
+        readers.events.push(crate::detect::CONSUMER.to_string());
+        readers.alert_outputs = d.outputs.iter().map(|o| o.consumer_name()).collect();
+    }
+    readers
+}
+
+/// Deletes events older than `keep` that every reader has passed (blocking).
+pub fn prune_passed(journal: &Journal, readers: &Readers, keep: Duration) -> Result<Pruned, JournalError> {
+    let pruned = journal.prune_passed(now_secs() - keep.as_secs() as i64, readers)?;
+    crate::metrics::metrics().events_pruned.inc_by(pruned.deleted);
+    Ok(pruned)
 }
 
 /// Raises the self-alert for tenants silent longer than `health.silence_after`, at most once per period.
@@ -465,5 +472,33 @@ fn log_collect_error(tenant: &str, e: &CollectError, failures: u32) {
             tracing::error!(tenant, failures, "collection stopped, operator action needed: {e}");
         }
         _ => tracing::warn!(tenant, failures, "sync failed, will retry next interval (cursor unchanged): {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Settings {
+        let text = format!(
+            "[[tenants]]\nname = \"t\"\ndomain = \"t.tines.com\"\napi_key = \"k\"\n\
+             [[sinks]]\ntype = \"file\"\nname = \"archive\"\npath = \"/tmp/a.ndjson\"\n{extra}"
+        );
+        crate::config::RawConfig::parse(&text, "test", &|_| None).unwrap().build().unwrap()
+    }
+
+    #[test]
+    fn retention_waits_for_every_configured_reader() {
+        assert_eq!(retention_readers(&settings("")), Readers { events: vec!["archive".into()], alert_outputs: vec![] });
+        let s = settings(
+            "[detect]\n[[detect.outputs]]\ntype = \"stdout\"\n[[detect.outputs]]\ntype = \"sink\"\nsink = \"archive\"\n",
+        );
+        assert_eq!(
+            retention_readers(&s),
+            Readers {
+                events: vec!["archive".into(), crate::detect::CONSUMER.into()],
+                alert_outputs: vec!["alerts>stdout".into(), "alerts>sink:archive".into()],
+            }
+        );
     }
 }

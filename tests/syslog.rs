@@ -37,6 +37,25 @@ fn journal_with(dir: &Path, n: i64) -> Journal {
     j
 }
 
+/// Appends events with ids `ids` (same shape as `journal_with`) as the next collection window.
+fn append(j: &Journal, ids: std::ops::RangeInclusive<i64>) {
+    let raws: Vec<(i64, String)> = ids
+        .map(|i| (i, format!(r#"{{"created_at":"2024-11-25T10:35:55Z","id":{i},"operation_name":"CredentialDestruction","tenant_id":1111}}"#)))
+        .collect();
+    let recs = raws.iter().map(|(i, raw)| Record {
+        id: *i,
+        created_at: 1_732_530_955,
+        operation_name: "CredentialDestruction",
+        user_id: None,
+        user_email: None,
+        request_ip: None,
+        raw,
+    });
+    let from = j.progress("t", "cursor").unwrap().unwrap().position;
+    j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from, to: from + 1, fetched: raws.len() as u64 }, recs)
+        .unwrap();
+}
+
 fn sink(toml: &str) -> Consumer {
     #[derive(serde::Deserialize)]
     struct W {
@@ -227,4 +246,67 @@ async fn pseudonymised_cef_and_json_carry_no_personal_data() {
     }
     assert!(lines.iter().any(|l| l.contains("CEF:0|") && l.contains("suser=pseu:")));
     assert!(lines.iter().any(|l| l.contains("\"event\":{") || l.contains("\"@timestamp\"")), "ECS JSON delivered");
+}
+
+/// Issue 9, finding 8: a write to a connection the receiver has closed succeeds locally, so
+/// the first batch after rsyslog stopped (or restarted) was committed and lost. Here rsyslog
+/// is stopped between batches, a batch is delivered while it is down, it comes back, and is
+/// then restarted under a live connection; every id must arrive at least once.
+async fn stop_and_restart_rsyslog_mid_stream(tls: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let certs = dir.path().join("certs");
+    let tls_dir = tls.then(|| {
+        std::fs::create_dir_all(&certs).unwrap();
+        make_certs(&certs);
+        certs.as_path()
+    });
+    let extra = if tls {
+        format!(
+            "transport = \"tls\"\nca_file = \"{}\"\ntls_server_name = \"localhost\"\n",
+            certs.join("ca.pem").display()
+        )
+    } else {
+        String::new()
+    };
+    let j = journal_with(dir.path(), 100);
+    let mut c = sink(&format!("[[sinks]]\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\n{extra}"));
+    let r = start_rsyslog(dir.path(), "imtcp", port, tls_dir);
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 100);
+    wait_lines(&r, 100);
+
+    // The receiver goes away with our connection open: the next batch must not count as delivered.
+    r.stop();
+    append(&j, 101..=200);
+    let err = c.drain(&j, Flush::All).await.expect_err("nothing listens, so nothing can be delivered");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    assert_eq!(j.consumer(c.name(), 0).unwrap().position, 100, "the undelivered batch is not committed");
+
+    let r = start_rsyslog(dir.path(), "imtcp", port, tls_dir);
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 100);
+    wait_lines(&r, 200);
+
+    // Restarted between two batches: the kept connection is dead, the new receiver is up.
+    r.stop();
+    let r = start_rsyslog(dir.path(), "imtcp", port, tls_dir);
+    append(&j, 201..=300);
+    assert_eq!(c.drain(&j, Flush::All).await.unwrap(), 100);
+    assert_eq!(j.consumer(c.name(), 0).unwrap().position, 300);
+
+    let mut missing = Vec::new();
+    wait_for("every id at rsyslog", std::time::Duration::from_secs(30), || {
+        let got: std::collections::HashSet<i64> = ids_in_order(&received(&r)).into_iter().collect();
+        missing = (1..=300).filter(|i| !got.contains(i)).collect();
+        missing.is_empty()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tcp_lost_the_first_batch_sent_to_a_closed_connection() {
+    stop_and_restart_rsyslog_mid_stream(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_over_tls_lost_the_first_batch_sent_to_a_closed_connection() {
+    stop_and_restart_rsyslog_mid_stream(true).await;
 }

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod quarantine;
+mod retention;
 mod schema;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use crate::timeutil::now_secs;
 
 pub use alerts::{AlertRow, EventRow, NewAlert};
 pub use quarantine::{Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, SliceCounts};
+pub use retention::{Pruned, Readers, SEARCH_INDEXER};
 pub use schema::CURRENT as SCHEMA_VERSION;
 
 /// What can go wrong with the journal.
@@ -521,10 +523,16 @@ impl Journal {
         Ok(batch)
     }
 
-    /// The highest sequence number in the journal (0 when empty).
+    /// The highest sequence number ever handed out (0 when none), whether or not retention
+    /// has deleted that event since: what a reader that is up to date has passed.
     pub fn max_seq(&self) -> Result<i64, JournalError> {
         let conn = self.reader();
-        Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+        Ok(conn.query_row(
+            "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+                        (SELECT COALESCE(MAX(seq), 0) FROM events))",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Number of events of a tenant (all tenants when `None`).
@@ -549,27 +557,6 @@ impl Journal {
         let pages = (bytes / page.max(1)).max(1);
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         Ok(())
-    }
-
-    /// Deletes events created before `before` whose seq is at most `up_to_seq` (what
-    /// every consumer has passed), in chunks so that writers are never held up long.
-    /// Returns how many were deleted.
-    pub fn prune(&self, before: i64, up_to_seq: i64) -> Result<u64, JournalError> {
-        let mut total = 0u64;
-        loop {
-            let n = {
-                let conn = self.writer();
-                conn.execute(
-                    "DELETE FROM events WHERE seq IN
-                       (SELECT seq FROM events WHERE seq <= ?1 AND created_at < ?2 ORDER BY seq LIMIT 5000)",
-                    params![up_to_seq, before],
-                )?
-            };
-            total += n as u64;
-            if n == 0 {
-                return Ok(total);
-            }
-        }
     }
 
     /// Writes a consistent copy of the whole journal to `dest` (which must not exist), while it is in use.

@@ -110,6 +110,47 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM events_fts WHERE rowid = old.seq;
     END;
     "#,
+    // 4: sequence numbers are never handed out twice. Without AUTOINCREMENT SQLite gave the
+    // numbers of pruned newest rows out again, and every consumer (reading `seq > offset`) skipped
+    // the new events. SQLite cannot add AUTOINCREMENT in place, so the table is rebuilt keeping
+    // every row and seq (the FTS rows, `alert_events` and the offsets refer to them), its indexes
+    // and trigger are made again, and the high-water mark starts past every seq any reader has
+    // recorded, so a journal that already reused numbers stops doing so.
+    r#"
+    DROP TRIGGER events_fts_delete;
+    CREATE TABLE events_v4 (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant          INTEGER NOT NULL REFERENCES tenants(id),
+        id              INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        operation_name  TEXT NOT NULL,
+        user_id         INTEGER,
+        user_email      TEXT,
+        request_ip      TEXT,
+        raw             TEXT NOT NULL
+    );
+    INSERT INTO events_v4 (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+        SELECT seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw FROM events ORDER BY seq;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE UNIQUE INDEX events_tenant_id ON events (tenant, id);
+    CREATE INDEX events_created ON events (created_at);
+    CREATE INDEX events_tenant_created ON events (tenant, created_at);
+    CREATE INDEX events_user_created ON events (user_id, created_at);
+    CREATE INDEX events_email_created ON events (user_email COLLATE NOCASE, created_at);
+    CREATE INDEX events_operation_created ON events (operation_name, created_at);
+    CREATE INDEX events_ip_created ON events (request_ip, created_at);
+    CREATE TRIGGER events_fts_delete AFTER DELETE ON events BEGIN
+        DELETE FROM events_fts WHERE rowid = old.seq;
+    END;
+    DELETE FROM sqlite_sequence WHERE name IN ('events', 'events_v4');
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'events', MAX(
+        (SELECT COALESCE(MAX(seq), 0) FROM events),
+        (SELECT COALESCE(MAX(event_seq), 0) FROM alert_events),
+        (SELECT COALESCE(MAX(position), 0) FROM search_index),
+        -- Alert outputs (`alerts>…`) count alerts, not events.
+        (SELECT COALESCE(MAX(position), 0) FROM consumers WHERE substr(name, 1, 7) <> 'alerts>')
+    );
     // 5: records the API sent that cannot be events (no id, no usable time), kept byte for byte
     // once each so collection goes on; and what reconciliation checked and found.
     r#"
@@ -156,15 +197,91 @@ pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`CURRENT`], refusing one written by a newer build.
 pub fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+    migrate_to(conn, CURRENT)
+}
+
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), JournalError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > CURRENT {
         return Err(JournalError::TooNew { found: version, supported: CURRENT });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(conn: &Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect()).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    fn one(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A journal at schema 3 that already pruned its newest events (11..=15, delivered to a sink),
+    /// then migrated: every row and seq stays, so do the indexes, the text index and its
+    /// trigger, and numbering resumes past every seq a reader has recorded.
+    #[test]
+    fn migration_4_keeps_every_row_and_seq_and_never_hands_a_number_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        migrate_to(&mut conn, 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 't', 0);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 15)
+             INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+                 SELECT i, 1, 1000 + i, 50 + i, 'Login', i, 'u' || i || '@x.test', '10.0.0.' || i, '{\"word\":\"w' || i || '\"}' FROM n;
+             INSERT INTO events_fts (rowid, body) SELECT seq, 'w' || seq FROM events;
+             UPDATE search_index SET position = 15;
+             DELETE FROM events WHERE seq > 10;
+             INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body)
+                 VALUES (1, 'r:3', 'r', '[]', 't', 53, 0, '{}');
+             INSERT INTO alert_events (alert_seq, event_seq) VALUES (1, 3), (1, 7);
+             INSERT INTO consumers (name, position, updated_at) VALUES
+                 ('file:a', 15, 0), ('detector', 12, 0), ('alerts>stdout', 900, 0);",
+        )
+        .unwrap();
+        let schema =
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name";
+        let (events, fts_hits, indexes) = (
+            rows(&conn, "SELECT * FROM events ORDER BY seq"),
+            rows(&conn, "SELECT rowid FROM events_fts WHERE events_fts MATCH 'w7'"),
+            rows(&conn, schema),
+        );
+        assert_eq!(events.len(), 10);
+        migrate(&mut conn).unwrap();
+        assert_eq!(one(&conn, "PRAGMA user_version"), CURRENT);
+        assert_eq!(rows(&conn, "SELECT * FROM events ORDER BY seq"), events, "every row with its seq");
+        assert_eq!(rows(&conn, schema), indexes, "the same indexes and trigger");
+        assert_eq!(rows(&conn, "SELECT rowid FROM events_fts WHERE events_fts MATCH 'w7'"), fts_hits);
+        let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(ok, "ok");
+        // The next event comes after the sink's 15 (not after the 10 rows left, nor the alert output's 900).
+        conn.execute(
+            "INSERT INTO events (tenant, id, created_at, operation_name, raw) VALUES (1, 2000, 99, 'Login', '{}')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 16);
+        // Deleting the newest row does not give its number out again.
+        conn.execute("DELETE FROM events WHERE seq >= 10", []).unwrap();
+        conn.execute(
+            "INSERT INTO events (tenant, id, created_at, operation_name, raw) VALUES (1, 2001, 99, 'Login', '{}')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 17);
+        assert!(rows(&conn, "SELECT rowid FROM events_fts WHERE rowid = 10").is_empty(), "the trigger still runs");
+        assert_eq!(one(&conn, "SELECT COUNT(*) FROM events_fts WHERE events_fts MATCH 'w7'"), 1);
+    }
 }

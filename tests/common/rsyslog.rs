@@ -18,6 +18,19 @@ impl Drop for Rsyslog {
     }
 }
 
+impl Rsyslog {
+    /// Stops the daemon as a service manager would (SIGTERM) and waits until it has exited,
+    /// so every connection it had is closed.
+    pub fn stop(mut self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not signal rsyslogd");
+        let _ = self.child.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -2,10 +2,13 @@
 //! over TLS (RFC 5425, same framing), or over UDP (one datagram a message),
 //! with the event as JSON in the chosen shape or as CEF.
 //!
-//! Delivery is at-least-once over TCP/TLS (a connection that breaks mid-batch
-//! makes the whole batch go again) and best-effort over UDP, as the
-//! transports allow: syslog has no application-level acknowledgement.
+//! Delivery is at-least-once over TCP/TLS and best-effort over UDP, as the
+//! transports allow: syslog has no application-level acknowledgement. A batch
+//! counts as delivered only once the receiver's TCP stack has acknowledged all
+//! of it on a connection the receiver had not closed; on any doubt the whole
+//! batch goes again on a new connection (see `conn`).
 
+mod conn;
 mod message;
 
 use std::path::PathBuf;
@@ -13,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use self::conn::Conn;
 use super::{BatchPolicy, BoxFuture, Sink, SinkError};
 use crate::format::{Encoder, Shape};
 use crate::journal::EventBatch;
@@ -81,6 +84,10 @@ pub struct SyslogConfig {
     pub tls_server_name: Option<String>,
     #[serde(default)]
     pub connect_timeout_secs: Option<u64>,
+    /// How long one batch may take to be written and acknowledged by the receiver's TCP
+    /// stack before it is sent again on a new connection (default 30).
+    #[serde(default)]
+    pub send_timeout_secs: Option<u64>,
 }
 
 const UDP_MAX: usize = 65_000;
@@ -162,17 +169,13 @@ impl SyslogConfig {
             app_name: self.app_name.clone().unwrap_or_else(|| "tines-audit".into()),
             tls,
             connect_timeout: Duration::from_secs(self.connect_timeout_secs.unwrap_or(10)),
+            send_timeout: Duration::from_secs(self.send_timeout_secs.unwrap_or(30).max(1)),
             conn: None,
         })
     }
 }
 
 type Tls = (tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>);
-
-enum Conn {
-    Stream(Box<dyn AsyncWrite + Send + Sync + Unpin>),
-    Udp(UdpSocket),
-}
 
 pub struct SyslogSink {
     name: String,
@@ -190,6 +193,7 @@ pub struct SyslogSink {
     app_name: String,
     tls: Option<Tls>,
     connect_timeout: Duration,
+    send_timeout: Duration,
     conn: Option<Conn>,
 }
 
@@ -210,7 +214,7 @@ impl SyslogSink {
             .map_err(unreachable)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => Ok(Conn::Stream(Box::new(tcp))),
+            None => Ok(Conn::Tcp(tcp)),
             Some((connector, server)) => {
                 let tls = tokio::time::timeout(self.connect_timeout, connector.connect(server.clone(), tcp))
                     .await
@@ -220,9 +224,23 @@ impl SyslogSink {
                         // but it may be fixed on the receiver: keep it retryable, and say what is wrong.
                         SinkError::Transient(format!("TLS handshake with syslog {} failed: {e}", self.address))
                     })?;
-                Ok(Conn::Stream(Box::new(tls)))
+                Ok(Conn::Tls(Box::new(tls)))
             }
         }
+    }
+
+    async fn send_datagrams(&mut self, frames: &[u8], datagrams: Vec<std::ops::Range<usize>>) -> Result<(), SinkError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect().await?);
+        }
+        let Some(Conn::Udp(sock)) = &self.conn else { unreachable!("a UDP sink holds a UDP socket") };
+        for r in datagrams {
+            if let Err(e) = sock.send(&frames[r]).await {
+                self.conn = None;
+                return Err(SinkError::Transient(format!("sending to syslog {} failed: {e}", self.address)));
+            }
+        }
+        Ok(())
     }
 
     /// One message (header + MSG) for an event, appended to `out`.
@@ -270,9 +288,6 @@ impl Sink for SyslogSink {
 
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
         Box::pin(async move {
-            if self.conn.is_none() {
-                self.conn = Some(self.connect().await?);
-            }
             let mut frames = Vec::with_capacity(batch.raw_bytes() + batch.len() * 96);
             let mut msg = Vec::with_capacity(4096);
             let mut truncated = 0usize;
@@ -298,29 +313,48 @@ impl Sink for SyslogSink {
             if truncated > 0 {
                 tracing::warn!(sink = %self.name, truncated, "syslog over UDP: messages cut to {UDP_MAX} bytes; use transport = \"tcp\" or \"tls\" to keep them whole");
             }
-            let result = match self.conn.as_mut().expect("connected above") {
-                Conn::Stream(w) => {
-                    async {
-                        w.write_all(&frames).await?;
-                        w.flush().await
-                    }
-                    .await
-                }
-                Conn::Udp(sock) => {
-                    async {
-                        for r in datagrams {
-                            sock.send(&frames[r]).await?;
-                        }
-                        Ok(())
-                    }
-                    .await
-                }
-            };
-            if let Err(e) = result {
-                self.conn = None;
-                return Err(SinkError::Transient(format!("sending to syslog {} failed: {e}", self.address)));
+            if self.transport == Transport::Udp {
+                return self.send_datagrams(&frames, datagrams).await.map(|()| None);
             }
-            Ok(None)
+            // A batch that fails on a connection kept from earlier goes once more on a fresh one
+            // (the receiver may have restarted); a fresh connection that fails is the runner's to retry.
+            loop {
+                let reused = match self.conn.as_mut().map(Conn::closed_by_peer) {
+                    Some(None) => true,
+                    Some(Some(why)) => {
+                        tracing::debug!(sink = %self.name, "syslog connection unusable ({why}); reconnecting");
+                        self.conn = None;
+                        false
+                    }
+                    None => false,
+                };
+                if self.conn.is_none() {
+                    self.conn = Some(self.connect().await?);
+                }
+                let conn = self.conn.as_mut().expect("connected above");
+                let sent = match tokio::time::timeout(self.send_timeout, conn.send_stream(&frames)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("not acknowledged within {}s", self.send_timeout.as_secs()),
+                    )),
+                };
+                match sent {
+                    Ok(()) => return Ok(None),
+                    Err(e) => {
+                        // Part of the batch may have arrived: this connection is done, the batch goes again whole.
+                        self.conn = None;
+                        if reused {
+                            tracing::debug!(sink = %self.name, "sending on a kept syslog connection failed ({e}); resending on a new one");
+                            continue;
+                        }
+                        return Err(SinkError::Transient(format!(
+                            "sending to syslog {} failed: {e}; the batch will be sent again",
+                            self.address
+                        )));
+                    }
+                }
+            }
         })
     }
 
