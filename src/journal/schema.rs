@@ -151,6 +151,7 @@ const MIGRATIONS: &[&str] = &[
         -- Alert outputs (`alerts>…`) count alerts, not events.
         (SELECT COALESCE(MAX(position), 0) FROM consumers WHERE substr(name, 1, 7) <> 'alerts>')
     );
+    "#,
     // 5: records the API sent that cannot be events (no id, no usable time), kept byte for byte
     // once each so collection goes on; and what reconciliation checked and found.
     r#"
@@ -251,8 +252,7 @@ mod tests {
                  ('file:a', 15, 0), ('detector', 12, 0), ('alerts>stdout', 900, 0);",
         )
         .unwrap();
-        let schema =
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name";
+        let schema = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = 'events' ORDER BY name";
         let (events, fts_hits, indexes) = (
             rows(&conn, "SELECT * FROM events ORDER BY seq"),
             rows(&conn, "SELECT rowid FROM events_fts WHERE events_fts MATCH 'w7'"),
