@@ -5,12 +5,18 @@
 # collector (`tines-audit run`) is killed with SIGKILL at random moments, over
 # and over. At the end: the journal, the file sink and the object-store sink
 # must hold every emulator id exactly once, and HEC each at least once.
+# The emulator's clock is off from ours (CLOCK_OFFSET, default -3m) and 10% of
+# live events reach it late, up to MAX_LATENESS (default 15m): far past the
+# 60 s overlap, so only reconciliation (every 30 s in the daemon, and once more
+# with `reconcile` before the verdict) can bring them in.
 #
-#   scripts/soak.sh                 # 10 minutes
-#   DURATION=1800 scripts/soak.sh   # longer
+#   scripts/soak.sh                                    # 10 minutes
+#   DURATION=1800 CLOCK_OFFSET=5m scripts/soak.sh      # longer, API ahead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-600}
+CLOCK_OFFSET=${CLOCK_OFFSET:--3m}
+MAX_LATENESS=${MAX_LATENESS:-15m}
 cargo build --release --quiet
 BIN=$PWD/target/release/tines-audit
 WORK=$(mktemp -d)
@@ -24,7 +30,7 @@ curl -fsS -X PUT "$TINES_AUDIT_TEST_S3_ENDPOINT/soak-bucket" >/dev/null
 
 MOCK_PORT=$(free_port)
 TINES_API_KEY=soak-key "$BIN" mock --bind "127.0.0.1:$MOCK_PORT" --history 20000 --span 7d \
-  --live-rate 20 --late-fraction 0.1 --max-lateness 3s \
+  --live-rate 20 --late-fraction 0.1 --max-lateness "$MAX_LATENESS" --clock-offset="$CLOCK_OFFSET" \
   --fault-rate 0.10 --fault-retry-after 1 --latency-spike-rate 0.02 --latency-spike 2s \
   >"$WORK/mock.log" 2>&1 &
 PIDS+=($!)
@@ -40,6 +46,9 @@ data_dir = "$WORK/data"
 interval = "2s"
 settle_delay = "5s"
 overlap = "60s"
+reconcile_every = "30s"
+reconcile_window = "1h"
+reconcile_slice = "2m"
 [[tenants]]
 name = "soak"
 domain = "http://127.0.0.1:$MOCK_PORT"
@@ -88,6 +97,10 @@ curl -fsS -X POST "http://127.0.0.1:$MOCK_PORT/_mock/live/off" >/dev/null
 sleep 10
 until SOAK_KEY=soak-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level error >/dev/null; do sleep 2; done
 SOAK_KEY=soak-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level error >/dev/null
+# Late events the daemon's passes did not get to (it was killed every few seconds).
+until SOAK_KEY=soak-key "$BIN" reconcile --config "$WORK/c.toml" --since 2h --no-progress --log-level error >"$WORK/reconcile.out"; do sleep 2; done
+echo "final reconcile: $(head -1 "$WORK/reconcile.out")"
+echo "reconciliation finds logged by the daemon during the soak: $(grep -c 'reconciliation found events' "$WORK/run.log" || true)"
 stats=$(curl -fsS "http://127.0.0.1:$MOCK_PORT/_mock/stats")
 echo "emulator: $(python3 -c "import json,sys; s=json.loads(sys.argv[1]); print(f\"{s['requests']} requests, injected 429 {s['injected_429']}, 5xx {s['injected_5xx']}, truncated {s['truncated']}, resets {s['resets']}, latency spikes {s['latency_spikes']}, real 429 {s['rate_limited']}\")" "$stats")"
 python3 scripts/soak/verify.py "http://127.0.0.1:$MOCK_PORT" "$WORK/data" "$WORK/out" "$WORK/hec.ids" "$TINES_AUDIT_TEST_S3_ENDPOINT" soak-bucket
