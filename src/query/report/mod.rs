@@ -84,6 +84,11 @@ pub struct Continuity {
     pub cursor: Option<i64>,
     /// Cursor commits per day of commit: (day, windows, events added).
     pub cursor_history: Vec<(i64, i64, i64)>,
+    /// Reconciliation passes that re-counted part of the period with the API,
+    /// the last one's end, and the late events they found in it.
+    pub reconcile_passes: i64,
+    pub last_reconcile: Option<i64>,
+    pub reconcile_finds: Vec<crate::journal::ReconcileFind>,
 }
 
 /// An alert from the detector's table.
@@ -198,6 +203,9 @@ fn continuity(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<Con
         last_commit: None,
         cursor: None,
         cursor_history: Vec::new(),
+        reconcile_passes: 0,
+        last_reconcile: None,
+        reconcile_finds: Vec::new(),
     };
     let Some(tid) = tid else {
         c.gaps = gaps(Vec::new(), from, to, None);
@@ -229,6 +237,34 @@ fn continuity(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<Con
     }
     c.gaps = gaps(ranges, from, to, c.cursor);
     c.cursor_history = history.into_iter().map(|(d, (w, n))| (d, w, n)).collect();
+    // A journal written before reconciliation existed has no ledger of it.
+    if table_exists(conn, "reconcile_passes")? {
+        (c.reconcile_passes, c.last_reconcile) = conn.query_row(
+            "SELECT COUNT(*), MAX(finished_at) FROM reconcile_passes WHERE tenant = ?1 AND range_end > ?2 AND range_start < ?3",
+            params![tid, from, to],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut stmt = conn.prepare(
+            "SELECT slice_start, slice_end, api_count, journal_count, found, oldest, newest, max_late_secs, found_at
+             FROM reconcile_finds WHERE tenant = ?1 AND slice_end > ?2 AND slice_start < ?3 ORDER BY slice_start",
+        )?;
+        for row in stmt.query_map(params![tid, from, to], |r| {
+            Ok(crate::journal::ReconcileFind {
+                tenant: tenant.to_string(),
+                slice_start: r.get(0)?,
+                slice_end: r.get(1)?,
+                api_count: r.get::<_, Option<i64>>(2)?.map(|c| c as u64),
+                journal_count: r.get::<_, i64>(3)? as u64,
+                found: r.get::<_, i64>(4)? as u64,
+                oldest: r.get(5)?,
+                newest: r.get(6)?,
+                max_late_secs: r.get(7)?,
+                found_at: r.get(8)?,
+            })
+        })? {
+            c.reconcile_finds.push(row?);
+        }
+    }
     Ok(c)
 }
 
