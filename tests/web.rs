@@ -61,7 +61,16 @@ async fn health_readiness_transitions_metrics_and_auth() {
     // Metrics need the token, and say what happened.
     assert_eq!(get(&format!("{base}/metrics"), None).await.0, 401);
     assert_eq!(get(&format!("{base}/metrics"), Some("wrong-token-0123456789")).await.0, 401);
-    let (code, m) = get(&format!("{base}/metrics"), Some(WEB_TOKEN)).await;
+    // Ready means collected; the sink delivers right after, so wait for it.
+    let delivered = "tines_audit_sink_delivered_events_total{sink=\"archive\"} 500";
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let (code, m) = loop {
+        let (code, m) = get(&format!("{base}/metrics"), Some(WEB_TOKEN)).await;
+        if code != 200 || m.contains(delivered) || std::time::Instant::now() > end {
+            break (code, m);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(code, 200);
     assert!(m.contains("tines_audit_events_collected_total{tenant=\"t1\"} 500"), "{m}");
     assert!(m.contains("tines_audit_api_requests_total{tenant=\"t1\",code=\"200\"}"), "{m}");
