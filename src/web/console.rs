@@ -1,8 +1,8 @@
 //! The console: server-rendered pages (no script, nothing fetched from
 //! elsewhere, so it works offline and prints): events with the search filters
 //! and a timeline, alerts, and the collection status. Read-only, and no key or
-//! secret of a tenant or sink is ever on a page (errors shown are the ones the
-//! service already scrubbed for its logs).
+//! secret of a tenant or sink is ever on a page: every page passes through the
+//! secret registry on its way out (`web::redact_response`).
 
 use std::fmt::Write;
 
