@@ -224,7 +224,8 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+            // The value is not quoted: it may be a secret.
+            let end = body.find('}').ok_or_else(|| "unclosed ${ (write $$ for a literal $)".to_string())?;
             let var = &body[..end];
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name {var:?}"));
@@ -241,10 +242,30 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
     Ok(out)
 }
 
+/// Whether a config key holds a secret by its name (`api_key`, `token`,
+/// `secret_access_key`, `pseudonymize.key`, any `headers` value); `*_env`,
+/// `*_file` and `*_path` name where a secret is, not the secret.
+fn is_secret_field(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.split('[').next().unwrap_or(last).to_ascii_lowercase();
+    if ["_env", "_file", "_path"].iter().any(|s| last.ends_with(s)) {
+        return false;
+    }
+    ["key", "token", "secret", "password", "passphrase", "credential"].iter().any(|w| last.contains(w))
+        || path.contains(".headers.")
+}
+
 fn interpolate_value(v: &mut toml::Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
     match v {
         toml::Value::String(s) => {
+            let secret = is_secret_field(path);
+            if secret {
+                crate::secret::register(s);
+            }
             *s = interpolate(s, env).map_err(|e| format!("{path}: {e}"))?;
+            if secret {
+                crate::secret::register(s);
+            }
         }
         toml::Value::Array(a) => {
             for (i, item) in a.iter_mut().enumerate() {
@@ -266,15 +287,40 @@ impl RawConfig {
     /// Parses TOML text, interpolating `${VAR}` from `env` in every string.
     pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
         let perr = |message: String| ConfigError::Parse { path: origin.to_string(), message };
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| perr(e.to_string()))?;
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| perr(toml_error(text, e)))?;
         interpolate_value(&mut value, "", env).map_err(perr)?;
-        let raw: RawConfig = value.try_into().map_err(|e: toml::de::Error| perr(e.to_string()))?;
+        let raw: RawConfig = value.try_into().map_err(|e: toml::de::Error| perr(toml_error(text, e)))?;
+        raw.register_secret_urls();
         if let Some(v) = raw.version
             && v != 1
         {
             return Err(perr(format!("version {v} is not supported by this build (it reads version 1)")));
         }
         Ok(raw)
+    }
+
+    /// Registers the URLs that are credentials for redaction: webhook URLs
+    /// (Slack's and Sumo Logic's carry the secret in the path) and any
+    /// `user:password@` in the others.
+    fn register_secret_urls(&self) {
+        use crate::secret::{register_url, register_url_password};
+        for s in &self.sinks {
+            match s {
+                SinkConfig::Webhook(c) => register_url(&c.url),
+                SinkConfig::SplunkHec(c) => register_url_password(&c.endpoint),
+                SinkConfig::Datadog(c) => c.endpoint.iter().for_each(|e| register_url_password(e)),
+                SinkConfig::ObjectStore(c) => {
+                    register_url_password(&c.url);
+                    c.endpoint.iter().for_each(|e| register_url_password(e));
+                }
+                SinkConfig::File { .. } | SinkConfig::Stdout { .. } | SinkConfig::Syslog(_) => {}
+            }
+        }
+        for o in self.detect.iter().flat_map(|d| &d.outputs) {
+            if let crate::detect::alerts::OutputConfig::Webhook { url, .. } = o {
+                register_url(url);
+            }
+        }
     }
 
     /// Reads and parses a config file.
@@ -434,6 +480,31 @@ impl RawConfig {
     }
 }
 
+/// A TOML error as `line L, column C: message`, without the line itself:
+/// toml renders the offending source line, and that line may hold a key.
+fn toml_error(text: &str, mut e: toml::de::Error) -> String {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+        format!("line {line}, column {column}: ")
+    });
+    e.set_input(None);
+    let message = e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    format!("{}{}", at.unwrap_or_default(), mask_quoted_value(&message))
+}
+
+/// serde says `invalid type: string "VALUE", expected ...`: the value goes (it
+/// may be a key put in the wrong field), the kind stays.
+fn mask_quoted_value(message: &str) -> String {
+    let Some(start) = message.find("string \"") else { return message.to_string() };
+    let from = start + "string ".len();
+    match message[from..].rfind("\", expected").or_else(|| message[from + 1..].rfind('"').map(|i| i + 1)) {
+        Some(end) if end > 0 => format!("{}a string{}", &message[..start], &message[from + end + 1..]),
+        _ => message.to_string(),
+    }
+}
+
 fn dur_field(field: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
@@ -469,6 +540,7 @@ pub fn build_web(w: RawWeb, env: &dyn Fn(&str) -> Option<String>) -> Result<crat
 /// Validates one tenant (config file or flags).
 pub fn build_tenant(t: RawTenant, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<TenantConfig, ConfigError> {
     let domain = t.domain.ok_or_else(|| invalid(format!("{at}: domain is required (for example acme.tines.com)")))?;
+    crate::secret::register_url_password(&domain);
     let endpoint = Endpoint::parse(&domain).map_err(|e| invalid(format!("{at}: {e}")))?;
     let name = t.name.unwrap_or_else(|| endpoint.default_name());
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
@@ -598,6 +670,42 @@ mod tests {
         assert!(raw.build().unwrap_err().to_string().contains("invalid time"));
         let e = RawConfig::parse("version = 2", "c", &env).unwrap_err().to_string();
         assert!(e.contains("version 2"), "{e}");
+    }
+
+    #[test]
+    fn config_syntax_errors_echoed_the_offending_line_with_its_key() {
+        let key = "tines-key-in-a-broken-line-42";
+        for text in [
+            format!("[[tenants]]\ndomain = \"a.tines.com\"\napi_key = \"{key}"),
+            format!("[[tenants]]\ndomain = \"a.tines.com\"\napi_key = \"{key}\" trailing"),
+            format!("[[tenants]]\ndomain = \"a.tines.com\"\napi_key = {key}"),
+            format!("[web]\ntoken = \"{key}\"\n[web]\n"),
+            format!("[collect]\nper_page = \"{key}\""),
+        ] {
+            let e = RawConfig::parse(&text, "c.toml", &env).unwrap_err().to_string();
+            assert!(!e.contains(key) && !e.contains("in-a-broken"), "{e}");
+            assert!(e.starts_with("config c.toml: "), "{e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let e = RawConfig::parse(&format!("version = 1\n[[tenants]]\napi_key = \"{key}"), "c", &env).unwrap_err();
+        assert!(e.to_string().contains("config c: line 3, column "), "{e}");
+        let e = RawConfig::parse(&format!("[collect]\nper_page = \"{key}\""), "c", &env).unwrap_err();
+        assert!(e.to_string().contains("invalid type: a string, expected u32"), "{e}");
+    }
+
+    #[test]
+    fn secret_fields_literal_or_from_the_environment_are_registered_for_redaction() {
+        let env = |k: &str| (k == "HOOK_HDR").then(|| "hdr-value-from-env-77".to_string());
+        RawConfig::parse(
+            "[[sinks]]\ntype = \"webhook\"\nurl = \"https://collectors.example/receiver/v1/http/UNITCODE77\"\n\
+             [sinks.headers]\nX-Key = \"${HOOK_HDR}\"\n[sinks.pseudonymize]\nkey = \"literal-hmac-key-77\"",
+            "c",
+            &env,
+        )
+        .unwrap();
+        let out = crate::secret::redact("hdr-value-from-env-77 literal-hmac-key-77 /receiver/v1/http/UNITCODE77");
+        assert_eq!(out, "**REDACTED** **REDACTED** **REDACTED**");
+        assert!(!is_secret_field("tenants[0].api_key_env") && is_secret_field("tenants[0].api_key"));
     }
 
     #[test]

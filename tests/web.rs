@@ -61,7 +61,16 @@ async fn health_readiness_transitions_metrics_and_auth() {
     // Metrics need the token, and say what happened.
     assert_eq!(get(&format!("{base}/metrics"), None).await.0, 401);
     assert_eq!(get(&format!("{base}/metrics"), Some("wrong-token-0123456789")).await.0, 401);
-    let (code, m) = get(&format!("{base}/metrics"), Some(WEB_TOKEN)).await;
+    // Ready means collected; the sink delivers right after, so wait for it.
+    let delivered = "tines_audit_sink_delivered_events_total{sink=\"archive\"} 500";
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let (code, m) = loop {
+        let (code, m) = get(&format!("{base}/metrics"), Some(WEB_TOKEN)).await;
+        if code != 200 || m.contains(delivered) || std::time::Instant::now() > end {
+            break (code, m);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(code, 200);
     assert!(m.contains("tines_audit_events_collected_total{tenant=\"t1\"} 500"), "{m}");
     assert!(m.contains("tines_audit_api_requests_total{tenant=\"t1\",code=\"200\"}"), "{m}");
@@ -71,12 +80,13 @@ async fn health_readiness_transitions_metrics_and_auth() {
     assert!(m.contains("tines_audit_journal_events 500"), "{m}");
     assert!(!m.contains(DEMO_KEY) && !m.contains(WEB_TOKEN));
 
-    // The API starts failing: after tenant_stale_after the service is not ready, and says why.
+    // The API starts failing: after tenant_stale_after the service is not ready, and says why
+    // to whoever has the token.
     mock.set_faults(Faults { rate_5xx: 1.0, ..Default::default() });
     let mut not_ready = (0, String::new());
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < end {
-        not_ready = get(&format!("{base}/readyz"), None).await;
+        not_ready = get(&format!("{base}/readyz"), Some(WEB_TOKEN)).await;
         if not_ready.0 == 503 && not_ready.1.contains("server error") {
             break;
         }
@@ -84,6 +94,11 @@ async fn health_readiness_transitions_metrics_and_auth() {
     }
     assert_eq!(not_ready.0, 503, "{}", not_ready.1);
     assert!(not_ready.1.contains("tenant t1 not synced") && not_ready.1.contains("server error"), "{}", not_ready.1);
+    assert_eq!(
+        get(&format!("{base}/readyz"), None).await,
+        (503, "not ready\n".to_string()),
+        "no reasons without the token"
+    );
     // It recovers on its own.
     mock.set_faults(Faults::default());
     let mut ready = (0, String::new());

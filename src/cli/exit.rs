@@ -75,7 +75,7 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
     Exit::Internal
 }
 
-/// One line for the user: the error and its causes.
+/// One line for the user: the error and its causes, without any configured secret.
 pub fn describe(e: &anyhow::Error) -> String {
-    format!("{e:#}")
+    crate::secret::redact(&format!("{e:#}")).into_owned()
 }

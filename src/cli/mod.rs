@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{RawConfig, RawTenant, Settings, build_tenant};
 use crate::journal::Journal;
+use crate::secret::redact;
 use crate::service::{self, OnProgress};
 use crate::sinks::SinkConfig;
 use crate::source::tines::endpoint::Endpoint;
@@ -218,6 +219,7 @@ pub struct CheckArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::secret::install_panic_hook();
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -239,7 +241,8 @@ pub fn main() -> ExitCode {
 fn init_logging(g: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&g.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Every log line passes through the secret registry on its way out.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::secret::RedactingStderr);
     if g.log_format == "json" {
         builder.json().flatten_event(true).init();
     } else {
@@ -410,7 +413,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
                 format_rfc3339(o.to)
             ),
             Err(e) => {
-                eprintln!("error: {name}: {e}");
+                eprintln!("error: {name}: {}", redact(&e.to_string()));
                 failures.push(anyhow::Error::new(e));
             }
         }
@@ -420,7 +423,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         match r {
             Ok(n) => println!("sink {name}: delivered {n} events"),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", redact(&e.to_string()));
                 failures.push(anyhow::Error::new(e));
             }
         }
@@ -651,16 +654,16 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 p.meta.count.map_or_else(|| "?".to_string(), |c| c.to_string())
             ),
             Err(e) => {
-                println!("tenant {}: FAILED: {e}", t.config.name);
+                println!("tenant {}: FAILED: {}", t.config.name, redact(&e.to_string()));
                 first_error.get_or_insert(e.into());
             }
         }
     }
     for mut consumer in service::consumers(&settings)? {
         match consumer.health_check().await {
-            Ok(what) => println!("sink {}: ok ({what})", consumer.name()),
+            Ok(what) => println!("sink {}: ok ({})", consumer.name(), redact(&what)),
             Err(e) => {
-                println!("sink {}: FAILED: {e}", consumer.name());
+                println!("sink {}: FAILED: {}", consumer.name(), redact(&e.to_string()));
                 first_error.get_or_insert(anyhow::Error::new(e));
             }
         }

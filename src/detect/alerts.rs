@@ -18,8 +18,10 @@ use crate::journal::{AlertRow, EventBatch, EventRow, Journal, JournalError, NewA
 use crate::sinks::{Sink, SinkConfig, SinkError};
 use crate::timeutil::format_rfc3339;
 
-/// An alert output as configured (`[[detect.outputs]]`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// An alert output as configured (`[[detect.outputs]]`). A webhook URL is a
+/// credential (Slack's is): `Debug` shows its scheme and host only, and
+/// messages name it the same way.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OutputConfig {
     /// POST each alert as JSON to a URL (`format = "slack"` for a Slack incoming webhook).
@@ -37,8 +39,31 @@ pub enum OutputConfig {
         #[serde(default)]
         format: StdoutFormat,
     },
-    /// Alerts as events to a sink of `[[sinks]]`, by name (a file sink writes `<stem>.alerts.<ext>` beside its file).
+    /// Alerts as events to a sink of `[[sinks]]`, by name (a file sink writes `<stem>.alerts.<ext>` beside its
+    /// file, an object-store sink under `<prefix>.alerts`).
     Sink { sink: String },
+}
+
+impl std::fmt::Debug for OutputConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputConfig::Webhook { name, url, format } => f
+                .debug_struct("Webhook")
+                .field("name", name)
+                .field("url", &url_origin(url))
+                .field("format", format)
+                .finish(),
+            OutputConfig::Stdout { name, format } => {
+                f.debug_struct("Stdout").field("name", name).field("format", format).finish()
+            }
+            OutputConfig::Sink { sink } => f.debug_struct("Sink").field("sink", sink).finish(),
+        }
+    }
+}
+
+/// `scheme://host:port` of a webhook URL: what messages may show of it.
+fn url_origin(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "(not a URL)".to_string(), |u| crate::sinks::http::origin(&u))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -76,17 +101,18 @@ impl OutputConfig {
     /// Checks the settings against the configured sinks.
     pub fn validate(&self, sinks: &[SinkConfig]) -> Result<(), String> {
         match self {
+            // The URL is not quoted back: it may be a credential.
             OutputConfig::Webhook { url, .. } => {
-                let u = url::Url::parse(url).map_err(|e| format!("webhook url {url:?}: {e}"))?;
+                let u = url::Url::parse(url).map_err(|e| format!("webhook url: not a URL ({e})"))?;
                 if !matches!(u.scheme(), "https" | "http") {
-                    return Err(format!("webhook url {url:?} must be http(s)"));
+                    return Err(format!("webhook url: scheme {}:// is not supported; use https://", u.scheme()));
                 }
                 Ok(())
             }
             OutputConfig::Stdout { .. } => Ok(()),
             OutputConfig::Sink { sink } => {
-                if sinks.iter().any(|s| &s.name() == sink) {
-                    Ok(())
+                if let Some(conf) = sinks.iter().find(|s| &s.name() == sink) {
+                    alert_sink_config(conf).map(|_| ()).map_err(|e| format!("alert output sink {sink:?}: {e}"))
                 } else {
                     Err(format!(
                         "alert output sink {sink:?} is not a configured sink (names: {})",
@@ -254,9 +280,18 @@ pub enum OutputError {
 }
 
 enum Target {
-    Webhook { client: reqwest::Client, url: String, format: WebhookFormat },
+    /// `origin` is what messages show of the URL.
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+        origin: String,
+        format: WebhookFormat,
+    },
     Stdout(StdoutFormat),
-    Sink { sink: Box<dyn Sink>, recovered: bool },
+    Sink {
+        sink: Box<dyn Sink>,
+        recovered: bool,
+    },
 }
 
 /// One output with its offset over the alerts table.
@@ -265,10 +300,12 @@ pub struct Output {
     target: Target,
 }
 
-/// A file sink's alert twin writes beside it: `audit.ndjson` → `audit.alerts.ndjson`.
-/// Alerts are not audit records: every twin writes them as they are (raw), keeping
-/// the sink's pseudonymisation.
-fn alert_sink_config(c: &SinkConfig) -> SinkConfig {
+/// A sink's alert twin writes beside it, never among the events: a file sink's
+/// `audit.ndjson` → `audit.alerts.ndjson`, an object-store sink's
+/// `s3://bucket/tines/audit` → `s3://bucket/tines/audit.alerts`. Alerts are not
+/// audit records: every twin writes them as they are (raw), keeping the sink's
+/// pseudonymisation.
+fn alert_sink_config(c: &SinkConfig) -> Result<SinkConfig, String> {
     let twin = match c {
         SinkConfig::File { name, path, max_bytes, format, pseudonymize, adopt_existing } => {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "audit".into());
@@ -282,9 +319,10 @@ fn alert_sink_config(c: &SinkConfig) -> SinkConfig {
                 adopt_existing: *adopt_existing,
             }
         }
+        SinkConfig::ObjectStore(o) => SinkConfig::ObjectStore(o.for_alerts()?),
         other => other.clone(),
     };
-    twin.with_raw_format()
+    Ok(twin.with_raw_format())
 }
 
 impl Output {
@@ -297,12 +335,13 @@ impl Output {
                     .build()
                     .map_err(|e| format!("alert webhook client: {e}"))?,
                 url: url.clone(),
+                origin: url_origin(url),
                 format: *format,
             },
             OutputConfig::Stdout { format, .. } => Target::Stdout(*format),
             OutputConfig::Sink { sink } => {
                 let conf = sinks.iter().find(|s| &s.name() == sink).ok_or_else(|| format!("no sink named {sink}"))?;
-                Target::Sink { sink: alert_sink_config(conf).build()?, recovered: false }
+                Target::Sink { sink: alert_sink_config(conf)?.build()?, recovered: false }
             }
         };
         Ok(Output { name, target })
@@ -310,10 +349,6 @@ impl Output {
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    fn fail(&self, message: impl Into<String>) -> OutputError {
-        OutputError::Deliver { name: self.name.clone(), message: message.into() }
     }
 
     async fn deliver(&mut self, alerts: &[AlertRow], state: Option<String>) -> Result<Option<String>, OutputError> {
@@ -331,7 +366,7 @@ impl Output {
                 }
                 Ok(None)
             }
-            Target::Webhook { client, url, format } => {
+            Target::Webhook { client, url, origin, format } => {
                 for a in alerts {
                     let payload = match format {
                         WebhookFormat::Json => serde_json::from_str(&a.body).unwrap_or(Value::Null),
@@ -344,14 +379,15 @@ impl Output {
                         .body(payload.to_string())
                         .send()
                         .await;
-                    match r {
-                        Ok(resp) if resp.status().is_success() => {}
-                        Ok(resp) => {
-                            let status = resp.status();
-                            return Err(self.fail(format!("webhook answered {status}; will retry")));
+                    // reqwest's own message quotes the whole URL: only its origin is shown.
+                    let failed = match r {
+                        Ok(resp) if resp.status().is_success() => continue,
+                        Ok(resp) => format!("webhook {origin} answered {}; will retry", resp.status()),
+                        Err(e) => {
+                            format!("webhook {origin} unreachable ({}); will retry", crate::sinks::http::describe(&e))
                         }
-                        Err(e) => return Err(self.fail(format!("webhook unreachable ({e}); will retry"))),
-                    }
+                    };
+                    return Err(OutputError::Deliver { name: self.name.clone(), message: failed });
                 }
                 Ok(None)
             }
@@ -436,5 +472,130 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("out/audit.alerts.ndjson")).unwrap();
         assert_eq!(text.lines().collect::<Vec<_>>(), vec![r#"{"id":"r:1"}"#]);
         assert!(!dir.path().join("out/audit.ndjson").exists(), "the events' file is not touched");
+    }
+
+    /// Every file under `root`, as paths relative to it.
+    fn files(root: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    out.push(p.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn gunzip(path: &std::path::Path) -> String {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[tokio::test]
+    async fn alerts_to_an_object_store_sink_landed_in_the_audit_event_prefix_with_seq_based_names() {
+        use crate::journal::{Record, WindowCommit};
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("data")).unwrap();
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let raws: Vec<String> = (1..=3).map(|i| format!("{{\"id\":{i}}}")).collect();
+        let recs = raws.iter().enumerate().map(|(i, raw)| Record {
+            id: i as i64 + 1,
+            created_at: 100 + i as i64,
+            operation_name: "CredentialDestruction",
+            user_id: Some(1),
+            user_email: None,
+            request_ip: None,
+            raw,
+        });
+        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 200, fetched: 3 }, recs).unwrap();
+        // Alert seq 1, in the same tenant and hour as event seqs 1..=3.
+        let alert = NewAlert {
+            id: "r:3".into(),
+            rule_id: "r".into(),
+            group_key: "[]".into(),
+            tenant: "t".into(),
+            event_time: 102,
+            trigger_seq: 3,
+            event_ids: vec![1, 2, 3],
+        };
+        j.commit_detection("detector", 0, 3, "{}", &[alert], |a, _| json!({"alert": a.id}).to_string()).unwrap();
+        let objects = dir.path().join("objects");
+        let sink: SinkConfig = toml::from_str(&format!(
+            "type = \"object_store\"\nname = \"lake\"\nurl = \"file://{}\"",
+            objects.display()
+        ))
+        .unwrap();
+        let sinks = vec![sink.clone()];
+        let mut events = crate::sinks::runner::Consumer::new(sink.build().unwrap());
+        assert_eq!(events.drain(&j, crate::sinks::runner::Flush::All).await.unwrap(), 3);
+        let conf = OutputConfig::Sink { sink: "lake".into() };
+        conf.validate(&sinks).unwrap();
+        assert_eq!(Output::build(&conf, &sinks).unwrap().drain(&j).await.unwrap(), 1);
+        assert_eq!(Output::build(&conf, &sinks).unwrap().drain(&j).await.unwrap(), 0, "a restart does not resend");
+
+        let part = "tenant=t/dt=1970-01-01/hour=00";
+        assert_eq!(
+            files(&objects),
+            vec![format!("{part}/00000000000000000001-00000000000000000003.ndjson.gz")],
+            "the events' prefix holds the events' object only"
+        );
+        let ids: Vec<i64> =
+            gunzip(&objects.join(format!("{part}/00000000000000000001-00000000000000000003.ndjson.gz")))
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_i64().unwrap())
+                .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        let alerts = dir.path().join("objects.alerts");
+        let alert_object = format!("{part}/00000000000000000001-00000000000000000001.ndjson.gz");
+        assert_eq!(files(&alerts), vec![alert_object.clone()], "alerts have a prefix of their own");
+        assert_eq!(gunzip(&alerts.join(alert_object)), "{\"alert\":\"r:3\"}\n");
+
+        // A sink at the bucket root has no beside: refused when the config is checked.
+        let root: SinkConfig =
+            toml::from_str("type = \"object_store\"\nname = \"root\"\nurl = \"s3://bucket\"\nregion = \"eu-west-1\"")
+                .unwrap();
+        let e = OutputConfig::Sink { sink: "root".into() }.validate(&[root]).unwrap_err();
+        assert!(e.contains("prefix of their own") && e.contains("s3://bucket/tines/audit"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn alert_webhook_errors_printed_the_webhook_url() {
+        let secret_path = "/services/T0UNIT/B0UNIT/unit-webhook-path-secret";
+        // Nothing listens on a port just released: the request fails to connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}{secret_path}");
+        let conf = OutputConfig::Webhook { name: None, url: url.clone(), format: WebhookFormat::Slack };
+        assert!(!format!("{conf:?}").contains("unit-webhook"), "{conf:?}");
+        let mut out = Output::build(&conf, &[]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let alert = NewAlert {
+            id: "r:1".into(),
+            rule_id: "r".into(),
+            group_key: "[]".into(),
+            tenant: "t".into(),
+            event_time: 100,
+            trigger_seq: 1,
+            event_ids: vec![],
+        };
+        j.commit_detection("detector", 0, 1, "{}", &[alert], |a, _| json!({"id": a.id}).to_string()).unwrap();
+        let e = out.drain(&j).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("webhook http://127.0.0.1:{port} unreachable")), "{e}");
+        assert!(!e.contains("unit-webhook"), "{e}");
+        let bad = OutputConfig::Webhook {
+            name: None,
+            url: format!("ftp://h.example{secret_path}"),
+            format: WebhookFormat::Json,
+        };
+        let e = bad.validate(&[]).unwrap_err();
+        assert!(e.contains("ftp://") && !e.contains("unit-webhook"), "{e}");
     }
 }

@@ -80,6 +80,8 @@ pub struct EventFilter {
     pub countries: Vec<String>,
     /// Free text: words (all must occur), "quoted phrases", and `prefix*`.
     pub text: Option<String>,
+    /// Only the events an alert is about, by the alert's id (the console's "Events" link).
+    pub alert: Option<String>,
 }
 
 /// The filters as strings, before validation (flags, query parameters, form fields).

@@ -284,6 +284,13 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
         let c = in_list("e.request_ip", &matching, &mut p);
         p.conditions.push(c);
     }
+    if let Some(id) = &f.alert {
+        p.conditions.push(
+            "e.seq IN (SELECT l.event_seq FROM alert_events l JOIN alerts a ON a.seq = l.alert_seq WHERE a.id = ?)"
+                .into(),
+        );
+        p.params.push(Value::Text(id.clone()));
+    }
     if let Some(t) = &f.text {
         p.conditions.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
         p.params.push(Value::Text(fts_query(t)?));

@@ -35,17 +35,23 @@ pub(super) struct Query {
     pub cursor: Option<Cursor>,
     pub limit: Option<usize>,
     pub bucket: Option<i64>,
+    /// The alert whose events are asked for (`alert=ID`).
+    pub alert: Option<String>,
 }
 
 pub(super) fn parse_query(raw: Option<&str>) -> Result<Query, String> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let (mut cursor, mut limit, mut bucket) = (None, None, None);
+    let (mut cursor, mut limit, mut bucket, mut alert) = (None, None, None, None);
     let mut extra_err = None;
     let args = FilterArgs::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), |k, v| match k {
         "cursor" => {
             cursor = Some(v.to_string());
+            true
+        }
+        "alert" => {
+            alert = Some(v.trim().to_string());
             true
         }
         "limit" => {
@@ -68,9 +74,10 @@ pub(super) fn parse_query(raw: Option<&str>) -> Result<Query, String> {
     if let Some(e) = extra_err {
         return Err(e);
     }
-    let filter = args.build(now_secs()).map_err(|e| e.to_string())?;
+    let mut filter = args.build(now_secs()).map_err(|e| e.to_string())?;
+    filter.alert = alert.clone();
     let cursor = cursor.as_deref().map(Cursor::decode).transpose().map_err(|e| e.to_string())?;
-    Ok(Query { args, filter, cursor, limit, bucket })
+    Ok(Query { args, filter, cursor, limit, bucket, alert })
 }
 
 fn search_error(e: query::SearchError) -> Response {
@@ -159,5 +166,6 @@ mod tests {
         assert!(parse_query(Some("bogus=1")).is_err());
         assert!(parse_query(Some("cursor=nope")).is_err());
         assert!(parse_query(None).unwrap().filter == EventFilter::default());
+        assert_eq!(parse_query(Some("alert=r%3A7")).unwrap().filter.alert.as_deref(), Some("r:7"));
     }
 }

@@ -1,8 +1,8 @@
 //! The console: server-rendered pages (no script, nothing fetched from
 //! elsewhere, so it works offline and prints): events with the search filters
 //! and a timeline, alerts, and the collection status. Read-only, and no key or
-//! secret of a tenant or sink is ever on a page (errors shown are the ones the
-//! service already scrubbed for its logs).
+//! secret of a tenant or sink is ever on a page: every page passes through the
+//! secret registry on its way out (`web::redact_response`).
 
 use std::fmt::Write;
 
@@ -82,6 +82,7 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
     }
     let parsed = super::api::parse_query(raw.as_deref());
     let args = parsed.as_ref().map(|q| q.args.clone()).unwrap_or_default();
+    let alert = parsed.as_ref().ok().and_then(|q| q.alert.clone());
     let first = |v: &Vec<String>| v.join(", ");
     let mut body = String::new();
     let cats = Category::ALL
@@ -93,7 +94,11 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
         .collect::<String>();
     let _ = write!(
         body,
-        "<form id=\"filters\" method=\"get\" action=\"/events\" class=\"filters\">{}{}{}<label>Category<select name=\"category\" id=\"f-category\"><option value=\"\">any</option>{cats}</select></label>{}{}{}{}{}<button type=\"submit\" id=\"apply\">Search</button> <a href=\"/events\">Clear</a></form>",
+        "<form id=\"filters\" method=\"get\" action=\"/events\" class=\"filters\">{}{}{}{}<label>Category<select name=\"category\" id=\"f-category\"><option value=\"\">any</option>{cats}</select></label>{}{}{}{}{}<button type=\"submit\" id=\"apply\">Search</button> <a href=\"/events\">Clear</a></form>",
+        // Refining the filters keeps to the alert's events.
+        alert
+            .as_deref()
+            .map_or(String::new(), |a| format!("<input type=\"hidden\" name=\"alert\" value=\"{}\">", esc(a))),
         input("user", "User", &first(&args.user), "id, e-mail or name"),
         input("operation", "Operation", &first(&args.operation), "e.g. CredentialDestruction"),
         input("tenant", "Tenant", &first(&args.tenant), "any"),
@@ -110,6 +115,13 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
             return (StatusCode::BAD_REQUEST, page("Events", "Events", &body)).into_response();
         }
     };
+    if let Some(a) = &alert {
+        let _ = write!(
+            body,
+            "<p class=\"meta\" id=\"alert-filter\">The events of alert <code>{}</code>. <a href=\"/events\">All events</a></p>",
+            esc(a)
+        );
+    }
     let geo = state.geo.clone();
     let (filter, cursor, limit) = (q.filter.clone(), q.cursor, q.limit.unwrap_or(50));
     let result = state
@@ -195,6 +207,9 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
     }
     body.push_str("</div>");
     let mut pairs = q.args.to_pairs();
+    if let Some(a) = &alert {
+        pairs.push(("alert", a.clone()));
+    }
     if q.limit.is_some() {
         pairs.push(("limit", limit.to_string()));
     }
@@ -227,7 +242,7 @@ pub(super) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
             for a in list {
                 let _ = write!(
                     body,
-                    "<tr class=\"alert level-{}\"><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td><a href=\"/events?tenant={}&amp;from={}&amp;to={}\">{}</a></td></tr>",
+                    "<tr class=\"alert level-{}\"><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td><a href=\"/events?{}\">{}</a></td></tr>",
                     esc(&a.level),
                     format_rfc3339(a.event_time),
                     format_rfc3339(a.raised_at),
@@ -236,9 +251,8 @@ pub(super) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
                     esc(&a.title),
                     esc(&a.summary),
                     esc(&a.tenant),
-                    esc(&url::form_urlencoded::byte_serialize(a.tenant.as_bytes()).collect::<String>()),
-                    esc(&format_rfc3339(a.event_time - 86_400)),
-                    esc(&format_rfc3339(a.event_time + 1)),
+                    // The alert's own events, not a time range around it.
+                    esc(&query_string(&[("alert", a.id.clone())])),
                     a.events
                 );
             }
@@ -352,4 +366,96 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
     }
     body.push_str("</table>");
     page("Status", "Status", &body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::journal::{Journal, NewAlert, Record, WindowCommit};
+    use crate::secret::Secret;
+    use crate::web::{AppState, ReadinessSettings, auth::Auth};
+
+    const TOKEN: &str = "console-unit-token-0123";
+
+    /// The real router on a port of its own, over `journal`.
+    async fn serve(journal: Journal) -> String {
+        let state = AppState {
+            journal,
+            auth: Arc::new(Auth::new(Secret::new(TOKEN))),
+            tenants: vec!["t".into()],
+            sinks: vec![],
+            readiness: ReadinessSettings {
+                tenant_stale_after: Duration::from_secs(600),
+                sink_stuck_after: Duration::from_secs(900),
+            },
+            geo: Arc::new(crate::query::geo::NoCountries),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(crate::web::serve(listener, state, std::future::pending()));
+        base
+    }
+
+    async fn page(url: &str) -> String {
+        let resp = reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        resp.text().await.unwrap()
+    }
+
+    fn data_ids(html: &str) -> Vec<i64> {
+        let mut ids: Vec<i64> =
+            html.split("data-id=\"").skip(1).map(|s| s[..s.find('"').unwrap()].parse().unwrap()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_alert_events_link_opened_the_tenants_last_24h_instead_of_the_alerts_own_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        // Six events of one tenant within a minute; the alert is about the last three.
+        let raws: Vec<String> = (1..=6).map(|i| format!("{{\"id\":{i}}}")).collect();
+        let recs = raws.iter().enumerate().map(|(i, raw)| Record {
+            id: i as i64 + 1,
+            created_at: 1_700_000_000 + i as i64,
+            operation_name: "CredentialDestruction",
+            user_id: Some(1),
+            user_email: None,
+            request_ip: None,
+            raw,
+        });
+        let window = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1_700_000_100, fetched: 6 };
+        j.commit_window(&window, recs).unwrap();
+        let alert = NewAlert {
+            id: "mass:6".into(),
+            rule_id: "mass".into(),
+            group_key: "[]".into(),
+            tenant: "t".into(),
+            event_time: 1_700_000_005,
+            trigger_seq: 6,
+            event_ids: vec![4, 5, 6],
+        };
+        let body = r#"{"rule":{"title":"Mass deletion","level":"high"},"summary":"s","events":[{},{},{}]}"#;
+        j.commit_detection("detector", 0, 6, "{}", &[alert], |_, _| body.to_string()).unwrap();
+        let base = serve(j).await;
+
+        let alerts = page(&format!("{base}/alerts")).await;
+        let row = &alerts[alerts.find("<tr class=\"alert").expect("the alert is listed")..];
+        let href = &row[row.find("href=\"").unwrap() + 6..];
+        let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+        assert!(href.starts_with("/events?"), "{href}");
+        let events = page(&format!("{base}{href}")).await;
+        assert_eq!(data_ids(&events), vec![4, 5, 6], "the link shows the alert's own events: {href}");
+        assert!(events.contains("id=\"alert-filter\"") && events.contains("mass:6"));
+        // The same through the API.
+        let api: serde_json::Value =
+            serde_json::from_str(&page(&format!("{base}/api/v1/events?alert=mass%3A6")).await).unwrap();
+        let mut ids: Vec<i64> = api["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![4, 5, 6]);
+        assert!(data_ids(&page(&format!("{base}/events?alert=nope")).await).is_empty());
+    }
 }

@@ -1,7 +1,9 @@
 //! The HTTP side of the service: health (`/healthz`, `/readyz`), Prometheus
 //! metrics (`/metrics`), and behind a login the console (`/events`, `/alerts`, `/status`)
 //! and the read-only JSON API (`/api/v1/events`, described at `/api/v1/openapi.json`). Binds to 127.0.0.1
-//! unless told otherwise; everything but the health probes needs the token.
+//! unless told otherwise; everything but the health probes needs the token, and
+//! `/readyz` gives its reasons only with it. Every response body passes through
+//! [`crate::secret::redact`] on its way out.
 
 pub mod api;
 pub mod auth;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -65,7 +67,27 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/histogram", get(api::histogram))
         .route("/api/v1/openapi.json", get(api::openapi))
+        .layer(axum::middleware::map_response(redact_response))
         .with_state(state)
+}
+
+/// The last guard of every page and API answer: no registered secret leaves in
+/// a body, whatever put it there (an error quoting an API's answer, a record).
+async fn redact_response(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    // Bodies are built in memory by the handlers, so reading them whole costs no more.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let body = match std::str::from_utf8(&bytes).map(crate::secret::redact) {
+        Ok(std::borrow::Cow::Owned(text)) => {
+            parts.headers.remove(CONTENT_LENGTH);
+            axum::body::Body::from(text)
+        }
+        _ => axum::body::Body::from(bytes),
+    };
+    Response::from_parts(parts, body)
 }
 
 /// Serves until `shutdown` resolves.
@@ -130,12 +152,16 @@ pub fn readiness_problems(state: &AppState) -> Vec<String> {
     problems
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// `ready` (200) or `not ready` (503) for anyone (load balancers, probes); the
+/// reasons, which quote errors, only with the token.
+async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let s = state.clone();
     let problems =
         tokio::task::spawn_blocking(move || readiness_problems(&s)).await.unwrap_or_else(|e| vec![e.to_string()]);
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if !state.auth.allows(&headers) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n- {}\n", problems.join("\n- "))).into_response()
     }

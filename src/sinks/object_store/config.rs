@@ -140,6 +140,27 @@ impl ObjectStoreConfig {
         self.name.clone().unwrap_or_else(|| self.url.trim_end_matches('/').to_string())
     }
 
+    /// The same destination for alerts (`[[detect.outputs]] type = "sink"`):
+    /// under `<prefix>.alerts`, beside the events' prefix rather than in it, so a
+    /// stage or feed reading the events never takes an alert for an audit
+    /// record, and alert objects (named by alert seqs) never meet event objects
+    /// (named by event seqs). A bucket-root prefix has no beside: refused.
+    pub fn for_alerts(&self) -> Result<ObjectStoreConfig, String> {
+        let mut url = url::Url::parse(&self.url).map_err(|e| format!("url {:?} is not a URL ({e})", self.url))?;
+        let prefix = url.path().trim_end_matches('/').to_string();
+        if prefix.is_empty() {
+            return Err(format!(
+                "alerts go under a prefix of their own beside the events' prefix, and {:?} has none: give the sink a \
+                 prefix (for example {}://{}/tines/audit; alerts then go to .../tines/audit.alerts)",
+                self.url,
+                url.scheme(),
+                url.host_str().unwrap_or("bucket")
+            ));
+        }
+        url.set_path(&format!("{prefix}.alerts"));
+        Ok(ObjectStoreConfig { url: url.to_string(), ..self.clone() })
+    }
+
     /// Batching: roll an object at `roll_events`, `roll_bytes` (raw), or after `roll_age`.
     pub fn policy(&self) -> Result<BatchPolicy, String> {
         let bytes = self.roll_bytes.unwrap_or(DEFAULT_ROLL_BYTES);

@@ -387,7 +387,8 @@ impl TinesClient {
             }
             s if s.is_client_error() => {
                 let body = resp.text().await.unwrap_or_default();
-                let detail = format!("{s}: {}", body.chars().take(200).collect::<String>());
+                // A proxy may echo the request, key included: one short, redacted line of it.
+                let detail = format!("{s}: {}", crate::secret::excerpt(&body, 160));
                 return Attempt::Fatal(FetchError::BadRequest { tenant: self.tenant.clone(), detail });
             }
             _ => {}
