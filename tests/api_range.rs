@@ -258,6 +258,20 @@ async fn late_events_beyond_the_overlap_were_lost_silently_until_reconcile() {
         let finds = Journal::open_shared(&data).unwrap().reconcile_finds(0, i64::MAX).unwrap();
         assert_eq!(finds.iter().map(|f| f.found).sum::<u64>(), 70);
         assert!(finds.iter().any(|f| f.max_late_secs >= 15 * 60), "{finds:?}");
+        // The compliance report says what reconciliation checked and found, not just "no gaps".
+        let report = run_bin_async(
+            ["report", "--config", &cfg.display().to_string(), "--framework", "soc2", "--from", "3h", "--format", "md"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+        let md = String::from_utf8_lossy(&report.stdout);
+        assert!(
+            md.contains("it found 70 event(s) that reached the API after collection had passed"),
+            "{}",
+            text(&report)
+        );
+        assert_eq!(md.matches("- late events found: ").count(), finds.len(), "{md}");
         mock.shutdown().await;
     }
 }

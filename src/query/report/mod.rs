@@ -91,6 +91,39 @@ pub struct Continuity {
     pub reconcile_finds: Vec<crate::journal::ReconcileFind>,
 }
 
+impl Continuity {
+    /// One sentence on what reconciliation checked in the period, for every format.
+    pub fn reconciliation_summary(&self) -> String {
+        let found: u64 = self.reconcile_finds.iter().map(|f| f.found).sum();
+        match (self.reconcile_passes, self.last_reconcile) {
+            (0, _) | (_, None) => "Reconciliation has not re-counted this period with the API: events that reached the API later than the collector's overlap would not show here as gaps (run `tines-audit reconcile`, or keep collect.reconcile_every on).".to_string(),
+            (n, Some(last)) if found == 0 => format!(
+                "Reconciliation re-counted this period with the API {n} time(s), last at {}: the journal was missing no event.",
+                crate::timeutil::format_rfc3339(last)
+            ),
+            (n, Some(last)) => format!(
+                "Reconciliation re-counted this period with the API {n} time(s), last at {}: it found {found} event(s) that reached the API after collection had passed their time; they are in the journal now.",
+                crate::timeutil::format_rfc3339(last)
+            ),
+        }
+    }
+}
+
+/// One reconciliation find in words.
+pub fn describe_find(f: &crate::journal::ReconcileFind) -> String {
+    use crate::timeutil::format_rfc3339;
+    format!(
+        "{}..{}: {} event(s) dated {}..{} found at {} (up to {} s after their time)",
+        format_rfc3339(f.slice_start),
+        format_rfc3339(f.slice_end),
+        f.found,
+        format_rfc3339(f.oldest),
+        format_rfc3339(f.newest),
+        format_rfc3339(f.found_at),
+        f.max_late_secs
+    )
+}
+
 /// An alert from the detector's table.
 #[derive(Debug, Clone)]
 pub struct AlertEntry {

@@ -162,6 +162,14 @@ pub fn html(r: &Report) -> String {
             c.inserted,
             c.cursor.map_or("(none)".to_string(), format_rfc3339)
         );
+        let _ = write!(o, "<p>{}</p>", esc(&c.reconciliation_summary()));
+        if !c.reconcile_finds.is_empty() {
+            o.push_str("<ul>");
+            for f in &c.reconcile_finds {
+                let _ = write!(o, "<li>{}</li>", esc(&super::describe_find(f)));
+            }
+            o.push_str("</ul>");
+        }
         if !c.gaps.is_empty() {
             o.push_str("<table><tr><th>From</th><th>To</th><th>Length</th><th>What</th></tr>");
             for g in &c.gaps {
@@ -288,6 +296,10 @@ pub fn markdown(r: &Report) -> String {
             c.inserted,
             c.cursor.map_or("(none)".to_string(), format_rfc3339)
         );
+        let _ = writeln!(o, "{}\n", c.reconciliation_summary());
+        for f in &c.reconcile_finds {
+            let _ = writeln!(o, "- late events found: {}", super::describe_find(f));
+        }
         for g in &c.gaps {
             let _ = writeln!(
                 o,
@@ -351,6 +363,17 @@ pub fn csv(r: &Report) -> String {
     }
     let cont = super::controls::continuity_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
     for c in &r.continuity {
+        let _ = writeln!(o, "continuity,{},,{},,,,,,{}", f(&cont), f(&c.tenant), f(&c.reconciliation_summary()));
+        for find in &c.reconcile_finds {
+            let _ = writeln!(
+                o,
+                "continuity,{},{},{},,,,,,{}",
+                f(&cont),
+                format_rfc3339(find.slice_start),
+                f(&c.tenant),
+                f(&format!("late events found: {}", super::describe_find(find)))
+            );
+        }
         for g in &c.gaps {
             let what = if g.pending { "not collected yet" } else { "gap" };
             let _ = writeln!(
