@@ -288,15 +288,17 @@ async fn runs_periodic_reconciliation_collects_late_events_and_reports_them() {
     wait_settled(&mock).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out/audit.ndjson");
+    let port = common::rsyslog::free_port();
     let cfg = write_config(
         dir.path(),
         &mock.base_url(),
         "interval = \"1s\"\nreconcile_every = \"2s\"\nreconcile_window = \"1h\"\nreconcile_slice = \"5m\"",
-        &file_sink(&out),
+        &format!("{}[web]\nbind = \"127.0.0.1:{port}\"\ntoken_env = \"WEB_TOKEN\"\n", file_sink(&out)),
     );
     let data = dir.path().join("data");
     let log = dir.path().join("run.log");
-    let mut child = spawn_run(&cfg, &log, &[]);
+    let token = "status-page-token-0123456789";
+    let mut child = spawn_run(&cfg, &log, &[("WEB_TOKEN", token)]);
     wait_until("the history collected", Duration::from_secs(60), || journal_count(&data) >= 1_000).await;
     push_late_events(&mock);
     let want = mock_ids(&mock).len();
@@ -304,6 +306,21 @@ async fn runs_periodic_reconciliation_collects_late_events_and_reports_them() {
         journal_count(&data) as usize == want && file_sink_counts(&out).len() == want
     })
     .await;
+    // The status page says what reconciliation found.
+    let status = || async {
+        let r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/status")).bearer_auth(token).send().await;
+        match r {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut page = status().await;
+    while !page.contains("<td>70</td></tr>") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        page = status().await;
+    }
+    assert!(page.contains("Collection checks") && page.contains("<td>70</td></tr>"), "{page}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
     assert_exactly_once(&data, &mock);

@@ -294,10 +294,11 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
                 rates,
                 query::index::state(j)?,
                 j.size_bytes(),
+                j.quarantine_counts()?,
             ))
         })
         .await;
-    let (progress, consumers, max_seq, total, (last5, last60), index, bytes) = match snapshot {
+    let (progress, consumers, max_seq, total, (last5, last60), index, bytes, quarantined) = match snapshot {
         Ok(s) => s,
         Err(e) => {
             return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())))
@@ -347,6 +348,25 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
                 format_rfc3339(p.position)
             );
         }
+    }
+    // What collection learnt about the API beside the events: its clock, the records it could
+    // not store, and the late events reconciliation found.
+    body.push_str("</table><h2>Collection checks</h2><table id=\"checks\"><tr><th>Tenant</th><th>API clock</th><th>Quarantined records</th><th>Last reconciliation</th><th>Late events found (this process)</th></tr>");
+    for (name, st) in &tenants {
+        let clock = match st.api_clock_offset_secs {
+            None => "—".to_string(),
+            Some(0) => "in step with ours".to_string(),
+            Some(o) if o > 0 => format!("{o} s ahead of ours"),
+            Some(o) => format!("{} s behind ours", -o),
+        };
+        let q = quarantined.iter().find(|(t, _)| t == name).map_or(0, |(_, n)| *n);
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{clock}</td><td>{q}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            st.last_reconcile.map_or("—".to_string(), |t| format!("{} ago", age(now - t))),
+            st.reconcile_found
+        );
     }
     body.push_str("</table><h2>Sinks</h2><table id=\"sinks\"><tr><th>Sink</th><th>Offset (seq)</th><th>Backlog</th><th>Last delivery</th><th>Last error</th></tr>");
     for (name, off) in &consumers {
