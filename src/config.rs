@@ -14,7 +14,7 @@ use crate::sinks::SinkConfig;
 use crate::source::tines::client::ClientSettings;
 use crate::source::tines::collector::{Filters, WindowSettings};
 use crate::source::tines::endpoint::Endpoint;
-use crate::timeutil::{TimeArgError, parse_duration, parse_time_arg};
+use crate::timeutil::{TimeArgError, parse_age, parse_time_arg, try_parse_duration};
 
 /// A configuration problem, said so that the user can fix it.
 #[derive(Debug, thiserror::Error)]
@@ -143,8 +143,8 @@ impl Since {
         if t.eq_ignore_ascii_case("now") {
             return Ok(Since::Now);
         }
-        if t.chars().all(|c| c.is_ascii_alphanumeric()) && t.chars().any(|c| c.is_ascii_alphabetic()) {
-            return parse_duration(t).map(Since::Ago).ok_or_else(|| TimeArgError::Invalid(s.to_string()));
+        if crate::timeutil::looks_like_age(t) {
+            return parse_age(t, crate::timeutil::now_secs()).map(Since::Ago);
         }
         parse_time_arg(t, crate::timeutil::now_secs()).map(Since::At)
     }
@@ -286,8 +286,7 @@ impl RawConfig {
         let dur = |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
             match v {
                 None => Ok(default),
-                Some(s) => parse_duration(s)
-                    .ok_or_else(|| invalid(format!("collect.{field}: {s:?} is not a duration (use 30s, 5m, 1h)"))),
+                Some(s) => try_parse_duration(s).map_err(|e| invalid(format!("collect.{field}: {e}"))),
             }
         };
         let mut windows = WindowSettings::default();
@@ -384,8 +383,7 @@ impl RawConfig {
         let retention = match &self.retention.events {
             None => None,
             Some(v) => {
-                let d = parse_duration(v)
-                    .ok_or_else(|| invalid(format!("retention.events: {v:?} is not a duration (use 400d)")))?;
+                let d = try_parse_duration(v).map_err(|e| invalid(format!("retention.events: {e}")))?;
                 if d < Duration::from_secs(86_400) {
                     return Err(invalid("retention.events must be at least 1d"));
                 }
@@ -415,9 +413,7 @@ impl RawConfig {
 fn dur_field(field: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => {
-            parse_duration(s).ok_or_else(|| invalid(format!("{field}: {s:?} is not a duration (use 30s, 5m, 1h)")))
-        }
+        Some(s) => try_parse_duration(s).map_err(|e| invalid(format!("{field}: {e}"))),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use crate::catalog::{self, Category};
-use crate::timeutil::{format_rfc3339, parse_duration, parse_rfc3339};
+use crate::timeutil::{TimeArgError, format_rfc3339, looks_like_age, parse_age, parse_rfc3339};
 
 /// Why a filter was refused; the message says what to write instead.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -120,6 +120,7 @@ fn split_list(values: &[String]) -> impl Iterator<Item = &str> {
 }
 
 /// Parses a point in time for a filter: RFC 3339, a date (midnight UTC), `now`, or an age before `now`.
+/// A date that does not exist, or an age reaching before 1970, is refused.
 pub fn parse_point(s: &str, now: i64) -> Result<i64, FilterError> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("now") {
@@ -133,10 +134,12 @@ pub fn parse_point(s: &str, now: i64) -> Result<i64, FilterError> {
     if let Some(v) = parse_rfc3339(t) {
         return Ok(v);
     }
-    if t.chars().any(|c| c.is_ascii_alphabetic())
-        && let Some(d) = parse_duration(t)
-    {
-        return Ok(now - d.as_secs() as i64);
+    if looks_like_age(t) {
+        match parse_age(t, now) {
+            Ok(d) => return Ok(now - d.as_secs() as i64),
+            Err(TimeArgError::Invalid(_)) => {}
+            Err(e) => return Err(FilterError(e.to_string())),
+        }
     }
     Err(FilterError(format!(
         "invalid time {s:?}: give RFC 3339 (2024-05-01T00:00:00Z), a date (2024-05-01) or an age such as 30d, 12h, 90m"
