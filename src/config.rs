@@ -469,6 +469,12 @@ pub fn build_tenant(t: RawTenant, at: &str, env: &dyn Fn(&str) -> Option<String>
     if api_key.trim().is_empty() {
         return Err(invalid(format!("{at} ({name}): the API key is empty")));
     }
+    // A key with a line break inside cannot go in a header; say so (never the key) rather than fail later.
+    if api_key.trim().chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(format!(
+            "{at} ({name}): the API key contains a line break, space or other control character; the key is one line of printable characters: check the file or variable it comes from holds only the key"
+        )));
+    }
     let since = match &t.since {
         None => Since::Now,
         Some(s) => Since::parse(s).map_err(|e| invalid(format!("{at} ({name}): since: {e}")))?,
@@ -572,6 +578,19 @@ mod tests {
         assert!(raw.build().unwrap_err().to_string().contains("invalid time"));
         let e = RawConfig::parse("version = 2", "c", &env).unwrap_err().to_string();
         assert!(e.contains("version 2"), "{e}");
+    }
+
+    #[test]
+    fn api_key_containing_a_newline_is_a_config_error_not_an_internal_one() {
+        let env = |k: &str| (k == "TINES_API_KEY").then(|| "first-half\nsecond-half".to_string());
+        let t = RawTenant { domain: Some("acme.tines.com".into()), ..Default::default() };
+        let err = build_tenant(t, "--tenant", &env).unwrap_err().to_string();
+        assert!(err.contains("line break"), "{err}");
+        assert!(!err.contains("first-half") && !err.contains("second-half"), "the key leaked: {err}");
+        // A trailing newline (a file written by echo) is only trimmed.
+        let env = |k: &str| (k == "TINES_API_KEY").then(|| "whole-key\n".to_string());
+        let t = RawTenant { domain: Some("acme.tines.com".into()), ..Default::default() };
+        assert_eq!(build_tenant(t, "--tenant", &env).unwrap().api_key.expose(), "whole-key");
     }
 
     #[test]
