@@ -479,15 +479,22 @@ pub fn build_tenant(t: RawTenant, at: &str, env: &dyn Fn(&str) -> Option<String>
         None => Since::Now,
         Some(s) => Since::parse(s).map_err(|e| invalid(format!("{at} ({name}): since: {e}")))?,
     };
+    // A documented pattern (SCIM/2.0/User/{operation}) is sent to the API as the real names it stands for.
+    let mut operation_names = Vec::with_capacity(t.operation_names.len());
     for op in &t.operation_names {
-        catalog::validate(op).map_err(|e| invalid(format!("{at} ({name}): operation_names: {e}")))?;
+        let names = catalog::resolve(op).map_err(|e| invalid(format!("{at} ({name}): operation_names: {e}")))?;
+        for n in names {
+            if !operation_names.iter().any(|o| o == n) {
+                operation_names.push(n.to_string());
+            }
+        }
     }
     Ok(TenantConfig {
         name,
         endpoint,
         api_key: Secret::new(api_key.trim()),
         since,
-        filters: Filters { user_ids: t.user_ids, operation_names: t.operation_names },
+        filters: Filters { user_ids: t.user_ids, operation_names },
     })
 }
 

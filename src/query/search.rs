@@ -180,6 +180,20 @@ fn json_list<T: Serialize>(items: &[T]) -> Value {
     Value::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
 }
 
+/// Accepts an operation name the catalog lacks when the journal holds events with it
+/// (Tines adds names); refuses it otherwise, suggesting names from both.
+fn check_operation_in_journal(conn: &Connection, name: &str) -> Result<(), SearchError> {
+    let mut exists = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE operation_name = ?1)")?;
+    if exists.query_row([name], |r| r.get::<_, bool>(0))? {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached("SELECT value FROM search_values WHERE kind = 'op'")?;
+    let seen: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    let candidates = catalog::operations().iter().map(|o| o.name).chain(seen.iter().map(String::as_str));
+    let suggestions = catalog::suggest_among(name, candidates, 3).into_iter().map(str::to_string).collect();
+    Err(FilterError(catalog::UnknownOperation { name: name.to_string(), suggestions }.to_string()).into())
+}
+
 /// Every operation name the journal or the catalog knows in these categories.
 fn operations_in(conn: &Connection, cats: &[catalog::Category]) -> Result<BTreeSet<String>, SearchError> {
     let mut names: BTreeSet<String> = catalog::operations()
@@ -238,6 +252,9 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
             return Ok(None);
         }
         p.conditions.push(format!("({})", alts.join(" OR ")));
+    }
+    for name in f.operations.iter().filter(|n| catalog::find(n).is_none()) {
+        check_operation_in_journal(conn, name)?;
     }
     if !f.operations.is_empty() || !f.categories.is_empty() {
         let mut names: BTreeSet<String> = f.operations.iter().cloned().collect();
