@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 
 use crate::config::{ConfigError, RawConfig, Settings};
 use crate::journal::Journal;
-use crate::query::search::csv_field;
+use crate::query::search::{csv_field, printable};
 use crate::query::{self, CountryLookup, Cursor, EventRow, FilterArgs};
 use crate::timeutil::now_secs;
 
@@ -167,17 +167,19 @@ fn write_table(out: &mut impl Write, events: &[EventRow], header: bool) -> std::
         );
         if color { writeln!(out, "\x1b[1m{h}\x1b[0m")? } else { writeln!(out, "{h}")? }
     }
+    // Every value from a record is escaped: a user name holding ESC sequences must not drive the terminal.
+    let cell = |v: Option<&str>| printable(v.unwrap_or("")).into_owned();
     for e in events {
-        let user = e.user_email.clone().or_else(|| e.user_name.clone()).unwrap_or_default();
+        let user = e.user_email.as_deref().or(e.user_name.as_deref());
         writeln!(
             out,
             "{:<20}  {:<12}  {:<34}  {:<32}  {:<15}  {:<2}  {}",
             e.created_at,
-            truncate(&e.tenant, 12),
-            truncate(&e.operation_name, 34),
-            truncate(&user, 32),
-            e.request_ip.as_deref().unwrap_or(""),
-            e.country.as_deref().unwrap_or(""),
+            truncate(&cell(Some(&e.tenant)), 12),
+            truncate(&cell(Some(&e.operation_name)), 34),
+            truncate(&cell(user), 32),
+            cell(e.request_ip.as_deref()),
+            cell(e.country.as_deref()),
             e.id
         )?;
     }

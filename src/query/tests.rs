@@ -322,3 +322,31 @@ fn scim_placeholder_filter_matches_the_real_scim_events() {
     let pattern = FilterArgs { operation: vec!["SCIM/2.0/User/{operation}".into()], ..Default::default() };
     assert_eq!(find(&j, pattern), ids("acme", &[21, 20]));
 }
+
+/// A record whose values try to drive a terminal, break a Markdown table and inject HTML.
+const HOSTILE: (i64, &str, &str) = (14, "<script>alert(1)</script>|mallory@evil.example\u{1b}[2J", "Mallory");
+
+#[test]
+fn markdown_report_escapes_pipes_html_and_control_characters_from_records() {
+    let (_d, j) = journal();
+    let evil = Ev {
+        tenant: "acme",
+        id: 30,
+        at: T0 + 3600,
+        op: "CredentialDestruction",
+        user: HOSTILE,
+        ip: "86.40.0.10",
+        inputs: json!({"name": "x"}),
+    };
+    commit(&j, "acme", &[&evil]);
+    catch_up(&j).unwrap();
+    let r = report::build(&j, report::Framework::Soc2, T0, T0 + 10 * 86_400, &[], &EmulatorCountries).unwrap();
+    let md = report::markdown(&r);
+    assert!(!md.contains("<script>"), "HTML passed through");
+    assert!(!md.contains('\u{1b}'), "an ESC reached the report");
+    let row = md.lines().find(|l| l.contains("mallory")).expect("the event is listed");
+    // A row of six cells has seven cell borders; an escaped `\|` is not one.
+    let borders = row.replace("\\|", "").matches('|').count();
+    assert_eq!(borders, 7, "{row}");
+    assert!(row.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\|mallory@evil.example\\\\u{1b}\\[2J"), "{row}");
+}
