@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(parse_rfc3339("1900-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2026-01-31T12:30:60Z"), None, "a leap second only ends a day");
         let now = 1_800_000_000;
-        assert_eq!(parse_time_arg("2026-02-30T00:00:00Z", now), Err(TimeArgError::Invalid("2026-02-30T00:00:00Z".into())));
+        assert_eq!(
+            parse_time_arg("2026-02-30T00:00:00Z", now),
+            Err(TimeArgError::Invalid("2026-02-30T00:00:00Z".into()))
+        );
         assert!(parse_time_arg("2026-02-30T00:00:00Z", now).unwrap_err().to_string().contains("the date must exist"));
     }
 
@@ -273,7 +276,10 @@ mod tests {
         assert!(err.to_string().contains("longer than 100 years"), "{err}");
         // Past u64 too, and as a bare duration anywhere.
         assert!(parse_time_arg("99999999999999999999999s", now).is_err());
-        assert_eq!(try_parse_duration("10000000000000000000s"), Err(DurationError::TooLong("10000000000000000000s".into())));
+        assert_eq!(
+            try_parse_duration("10000000000000000000s"),
+            Err(DurationError::TooLong("10000000000000000000s".into()))
+        );
         assert_eq!(parse_duration("10000000000000000000s"), None);
         assert_eq!(parse_duration("36501d"), None);
         assert_eq!(parse_duration("36500d"), Some(Duration::from_secs(MAX_DURATION_SECS)));

@@ -249,8 +249,7 @@ async fn user_and_operation_filters_select_exactly_the_matches() {
     let v = get(&s, "/api/v1/audit_logs?operation_name[]=NoSuchThing").await.json();
     assert_eq!(v["meta"]["count"], 0);
     // The slash-bearing catalog name survives percent-encoding.
-    let v =
-        get(&s, "/api/v1/audit_logs?operation_name[]=SCIM%2F2.0%2FUser%2Fcreate&per_page=500").await.json();
+    let v = get(&s, "/api/v1/audit_logs?operation_name[]=SCIM%2F2.0%2FUser%2Fcreate&per_page=500").await.json();
     assert!(v["audit_logs"].as_array().unwrap().iter().all(|r| r["operation_name"] == "SCIM/2.0/User/create"));
     assert!(v["meta"]["count"].as_u64().unwrap() >= 1);
     s.shutdown().await;

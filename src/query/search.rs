@@ -425,7 +425,8 @@ pub fn span(journal: &Journal, f: &EventFilter, geo: &dyn CountryLookup) -> Resu
 /// what was printed; C1 such as CSI) and bidirectional overrides, which make
 /// text read differently from what it holds.
 fn unsafe_on_terminal(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Text from a record made safe to print: every character [`unsafe_on_terminal`]

@@ -234,7 +234,7 @@ fn paging_stays_stable_while_new_and_backfilled_events_arrive() {
         let older = Ev { id: next_id + 1, at: T0 - 86_400, inputs: json!(null), ..newer };
         next_id += 2;
         commit(&j, "acme", &[&newer]);
-    catch_up(&j).unwrap();
+        catch_up(&j).unwrap();
         commit(&j, "acme", &[&older]);
     });
     let mut unique = seen.clone();
@@ -314,7 +314,15 @@ fn operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog() {
 #[test]
 fn scim_placeholder_filter_matches_the_real_scim_events() {
     let (_d, j) = journal();
-    let scim = |id, op| Ev { tenant: "acme", id, at: T0 + 5 * 86_400 + id, op, user: ANN, ip: "86.40.0.10", inputs: json!(null) };
+    let scim = |id, op| Ev {
+        tenant: "acme",
+        id,
+        at: T0 + 5 * 86_400 + id,
+        op,
+        user: ANN,
+        ip: "86.40.0.10",
+        inputs: json!(null),
+    };
     let (a, b) = (scim(20, "SCIM/2.0/User/create"), scim(21, "SCIM/2.0/User/destroy"));
     commit(&j, "acme", &[&a, &b]);
     let exact = FilterArgs { operation: vec!["SCIM/2.0/User/create".into()], ..Default::default() };
