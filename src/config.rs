@@ -588,6 +588,21 @@ mod tests {
     }
 
     #[test]
+    fn config_durations_longer_than_100_years_are_refused_instead_of_wrapping_into_the_future() {
+        let cfg = |collect: &str| {
+            RawConfig::parse(&format!("[collect]\n{collect}\n"), "c", &env).unwrap().build().err().unwrap().to_string()
+        };
+        // A settle delay this long wrapped to a negative i64 and put every window in the future.
+        let err = cfg("settle_delay = \"10000000000000000000s\"");
+        assert!(err.contains("collect.settle_delay") && err.contains("longer than 100 years"), "{err}");
+        let err = cfg("overlap = \"99999999999999999999999s\"");
+        assert!(err.contains("collect.overlap") && err.contains("longer than 100 years"), "{err}");
+        assert!(cfg("interval = \"soon\"").contains("is not a duration"));
+        let raw = RawConfig::parse("[retention]\nevents = \"9999999999999d\"\n", "c", &env).unwrap();
+        assert!(raw.build().err().unwrap().to_string().contains("longer than 100 years"));
+    }
+
+    #[test]
     fn api_key_containing_a_newline_is_a_config_error_not_an_internal_one() {
         let env = |k: &str| (k == "TINES_API_KEY").then(|| "first-half\nsecond-half".to_string());
         let t = RawTenant { domain: Some("acme.tines.com".into()), ..Default::default() };
