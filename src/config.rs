@@ -14,7 +14,7 @@ use crate::sinks::SinkConfig;
 use crate::source::tines::client::ClientSettings;
 use crate::source::tines::collector::{Filters, WindowSettings};
 use crate::source::tines::endpoint::Endpoint;
-use crate::timeutil::{TimeArgError, parse_duration, parse_time_arg};
+use crate::timeutil::{TimeArgError, parse_age, parse_time_arg, try_parse_duration};
 
 /// A configuration problem, said so that the user can fix it.
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +146,8 @@ impl Since {
         if t.eq_ignore_ascii_case("now") {
             return Ok(Since::Now);
         }
-        if t.chars().all(|c| c.is_ascii_alphanumeric()) && t.chars().any(|c| c.is_ascii_alphabetic()) {
-            return parse_duration(t).map(Since::Ago).ok_or_else(|| TimeArgError::Invalid(s.to_string()));
+        if crate::timeutil::looks_like_age(t) {
+            return parse_age(t, crate::timeutil::now_secs()).map(Since::Ago);
         }
         parse_time_arg(t, crate::timeutil::now_secs()).map(Since::At)
     }
@@ -336,8 +336,7 @@ impl RawConfig {
         let dur = |field: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
             match v {
                 None => Ok(default),
-                Some(s) => parse_duration(s)
-                    .ok_or_else(|| invalid(format!("collect.{field}: {s:?} is not a duration (use 30s, 5m, 1h)"))),
+                Some(s) => try_parse_duration(s).map_err(|e| invalid(format!("collect.{field}: {e}"))),
             }
         };
         let mut windows = WindowSettings::default();
@@ -451,8 +450,7 @@ impl RawConfig {
         let retention = match &self.retention.events {
             None => None,
             Some(v) => {
-                let d = parse_duration(v)
-                    .ok_or_else(|| invalid(format!("retention.events: {v:?} is not a duration (use 400d)")))?;
+                let d = try_parse_duration(v).map_err(|e| invalid(format!("retention.events: {e}")))?;
                 if d < Duration::from_secs(86_400) {
                     return Err(invalid("retention.events must be at least 1d"));
                 }
@@ -508,9 +506,7 @@ fn mask_quoted_value(message: &str) -> String {
 fn dur_field(field: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => {
-            parse_duration(s).ok_or_else(|| invalid(format!("{field}: {s:?} is not a duration (use 30s, 5m, 1h)")))
-        }
+        Some(s) => try_parse_duration(s).map_err(|e| invalid(format!("{field}: {e}"))),
     }
 }
 
@@ -567,19 +563,32 @@ pub fn build_tenant(t: RawTenant, at: &str, env: &dyn Fn(&str) -> Option<String>
     if api_key.trim().is_empty() {
         return Err(invalid(format!("{at} ({name}): the API key is empty")));
     }
+    // A key with a line break inside cannot go in a header; say so (never the key) rather than fail later.
+    if api_key.trim().chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(format!(
+            "{at} ({name}): the API key contains a line break, space or other control character; the key is one line of printable characters: check the file or variable it comes from holds only the key"
+        )));
+    }
     let since = match &t.since {
         None => Since::Now,
         Some(s) => Since::parse(s).map_err(|e| invalid(format!("{at} ({name}): since: {e}")))?,
     };
+    // A documented pattern (SCIM/2.0/User/{operation}) is sent to the API as the real names it stands for.
+    let mut operation_names = Vec::with_capacity(t.operation_names.len());
     for op in &t.operation_names {
-        catalog::validate(op).map_err(|e| invalid(format!("{at} ({name}): operation_names: {e}")))?;
+        let names = catalog::resolve(op).map_err(|e| invalid(format!("{at} ({name}): operation_names: {e}")))?;
+        for n in names {
+            if !operation_names.iter().any(|o| o == n) {
+                operation_names.push(n.to_string());
+            }
+        }
     }
     Ok(TenantConfig {
         name,
         endpoint,
         api_key: Secret::new(api_key.trim()),
         since,
-        filters: Filters { user_ids: t.user_ids, operation_names: t.operation_names },
+        filters: Filters { user_ids: t.user_ids, operation_names },
     })
 }
 
@@ -706,6 +715,34 @@ mod tests {
         let out = crate::secret::redact("hdr-value-from-env-77 literal-hmac-key-77 /receiver/v1/http/UNITCODE77");
         assert_eq!(out, "**REDACTED** **REDACTED** **REDACTED**");
         assert!(!is_secret_field("tenants[0].api_key_env") && is_secret_field("tenants[0].api_key"));
+    }
+
+    #[test]
+    fn config_durations_longer_than_100_years_are_refused_instead_of_wrapping_into_the_future() {
+        let cfg = |collect: &str| {
+            RawConfig::parse(&format!("[collect]\n{collect}\n"), "c", &env).unwrap().build().err().unwrap().to_string()
+        };
+        // A settle delay this long wrapped to a negative i64 and put every window in the future.
+        let err = cfg("settle_delay = \"10000000000000000000s\"");
+        assert!(err.contains("collect.settle_delay") && err.contains("longer than 100 years"), "{err}");
+        let err = cfg("overlap = \"99999999999999999999999s\"");
+        assert!(err.contains("collect.overlap") && err.contains("longer than 100 years"), "{err}");
+        assert!(cfg("interval = \"soon\"").contains("is not a duration"));
+        let raw = RawConfig::parse("[retention]\nevents = \"9999999999999d\"\n", "c", &env).unwrap();
+        assert!(raw.build().err().unwrap().to_string().contains("longer than 100 years"));
+    }
+
+    #[test]
+    fn api_key_containing_a_newline_is_a_config_error_not_an_internal_one() {
+        let env = |k: &str| (k == "TINES_API_KEY").then(|| "first-half\nsecond-half".to_string());
+        let t = RawTenant { domain: Some("acme.tines.com".into()), ..Default::default() };
+        let err = build_tenant(t, "--tenant", &env).unwrap_err().to_string();
+        assert!(err.contains("line break"), "{err}");
+        assert!(!err.contains("first-half") && !err.contains("second-half"), "the key leaked: {err}");
+        // A trailing newline (a file written by echo) is only trimmed.
+        let env = |k: &str| (k == "TINES_API_KEY").then(|| "whole-key\n".to_string());
+        let t = RawTenant { domain: Some("acme.tines.com".into()), ..Default::default() };
+        assert_eq!(build_tenant(t, "--tenant", &env).unwrap().api_key.expose(), "whole-key");
     }
 
     #[test]

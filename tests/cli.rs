@@ -21,7 +21,7 @@ fn every_subcommand_has_help() {
 fn operations_lists_the_catalog_and_filters() {
     let out = run_bin(&["operations"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 395);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 398);
     let out = run_bin(&["operations", "credential", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = v.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();

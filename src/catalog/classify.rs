@@ -378,6 +378,7 @@ mod tests {
         assert_eq!(c("UserImpersonationEnabled"), ("authentication", "enable"));
         assert_eq!(c("UsersInvitation"), ("user", "create"));
         assert_eq!(c("SCIM/2.0/User/{operation}"), ("user", "other"));
+        assert_eq!(c("SCIM/2.0/User/update"), ("user", "update"));
         assert_eq!(c("ToolLinkTemplatesCreation"), ("other", "create"));
         assert_eq!(c("BatchStoryArchive"), ("story", "archive"));
         assert_eq!(c("ActionsEventsDeletion"), ("action", "delete"));

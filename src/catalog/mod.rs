@@ -4,6 +4,11 @@
 //! so the collector treats `operation_name` as an open set; only user input
 //! (filters) is checked against it.
 //!
+//! The reference writes one entry as a pattern, `SCIM/2.0/User/{operation}`,
+//! while events carry the real names (`SCIM/2.0/User/create`, …). The catalog
+//! lists the real names; the pattern is still accepted as a filter and stands
+//! for all of them ([`resolve`]).
+//!
 //! Every name, in the catalog or not, also has a [`Classification`]: what it
 //! is about and what it did ([`classify`]; the rules are in `catalog/classify.rs`).
 
@@ -72,16 +77,22 @@ fn normalise(s: &str) -> String {
 /// is close to `StoryCreation` and `credential_destruction` is the same as
 /// `CredentialDestruction`.
 pub fn suggest(name: &str, n: usize) -> Vec<&'static str> {
+    suggest_among(name, operations().iter().map(|o| o.name), n)
+}
+
+/// The closest of `candidates` to `name`, best first (at most `n`), compared as [`suggest`] does.
+pub fn suggest_among<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<&'a str> {
     let wanted = normalise(name);
     if wanted.is_empty() {
         return Vec::new();
     }
-    let mut scored: Vec<(f64, &'static str)> = operations()
-        .iter()
-        .map(|o| (strsim::jaro_winkler(&wanted, &normalise(o.name)), o.name))
+    let mut scored: Vec<(f64, &'a str)> = candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&wanted, &normalise(c)), c))
         .filter(|(score, _)| *score >= 0.80)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
     // Only names about as close as the best one: a clear winner is suggested alone.
     let best = scored.first().map_or(0.0, |s| s.0);
     scored.into_iter().take_while(|(score, _)| best - score < 0.02).take(n).map(|(_, name)| name).collect()
@@ -92,10 +103,10 @@ pub fn suggest(name: &str, n: usize) -> Vec<&'static str> {
 #[error("unknown operation name {name:?}{}", hint(.suggestions))]
 pub struct UnknownOperation {
     pub name: String,
-    pub suggestions: Vec<&'static str>,
+    pub suggestions: Vec<String>,
 }
 
-fn hint(s: &[&str]) -> String {
+fn hint(s: &[String]) -> String {
     match s {
         [] => "; run `tines-audit operations` to list the documented names".to_string(),
         [one] => format!("; did you mean {one}?"),
@@ -103,9 +114,28 @@ fn hint(s: &[&str]) -> String {
     }
 }
 
-/// Checks a filter's operation name against the catalog.
-pub fn validate(name: &str) -> Result<&'static Operation, UnknownOperation> {
-    find(name).ok_or_else(|| UnknownOperation { name: name.to_string(), suggestions: suggest(name, 3) })
+/// Names the reference writes as a pattern, with the real names events carry
+/// (the SCIM actions the reference's description lists).
+const PLACEHOLDERS: &[(&str, &[&str])] = &[(
+    "SCIM/2.0/User/{operation}",
+    &["SCIM/2.0/User/create", "SCIM/2.0/User/replace", "SCIM/2.0/User/update", "SCIM/2.0/User/destroy"],
+)];
+
+/// The real names a documented pattern such as `SCIM/2.0/User/{operation}` stands for.
+pub fn placeholder(name: &str) -> Option<&'static [&'static str]> {
+    PLACEHOLDERS.iter().find(|(p, _)| *p == name).map(|(_, names)| *names)
+}
+
+/// The catalog names a filter's operation name stands for: itself, or every
+/// name a documented pattern stands for; refused (with suggestions) otherwise.
+pub fn resolve(name: &str) -> Result<Vec<&'static str>, UnknownOperation> {
+    if let Some(names) = placeholder(name) {
+        return Ok(names.to_vec());
+    }
+    find(name).map(|o| vec![o.name]).ok_or_else(|| UnknownOperation {
+        name: name.to_string(),
+        suggestions: suggest(name, 3).into_iter().map(str::to_string).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -115,14 +145,30 @@ mod tests {
     #[test]
     fn catalog_holds_every_documented_operation_once() {
         let ops = operations();
-        assert_eq!(ops.len(), 395);
+        // The reference's 395 entries, with its SCIM pattern as the four names it stands for.
+        assert_eq!(ops.len(), 398);
         let mut names: Vec<_> = ops.iter().map(|o| o.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 395, "duplicate names in the catalog");
+        assert_eq!(names.len(), 398, "duplicate names in the catalog");
         assert!(ops.iter().all(|o| !o.description.is_empty()));
         assert_eq!(find("CredentialDestruction").unwrap().description, "A credential was deleted");
-        assert!(find("SCIM/2.0/User/{operation}").is_some());
+        assert!(ops.iter().all(|o| !o.name.contains('{')), "a pattern is in the catalog");
+    }
+
+    #[test]
+    fn scim_placeholder_expands_into_the_real_scim_event_names() {
+        // Refused before, with a suggestion of the pattern, which matched no event.
+        assert_eq!(resolve("SCIM/2.0/User/create").unwrap(), vec!["SCIM/2.0/User/create"]);
+        for real in placeholder("SCIM/2.0/User/{operation}").unwrap() {
+            assert!(find(real).is_some(), "{real}");
+        }
+        assert_eq!(resolve("SCIM/2.0/User/{operation}").unwrap().len(), 4);
+        let hint = suggest("SCIM/2.0/User/created", 3);
+        assert!(hint.contains(&"SCIM/2.0/User/create") && hint.iter().all(|h| !h.contains('{')), "{hint:?}");
+        assert_eq!(classify("SCIM/2.0/User/create"), Classification { category: Category::User, verb: Verb::Create });
+        assert_eq!(classify("SCIM/2.0/User/destroy").verb, Verb::Delete);
+        assert_eq!(classify("SCIM/2.0/User/replace").verb, Verb::Update);
     }
 
     #[test]
@@ -130,13 +176,13 @@ mod tests {
         assert_eq!(suggest("story.created", 1), vec!["StoryCreation"]);
         assert_eq!(suggest("credential_destruction", 1), vec!["CredentialDestruction"]);
         assert_eq!(suggest("login", 1), vec!["Login"]);
-        let err = validate("story.created").unwrap_err();
+        let err = resolve("story.created").unwrap_err();
         assert!(err.to_string().contains("did you mean StoryCreation"), "{err}");
     }
 
     #[test]
     fn nonsense_gets_no_suggestion_but_a_pointer_to_the_list() {
-        let err = validate("zzzz").unwrap_err();
+        let err = resolve("zzzz").unwrap_err();
         assert!(err.suggestions.is_empty());
         assert!(err.to_string().contains("tines-audit operations"));
     }

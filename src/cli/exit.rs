@@ -36,7 +36,7 @@ fn from_journal(e: &JournalError) -> Exit {
     match e {
         JournalError::Locked(_) => Exit::Locked,
         JournalError::DiskFull => Exit::DiskFull,
-        JournalError::Missing(_) | JournalError::TooNew { .. } => Exit::Usage,
+        JournalError::Missing(_) | JournalError::TooNew { .. } | JournalError::NeedsUpgrade { .. } => Exit::Usage,
         _ => Exit::Internal,
     }
 }
@@ -75,7 +75,30 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
     Exit::Internal
 }
 
-/// One line for the user: the error and its causes, without any configured secret.
+/// One line for the user: the error and its causes (a cause the message already quotes is not
+/// repeated), without any configured secret.
 pub fn describe(e: &anyhow::Error) -> String {
-    crate::secret::redact(&format!("{e:#}")).into_owned()
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    crate::secret::redact(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_quotes_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no way in");
+        let e = anyhow::Error::new(JournalError::Io { path: "d".into(), source: io });
+        assert_eq!(describe(&e), "cannot use data directory d: no way in");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(describe(&e), "outer: inner");
+    }
 }

@@ -4,6 +4,7 @@
 
 mod exit;
 mod output;
+mod reader;
 mod reconcile;
 mod search;
 
@@ -246,8 +247,20 @@ fn init_logging(g: &GlobalArgs) {
     if g.log_format == "json" {
         builder.json().flatten_event(true).init();
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        builder.with_ansi(colour(std::io::stderr().is_terminal())).init();
     }
+}
+
+/// Whether to colour output to a stream: only a terminal, and never when `NO_COLOR`
+/// is set to anything but the empty string (https://no-color.org).
+pub(crate) fn colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether an error is standard output closed by its reader (`search --all | head`):
+/// the reader has what it wanted, so that ends the command quietly and successfully.
+pub(crate) fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
@@ -418,6 +431,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    index_for_search(&journal).await;
     let mut consumers = service::consumers(&settings)?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         match r {
@@ -431,6 +445,24 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     match failures.into_iter().next() {
         None => Ok(ExitCode::SUCCESS),
         Some(e) => Ok(ExitCode::from(exit_code(&e) as u8)),
+    }
+}
+
+/// Brings the search index up to date, as the daemon does: `search` and `report` only
+/// read the journal (they may not be able to write it), so the writer indexes.
+async fn index_for_search(journal: &Journal) {
+    let behind = match journal.call(crate::query::index::state).await {
+        Ok(s) => s.behind(),
+        Err(_) => 0,
+    };
+    if behind == 0 {
+        return;
+    }
+    if behind > 20_000 {
+        eprintln!("indexing {behind} events for search…");
+    }
+    if let Err(e) = journal.call(crate::query::index::catch_up).await {
+        tracing::warn!(error = %e, "could not bring the search index up to date; the next collect or the daemon retries");
     }
 }
 
@@ -557,6 +589,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         o.pages,
         format_rfc3339(o.to)
     );
+    index_for_search(&journal).await;
     let mut consumers = service::consumers(&settings)?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         println!("sink {name}: delivered {} events", r?);
@@ -568,14 +601,14 @@ async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         StateAction::Show { source, json } => {
             let dir = data_dir_only(&source)?;
-            let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
+            let journal = tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)).await??;
             output::state_show(&journal, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         StateAction::Export { source, file } => {
             let dir = data_dir_only(&source)?;
             let f = file.clone();
-            tokio::task::spawn_blocking(move || Journal::open_shared(&dir)?.export(&f)).await??;
+            tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)?.export(&f)).await??;
             println!("exported the journal to {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -619,7 +652,7 @@ fn data_dir_only(a: &SourceArgs) -> anyhow::Result<PathBuf> {
         return Ok(d.clone());
     }
     if let Some(path) = &a.config {
-        return Ok(RawConfig::load(path)?.data_dir.unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into()));
+        return Ok(reader::load(path)?.data_dir);
     }
     Ok(crate::config::DEFAULT_DATA_DIR.into())
 }

@@ -1,5 +1,6 @@
 //! What the read-only subcommands print: tables for people, JSON for scripts.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::OperationsArgs;
@@ -8,17 +9,26 @@ use crate::journal::Journal;
 use crate::timeutil::{format_rfc3339, now_secs};
 
 pub fn operations(args: &OperationsArgs) -> anyhow::Result<ExitCode> {
+    match write_operations(args) {
+        Err(e) if super::stdout_closed(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+fn write_operations(args: &OperationsArgs) -> anyhow::Result<ExitCode> {
     let needle = args.filter.as_deref().unwrap_or("").to_ascii_lowercase();
     let ops: Vec<_> = catalog::operations().iter().filter(|o| o.name.to_ascii_lowercase().contains(&needle)).collect();
+    let mut out = std::io::stdout().lock();
     if args.json {
         let v: Vec<_> = ops.iter().map(|o| serde_json::json!({"name": o.name, "description": o.description})).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let width = ops.iter().map(|o| o.name.len()).max().unwrap_or(0);
     for o in &ops {
-        println!("{:width$}  {}", o.name, o.description);
+        writeln!(out, "{:width$}  {}", o.name, o.description)?;
     }
+    out.flush()?;
     if ops.is_empty() {
         let hint = catalog::suggest(&needle, 3);
         if hint.is_empty() {

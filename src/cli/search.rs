@@ -10,9 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::config::{ConfigError, RawConfig, Settings};
+use crate::config::ConfigError;
 use crate::journal::Journal;
-use crate::query::search::csv_field;
+use crate::query::search::{csv_field, printable};
 use crate::query::{self, CountryLookup, Cursor, EventRow, FilterArgs};
 use crate::timeutil::now_secs;
 
@@ -59,39 +59,65 @@ pub struct SearchArgs {
     pub all: bool,
 }
 
-/// The journal (opened without the collector's lock) and the country lookup.
+/// The journal, opened read-only (no lock, no migration, no write: it may be another
+/// user's, or a copy), and the country lookup. A config file is read for its data
+/// directory and country lookup only: readers need no API key.
 pub(super) async fn open(a: &JournalArgs) -> anyhow::Result<(Journal, Arc<dyn CountryLookup>)> {
-    let settings: Option<Settings> = match &a.config {
-        Some(p) => Some(RawConfig::load(p)?.build()?),
-        None => None,
-    };
+    let config = a.config.as_deref().map(super::reader::load).transpose()?;
     let dir = a
         .data_dir
         .clone()
-        .or_else(|| settings.as_ref().map(|s| s.data_dir.clone()))
+        .or_else(|| config.as_ref().map(|c| c.data_dir.clone()))
         .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-    let geo = query::geo::for_settings(settings.as_ref());
-    let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
-    // Index what the daemon has not (or everything, if no daemon runs), so the answer is complete.
-    let behind = journal.call(query::index::state).await?.behind();
-    if behind > 20_000 {
-        eprintln!("indexing {behind} events for search (once; the daemon keeps the index current)…");
+    let geo = config.map_or_else(|| query::geo::for_settings(None), |c| c.geo);
+    let journal = tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)).await??;
+    Ok((journal, geo))
+}
+
+/// Whether a filter's answer depends on the search index (free text, display names,
+/// networks, countries, categories), which the daemon and `collect` keep current.
+fn uses_index(f: &query::EventFilter) -> bool {
+    f.text.is_some()
+        || f.users.iter().any(|u| matches!(u, query::UserSpec::Name(_)))
+        || f.ips.iter().any(|n| !n.is_host())
+        || !f.countries.is_empty()
+        || !f.categories.is_empty()
+}
+
+/// Says so when the index has not caught up with the journal and the answer depends on it.
+async fn warn_if_index_behind(journal: &Journal, f: &query::EventFilter) -> anyhow::Result<()> {
+    if !uses_index(f) {
+        return Ok(());
     }
-    if behind > 0
-        && let Err(e) = journal.call(query::index::catch_up).await
-    {
+    let behind = journal.call(query::index::state).await?.behind();
+    if behind > 0 {
         eprintln!(
-            "warning: could not bring the search index up to date ({e}); free text and name filters may miss the newest events"
+            "warning: the search index is {behind} events behind the journal (the daemon or the next `tines-audit collect` indexes them); free text, names, networks, countries and categories may miss the newest events"
         );
     }
-    Ok((journal, geo))
+    Ok(())
 }
 
 pub async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let filter = args.filter.build(now_secs()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let mut cursor =
+    let cursor =
         args.cursor.as_deref().map(Cursor::decode).transpose().map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let (journal, geo) = open(&args.journal).await?;
+    warn_if_index_behind(&journal, &filter).await?;
+    match write_results(&args, &journal, filter, cursor, geo).await {
+        Err(e) if super::stdout_closed(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// Pages through the results, writing each page as it comes.
+async fn write_results(
+    args: &SearchArgs,
+    journal: &Journal,
+    filter: query::EventFilter,
+    mut cursor: Option<Cursor>,
+    geo: Arc<dyn CountryLookup>,
+) -> anyhow::Result<ExitCode> {
     let limit = args.limit.clamp(1, query::search::MAX_PAGE);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -159,7 +185,7 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn write_table(out: &mut impl Write, events: &[EventRow], header: bool) -> std::io::Result<()> {
-    let color = std::io::stdout().is_terminal();
+    let color = super::colour(std::io::stdout().is_terminal());
     if header && !events.is_empty() {
         let h = format!(
             "{:<20}  {:<12}  {:<34}  {:<32}  {:<15}  {:<2}  {}",
@@ -167,17 +193,19 @@ fn write_table(out: &mut impl Write, events: &[EventRow], header: bool) -> std::
         );
         if color { writeln!(out, "\x1b[1m{h}\x1b[0m")? } else { writeln!(out, "{h}")? }
     }
+    // Every value from a record is escaped: a user name holding ESC sequences must not drive the terminal.
+    let cell = |v: Option<&str>| printable(v.unwrap_or("")).into_owned();
     for e in events {
-        let user = e.user_email.clone().or_else(|| e.user_name.clone()).unwrap_or_default();
+        let user = e.user_email.as_deref().or(e.user_name.as_deref());
         writeln!(
             out,
             "{:<20}  {:<12}  {:<34}  {:<32}  {:<15}  {:<2}  {}",
             e.created_at,
-            truncate(&e.tenant, 12),
-            truncate(&e.operation_name, 34),
-            truncate(&user, 32),
-            e.request_ip.as_deref().unwrap_or(""),
-            e.country.as_deref().unwrap_or(""),
+            truncate(&cell(Some(&e.tenant)), 12),
+            truncate(&cell(Some(&e.operation_name)), 34),
+            truncate(&cell(user), 32),
+            cell(e.request_ip.as_deref()),
+            cell(e.country.as_deref()),
             e.id
         )?;
     }
@@ -292,7 +320,10 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 gaps
             );
         }
-        None => std::io::stdout().write_all(text.as_bytes())?,
+        None => match std::io::stdout().lock().write_all(text.as_bytes()).and_then(|()| std::io::stdout().flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

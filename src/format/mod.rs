@@ -336,9 +336,9 @@ impl Iam {
     pub(crate) fn of(operation: &str) -> Option<Iam> {
         Some(match operation {
             "Login" => Iam::Login,
-            "UsersInvitation" => Iam::UserCreate,
-            "UserDeletion" => Iam::UserDelete,
-            "UserEdit" | "UserReinvitation" | "SCIM/2.0/User/{operation}" => Iam::UserChange,
+            "UsersInvitation" | "SCIM/2.0/User/create" => Iam::UserCreate,
+            "UserDeletion" | "SCIM/2.0/User/destroy" => Iam::UserDelete,
+            "UserEdit" | "UserReinvitation" | "SCIM/2.0/User/replace" | "SCIM/2.0/User/update" => Iam::UserChange,
             "UserRecoveryCodesGeneration" => Iam::MfaEnable,
             "UserRecoveryCodesDeletion" => Iam::MfaDisable,
             "UserTeamRoleChange" => Iam::RoleAssign,

@@ -7,9 +7,9 @@
 //! | operation | class | activity |
 //! |---|---|---|
 //! | `Login` | Authentication 3002 | Logon 1 |
-//! | `UsersInvitation` | Account Change 3001 | Create 1 |
-//! | `UserDeletion` | Account Change 3001 | Delete 6 |
-//! | `UserEdit`, `UserReinvitation`, `SCIM/2.0/User/{operation}` | Account Change 3001 | Other 99 |
+//! | `UsersInvitation`, `SCIM/2.0/User/create` | Account Change 3001 | Create 1 |
+//! | `UserDeletion`, `SCIM/2.0/User/destroy` | Account Change 3001 | Delete 6 |
+//! | `UserEdit`, `UserReinvitation`, `SCIM/2.0/User/replace`, `…/update` | Account Change 3001 | Other 99 |
 //! | `UserRecoveryCodesGeneration` / `…Deletion` | Account Change 3001 | MFA Factor Enable 10 / Disable 11 |
 //! | `UserTeamRoleChange` | User Access Management 3005 | Assign Privileges 1 |
 //! | `TeamMembersAddition` / `TeamMemberRemoval` | Group Management 3006 | Add User 3 / Remove User 4 |

@@ -52,6 +52,10 @@ pub enum JournalError {
     OffsetConflict { name: String, expected: i64, found: i64 },
     #[error("no journal in {0}: nothing has been collected into this data directory yet")]
     Missing(PathBuf),
+    #[error(
+        "the journal in {dir} was written by an older tines-audit (schema {found}; this build reads {supported}) and readers never change a journal: run `tines-audit collect` (or the daemon) once with this build to upgrade it"
+    )]
+    NeedsUpgrade { dir: PathBuf, found: i64, supported: i64 },
     #[error("journal task failed: {0}")]
     Task(String),
 }
@@ -179,6 +183,9 @@ struct Inner {
     /// holds up collection or the sinks' reads (WAL readers do not block writers).
     queries: Mutex<Vec<Connection>>,
     tenant_ids: Mutex<HashMap<String, i64>>,
+    /// Opened by [`Journal::open_read_only`] on a journal whose WAL index this process
+    /// cannot create: every connection then reads the file as immutable.
+    immutable: bool,
     _lock: Option<File>,
 }
 
@@ -189,6 +196,36 @@ pub struct Journal {
 }
 
 const DB_FILE: &str = "journal.db";
+
+/// A connection that can only read (see [`Journal::open_read_only`]).
+fn read_only_conn(path: &Path, immutable: bool) -> Result<Connection, JournalError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = if immutable {
+        // In a URI path only `%`, `?` and `#` need escaping.
+        let p = path.to_string_lossy().replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+        Connection::open_with_flags(format!("file:{p}?immutable=1"), flags)?
+    } else {
+        Connection::open_with_flags(path, flags)?
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> Result<i64, JournalError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Whether a read failed because the WAL index could not be opened or created.
+fn cannot_open_index(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied)
+    )
+}
+
+fn wal_is_empty(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("journal.db-wal")).map_or(true, |m| m.len() == 0)
+}
 
 fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, JournalError> {
     let conn = Connection::open_with_flags(path, flags)?;
@@ -242,6 +279,53 @@ impl Journal {
         Ok(Self::from_parts(dir, writer, reader, None))
     }
 
+    /// Opens an existing journal for reading only (search, report, `state show` and
+    /// `export`): no lock, no migration, no write of any kind, so reading works on a
+    /// journal this process may not write (a copy, another user's files) and never
+    /// changes it. Every method that writes fails ("attempt to write a readonly database").
+    pub fn open_read_only(dir: &Path) -> Result<Self, JournalError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(JournalError::Missing(dir.to_path_buf()));
+        }
+        // Reading a WAL database needs its shared-memory index (-shm); a reader that may not
+        // create it reads the file as immutable, which is sound only when no WAL holds commits
+        // the file lacks (then no writer has it open either).
+        let immutable = match read_only_conn(&path, false).and_then(|c| user_version(&c)) {
+            Ok(_) => false,
+            Err(JournalError::Sqlite(e)) if cannot_open_index(&e) && wal_is_empty(dir) => true,
+            Err(JournalError::Sqlite(e)) if cannot_open_index(&e) => {
+                return Err(JournalError::Io {
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "the newest commits are in journal.db-wal, whose index journal.db-shm is missing and cannot be created by this user; read it as a user who may write the directory, or from a copy (cp -a)",
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let writer = read_only_conn(&path, immutable)?;
+        let version = user_version(&writer)?;
+        if version == 0 {
+            return Err(JournalError::Missing(dir.to_path_buf()));
+        }
+        if version > schema::CURRENT {
+            return Err(JournalError::TooNew { found: version, supported: schema::CURRENT });
+        }
+        if version < schema::CURRENT {
+            return Err(JournalError::NeedsUpgrade {
+                dir: dir.to_path_buf(),
+                found: version,
+                supported: schema::CURRENT,
+            });
+        }
+        let reader = read_only_conn(&path, immutable)?;
+        let mut journal = Self::from_parts(dir, writer, reader, None);
+        Arc::get_mut(&mut journal.inner).expect("just built").immutable = immutable;
+        Ok(journal)
+    }
+
     fn from_parts(dir: &Path, writer: Connection, reader: Connection, lock: Option<File>) -> Self {
         Journal {
             inner: Arc::new(Inner {
@@ -250,6 +334,7 @@ impl Journal {
                 reader: Mutex::new(reader),
                 queries: Mutex::new(Vec::new()),
                 tenant_ids: Mutex::new(HashMap::new()),
+                immutable: false,
                 _lock: lock,
             }),
         }
@@ -282,17 +367,7 @@ impl Journal {
         let pooled = self.inner.queries.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
-            None => {
-                let open = || -> Result<Connection, JournalError> {
-                    let c = Connection::open_with_flags(
-                        self.inner.dir.join(DB_FILE),
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    c.busy_timeout(std::time::Duration::from_secs(10))?;
-                    Ok(c)
-                };
-                open()?
-            }
+            None => read_only_conn(&self.inner.dir.join(DB_FILE), self.inner.immutable)?,
         };
         let out = f(&conn);
         let mut pool = self.inner.queries.lock().unwrap_or_else(|p| p.into_inner());

@@ -55,7 +55,7 @@ pub struct MockArgs {
     #[arg(long, default_value_t = 4242)]
     pub tenant_id: u64,
 
-    /// Number of past events generated before serving (at least 395 includes every operation name).
+    /// Number of past events generated before serving (at least 398 includes every operation name).
     #[arg(long, default_value_t = 5000)]
     pub history: usize,
 

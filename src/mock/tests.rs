@@ -249,9 +249,8 @@ async fn user_and_operation_filters_select_exactly_the_matches() {
     let v = get(&s, "/api/v1/audit_logs?operation_name[]=NoSuchThing").await.json();
     assert_eq!(v["meta"]["count"], 0);
     // The slash-bearing catalog name survives percent-encoding.
-    let v =
-        get(&s, "/api/v1/audit_logs?operation_name[]=SCIM%2F2.0%2FUser%2F%7Boperation%7D&per_page=500").await.json();
-    assert!(v["audit_logs"].as_array().unwrap().iter().all(|r| r["operation_name"] == "SCIM/2.0/User/{operation}"));
+    let v = get(&s, "/api/v1/audit_logs?operation_name[]=SCIM%2F2.0%2FUser%2Fcreate&per_page=500").await.json();
+    assert!(v["audit_logs"].as_array().unwrap().iter().all(|r| r["operation_name"] == "SCIM/2.0/User/create"));
     assert!(v["meta"]["count"].as_u64().unwrap() >= 1);
     s.shutdown().await;
 }
@@ -306,7 +305,8 @@ struct RawPage {
 
 #[tokio::test]
 async fn records_have_the_tines_shape_and_all_operations_appear() {
-    let s = start(config(catalog::operations().len())).await;
+    // The first catalog-length draws cover every operation; the rest make the nameless users' turn certain.
+    let s = start(config(1_000)).await;
     let mut names = HashSet::new();
     let mut blank_names = 0;
     let mut with_outputs = 0;
@@ -350,7 +350,7 @@ async fn records_have_the_tines_shape_and_all_operations_appear() {
             names.insert(name);
         }
     }
-    assert_eq!(names.len(), catalog::operations().len(), "every operation appears in a 395-event history");
+    assert_eq!(names.len(), catalog::operations().len(), "every operation appears");
     assert!(blank_names > 0, "some user_name should be \" \"");
     assert!(with_outputs > 0, "some records should carry outputs");
     s.shutdown().await;

@@ -63,6 +63,18 @@ pub fn for_settings(settings: Option<&crate::config::Settings>) -> std::sync::Ar
     if emulated { std::sync::Arc::new(EmulatorCountries) } else { std::sync::Arc::new(NoCountries) }
 }
 
+/// The same choice from a config file's parts, for readers that build no settings
+/// (they need no API key): the GeoIP databases of `[detect]`, then the emulator's
+/// table when every tenant is the emulator, then none.
+pub fn for_parts(geoip: &[std::path::PathBuf], emulated: bool) -> std::sync::Arc<dyn CountryLookup> {
+    if !geoip.is_empty()
+        && let Some(geo) = crate::detect::geoip::GeoIp::open(geoip).ok().filter(|g| !g.is_empty())
+    {
+        return std::sync::Arc::new(geo);
+    }
+    if emulated { std::sync::Arc::new(EmulatorCountries) } else { std::sync::Arc::new(NoCountries) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

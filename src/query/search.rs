@@ -8,6 +8,7 @@
 //! operation names) from the small tables the search indexer keeps, so every
 //! query runs on an index of the events table.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -180,6 +181,20 @@ fn json_list<T: Serialize>(items: &[T]) -> Value {
     Value::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
 }
 
+/// Accepts an operation name the catalog lacks when the journal holds events with it
+/// (Tines adds names); refuses it otherwise, suggesting names from both.
+fn check_operation_in_journal(conn: &Connection, name: &str) -> Result<(), SearchError> {
+    let mut exists = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE operation_name = ?1)")?;
+    if exists.query_row([name], |r| r.get::<_, bool>(0))? {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached("SELECT value FROM search_values WHERE kind = 'op'")?;
+    let seen: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    let candidates = catalog::operations().iter().map(|o| o.name).chain(seen.iter().map(String::as_str));
+    let suggestions = catalog::suggest_among(name, candidates, 3).into_iter().map(str::to_string).collect();
+    Err(FilterError(catalog::UnknownOperation { name: name.to_string(), suggestions }.to_string()).into())
+}
+
 /// Every operation name the journal or the catalog knows in these categories.
 fn operations_in(conn: &Connection, cats: &[catalog::Category]) -> Result<BTreeSet<String>, SearchError> {
     let mut names: BTreeSet<String> = catalog::operations()
@@ -238,6 +253,9 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
             return Ok(None);
         }
         p.conditions.push(format!("({})", alts.join(" OR ")));
+    }
+    for name in f.operations.iter().filter(|n| catalog::find(n).is_none()) {
+        check_operation_in_journal(conn, name)?;
     }
     if !f.operations.is_empty() || !f.categories.is_empty() {
         let mut names: BTreeSet<String> = f.operations.iter().cloned().collect();
@@ -409,9 +427,44 @@ pub fn span(journal: &Journal, f: &EventFilter, geo: &dyn CountryLookup) -> Resu
     })
 }
 
-/// A CSV field: quoted when needed, and with a leading `'` when a spreadsheet would run it as a formula.
+/// Whether a character must not reach a terminal as it is: control characters
+/// (ESC starts colour, cursor and title sequences; CR and backspace overwrite
+/// what was printed; C1 such as CSI) and bidirectional overrides, which make
+/// text read differently from what it holds.
+fn unsafe_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text from a record made safe to print: every character [`unsafe_on_terminal`]
+/// (line breaks and tabs included, so a table stays one row a line) becomes a
+/// visible escape such as `\u{1b}`.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    escape_unsafe(s, &[])
+}
+
+fn escape_unsafe<'a>(s: &'a str, keep: &[char]) -> Cow<'a, str> {
+    let escaped = |c: char| unsafe_on_terminal(c) && !keep.contains(&c);
+    if !s.chars().any(escaped) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if escaped(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A CSV field: quoted when needed, with a leading `'` when a spreadsheet would run it as
+/// a formula, and with terminal control sequences escaped as [`printable`] does (line breaks
+/// and tabs stay, quoted: they are data and move no cursor anywhere unexpected).
 pub fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    let s = escape_unsafe(s, &['\n', '\t']);
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.into_owned() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
@@ -426,6 +479,20 @@ mod tests {
         assert_eq!(csv_field("say \"hi\"\nbye"), "\"say \"\"hi\"\"\nbye\"");
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("-1"), "'-1");
+    }
+
+    #[test]
+    fn terminal_escape_sequences_from_records_are_escaped_in_table_and_csv_text() {
+        let hostile = "ann\u{1b}]0;pwned\u{7}\u{1b}[2J\rbob\u{8}\u{9b}31m\u{202e}gnp.exe";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(unsafe_on_terminal), "{shown:?}");
+        assert_eq!(shown, "ann\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{d}bob\\u{8}\\u{9b}31m\\u{202e}gnp.exe");
+        assert!(matches!(printable("Seán <ann@x.io>"), Cow::Borrowed(_)));
+        let field = csv_field(hostile);
+        assert!(!field.chars().any(unsafe_on_terminal), "{field:?}");
+        assert!(field.contains("\\u{1b}[2J"), "{field}");
+        assert_eq!(csv_field("line\nbreak\tand tab"), "\"line\nbreak\tand tab\"");
+        assert_eq!(printable("line\nbreak"), "line\\u{a}break");
     }
 
     #[test]

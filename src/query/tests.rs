@@ -234,6 +234,7 @@ fn paging_stays_stable_while_new_and_backfilled_events_arrive() {
         let older = Ev { id: next_id + 1, at: T0 - 86_400, inputs: json!(null), ..newer };
         next_id += 2;
         commit(&j, "acme", &[&newer]);
+        catch_up(&j).unwrap();
         commit(&j, "acme", &[&older]);
     });
     let mut unique = seen.clone();
@@ -282,4 +283,78 @@ fn histogram_counts_the_filtered_events_per_bucket() {
     let f = FilterArgs { tenant: vec!["acme".into()], ..Default::default() }.build(T0 + 10 * 86_400).unwrap();
     let h = histogram(&j, &f, 86_400, &NoCountries).unwrap();
     assert_eq!(h, vec![(T0, 4), (T0 + 86_400, 1), (T0 + 2 * 86_400, 1), (T0 + 3 * 86_400, 1)]);
+}
+
+#[test]
+fn operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog() {
+    let (_d, j) = journal();
+    let newer = Ev {
+        tenant: "acme",
+        id: 8,
+        at: T0 + 4 * 86_400,
+        op: "WidgetTelemetryToggle",
+        user: ANN,
+        ip: "86.40.0.10",
+        inputs: json!(null),
+    };
+    commit(&j, "acme", &[&newer]);
+    catch_up(&j).unwrap();
+    assert!(crate::catalog::find("WidgetTelemetryToggle").is_none());
+    let by_new = FilterArgs { operation: vec!["WidgetTelemetryToggle".into()], ..Default::default() };
+    assert_eq!(find(&j, by_new), ids("acme", &[8]));
+    // A name in neither is still refused, with the catalog's and the journal's closest names.
+    let typo = FilterArgs { operation: vec!["WidgetTelemetryToggled".into()], ..Default::default() };
+    let err = search(&j, &typo.build(T0).unwrap(), None, 10, &EmulatorCountries).unwrap_err().to_string();
+    assert!(err.contains("unknown operation name") && err.contains("did you mean WidgetTelemetryToggle"), "{err}");
+    let dotted = FilterArgs { operation: vec!["story.created".into()], ..Default::default() };
+    let err = search(&j, &dotted.build(T0).unwrap(), None, 10, &EmulatorCountries).unwrap_err().to_string();
+    assert!(err.contains("StoryCreation"), "{err}");
+}
+
+#[test]
+fn scim_placeholder_filter_matches_the_real_scim_events() {
+    let (_d, j) = journal();
+    let scim = |id, op| Ev {
+        tenant: "acme",
+        id,
+        at: T0 + 5 * 86_400 + id,
+        op,
+        user: ANN,
+        ip: "86.40.0.10",
+        inputs: json!(null),
+    };
+    let (a, b) = (scim(20, "SCIM/2.0/User/create"), scim(21, "SCIM/2.0/User/destroy"));
+    commit(&j, "acme", &[&a, &b]);
+    let exact = FilterArgs { operation: vec!["SCIM/2.0/User/create".into()], ..Default::default() };
+    assert_eq!(find(&j, exact), ids("acme", &[20]));
+    let pattern = FilterArgs { operation: vec!["SCIM/2.0/User/{operation}".into()], ..Default::default() };
+    assert_eq!(find(&j, pattern), ids("acme", &[21, 20]));
+}
+
+/// A record whose values try to drive a terminal, break a Markdown table and inject HTML.
+const HOSTILE: (i64, &str, &str) = (14, "<script>alert(1)</script>|mallory@evil.example\u{1b}[2J", "Mallory");
+
+#[test]
+fn markdown_report_escapes_pipes_html_and_control_characters_from_records() {
+    let (_d, j) = journal();
+    let evil = Ev {
+        tenant: "acme",
+        id: 30,
+        at: T0 + 3600,
+        op: "CredentialDestruction",
+        user: HOSTILE,
+        ip: "86.40.0.10",
+        inputs: json!({"name": "x"}),
+    };
+    commit(&j, "acme", &[&evil]);
+    catch_up(&j).unwrap();
+    let r = report::build(&j, report::Framework::Soc2, T0, T0 + 10 * 86_400, &[], &EmulatorCountries).unwrap();
+    let md = report::markdown(&r);
+    assert!(!md.contains("<script>"), "HTML passed through");
+    assert!(!md.contains('\u{1b}'), "an ESC reached the report");
+    let row = md.lines().find(|l| l.contains("mallory")).expect("the event is listed");
+    // A row of six cells has seven cell borders; an escaped `\|` is not one.
+    let borders = row.replace("\\|", "").matches('|').count();
+    assert_eq!(borders, 7, "{row}");
+    assert!(row.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\|mallory@evil.example\\\\u{1b}\\[2J"), "{row}");
 }

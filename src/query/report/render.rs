@@ -226,8 +226,26 @@ pub fn html(r: &Report) -> String {
     o
 }
 
+/// A value from the journal as Markdown text that renders as the text itself: HTML
+/// (`<script>`) as entities; `|` (which would end a table cell), `\\` and the characters
+/// that start emphasis, code, links or headings backslash-escaped; line breaks as spaces
+/// and other control characters as visible escapes.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let s = crate::query::search::printable(&s.replace(['\r', '\n'], " ")).into_owned();
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '|' | '`' | '*' | '_' | '[' | ']' | '#' | '~' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The report as Markdown (tables, no charts).
@@ -239,7 +257,7 @@ pub fn markdown(r: &Report) -> String {
         "Period {} to {} (UTC, end exclusive). Tenants: {}. Generated {} by tines-audit.\n\n{} audit events in the period.\n",
         format_rfc3339(r.from),
         format_rfc3339(r.to),
-        r.tenants.join(", "),
+        md_cell(&r.tenants.join(", ")),
         format_rfc3339(r.generated_at),
         r.total_events
     );
@@ -286,7 +304,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(
             o,
             "### {}\n\n{} {} windows committed, {} events added; cursor at {}.\n",
-            c.tenant,
+            md_cell(&c.tenant),
             if holes == 0 {
                 "No gaps: the whole period was collected.".to_string()
             } else {

@@ -383,7 +383,7 @@ impl TinesClient {
             }
             StatusCode::FORBIDDEN => return Attempt::Fatal(FetchError::Forbidden { tenant: self.tenant.clone() }),
             StatusCode::NOT_FOUND => {
-                return Attempt::Fatal(FetchError::NotFound { url: self.endpoint.audit_logs_url().to_string() });
+                return Attempt::Fatal(FetchError::NotFound { url: self.endpoint.display_audit_logs_url() });
             }
             s if s.is_client_error() => {
                 let body = resp.text().await.unwrap_or_default();

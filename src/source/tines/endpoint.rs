@@ -25,6 +25,10 @@ pub enum EndpointError {
     NotLoopback(String),
     #[error("invalid tenant URL {0:?}: {1}")]
     BadUrl(String, String),
+    #[error(
+        "refusing tenant address {0}: it carries a user name or password (not shown); the API key authenticates, so give the address without them"
+    )]
+    HasCredentials(String),
 }
 
 /// A validated tenant address.
@@ -54,6 +58,9 @@ impl Endpoint {
     }
 
     fn from_domain(domain: &str) -> Result<Self, EndpointError> {
+        if domain.contains('@') {
+            return Err(EndpointError::HasCredentials(redact_input(domain)));
+        }
         if domain.contains('/') || domain.contains(':') || domain.contains('?') {
             return Err(EndpointError::HasSchemeOrPath(domain.to_string()));
         }
@@ -76,13 +83,18 @@ impl Endpoint {
     }
 
     fn from_url(input: &str) -> Result<Self, EndpointError> {
-        let url = Url::parse(input).map_err(|e| EndpointError::BadUrl(input.to_string(), e.to_string()))?;
+        let url = Url::parse(input).map_err(|e| EndpointError::BadUrl(redact_input(input), e.to_string()))?;
         let host = url.host_str().unwrap_or_default();
         if !matches!(url.scheme(), "http" | "https") || !is_loopback_host(host) {
-            return Err(EndpointError::NotLoopback(redact_userinfo(&url)));
+            return Err(EndpointError::NotLoopback(display_url(&url)));
+        }
+        // Credentials in the address would be printed wherever the address is (a 404 said
+        // "not found at http://user:password@…"), and Tines takes none: the API key authenticates.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(EndpointError::HasCredentials(display_url(&url)));
         }
         if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
-            return Err(EndpointError::BadUrl(input.to_string(), "a base URL has no path or query".into()));
+            return Err(EndpointError::BadUrl(display_url(&url), "a base URL has no path or query".into()));
         }
         let mut base = url;
         base.set_path("/");
@@ -97,6 +109,11 @@ impl Endpoint {
     /// The audit-log endpoint.
     pub fn audit_logs_url(&self) -> Url {
         self.base.join("api/v1/audit_logs").expect("static path joins")
+    }
+
+    /// The audit-log endpoint as printed in errors and logs: see [`display_url`].
+    pub fn display_audit_logs_url(&self) -> String {
+        display_url(&self.audit_logs_url())
     }
 
     /// A name for the tenant when the user gave none: the host (and port).
@@ -121,11 +138,28 @@ fn is_loopback_host(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn redact_userinfo(url: &Url) -> String {
+/// A URL as it may be shown (errors, logs, pages): without user name, password,
+/// query or fragment, which can carry credentials.
+pub fn display_url(url: &Url) -> String {
     let mut u = url.clone();
     let _ = u.set_password(None);
     let _ = u.set_username("");
+    u.set_query(None);
+    u.set_fragment(None);
     u.to_string()
+}
+
+/// Text that did not parse as a URL, with anything before an `@` in its authority hidden.
+fn redact_input(s: &str) -> String {
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), s),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => s.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +200,28 @@ mod tests {
         assert!(matches!(Endpoint::parse("ftp://127.0.0.1"), Err(EndpointError::NotLoopback(_))));
         let msg = Endpoint::parse("http://user:pw@10.0.0.5").unwrap_err().to_string();
         assert!(!msg.contains("pw"), "{msg}");
+    }
+
+    #[test]
+    fn password_in_tenant_url_is_refused_and_never_printed() {
+        for input in [
+            "http://user:hunter2@127.0.0.1:8080",
+            "http://user:hunter2@127.0.0.1:8080/api",
+            "http://user:hunter2@[::1:8080",
+            "user:hunter2@acme.tines.com",
+            "https://user:hunter2@acme.tines.com",
+        ] {
+            let err = Endpoint::parse(input).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{input}: {err}");
+        }
+        let err = Endpoint::parse("http://user:hunter2@127.0.0.1:8080").unwrap_err();
+        assert_eq!(err, EndpointError::HasCredentials("http://127.0.0.1:8080/".into()));
+        let err = Endpoint::parse_base_url_env("https://user:hunter2@acme.tines.com").unwrap_err();
+        assert!(matches!(err, EndpointError::HasCredentials(_)), "{err:?}");
+        let url = Url::parse("http://u:p@127.0.0.1:9/api/v1/audit_logs?page=2&token=t#f").unwrap();
+        assert_eq!(display_url(&url), "http://127.0.0.1:9/api/v1/audit_logs");
+        let e = Endpoint::parse("http://127.0.0.1:9").unwrap();
+        assert_eq!(e.display_audit_logs_url(), "http://127.0.0.1:9/api/v1/audit_logs");
     }
 
     #[test]
