@@ -85,6 +85,8 @@ fn demo_settings(base_url: &str, data_dir: PathBuf, web: crate::web::WebSettings
     s.data_dir = data_dir.clone();
     s.interval = Duration::from_secs(3);
     s.windows.settle_secs = SETTLE_SECS;
+    // Day-long reconciliation slices: the demo's first pass over its week costs 7 requests, not 168.
+    s.reconcile.slice = Duration::from_secs(86_400);
     s.web = Some(web);
     s.tenants.push(TenantConfig {
         name: "demo".into(),

@@ -329,3 +329,38 @@ async fn runs_periodic_reconciliation_collects_late_events_and_reports_them() {
     assert!(log.contains("reconciliation found events"), "{log}");
     mock.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_echoing_the_request_put_the_api_key_into_errors_and_logs() {
+    let mock = start_mock(MockConfig {
+        history: 100,
+        seed: 53,
+        faults: tines_audit::mock::Faults { rate_400: 1.0, ..Default::default() },
+        quirks: Quirks { echo_4xx: true, ..Default::default() },
+        ..Default::default()
+    })
+    .await;
+    // The emulator really does echo the key.
+    let body = reqwest::Client::new()
+        .get(format!("{}/api/v1/audit_logs", mock.base_url()))
+        .bearer_auth(tines_audit::mock::DEMO_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains(tines_audit::mock::DEMO_KEY), "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &mock.base_url(), "", "");
+    for format in ["text", "json"] {
+        let mut args = collect_args(&cfg);
+        args.extend(["--log-format".to_string(), format.to_string()]);
+        let out = run_bin_async(args).await;
+        assert_eq!(out.status.code(), Some(7), "an API that refuses the query is exit 7: {}", text(&out));
+        let all = text(&out);
+        assert!(all.contains("(400)"), "{all}");
+        assert!(!all.contains(tines_audit::mock::DEMO_KEY), "the key leaked: {all}");
+    }
+    mock.shutdown().await;
+}

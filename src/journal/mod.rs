@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::timeutil::now_secs;
 
 pub use alerts::{AlertRow, EventRow, NewAlert};
-pub use quarantine::{Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, SliceCounts};
+pub use quarantine::{Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, SliceCounts, find_from_row};
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
 pub use schema::CURRENT as SCHEMA_VERSION;
 

@@ -99,6 +99,23 @@ pub(super) fn insert<'q>(
     Ok(new)
 }
 
+/// A find from a row holding `slice_start, slice_end, api_count, journal_count, found, oldest,
+/// newest, max_late_secs, found_at` from column `at` on.
+pub fn find_from_row(r: &rusqlite::Row<'_>, tenant: String, at: usize) -> rusqlite::Result<ReconcileFind> {
+    Ok(ReconcileFind {
+        tenant,
+        slice_start: r.get(at)?,
+        slice_end: r.get(at + 1)?,
+        api_count: r.get::<_, Option<i64>>(at + 2)?.map(|c| c as u64),
+        journal_count: r.get::<_, i64>(at + 3)? as u64,
+        found: r.get::<_, i64>(at + 4)? as u64,
+        oldest: r.get(at + 5)?,
+        newest: r.get(at + 6)?,
+        max_late_secs: r.get(at + 7)?,
+        found_at: r.get(at + 8)?,
+    })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -281,20 +298,7 @@ impl Journal {
                  WHERE f.slice_end > ?1 AND f.slice_start < ?2 ORDER BY f.slice_start",
             )?;
             let rows = stmt
-                .query_map(params![from, to], |r| {
-                    Ok(ReconcileFind {
-                        tenant: r.get(0)?,
-                        slice_start: r.get(1)?,
-                        slice_end: r.get(2)?,
-                        api_count: r.get::<_, Option<i64>>(3)?.map(|c| c as u64),
-                        journal_count: r.get::<_, i64>(4)? as u64,
-                        found: r.get::<_, i64>(5)? as u64,
-                        oldest: r.get(6)?,
-                        newest: r.get(7)?,
-                        max_late_secs: r.get(8)?,
-                        found_at: r.get(9)?,
-                    })
-                })?
+                .query_map(params![from, to], |r| find_from_row(r, r.get(0)?, 1))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })

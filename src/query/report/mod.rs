@@ -281,20 +281,9 @@ fn continuity(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<Con
             "SELECT slice_start, slice_end, api_count, journal_count, found, oldest, newest, max_late_secs, found_at
              FROM reconcile_finds WHERE tenant = ?1 AND slice_end > ?2 AND slice_start < ?3 ORDER BY slice_start",
         )?;
-        for row in stmt.query_map(params![tid, from, to], |r| {
-            Ok(crate::journal::ReconcileFind {
-                tenant: tenant.to_string(),
-                slice_start: r.get(0)?,
-                slice_end: r.get(1)?,
-                api_count: r.get::<_, Option<i64>>(2)?.map(|c| c as u64),
-                journal_count: r.get::<_, i64>(3)? as u64,
-                found: r.get::<_, i64>(4)? as u64,
-                oldest: r.get(5)?,
-                newest: r.get(6)?,
-                max_late_secs: r.get(7)?,
-                found_at: r.get(8)?,
-            })
-        })? {
+        for row in
+            stmt.query_map(params![tid, from, to], |r| crate::journal::find_from_row(r, tenant.to_string(), 0))?
+        {
             c.reconcile_finds.push(row?);
         }
     }
