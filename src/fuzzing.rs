@@ -17,6 +17,14 @@ pub fn wire_page(data: &[u8]) {
             // The kept record must itself be JSON: it is what sinks deliver.
             assert!(serde_json::from_str::<&serde_json::value::RawValue>(r.raw).is_ok(), "raw record is not JSON");
         }
+        // Every record sent is either an event or quarantined, kept as sent.
+        assert_eq!(page.sent(), page.len() + page.rejected().count());
+        for q in page.rejected() {
+            assert!(
+                serde_json::from_str::<&serde_json::value::RawValue>(q.raw).is_ok(),
+                "quarantined record is not JSON"
+            );
+        }
     }
 }
 
