@@ -78,7 +78,7 @@ TOML
 echo "soak: ${DURATION}s of SIGKILLs against the collector; work dir $WORK"
 kills=0; outages=0; start=$(date +%s); next_outage=$((start + 45))
 while [ $(( $(date +%s) - start )) -lt "$DURATION" ]; do
-  SOAK_KEY=soak-key "$BIN" run --config "$WORK/c.toml" --log-level warn >>"$WORK/run.log" 2>&1 &
+  SOAK_KEY=soak-key "$BIN" run --config "$WORK/c.toml" --log-level info >>"$WORK/run.log" 2>&1 &
   pid=$!
   sleep "$(python3 -c 'import random; print(round(random.uniform(0.5, 7), 2))')"
   kill -9 "$pid" 2>/dev/null && kills=$((kills + 1)) || true
@@ -91,6 +91,8 @@ while [ $(( $(date +%s) - start )) -lt "$DURATION" ]; do
 done
 rm -f "$WORK/hec.down"
 echo "soak: $kills SIGKILLs, $outages HEC outages in $(( $(date +%s) - start ))s; settling"
+echo "daemon during the soak: $(grep -c 'sync complete' "$WORK/run.log" || true) syncs, $(grep -c 'reconciliation pass complete' "$WORK/run.log" || true) reconciliation passes completed, $(grep -c 'reconciliation found events' "$WORK/run.log" || true) slices with late events found"
+"$BIN" state show --data-dir "$WORK/data" | grep -E '^tenant .* cursor' || true
 
 # Stop live events, let the last ones settle, then one clean collect takes in and delivers the rest.
 curl -fsS -X POST "http://127.0.0.1:$MOCK_PORT/_mock/live/off" >/dev/null
@@ -100,7 +102,6 @@ SOAK_KEY=soak-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-lev
 # Late events the daemon's passes did not get to (it was killed every few seconds).
 until SOAK_KEY=soak-key "$BIN" reconcile --config "$WORK/c.toml" --since 2h --no-progress --log-level error >"$WORK/reconcile.out"; do sleep 2; done
 echo "final reconcile: $(head -1 "$WORK/reconcile.out")"
-echo "reconciliation finds logged by the daemon during the soak: $(grep -c 'reconciliation found events' "$WORK/run.log" || true)"
 stats=$(curl -fsS "http://127.0.0.1:$MOCK_PORT/_mock/stats")
 echo "emulator: $(python3 -c "import json,sys; s=json.loads(sys.argv[1]); print(f\"{s['requests']} requests, injected 429 {s['injected_429']}, 5xx {s['injected_5xx']}, truncated {s['truncated']}, resets {s['resets']}, latency spikes {s['latency_spikes']}, real 429 {s['rate_limited']}\")" "$stats")"
 python3 scripts/soak/verify.py "http://127.0.0.1:$MOCK_PORT" "$WORK/data" "$WORK/out" "$WORK/hec.ids" "$TINES_AUDIT_TEST_S3_ENDPOINT" soak-bucket
