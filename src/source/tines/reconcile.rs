@@ -226,7 +226,8 @@ impl Reconcile<'_> {
             tracing::debug!(tenant = %tenant, slice = %job, api = ?slice.api, "reconciliation read the slice again and found nothing missing");
             return Ok(None);
         };
-        let found_at = now_secs();
+        // Lateness by the API's clock, which dated the records.
+        let found_at = self.client.clock.now();
         let find = ReconcileFind {
             tenant: tenant.clone(),
             slice_start: slice.start,
