@@ -440,10 +440,8 @@ impl Output {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_file_sink_gets_alerts_as_events_beside_its_file_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("data")).unwrap();
+    /// Alert `r:1` of tenant `t`, committed by the detector with offset 1.
+    fn commit_one_alert(j: &Journal) {
         let alert = NewAlert {
             id: "r:1".into(),
             rule_id: "r".into(),
@@ -454,6 +452,13 @@ mod tests {
             event_ids: vec![],
         };
         j.commit_detection("detector", 0, 1, "{}", &[alert], |a, _| json!({"id": a.id}).to_string()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_sink_gets_alerts_as_events_beside_its_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("data")).unwrap();
+        commit_one_alert(&j);
         let sinks = vec![SinkConfig::File {
             name: Some("archive".into()),
             path: dir.path().join("out/audit.ndjson"),
@@ -501,21 +506,9 @@ mod tests {
 
     #[tokio::test]
     async fn alerts_to_an_object_store_sink_landed_in_the_audit_event_prefix_with_seq_based_names() {
-        use crate::journal::{Record, WindowCommit};
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("data")).unwrap();
-        j.start_progress("t", "cursor", 0, None, "").unwrap();
-        let raws: Vec<String> = (1..=3).map(|i| format!("{{\"id\":{i}}}")).collect();
-        let recs = raws.iter().enumerate().map(|(i, raw)| Record {
-            id: i as i64 + 1,
-            created_at: 100 + i as i64,
-            operation_name: "CredentialDestruction",
-            user_id: Some(1),
-            user_email: None,
-            request_ip: None,
-            raw,
-        });
-        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 200, fetched: 3 }, recs).unwrap();
+        crate::journal::three_events(&j);
         // Alert seq 1, in the same tenant and hour as event seqs 1..=3.
         let alert = NewAlert {
             id: "r:3".into(),
@@ -577,16 +570,7 @@ mod tests {
         let mut out = Output::build(&conf, &[]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        let alert = NewAlert {
-            id: "r:1".into(),
-            rule_id: "r".into(),
-            group_key: "[]".into(),
-            tenant: "t".into(),
-            event_time: 100,
-            trigger_seq: 1,
-            event_ids: vec![],
-        };
-        j.commit_detection("detector", 0, 1, "{}", &[alert], |a, _| json!({"id": a.id}).to_string()).unwrap();
+        commit_one_alert(&j);
         let e = out.drain(&j).await.unwrap_err().to_string();
         assert!(e.contains(&format!("webhook http://127.0.0.1:{port} unreachable")), "{e}");
         assert!(!e.contains("unit-webhook"), "{e}");

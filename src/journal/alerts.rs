@@ -185,27 +185,33 @@ impl Journal {
     }
 }
 
+/// Tenant `t` with events seq 1..=3 (ids 1..=3, created 100..=102), for tests of alerts.
+#[cfg(test)]
+pub(crate) fn three_events(j: &Journal) {
+    use crate::journal::{Record, WindowCommit};
+    j.start_progress("t", "cursor", 0, None, "").unwrap();
+    let raws: Vec<String> = (1..=3).map(|i| format!("{{\"id\":{i}}}")).collect();
+    let recs = raws.iter().enumerate().map(|(i, raw)| Record {
+        id: i as i64 + 1,
+        created_at: 100 + i as i64,
+        operation_name: "CredentialDestruction",
+        user_id: Some(1),
+        user_email: None,
+        request_ip: None,
+        raw,
+    });
+    j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 200, fetched: 3 }, recs).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Record, WindowCommit};
 
     #[test]
     fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        j.start_progress("t", "cursor", 0, None, "").unwrap();
-        let raws: Vec<String> = (1..=3).map(|i| format!("{{\"id\":{i}}}")).collect();
-        let recs = raws.iter().enumerate().map(|(i, raw)| Record {
-            id: i as i64 + 1,
-            created_at: 100 + i as i64,
-            operation_name: "CredentialDestruction",
-            user_id: Some(1),
-            user_email: None,
-            request_ip: None,
-            raw,
-        });
-        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: 0, to: 200, fetched: 3 }, recs).unwrap();
+        three_events(&j);
         let alert = NewAlert {
             id: "r:3".into(),
             rule_id: "r".into(),

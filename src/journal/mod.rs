@@ -20,6 +20,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::timeutil::now_secs;
 
+#[cfg(test)]
+pub(crate) use alerts::three_events;
 pub use alerts::{AlertRow, EventRow, NewAlert};
 pub use quarantine::{Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, SliceCounts, find_from_row};
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
