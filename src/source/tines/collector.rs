@@ -532,32 +532,29 @@ impl Sync<'_> {
             w.state = State::Complete(pages);
             return;
         };
-        match count {
-            c if consistent && c == distinct => {
-                w.state = State::Complete(pages);
-                return;
-            }
-            c if consistent && distinct > c => {
-                tracing::debug!(
-                    tenant,
-                    count = c,
-                    read = distinct,
-                    "meta.count under-reports; reading the window page by page"
-                );
+        if consistent && count == distinct {
+            w.state = State::Complete(pages);
+            return;
+        }
+        if consistent && distinct > count {
+            tracing::debug!(
+                tenant,
+                count,
+                read = distinct,
+                "meta.count under-reports; reading the window page by page"
+            );
+            w.sequential = true;
+        } else {
+            tracing::debug!(
+                tenant,
+                expected = count,
+                got = distinct,
+                consistent,
+                "window changed while read; reading it again"
+            );
+            w.reads += 1;
+            if w.reads > self.settings.max_rereads {
                 w.sequential = true;
-            }
-            c => {
-                tracing::debug!(
-                    tenant,
-                    expected = c,
-                    got = distinct,
-                    consistent,
-                    "window changed while read; reading it again"
-                );
-                w.reads += 1;
-                if w.reads > self.settings.max_rereads {
-                    w.sequential = true;
-                }
             }
         }
         w.generation += 1;
