@@ -113,7 +113,6 @@ fn main() {
     let sample = n.min(500_000);
     let without = {
         let j = Journal::open(&dir.path().join("plain")).unwrap();
-        j.query(|_| Ok::<_, tines_audit::journal::JournalError>(())).unwrap();
         drop(j);
         let c = rusqlite::Connection::open(dir.path().join("plain/journal.db")).unwrap();
         c.execute_batch(

@@ -320,7 +320,7 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
                             // After a large intake (a backfill), refresh the planner's statistics.
                             if since_optimize >= 100_000 {
                                 since_optimize = 0;
-                                if let Err(e) = journal.call(crate::query::index::optimize).await {
+                                if let Err(e) = journal.call(|j| j.optimize()).await {
                                     tracing::warn!("search index: refreshing statistics failed: {e}");
                                 }
                             }

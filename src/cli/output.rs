@@ -75,7 +75,7 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("journal: {} events in {}", total, journal.dir().display());
+    println!("journal: {} events in {}", total, journal.place());
     if progress.is_empty() {
         println!("no tenant has been collected yet");
     }

@@ -5,10 +5,6 @@
 //! Sequence numbers are never handed out twice (migration 4), so deleting the
 //! newest events can never hide the next ones from a reader.
 
-use std::collections::HashMap;
-
-use rusqlite::params;
-
 use super::{Journal, JournalError};
 
 /// The name the search indexer goes by in retention's answers (its position is
@@ -40,15 +36,7 @@ impl Journal {
     /// and will start at the beginning, so it holds everything. Readers no longer
     /// configured (a sink removed from the config) hold nothing.
     pub fn prune_passed(&self, before: i64, readers: &Readers) -> Result<Pruned, JournalError> {
-        let (offsets, index) = {
-            let conn = self.reader();
-            let mut stmt = conn.prepare("SELECT name, position FROM consumers")?;
-            let offsets = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-                .collect::<Result<HashMap<_, _>, _>>()?;
-            let index: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM search_index", [], |r| r.get(0))?;
-            (offsets, index)
-        };
+        let (offsets, index) = self.reader_positions()?;
         // Offsets only move forward, so positions read now are safe to delete up to later.
         let position = |name: &str| offsets.get(name).copied().unwrap_or(0);
         let mut slowest = (SEARCH_INDEXER.to_string(), index);
@@ -67,28 +55,6 @@ impl Journal {
     /// reads them (the caller vouches that every reader has passed them).
     pub fn prune(&self, before: i64, up_to_seq: i64) -> Result<u64, JournalError> {
         self.delete_old(before, up_to_seq, i64::MAX)
-    }
-
-    /// The deletion itself, in chunks so that writers are never held up long; events linked
-    /// to an alert after `alerts_delivered` stay.
-    fn delete_old(&self, before: i64, up_to_seq: i64, alerts_delivered: i64) -> Result<u64, JournalError> {
-        let mut total = 0u64;
-        loop {
-            let n = {
-                let conn = self.writer();
-                conn.execute(
-                    "DELETE FROM events WHERE seq IN
-                       (SELECT seq FROM events WHERE seq <= ?1 AND created_at < ?2
-                          AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > ?3)
-                        ORDER BY seq LIMIT 5000)",
-                    params![up_to_seq, before, alerts_delivered],
-                )?
-            };
-            total += n as u64;
-            if n == 0 {
-                return Ok(total);
-            }
-        }
     }
 }
 

@@ -260,7 +260,7 @@ impl FilterArgs {
         }
         f.text = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
         if let Some(t) = &f.text {
-            super::search::fts_query(t)?;
+            super::search::text_terms(t)?;
         }
         Ok(f)
     }

@@ -12,13 +12,13 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use rusqlite::{Connection, params_from_iter, types::Value};
 use serde::Serialize;
 
 use super::filter::{EventFilter, FilterError, UserSpec};
 use super::geo::CountryLookup;
 use crate::catalog;
-use crate::journal::{Journal, JournalError};
+use crate::journal::text::user_name_of;
+use crate::journal::{EventQuery, FoundEvent, Journal, JournalError, TextTerm};
 use crate::timeutil::format_rfc3339;
 
 /// Most events one page may hold.
@@ -33,12 +33,6 @@ pub enum SearchError {
     Cursor,
     #[error(transparent)]
     Journal(#[from] JournalError),
-}
-
-impl From<rusqlite::Error> for SearchError {
-    fn from(e: rusqlite::Error) -> Self {
-        SearchError::Journal(e.into())
-    }
 }
 
 /// Where a page starts: just after (older than) this event.
@@ -113,10 +107,10 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-/// Turns free text into an FTS5 query: every word (or "quoted phrase") must
-/// occur; a trailing `*` matches a prefix. Operators are not passed through,
-/// so user input can never be an FTS syntax error.
-pub fn fts_query(text: &str) -> Result<String, FilterError> {
+/// Splits free text into terms: every word (or "quoted phrase") must occur; a
+/// trailing `*` matches a prefix. Operators are not passed through, so user
+/// input can never be query syntax in any backend.
+pub fn text_terms(text: &str) -> Result<Vec<TextTerm>, FilterError> {
     if text.chars().filter(|&c| c == '"').count() % 2 == 1 {
         return Err(FilterError("unclosed quote in the free text: close the \"phrase\"".into()));
     }
@@ -135,76 +129,36 @@ pub fn fts_query(text: &str) -> Result<String, FilterError> {
             None => (term, false),
         };
         if term.chars().any(char::is_alphanumeric) {
-            terms.push(format!("\"{}\"{}", term.replace('"', "\"\""), if prefix { "*" } else { "" }));
+            terms.push(TextTerm { words: term.to_string(), prefix });
         }
         rest = after.trim_start();
     }
     if terms.is_empty() {
         return Err(FilterError("the free text has no word to look for".into()));
     }
-    Ok(terms.join(" "))
-}
-
-/// The SQL condition and its parameters for a filter, or `None` when the
-/// filter can match nothing (an unknown name, a country no address is in).
-pub(crate) struct Plan {
-    pub conditions: Vec<String>,
-    pub params: Vec<Value>,
-}
-
-impl Plan {
-    pub fn where_clause(&self) -> String {
-        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
-    }
-}
-
-/// `column = ?` for one value, `column IN (?, …)` for a few: both let SQLite walk the
-/// `(column, created_at)` index newest first; a long list goes through `json_each`.
-fn in_list<T: Serialize + Clone + Into<Value>>(column: &str, items: &[T], p: &mut Plan) -> String {
-    match items {
-        [one] => {
-            p.params.push(one.clone().into());
-            format!("{column} = ?")
-        }
-        few if few.len() <= 100 => {
-            p.params.extend(few.iter().cloned().map(Into::into));
-            format!("{column} IN ({})", vec!["?"; few.len()].join(", "))
-        }
-        many => {
-            p.params.push(json_list(many));
-            format!("{column} IN (SELECT value FROM json_each(?))")
-        }
-    }
-}
-
-fn json_list<T: Serialize>(items: &[T]) -> Value {
-    Value::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
+    Ok(terms)
 }
 
 /// Accepts an operation name the catalog lacks when the journal holds events with it
 /// (Tines adds names); refuses it otherwise, suggesting names from both.
-fn check_operation_in_journal(conn: &Connection, name: &str) -> Result<(), SearchError> {
-    let mut exists = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE operation_name = ?1)")?;
-    if exists.query_row([name], |r| r.get::<_, bool>(0))? {
+fn check_operation_in_journal(journal: &Journal, name: &str) -> Result<(), SearchError> {
+    if journal.operation_exists(name)? {
         return Ok(());
     }
-    let mut stmt = conn.prepare_cached("SELECT value FROM search_values WHERE kind = 'op'")?;
-    let seen: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    let seen = journal.seen_values("op")?;
     let candidates = catalog::operations().iter().map(|o| o.name).chain(seen.iter().map(String::as_str));
     let suggestions = catalog::suggest_among(name, candidates, 3).into_iter().map(str::to_string).collect();
     Err(FilterError(catalog::UnknownOperation { name: name.to_string(), suggestions }.to_string()).into())
 }
 
 /// Every operation name the journal or the catalog knows in these categories.
-fn operations_in(conn: &Connection, cats: &[catalog::Category]) -> Result<BTreeSet<String>, SearchError> {
+fn operations_in(journal: &Journal, cats: &[catalog::Category]) -> Result<BTreeSet<String>, SearchError> {
     let mut names: BTreeSet<String> = catalog::operations()
         .iter()
         .filter(|o| cats.contains(&catalog::classify(o.name).category))
         .map(|o| o.name.to_string())
         .collect();
-    let mut stmt = conn.prepare_cached("SELECT value FROM search_values WHERE kind = 'op'")?;
-    for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
-        let name = name?;
+    for name in journal.seen_values("op")? {
         if cats.contains(&catalog::classify(&name).category) {
             names.insert(name);
         }
@@ -212,65 +166,51 @@ fn operations_in(conn: &Connection, cats: &[catalog::Category]) -> Result<BTreeS
     Ok(names)
 }
 
-pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) -> Result<Option<Plan>, SearchError> {
-    let mut p = Plan { conditions: Vec::new(), params: Vec::new() };
-    if !f.tenants.is_empty() {
-        p.conditions.push("e.tenant IN (SELECT id FROM tenants WHERE name IN (SELECT value FROM json_each(?)))".into());
-        p.params.push(json_list(&f.tenants));
-    }
+/// Resolves a filter's lookups (user names, networks, countries, categories) into the plain
+/// lists a backend queries by, or `None` when the filter can match nothing (an unknown
+/// name, a country no address is in).
+pub(crate) fn plan(
+    journal: &Journal,
+    f: &EventFilter,
+    geo: &dyn CountryLookup,
+) -> Result<Option<EventQuery>, SearchError> {
+    let mut q =
+        EventQuery { tenants: f.tenants.clone(), from: f.from, to: f.to, alert: f.alert.clone(), ..Default::default() };
     if !f.users.is_empty() {
         let mut ids: BTreeSet<i64> = BTreeSet::new();
-        let mut emails: Vec<String> = Vec::new();
+        let mut names: Option<Vec<(i64, String)>> = None;
         for u in &f.users {
             match u {
                 UserSpec::Id(id) => {
                     ids.insert(*id);
                 }
-                UserSpec::Email(e) => emails.push(e.to_lowercase()),
+                UserSpec::Email(e) => q.emails.push(e.to_lowercase()),
                 UserSpec::Name(n) => {
                     // Few distinct users exist; comparing here folds case beyond ASCII (Seán, ZOË).
                     let needle = n.to_lowercase();
-                    let mut all = conn.prepare_cached("SELECT DISTINCT user_id, user_name FROM search_users")?;
-                    for row in all.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
-                        let (id, name) = row?;
-                        if name.to_lowercase().contains(&needle) {
-                            ids.insert(id);
-                        }
-                    }
+                    let all = match &names {
+                        Some(all) => all,
+                        None => names.insert(journal.seen_user_names()?),
+                    };
+                    ids.extend(all.iter().filter(|(_, name)| name.to_lowercase().contains(&needle)).map(|(id, _)| *id));
                 }
             }
         }
-        let mut alts = Vec::new();
-        if !ids.is_empty() {
-            let ids: Vec<i64> = ids.into_iter().collect();
-            alts.push(in_list("e.user_id", &ids, &mut p));
-        }
-        for e in emails {
-            alts.push("e.user_email = ? COLLATE NOCASE".to_string());
-            p.params.push(Value::Text(e));
-        }
-        if alts.is_empty() {
+        q.user_ids = ids.into_iter().collect();
+        if q.user_ids.is_empty() && q.emails.is_empty() {
             return Ok(None);
         }
-        p.conditions.push(format!("({})", alts.join(" OR ")));
     }
     for name in f.operations.iter().filter(|n| catalog::find(n).is_none()) {
-        check_operation_in_journal(conn, name)?;
+        check_operation_in_journal(journal, name)?;
     }
     if !f.operations.is_empty() || !f.categories.is_empty() {
         let mut names: BTreeSet<String> = f.operations.iter().cloned().collect();
-        names.extend(operations_in(conn, &f.categories)?);
-        let names: Vec<String> = names.into_iter().collect();
-        let c = in_list("e.operation_name", &names, &mut p);
-        p.conditions.push(c);
-    }
-    if let Some(from) = f.from {
-        p.conditions.push("e.created_at >= ?".into());
-        p.params.push(Value::Integer(from));
-    }
-    if let Some(to) = f.to {
-        p.conditions.push("e.created_at < ?".into());
-        p.params.push(Value::Integer(to));
+        names.extend(operations_in(journal, &f.categories)?);
+        if names.is_empty() {
+            return Ok(None);
+        }
+        q.operations = names.into_iter().collect();
     }
     if !f.countries.is_empty() && !geo.available() {
         return Err(FilterError(
@@ -281,108 +221,45 @@ pub(crate) fn plan(conn: &Connection, f: &EventFilter, geo: &dyn CountryLookup) 
     }
     let hosts_only = f.ips.iter().all(|n| n.is_host());
     if !f.ips.is_empty() && hosts_only && f.countries.is_empty() {
-        let ips: Vec<String> = f.ips.iter().map(|n| n.addr.to_string()).collect();
-        let c = in_list("e.request_ip", &ips, &mut p);
-        p.conditions.push(c);
+        q.ips = f.ips.iter().map(|n| n.addr.to_string()).collect();
     } else if !f.ips.is_empty() || !f.countries.is_empty() {
-        let mut stmt = conn.prepare_cached("SELECT value FROM search_values WHERE kind = 'ip'")?;
-        let mut matching = Vec::new();
-        for ip in stmt.query_map([], |r| r.get::<_, String>(0))? {
-            let ip = ip?;
+        for ip in journal.seen_values("ip")? {
             let Ok(addr) = ip.parse::<IpAddr>() else { continue };
             let ip_ok = f.ips.is_empty() || f.ips.iter().any(|n| n.contains(addr));
             let country_ok = f.countries.is_empty() || geo.country(&ip).is_some_and(|c| f.countries.contains(&c));
             if ip_ok && country_ok {
-                matching.push(ip);
+                q.ips.push(ip);
             }
         }
-        if matching.is_empty() {
+        if q.ips.is_empty() {
             return Ok(None);
         }
-        let c = in_list("e.request_ip", &matching, &mut p);
-        p.conditions.push(c);
-    }
-    if let Some(id) = &f.alert {
-        p.conditions.push(
-            "e.seq IN (SELECT l.event_seq FROM alert_events l JOIN alerts a ON a.seq = l.alert_seq WHERE a.id = ?)"
-                .into(),
-        );
-        p.params.push(Value::Text(id.clone()));
     }
     if let Some(t) = &f.text {
-        p.conditions.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
-        p.params.push(Value::Text(fts_query(t)?));
+        q.text = text_terms(t)?;
     }
-    Ok(Some(p))
+    Ok(Some(q))
 }
 
-fn user_name_of(raw: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Who {
-        user_name: Option<String>,
+fn to_row(e: FoundEvent, geo: &dyn CountryLookup) -> EventRow {
+    EventRow {
+        user_name: user_name_of(&e.raw),
+        country: e.request_ip.as_deref().and_then(|ip| geo.country(ip)),
+        seq: e.seq,
+        tenant: e.tenant,
+        id: e.id,
+        created_at: format_rfc3339(e.created_at),
+        created_at_secs: e.created_at,
+        category: catalog::classify(&e.operation_name).category.as_str(),
+        operation_name: e.operation_name,
+        user_id: e.user_id,
+        user_email: e.user_email,
+        request_ip: e.request_ip,
+        raw: e.raw,
     }
-    serde_json::from_str::<Who>(raw).ok().and_then(|w| w.user_name)
 }
 
-/// One page of events matching `f`, newest first, starting after `cursor`.
-pub fn search_conn(
-    conn: &Connection,
-    f: &EventFilter,
-    cursor: Option<Cursor>,
-    limit: usize,
-    geo: &dyn CountryLookup,
-) -> Result<SearchPage, SearchError> {
-    let limit = limit.clamp(1, MAX_PAGE);
-    let Some(mut p) = plan(conn, f, geo)? else {
-        return Ok(SearchPage { events: Vec::new(), next_cursor: None });
-    };
-    if let Some(c) = cursor {
-        p.conditions.push("(e.created_at, e.seq) < (?, ?)".into());
-        p.params.push(Value::Integer(c.created_at));
-        p.params.push(Value::Integer(c.seq));
-    }
-    let sql = format!(
-        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
-         FROM events e JOIN tenants t ON t.id = e.tenant {}
-         ORDER BY e.created_at DESC, e.seq DESC LIMIT {}",
-        p.where_clause(),
-        limit + 1
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut events = stmt
-        .query_map(params_from_iter(p.params.iter()), |r| {
-            let created_at: i64 = r.get(3)?;
-            let operation_name: String = r.get(4)?;
-            let raw: String = r.get(8)?;
-            Ok(EventRow {
-                seq: r.get(0)?,
-                tenant: r.get(1)?,
-                id: r.get(2)?,
-                created_at: format_rfc3339(created_at),
-                created_at_secs: created_at,
-                category: catalog::classify(&operation_name).category.as_str(),
-                operation_name,
-                user_id: r.get(5)?,
-                user_email: r.get(6)?,
-                user_name: None,
-                request_ip: r.get(7)?,
-                country: None,
-                raw,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let more = events.len() > limit;
-    events.truncate(limit);
-    for e in &mut events {
-        e.user_name = user_name_of(&e.raw);
-        e.country = e.request_ip.as_deref().and_then(|ip| geo.country(ip));
-    }
-    let next_cursor =
-        if more { events.last().map(|e| Cursor { created_at: e.created_at_secs, seq: e.seq }.encode()) } else { None };
-    Ok(SearchPage { events, next_cursor })
-}
-
-/// [`search_conn`] on one of the journal's read-only connections (blocking).
+/// One page of events matching `f`, newest first, starting after `cursor` (blocking).
 pub fn search(
     journal: &Journal,
     f: &EventFilter,
@@ -390,7 +267,18 @@ pub fn search(
     limit: usize,
     geo: &dyn CountryLookup,
 ) -> Result<SearchPage, SearchError> {
-    journal.query(|conn| search_conn(conn, f, cursor, limit, geo))
+    let limit = limit.clamp(1, MAX_PAGE);
+    let Some(mut q) = plan(journal, f, geo)? else {
+        return Ok(SearchPage { events: Vec::new(), next_cursor: None });
+    };
+    q.before = cursor.map(|c| (c.created_at, c.seq));
+    let mut found = journal.search(&q, limit + 1)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let events: Vec<EventRow> = found.into_iter().map(|e| to_row(e, geo)).collect();
+    let next_cursor =
+        if more { events.last().map(|e| Cursor { created_at: e.created_at_secs, seq: e.seq }.encode()) } else { None };
+    Ok(SearchPage { events, next_cursor })
 }
 
 /// Events matching `f` counted per time bucket of `bucket` seconds, oldest first:
@@ -401,30 +289,26 @@ pub fn histogram(
     bucket: i64,
     geo: &dyn CountryLookup,
 ) -> Result<Vec<(i64, i64)>, SearchError> {
-    let bucket = bucket.max(1);
-    journal.query(|conn| {
-        let Some(p) = plan(conn, f, geo)? else { return Ok(Vec::new()) };
-        let sql = format!(
-            "SELECT (e.created_at / {bucket}) * {bucket} AS b, COUNT(*) FROM events e {} GROUP BY b ORDER BY b",
-            p.where_clause()
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt
-            .query_map(params_from_iter(p.params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
-    })
+    match plan(journal, f, geo)? {
+        Some(q) => Ok(journal.histogram(&q, bucket)?),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// The time span of the events matching `f`: `(oldest, newest)` created_at.
 pub fn span(journal: &Journal, f: &EventFilter, geo: &dyn CountryLookup) -> Result<Option<(i64, i64)>, SearchError> {
-    journal.query(|conn| {
-        let Some(p) = plan(conn, f, geo)? else { return Ok(None) };
-        let sql = format!("SELECT MIN(e.created_at), MAX(e.created_at) FROM events e {}", p.where_clause());
-        let (a, b): (Option<i64>, Option<i64>) =
-            conn.query_row(&sql, params_from_iter(p.params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(a.zip(b))
-    })
+    match plan(journal, f, geo)? {
+        Some(q) => Ok(journal.span(&q)?),
+        None => Ok(None),
+    }
+}
+
+/// How many events match `f`.
+pub fn count(journal: &Journal, f: &EventFilter, geo: &dyn CountryLookup) -> Result<i64, SearchError> {
+    match plan(journal, f, geo)? {
+        Some(q) => Ok(journal.count(&q)?),
+        None => Ok(0),
+    }
 }
 
 /// Whether a character must not reach a terminal as it is: control characters
@@ -496,13 +380,14 @@ mod tests {
     }
 
     #[test]
-    fn free_text_becomes_a_safe_fts_query() {
-        assert_eq!(fts_query("phishing triage").unwrap(), "\"phishing\" \"triage\"");
-        assert_eq!(fts_query("\"Daily IOC\" swe*").unwrap(), "\"Daily IOC\" \"swe\"*");
-        assert_eq!(fts_query("a OR b NOT c").unwrap(), "\"a\" \"OR\" \"b\" \"NOT\" \"c\"");
-        assert_eq!(fts_query("x@y.com - (").unwrap(), "\"x@y.com\"");
-        assert!(fts_query("\"open").is_err());
-        assert!(fts_query("-- ()").is_err());
+    fn free_text_splits_into_words_phrases_and_prefixes_and_drops_operators_punctuation() {
+        let t = |w: &str, prefix| TextTerm { words: w.into(), prefix };
+        assert_eq!(text_terms("phishing triage").unwrap(), vec![t("phishing", false), t("triage", false)]);
+        assert_eq!(text_terms("\"Daily IOC\" swe*").unwrap(), vec![t("Daily IOC", false), t("swe", true)]);
+        assert_eq!(text_terms("a OR b").unwrap(), vec![t("a", false), t("OR", false), t("b", false)]);
+        assert_eq!(text_terms("x@y.com - (").unwrap(), vec![t("x@y.com", false)]);
+        assert!(text_terms("\"open").is_err());
+        assert!(text_terms("-- ()").is_err());
     }
 
     #[test]

@@ -229,8 +229,7 @@ pub(super) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
     if !state.auth.allows(&headers) {
         return login_redirect();
     }
-    let rows =
-        state.journal.call(|j| Ok(j.query(|c| query::report::read_alerts(c, i64::MIN, i64::MAX, &[], 500)))).await;
+    let rows = state.journal.call(|j| Ok(query::report::read_alerts(j, i64::MIN, i64::MAX, &[], 500))).await;
     let mut body = String::from("<h1>Alerts</h1>");
     match rows {
         Ok(Ok(None)) => body.push_str(
@@ -276,16 +275,7 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
         .journal
         .call(|j| {
             let now = now_secs();
-            let rates = j.query(|c| {
-                let sum = |since: i64| -> rusqlite::Result<i64> {
-                    c.query_row(
-                        "SELECT COALESCE(SUM(inserted), 0) FROM progress_log WHERE committed_at >= ?1",
-                        [since],
-                        |r| r.get(0),
-                    )
-                };
-                Ok::<_, crate::journal::JournalError>((sum(now - 300)?, sum(now - 3600)?))
-            })?;
+            let rates = (j.inserted_since(now - 300)?, j.inserted_since(now - 3600)?);
             Ok((
                 j.all_progress()?,
                 j.consumers()?,

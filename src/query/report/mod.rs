@@ -9,7 +9,6 @@ mod render;
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 pub use controls::{Control, SectionDef};
@@ -17,7 +16,7 @@ pub use render::{csv, html, markdown};
 
 use super::filter::EventFilter;
 use super::geo::CountryLookup;
-use super::search::{EventRow, SearchError, search_conn};
+use super::search::{EventRow, SearchError};
 use crate::journal::Journal;
 
 /// The frameworks a report is written for.
@@ -154,47 +153,30 @@ pub struct Report {
     pub alerts: Option<Vec<AlertEntry>>,
 }
 
-fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |_| Ok(()))
-        .optional()
-        .map(|o| o.is_some())
-}
-
 /// Reads the alerts raised for events in `[from, to)` (newest first), if detection ever ran.
 pub fn read_alerts(
-    conn: &Connection,
+    journal: &Journal,
     from: i64,
     to: i64,
     tenants: &[String],
     limit: usize,
 ) -> Result<Option<Vec<AlertEntry>>, SearchError> {
-    if !table_exists(conn, "alerts")? {
-        return Ok(None);
-    }
-    let mut stmt = conn.prepare(
-        "SELECT id, rule_id, tenant, event_time, raised_at, body FROM alerts
-         WHERE event_time >= ?1 AND event_time < ?2 ORDER BY event_time DESC, seq DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![from, to, limit as i64], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, rule_id, tenant, event_time, raised_at, body): (_, _, _, i64, i64, String) = row?;
-        if !tenants.is_empty() && !tenants.contains(&tenant) {
+    for a in journal.alerts_between(from, to, limit)? {
+        if !tenants.is_empty() && !tenants.contains(&a.tenant) {
             continue;
         }
-        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let v: Value = serde_json::from_str(&a.body).unwrap_or_default();
         out.push(AlertEntry {
-            title: v["rule"]["title"].as_str().unwrap_or(&rule_id).to_string(),
+            title: v["rule"]["title"].as_str().unwrap_or(&a.rule_id).to_string(),
             level: v["rule"]["level"].as_str().unwrap_or("").to_string(),
             summary: v["summary"].as_str().unwrap_or("").to_string(),
             events: v["events"].as_array().map_or(0, Vec::len),
-            id,
-            rule_id,
-            tenant,
-            event_time,
-            raised_at,
+            id: a.id,
+            rule_id: a.rule_id,
+            tenant: a.tenant,
+            event_time: a.event_time,
+            raised_at: a.raised_at,
         });
     }
     Ok(Some(out))
@@ -224,9 +206,7 @@ fn gaps(mut ranges: Vec<(i64, i64)>, from: i64, to: i64, cursor: Option<i64>) ->
     out
 }
 
-fn continuity(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<Continuity, SearchError> {
-    let tid: Option<i64> =
-        conn.query_row("SELECT id FROM tenants WHERE name = ?1", [tenant], |r| r.get(0)).optional()?;
+fn continuity(journal: &Journal, tenant: &str, from: i64, to: i64) -> Result<Continuity, SearchError> {
     let mut c = Continuity {
         tenant: tenant.to_string(),
         gaps: Vec::new(),
@@ -240,23 +220,14 @@ fn continuity(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<Con
         last_reconcile: None,
         reconcile_finds: Vec::new(),
     };
-    let Some(tid) = tid else {
+    let Some(ledger) = journal.ledger(tenant, from, to)? else {
         c.gaps = gaps(Vec::new(), from, to, None);
         return Ok(c);
     };
-    c.cursor = conn
-        .query_row("SELECT position FROM progress WHERE tenant = ?1 AND job = 'cursor'", [tid], |r| r.get(0))
-        .optional()?;
-    let mut stmt = conn.prepare(
-        "SELECT from_pos, to_pos, inserted, committed_at, job FROM progress_log
-         WHERE tenant = ?1 AND to_pos > ?2 AND from_pos < ?3 ORDER BY committed_at",
-    )?;
+    c.cursor = ledger.cursor;
     let mut ranges = Vec::new();
     let mut history: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for row in stmt.query_map(params![tid, from, to], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?))
-    })? {
-        let (a, b, inserted, at, job) = row?;
+    for (a, b, inserted, at, job) in ledger.windows {
         ranges.push((a, b));
         c.windows += 1;
         c.inserted += inserted;
@@ -270,23 +241,9 @@ fn continuity(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<Con
     }
     c.gaps = gaps(ranges, from, to, c.cursor);
     c.cursor_history = history.into_iter().map(|(d, (w, n))| (d, w, n)).collect();
-    // A journal written before reconciliation existed has no ledger of it.
-    if table_exists(conn, "reconcile_passes")? {
-        (c.reconcile_passes, c.last_reconcile) = conn.query_row(
-            "SELECT COUNT(*), MAX(finished_at) FROM reconcile_passes WHERE tenant = ?1 AND range_end > ?2 AND range_start < ?3",
-            params![tid, from, to],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let mut stmt = conn.prepare(
-            "SELECT slice_start, slice_end, api_count, journal_count, found, oldest, newest, max_late_secs, found_at
-             FROM reconcile_finds WHERE tenant = ?1 AND slice_end > ?2 AND slice_start < ?3 ORDER BY slice_start",
-        )?;
-        for row in
-            stmt.query_map(params![tid, from, to], |r| crate::journal::find_from_row(r, tenant.to_string(), 0))?
-        {
-            c.reconcile_finds.push(row?);
-        }
-    }
+    c.reconcile_passes = ledger.reconcile_passes;
+    c.last_reconcile = ledger.last_reconcile;
+    c.reconcile_finds = ledger.reconcile_finds;
     Ok(c)
 }
 
@@ -315,7 +272,7 @@ fn counted(mut m: BTreeMap<String, usize>) -> Vec<(String, usize)> {
 }
 
 fn section(
-    conn: &Connection,
+    journal: &Journal,
     def: &'static SectionDef,
     framework: Framework,
     base: &EventFilter,
@@ -325,7 +282,7 @@ fn section(
     let mut events = Vec::new();
     let mut cursor = None;
     loop {
-        let page = search_conn(conn, &f, cursor, super::search::MAX_PAGE, geo)?;
+        let page = super::search::search(journal, &f, cursor, super::search::MAX_PAGE, geo)?;
         events.extend(page.events);
         match page.next_cursor {
             Some(c) if events.len() < MAX_SECTION_EVENTS => cursor = Some(super::search::Cursor::decode(&c)?),
@@ -334,12 +291,7 @@ fn section(
     }
     let count = match events.len() {
         n if n < MAX_SECTION_EVENTS => n,
-        _ => {
-            let p = super::search::plan(conn, &f, geo)?.expect("an operation filter always has a plan");
-            let sql = format!("SELECT COUNT(*) FROM events e {}", p.where_clause());
-            let n: i64 = conn.query_row(&sql, rusqlite::params_from_iter(p.params.iter()), |r| r.get(0))?;
-            n as usize
-        }
+        _ => super::search::count(journal, &f, geo)? as usize,
     };
     let (mut ops, mut users) = (BTreeMap::new(), BTreeMap::new());
     for e in &events {
@@ -368,43 +320,28 @@ pub fn build(
     tenants: &[String],
     geo: &dyn CountryLookup,
 ) -> Result<Report, SearchError> {
-    journal.query(|conn| {
-        let tenants: Vec<String> = if tenants.is_empty() {
-            let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY name")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
-        } else {
-            tenants.to_vec()
-        };
-        let base = EventFilter { tenants: tenants.clone(), from: Some(from), to: Some(to), ..Default::default() };
-        let plan = super::search::plan(conn, &base, geo)?.expect("a time filter always has a plan");
-        let sql = format!(
-            "SELECT (e.created_at / 86400) * 86400 AS d, COUNT(*) FROM events e {} GROUP BY d ORDER BY d",
-            plan.where_clause()
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let daily: Vec<(i64, i64)> = stmt
-            .query_map(rusqlite::params_from_iter(plan.params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let total_events = daily.iter().map(|d| d.1).sum();
-        let sections = controls::SECTIONS
-            .iter()
-            .filter(|d| !d.controls(framework).is_empty())
-            .map(|d| section(conn, d, framework, &base, geo))
-            .collect::<Result<Vec<_>, _>>()?;
-        let continuity = tenants.iter().map(|t| continuity(conn, t, from, to)).collect::<Result<Vec<_>, _>>()?;
-        let alerts = read_alerts(conn, from, to, &tenants, 10_000)?;
-        Ok(Report {
-            framework,
-            from,
-            to,
-            generated_at: crate::timeutil::now_secs(),
-            tenants,
-            total_events,
-            daily,
-            sections,
-            continuity,
-            alerts,
-        })
+    let tenants: Vec<String> = if tenants.is_empty() { journal.tenants()? } else { tenants.to_vec() };
+    let base = EventFilter { tenants: tenants.clone(), from: Some(from), to: Some(to), ..Default::default() };
+    let daily = super::search::histogram(journal, &base, 86_400, geo)?;
+    let total_events = daily.iter().map(|d| d.1).sum();
+    let sections = controls::SECTIONS
+        .iter()
+        .filter(|d| !d.controls(framework).is_empty())
+        .map(|d| section(journal, d, framework, &base, geo))
+        .collect::<Result<Vec<_>, _>>()?;
+    let continuity = tenants.iter().map(|t| continuity(journal, t, from, to)).collect::<Result<Vec<_>, _>>()?;
+    let alerts = read_alerts(journal, from, to, &tenants, 10_000)?;
+    Ok(Report {
+        framework,
+        from,
+        to,
+        generated_at: crate::timeutil::now_secs(),
+        tenants,
+        total_events,
+        daily,
+        sections,
+        continuity,
+        alerts,
     })
 }
 

@@ -5,47 +5,11 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Journal, JournalError};
+use super::Sqlite;
+use crate::journal::{AlertRow, EventRow, JournalError, NewAlert};
 use crate::timeutil::now_secs;
 
-/// An alert to store.
-#[derive(Debug, Clone)]
-pub struct NewAlert {
-    /// Unique and stable: the same match always gets the same id.
-    pub id: String,
-    pub rule_id: String,
-    pub group_key: String,
-    pub tenant: String,
-    pub event_time: i64,
-    /// The journal event that completed the match.
-    pub trigger_seq: i64,
-    /// Tines ids of the other events of a correlation (looked up in `tenant`).
-    pub event_ids: Vec<i64>,
-}
-
-/// A journal event an alert links to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRow {
-    pub seq: i64,
-    pub tenant: String,
-    pub id: i64,
-    pub created_at: i64,
-    pub operation_name: String,
-}
-
-/// A stored alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertRow {
-    pub seq: i64,
-    pub id: String,
-    pub rule_id: String,
-    pub tenant: String,
-    pub event_time: i64,
-    pub raised_at: i64,
-    pub body: String,
-}
-
-fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+pub(super) fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
     Ok(AlertRow {
         seq: r.get(0)?,
         id: r.get(1)?,
@@ -57,21 +21,21 @@ fn row_to_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
     })
 }
 
-const ALERT_COLUMNS: &str = "seq, id, rule_id, tenant, event_time, raised_at, body";
+pub(super) const ALERT_COLUMNS: &str = "seq, id, rule_id, tenant, event_time, raised_at, body";
 
-impl Journal {
+impl Sqlite {
     /// Moves the detector's offset from `expected` to `new` with its state,
     /// and stores `alerts`, in one transaction. `body` renders an alert once
     /// its events are known. An alert whose id exists is not stored twice.
     /// Returns the alerts stored.
-    pub fn commit_detection(
+    pub(super) fn commit_detection(
         &self,
         consumer: &str,
         expected: i64,
         new: i64,
         state: &str,
         alerts: &[NewAlert],
-        mut body: impl FnMut(&NewAlert, &[EventRow]) -> String,
+        body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
     ) -> Result<Vec<AlertRow>, JournalError> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
@@ -156,7 +120,7 @@ impl Journal {
     }
 
     /// Up to `max` alerts after `after_seq`, in order.
-    pub fn alerts_after(&self, after_seq: i64, max: usize) -> Result<Vec<AlertRow>, JournalError> {
+    pub(super) fn alerts_after(&self, after_seq: i64, max: usize) -> Result<Vec<AlertRow>, JournalError> {
         let conn = self.reader();
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
@@ -165,13 +129,13 @@ impl Journal {
     }
 
     /// The highest alert seq (0 when there is none).
-    pub fn max_alert_seq(&self) -> Result<i64, JournalError> {
+    pub(super) fn max_alert_seq(&self) -> Result<i64, JournalError> {
         let conn = self.reader();
         Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM alerts", [], |r| r.get(0))?)
     }
 
     /// The journal seqs of the events an alert is about.
-    pub fn alert_event_seqs(&self, alert_seq: i64) -> Result<Vec<i64>, JournalError> {
+    pub(super) fn alert_event_seqs(&self, alert_seq: i64) -> Result<Vec<i64>, JournalError> {
         let conn = self.reader();
         let mut stmt = conn.prepare("SELECT event_seq FROM alert_events WHERE alert_seq = ?1 ORDER BY event_seq")?;
         let rows = stmt.query_map([alert_seq], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
@@ -179,7 +143,7 @@ impl Journal {
     }
 
     /// The first journal seq of an event created at or after `t` (for backtests), or `None`.
-    pub fn first_seq_since(&self, t: i64) -> Result<Option<i64>, JournalError> {
+    pub(super) fn first_seq_since(&self, t: i64) -> Result<Option<i64>, JournalError> {
         let conn = self.reader();
         Ok(conn.query_row("SELECT MIN(seq) FROM events WHERE created_at >= ?1", [t], |r| r.get(0))?)
     }
@@ -187,7 +151,7 @@ impl Journal {
 
 /// Tenant `t` with events seq 1..=3 (ids 1..=3, created 100..=102), for tests of alerts.
 #[cfg(test)]
-pub(crate) fn three_events(j: &Journal) {
+pub(crate) fn three_events(j: &crate::journal::Journal) {
     use crate::journal::{Record, WindowCommit};
     j.start_progress("t", "cursor", 0, None, "").unwrap();
     let raws: Vec<String> = (1..=3).map(|i| format!("{{\"id\":{i}}}")).collect();
@@ -206,6 +170,7 @@ pub(crate) fn three_events(j: &Journal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::Journal;
 
     #[test]
     fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled() {

@@ -10,70 +10,11 @@
 use rusqlite::{Transaction, params};
 use sha2::{Digest, Sha256};
 
-use super::{Journal, JournalError, WindowCommit};
+use super::Sqlite;
+use crate::journal::{
+    JournalError, Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, SliceCounts, WindowCommit,
+};
 use crate::timeutil::now_secs;
-
-/// A record to quarantine, borrowed from the page it came in.
-#[derive(Debug, Clone, Copy)]
-pub struct Quarantined<'a> {
-    pub raw: &'a str,
-    pub reason: &'a str,
-}
-
-/// A quarantined record as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct QuarantinedRow {
-    pub tenant: String,
-    pub raw: String,
-    pub reason: String,
-    pub window_start: i64,
-    pub window_end: i64,
-    pub first_seen: i64,
-}
-
-/// One reconciliation pass over a tenant's closed history.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ReconcilePass {
-    pub tenant: String,
-    pub range_start: i64,
-    pub range_end: i64,
-    pub slices: u64,
-    /// Slices whose count differed and were read again.
-    pub reread: u64,
-    /// Events found missing and inserted.
-    pub found: u64,
-    pub started_at: i64,
-    pub finished_at: i64,
-}
-
-/// A slice in which reconciliation found events the journal did not have.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ReconcileFind {
-    pub tenant: String,
-    pub slice_start: i64,
-    pub slice_end: i64,
-    /// What the API counted (None when it gives no count).
-    pub api_count: Option<u64>,
-    /// What the journal held before.
-    pub journal_count: u64,
-    pub found: u64,
-    /// `created_at` of the oldest and newest event found.
-    pub oldest: i64,
-    pub newest: i64,
-    /// How long after its `created_at` the latest-found event was found, in seconds.
-    pub max_late_secs: i64,
-    pub found_at: i64,
-}
-
-/// Event counts of one reconciliation slice `[start, end)`, and of the
-/// seconds just outside it (which the API may or may not count, depending on
-/// whether its `after`/`before` are inclusive).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SliceCounts {
-    pub inside: u64,
-    pub second_before: u64,
-    pub second_at_end: u64,
-}
 
 /// Stores a window's rejected records once each; returns how many were new.
 pub(super) fn insert<'q>(
@@ -101,7 +42,7 @@ pub(super) fn insert<'q>(
 
 /// A find from a row holding `slice_start, slice_end, api_count, journal_count, found, oldest,
 /// newest, max_late_secs, found_at` from column `at` on.
-pub fn find_from_row(r: &rusqlite::Row<'_>, tenant: String, at: usize) -> rusqlite::Result<ReconcileFind> {
+pub(super) fn find_from_row(r: &rusqlite::Row<'_>, tenant: String, at: usize) -> rusqlite::Result<ReconcileFind> {
     Ok(ReconcileFind {
         tenant,
         slice_start: r.get(at)?,
@@ -136,9 +77,9 @@ fn filter_sql(user_ids: &[u64], operation_names: &[String]) -> (String, Vec<rusq
     (sql, values)
 }
 
-impl Journal {
+impl Sqlite {
     /// Quarantined records, newest first, at most `limit`.
-    pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>, JournalError> {
+    pub(super) fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>, JournalError> {
         self.query(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT t.name, q.raw, q.reason, q.window_start, q.window_end, q.first_seen
@@ -161,7 +102,7 @@ impl Journal {
     }
 
     /// How many records are quarantined, per tenant.
-    pub fn quarantine_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+    pub(super) fn quarantine_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
         self.query(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT t.name, COUNT(*) FROM quarantine q JOIN tenants t ON t.id = q.tenant GROUP BY t.name ORDER BY t.name",
@@ -175,7 +116,7 @@ impl Journal {
 
     /// The tenant's events (matching its filters) in `[start, end)` and in the
     /// second on either side of it (blocking).
-    pub fn slice_counts(
+    pub(super) fn slice_counts(
         &self,
         tenant: &str,
         start: i64,
@@ -201,7 +142,7 @@ impl Journal {
 
     /// Events of a tenant in `[start, end)` stored after `after_seq`: how many,
     /// and the oldest and newest `created_at` among them (blocking).
-    pub fn stored_since(
+    pub(super) fn stored_since(
         &self,
         tenant: &str,
         start: i64,
@@ -219,7 +160,7 @@ impl Journal {
     }
 
     /// Records a slice where reconciliation found missing events (blocking).
-    pub fn record_reconcile_find(&self, f: &ReconcileFind) -> Result<(), JournalError> {
+    pub(super) fn record_reconcile_find(&self, f: &ReconcileFind) -> Result<(), JournalError> {
         let conn = self.writer();
         let tid = self.tenant_id(&conn, &f.tenant)?;
         conn.execute(
@@ -242,7 +183,7 @@ impl Journal {
     }
 
     /// Records a finished reconciliation pass (blocking).
-    pub fn record_reconcile_pass(&self, p: &ReconcilePass) -> Result<(), JournalError> {
+    pub(super) fn record_reconcile_pass(&self, p: &ReconcilePass) -> Result<(), JournalError> {
         let conn = self.writer();
         let tid = self.tenant_id(&conn, &p.tenant)?;
         conn.execute(
@@ -263,7 +204,7 @@ impl Journal {
     }
 
     /// Reconciliation passes that finished in `[from, to)`, oldest first.
-    pub fn reconcile_passes(&self, from: i64, to: i64) -> Result<Vec<ReconcilePass>, JournalError> {
+    pub(super) fn reconcile_passes(&self, from: i64, to: i64) -> Result<Vec<ReconcilePass>, JournalError> {
         self.query(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT t.name, p.range_start, p.range_end, p.slices, p.reread, p.found, p.started_at, p.finished_at
@@ -289,7 +230,7 @@ impl Journal {
     }
 
     /// Slices where reconciliation found events, for slices overlapping `[from, to)`, oldest first.
-    pub fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError> {
+    pub(super) fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError> {
         self.query(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT t.name, f.slice_start, f.slice_end, f.api_count, f.journal_count, f.found, f.oldest, f.newest,
@@ -306,7 +247,7 @@ impl Journal {
 
     /// Moves a job's position back from `from` to `to` (for a cursor found in
     /// the future of the API's clock). Refused if the position is not `from`.
-    pub fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
+    pub(super) fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
         let mut conn = self.writer();
         let tid = self.tenant_id(&conn, tenant)?;
         let tx = conn.transaction()?;

@@ -1,0 +1,904 @@
+//! The embedded journal: one SQLite database (WAL) in the data directory.
+//!
+//! One writer connection (behind the directory's exclusive lock, so two collectors never
+//! share a journal), one connection for the consumers' reads, and a small pool of
+//! read-only connections for searches and reports, so a long query never holds up
+//! collection or the sinks' reads (WAL readers do not block the writer).
+
+mod alerts;
+mod quarantine;
+mod schema;
+mod search;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::backend::{Backend, EventQuery, FoundEvent, IndexState, Ledger, Place};
+use super::{
+    AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
+    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+};
+use crate::timeutil::now_secs;
+
+#[cfg(test)]
+pub(crate) use alerts::three_events;
+pub use schema::CURRENT as SCHEMA_VERSION;
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => JournalError::DiskFull,
+            _ => JournalError::Sqlite(e),
+        }
+    }
+}
+
+pub struct Sqlite {
+    dir: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    /// Read-only connections for searches and reports.
+    queries: Mutex<Vec<Connection>>,
+    tenant_ids: Mutex<HashMap<String, i64>>,
+    /// Opened by [`Sqlite::open_read_only`] on a journal whose WAL index this process
+    /// cannot create: every connection then reads the file as immutable.
+    immutable: bool,
+    _lock: Option<File>,
+}
+
+const DB_FILE: &str = "journal.db";
+
+/// A connection that can only read (see [`Sqlite::open_read_only`]).
+fn read_only_conn(path: &Path, immutable: bool) -> Result<Connection, JournalError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = if immutable {
+        // In a URI path only `%`, `?` and `#` need escaping.
+        let p = path.to_string_lossy().replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+        Connection::open_with_flags(format!("file:{p}?immutable=1"), flags)?
+    } else {
+        Connection::open_with_flags(path, flags)?
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> Result<i64, JournalError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Whether a read failed because the WAL index could not be opened or created.
+fn cannot_open_index(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied)
+    )
+}
+
+fn wal_is_empty(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("journal.db-wal")).map_or(true, |m| m.len() == 0)
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, JournalError> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode survives a process crash at any point; only an OS
+    // crash can lose the last commits, and then cursor and offsets roll back
+    // with the events they describe, so nothing is skipped.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the journal of `dir` for writing, taking
+    /// the directory's exclusive lock so that two collectors never share it.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| JournalError::Io { path: lock_path.clone(), source })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(dir.to_path_buf())),
+            Err(std::fs::TryLockError::Error(source)) => return Err(JournalError::Io { path: lock_path, source }),
+        }
+        let path = dir.join(DB_FILE);
+        let mut writer = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        // 24 MiB of page cache: the search indexes are written at many points, and the default
+        // 2 MiB makes commits read pages back from disk once the journal holds millions of events;
+        // more would push the collector past its 100 MiB memory budget (BENCHMARKS.md).
+        writer.pragma_update(None, "cache_size", -24_576)?;
+        schema::migrate(&mut writer)?;
+        let reader = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Ok(Self::from_parts(dir, writer, reader, Some(lock)))
+    }
+
+    /// Opens an existing journal for reading and consumer bookkeeping without
+    /// the collector's lock (for `state show` and the like).
+    pub fn open_shared(dir: &Path) -> Result<Self, JournalError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(JournalError::Missing(dir.to_path_buf()));
+        }
+        let mut writer = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        schema::migrate(&mut writer)?;
+        let reader = open_conn(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Ok(Self::from_parts(dir, writer, reader, None))
+    }
+
+    /// Opens an existing journal for reading only (search, report, `state show` and
+    /// `export`): no lock, no migration, no write of any kind, so reading works on a
+    /// journal this process may not write (a copy, another user's files) and never
+    /// changes it. Every method that writes fails ("attempt to write a readonly database").
+    pub fn open_read_only(dir: &Path) -> Result<Self, JournalError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(JournalError::Missing(dir.to_path_buf()));
+        }
+        // Reading a WAL database needs its shared-memory index (-shm); a reader that may not
+        // create it reads the file as immutable, which is sound only when no WAL holds commits
+        // the file lacks (then no writer has it open either).
+        let immutable = match read_only_conn(&path, false).and_then(|c| user_version(&c)) {
+            Ok(_) => false,
+            Err(JournalError::Sqlite(e)) if cannot_open_index(&e) && wal_is_empty(dir) => true,
+            Err(JournalError::Sqlite(e)) if cannot_open_index(&e) => {
+                return Err(JournalError::Io {
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "the newest commits are in journal.db-wal, whose index journal.db-shm is missing and cannot be created by this user; read it as a user who may write the directory, or from a copy (cp -a)",
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let writer = read_only_conn(&path, immutable)?;
+        let version = user_version(&writer)?;
+        if version == 0 {
+            return Err(JournalError::Missing(dir.to_path_buf()));
+        }
+        if version > schema::CURRENT {
+            return Err(JournalError::TooNew { found: version, supported: schema::CURRENT });
+        }
+        if version < schema::CURRENT {
+            return Err(JournalError::NeedsUpgrade {
+                dir: dir.to_path_buf(),
+                found: version,
+                supported: schema::CURRENT,
+            });
+        }
+        let reader = read_only_conn(&path, immutable)?;
+        let mut journal = Self::from_parts(dir, writer, reader, None);
+        journal.immutable = immutable;
+        Ok(journal)
+    }
+
+    fn from_parts(dir: &Path, writer: Connection, reader: Connection, lock: Option<File>) -> Self {
+        Sqlite {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            queries: Mutex::new(Vec::new()),
+            tenant_ids: Mutex::new(HashMap::new()),
+            immutable: false,
+            _lock: lock,
+        }
+    }
+
+    /// Installs an exported journal as the journal of `dir`, after checking it. Refuses to
+    /// replace an existing journal unless `replace`; needs the directory's lock (no collector running).
+    pub fn import(src: &Path, dir: &Path, replace: bool) -> Result<(), JournalError> {
+        {
+            let check = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let ok: String = check.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if ok != "ok" {
+                return Err(JournalError::Task(format!("{} is damaged: {ok}", src.display())));
+            }
+            let version: i64 = check.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > schema::CURRENT {
+                return Err(JournalError::TooNew { found: version, supported: schema::CURRENT });
+            }
+            if version == 0 {
+                return Err(JournalError::Task(format!("{} is not a tines-audit journal", src.display())));
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Io { path: dir.to_path_buf(), source })?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| JournalError::Io { path: lock_path.clone(), source })?;
+        if lock.try_lock().is_err() {
+            return Err(JournalError::Locked(dir.to_path_buf()));
+        }
+        let db = dir.join(DB_FILE);
+        if db.exists() && !replace {
+            return Err(JournalError::Io {
+                path: db,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a journal already exists here; pass --replace to overwrite it",
+                ),
+            });
+        }
+        let tmp = dir.join("journal.db.importing");
+        let io = |path: &Path, source| JournalError::Io { path: path.to_path_buf(), source };
+        std::fs::copy(src, &tmp).map_err(|e| io(&tmp, e))?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp, e))?;
+        for stale in ["journal.db-wal", "journal.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        std::fs::rename(&tmp, &db).map_err(|e| io(&db, e))?;
+        drop(lock);
+        Ok(())
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs read-only work (searches, reports) on a pooled read-only connection (blocking).
+    pub fn query<T, E: From<JournalError>>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+        let pooled = self.queries.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => read_only_conn(&self.dir.join(DB_FILE), self.immutable)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 4 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs work that writes derived data (the search index) on the writer connection (blocking).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        f(&mut self.writer())
+    }
+
+    fn tenant_id(&self, conn: &Connection, name: &str) -> Result<i64, JournalError> {
+        if let Some(id) = self.tenant_ids.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(*id);
+        }
+        conn.execute(
+            "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![name, now_secs()],
+        )?;
+        let id: i64 = conn.query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| r.get(0))?;
+        self.tenant_ids.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), id);
+        Ok(id)
+    }
+}
+
+impl Backend for Sqlite {
+    fn place(&self) -> Place<'_> {
+        Place::Dir(&self.dir)
+    }
+
+    /// The progress of one job of a tenant, if it was ever started.
+    fn progress(&self, tenant: &str, job: &str) -> Result<Option<Progress>, JournalError> {
+        let conn = self.reader();
+        conn.query_row(
+            "SELECT t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at
+             FROM progress p JOIN tenants t ON t.id = p.tenant WHERE t.name = ?1 AND p.job = ?2",
+            params![tenant, job],
+            row_to_progress,
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    /// Every progress job, of every tenant.
+    fn all_progress(&self) -> Result<Vec<Progress>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at
+             FROM progress p JOIN tenants t ON t.id = p.tenant ORDER BY t.name, p.job",
+        )?;
+        let rows = stmt.query_map([], row_to_progress)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Starts a job at `start` unless it exists; returns the stored progress.
+    fn start_progress(
+        &self,
+        tenant: &str,
+        job: &str,
+        start: i64,
+        end: Option<i64>,
+        filter: &str,
+    ) -> Result<Progress, JournalError> {
+        {
+            let conn = self.writer();
+            let tid = self.tenant_id(&conn, tenant)?;
+            conn.execute(
+                "INSERT INTO progress (tenant, job, range_start, range_end, position, filter, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6) ON CONFLICT(tenant, job) DO NOTHING",
+                params![tid, job, start, end, filter, now_secs()],
+            )?;
+        }
+        Ok(self.progress(tenant, job)?.expect("progress row exists after insert"))
+    }
+
+    /// Forgets a job's progress (the events stay). Returns whether it existed.
+    fn reset_progress(&self, tenant: &str, job: &str) -> Result<bool, JournalError> {
+        let conn = self.writer();
+        let n = conn.execute(
+            "DELETE FROM progress WHERE job = ?2 AND tenant = (SELECT id FROM tenants WHERE name = ?1)",
+            params![tenant, job],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn commit_window(
+        &self,
+        commit: &WindowCommit<'_>,
+        records: &[Record<'_>],
+        rejected: &[Quarantined<'_>],
+    ) -> Result<(u64, u64), JournalError> {
+        let mut conn = self.writer();
+        let tid = self.tenant_id(&conn, commit.tenant)?;
+        let tx = conn.transaction()?;
+        let found: i64 = tx.query_row(
+            "SELECT position FROM progress WHERE tenant = ?1 AND job = ?2",
+            params![tid, commit.job],
+            |r| r.get(0),
+        )?;
+        if found != commit.from {
+            return Err(JournalError::ProgressConflict {
+                tenant: commit.tenant.to_string(),
+                job: commit.job.to_string(),
+                expected: commit.from,
+                found,
+            });
+        }
+        let mut inserted = 0u64;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO events (tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(tenant, id) DO NOTHING",
+            )?;
+            for r in records {
+                inserted += stmt.execute(params![
+                    tid,
+                    r.id,
+                    r.created_at,
+                    r.operation_name,
+                    r.user_id,
+                    r.user_email,
+                    r.request_ip,
+                    r.raw
+                ])? as u64;
+            }
+        }
+        let now = now_secs();
+        tx.execute(
+            "UPDATE progress SET position = ?3, updated_at = ?4,
+                 finished_at = CASE WHEN range_end IS NOT NULL AND ?3 >= range_end THEN ?4 ELSE NULL END
+             WHERE tenant = ?1 AND job = ?2",
+            params![tid, commit.job, commit.to, now],
+        )?;
+        tx.execute(
+            "INSERT INTO progress_log (tenant, job, from_pos, to_pos, fetched, inserted, committed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![tid, commit.job, commit.from, commit.to, commit.fetched as i64, inserted as i64, now],
+        )?;
+        let quarantined = quarantine::insert(&tx, tid, commit, rejected.iter().copied(), now)?;
+        tx.commit()?;
+        Ok((inserted, quarantined))
+    }
+
+    /// The offset of a consumer, creating it at `initial` if it is new.
+    fn consumer(&self, name: &str, initial: i64) -> Result<ConsumerOffset, JournalError> {
+        let conn = self.writer();
+        conn.execute(
+            "INSERT INTO consumers (name, position, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+            params![name, initial, now_secs()],
+        )?;
+        let row = conn.query_row("SELECT position, state FROM consumers WHERE name = ?1", [name], |r| {
+            Ok(ConsumerOffset { position: r.get(0)?, state: r.get(1)? })
+        })?;
+        Ok(row)
+    }
+
+    /// Every consumer with its offset.
+    fn consumers(&self) -> Result<Vec<(String, ConsumerOffset)>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT name, position, state FROM consumers ORDER BY name")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, ConsumerOffset { position: r.get(1)?, state: r.get(2)? })))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Moves a consumer's offset from `expected` to `new`, with its state.
+    fn commit_offset(&self, name: &str, expected: i64, new: i64, state: Option<&str>) -> Result<(), JournalError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let found: i64 = tx.query_row("SELECT position FROM consumers WHERE name = ?1", [name], |r| r.get(0))?;
+        if found != expected {
+            return Err(JournalError::OffsetConflict { name: name.to_string(), expected, found });
+        }
+        tx.execute(
+            "UPDATE consumers SET position = ?2, state = ?3, updated_at = ?4 WHERE name = ?1",
+            params![name, new, state, now_secs()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Up to `max_events` events after `after_seq` in journal order, stopping
+    /// early once `max_bytes` of raw text are read (always at least one).
+    fn read_after(&self, after_seq: i64, max_events: usize, max_bytes: usize) -> Result<EventBatch, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.seq, t.name, e.id, e.created_at, e.raw FROM events e JOIN tenants t ON t.id = e.tenant
+             WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![after_seq, max_events as i64])?;
+        let mut batch = EventBatch::default();
+        while let Some(row) = rows.next()? {
+            let raw = text(row, 4)?;
+            let start = batch.buf.len();
+            batch.buf.push_str(raw);
+            let tenant: &str = text(row, 1)?;
+            let tenant = match batch.items.last() {
+                Some(prev) if prev.tenant == tenant => prev.tenant.clone(),
+                _ => tenant.to_string(),
+            };
+            batch.items.push(BatchItem {
+                seq: row.get(0)?,
+                tenant,
+                id: row.get(2)?,
+                created_at: row.get(3)?,
+                raw: start..batch.buf.len(),
+            });
+            if batch.buf.len() >= max_bytes {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The highest sequence number ever handed out (0 when none), whether or not retention
+    /// has deleted that event since: what a reader that is up to date has passed.
+    fn max_seq(&self) -> Result<i64, JournalError> {
+        let conn = self.reader();
+        Ok(conn.query_row(
+            "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+                        (SELECT COALESCE(MAX(seq), 0) FROM events))",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Number of events of a tenant (all tenants when `None`).
+    fn count_events(&self, tenant: Option<&str>) -> Result<i64, JournalError> {
+        let conn = self.reader();
+        let n = match tenant {
+            Some(t) => conn.query_row(
+                "SELECT COUNT(*) FROM events WHERE tenant = (SELECT id FROM tenants WHERE name = ?1)",
+                [t],
+                |r| r.get(0),
+            )?,
+            None => conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?,
+        };
+        Ok(n)
+    }
+
+    /// Every Tines id collected for a tenant, ascending (for verification).
+    fn ids(&self, tenant: &str) -> Result<Vec<i64>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT e.id FROM events e JOIN tenants t ON t.id = e.tenant WHERE t.name = ?1 ORDER BY e.id")?;
+        let ids = stmt.query_map([tenant], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+        Ok(ids)
+    }
+
+    /// Bytes on disk of the database and its write-ahead log.
+    fn size_bytes(&self) -> u64 {
+        ["journal.db", "journal.db-wal", "journal.db-shm"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Proves the database takes writes (for readiness): a write lock taken and released.
+    fn check_writable(&self) -> Result<(), JournalError> {
+        let conn = self.writer();
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+
+    /// Caps the database at about `bytes` (SQLite's `max_page_count`): past it, writes fail
+    /// with [`JournalError::DiskFull`] exactly as on a full disk, and succeed again once raised.
+    fn set_max_size(&self, bytes: u64) -> Result<(), JournalError> {
+        let conn = self.writer();
+        let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (bytes / page.max(1)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the whole journal to `dest` (which must not exist), while it is in use.
+    fn export(&self, dest: &Path) -> Result<(), JournalError> {
+        if dest.exists() {
+            return Err(JournalError::Io {
+                path: dest.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "refusing to overwrite an existing file",
+                ),
+            });
+        }
+        let conn = self.reader();
+        conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+        Ok(())
+    }
+    fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
+        Sqlite::rewind_progress(self, tenant, job, from, to)
+    }
+
+    fn first_seq_since(&self, t: i64) -> Result<Option<i64>, JournalError> {
+        Sqlite::first_seq_since(self, t)
+    }
+
+    fn commit_detection(
+        &self,
+        consumer: &str,
+        expected: i64,
+        new: i64,
+        state: &str,
+        alerts: &[NewAlert],
+        body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
+    ) -> Result<Vec<AlertRow>, JournalError> {
+        Sqlite::commit_detection(self, consumer, expected, new, state, alerts, body)
+    }
+
+    fn alerts_after(&self, after_seq: i64, max: usize) -> Result<Vec<AlertRow>, JournalError> {
+        Sqlite::alerts_after(self, after_seq, max)
+    }
+
+    fn max_alert_seq(&self) -> Result<i64, JournalError> {
+        Sqlite::max_alert_seq(self)
+    }
+
+    fn alert_event_seqs(&self, alert_seq: i64) -> Result<Vec<i64>, JournalError> {
+        Sqlite::alert_event_seqs(self, alert_seq)
+    }
+
+    fn alerts_between(&self, from: i64, to: i64, limit: usize) -> Result<Vec<AlertRow>, JournalError> {
+        Sqlite::alerts_between(self, from, to, limit)
+    }
+
+    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>, JournalError> {
+        Sqlite::quarantined(self, limit)
+    }
+
+    fn quarantine_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        Sqlite::quarantine_counts(self)
+    }
+
+    fn slice_counts(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        user_ids: &[u64],
+        operation_names: &[String],
+    ) -> Result<SliceCounts, JournalError> {
+        Sqlite::slice_counts(self, tenant, start, end, user_ids, operation_names)
+    }
+
+    fn stored_since(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        after_seq: i64,
+    ) -> Result<(u64, Option<i64>, Option<i64>), JournalError> {
+        Sqlite::stored_since(self, tenant, start, end, after_seq)
+    }
+
+    fn record_reconcile_find(&self, f: &ReconcileFind) -> Result<(), JournalError> {
+        Sqlite::record_reconcile_find(self, f)
+    }
+
+    fn record_reconcile_pass(&self, p: &ReconcilePass) -> Result<(), JournalError> {
+        Sqlite::record_reconcile_pass(self, p)
+    }
+
+    fn reconcile_passes(&self, from: i64, to: i64) -> Result<Vec<ReconcilePass>, JournalError> {
+        Sqlite::reconcile_passes(self, from, to)
+    }
+
+    fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError> {
+        Sqlite::reconcile_finds(self, from, to)
+    }
+
+    fn reader_positions(&self) -> Result<(HashMap<String, i64>, i64), JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT name, position FROM consumers")?;
+        let offsets = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let index: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM search_index", [], |r| r.get(0))?;
+        Ok((offsets, index))
+    }
+
+    fn delete_old(&self, before: i64, up_to_seq: i64, alerts_delivered: i64) -> Result<u64, JournalError> {
+        let mut total = 0u64;
+        loop {
+            let n = {
+                let conn = self.writer();
+                conn.execute(
+                    "DELETE FROM events WHERE seq IN
+                       (SELECT seq FROM events WHERE seq <= ?1 AND created_at < ?2
+                          AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > ?3)
+                        ORDER BY seq LIMIT 5000)",
+                    params![up_to_seq, before, alerts_delivered],
+                )?
+            };
+            total += n as u64;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn index_state(&self) -> Result<IndexState, JournalError> {
+        Sqlite::index_state(self)
+    }
+
+    fn index_batch(&self, max: usize) -> Result<usize, JournalError> {
+        Sqlite::index_batch(self, max)
+    }
+
+    fn optimize(&self) -> Result<(), JournalError> {
+        Sqlite::optimize(self)
+    }
+
+    fn seen_user_names(&self) -> Result<Vec<(i64, String)>, JournalError> {
+        Sqlite::seen_user_names(self)
+    }
+
+    fn seen_values(&self, kind: &str) -> Result<Vec<String>, JournalError> {
+        Sqlite::seen_values(self, kind)
+    }
+
+    fn operation_exists(&self, name: &str) -> Result<bool, JournalError> {
+        Sqlite::operation_exists(self, name)
+    }
+
+    fn search(&self, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
+        Sqlite::search(self, q, limit)
+    }
+
+    fn histogram(&self, q: &EventQuery, bucket: i64) -> Result<Vec<(i64, i64)>, JournalError> {
+        Sqlite::histogram(self, q, bucket)
+    }
+
+    fn span(&self, q: &EventQuery) -> Result<Option<(i64, i64)>, JournalError> {
+        Sqlite::span(self, q)
+    }
+
+    fn count(&self, q: &EventQuery) -> Result<i64, JournalError> {
+        Sqlite::count(self, q)
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, JournalError> {
+        Sqlite::tenants(self)
+    }
+
+    fn ledger(&self, tenant: &str, from: i64, to: i64) -> Result<Option<Ledger>, JournalError> {
+        Sqlite::ledger(self, tenant, from, to)
+    }
+
+    fn inserted_since(&self, since: i64) -> Result<i64, JournalError> {
+        Sqlite::inserted_since(self, since)
+    }
+}
+
+fn text<'r>(row: &'r rusqlite::Row<'_>, idx: usize) -> Result<&'r str, JournalError> {
+    row.get_ref(idx)?.as_str().map_err(|e| {
+        JournalError::Sqlite(rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+    })
+}
+
+fn row_to_progress(r: &rusqlite::Row<'_>) -> rusqlite::Result<Progress> {
+    Ok(Progress {
+        tenant: r.get(0)?,
+        job: r.get(1)?,
+        range_start: r.get(2)?,
+        range_end: r.get(3)?,
+        position: r.get(4)?,
+        filter: r.get(5)?,
+        updated_at: r.get(6)?,
+        finished_at: r.get(7)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Journal;
+
+    fn rec(id: i64, raw: &str) -> Record<'_> {
+        Record {
+            id,
+            created_at: 100 + id,
+            operation_name: "Login",
+            user_id: Some(1),
+            user_email: Some("a@b.c"),
+            request_ip: None,
+            raw,
+        }
+    }
+
+    #[test]
+    fn window_commit_is_atomic_idempotent_and_checks_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.start_progress("acme", "cursor", 0, None, "").unwrap();
+        let c = WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 50, fetched: 2 };
+        assert_eq!(j.commit_window(&c, [rec(1, "{\"id\":1}"), rec(2, "{\"id\":2}")]).unwrap(), 2);
+        // A replay of an overlapping window inserts nothing twice.
+        let c2 = WindowCommit { tenant: "acme", job: "cursor", from: 50, to: 60, fetched: 2 };
+        assert_eq!(j.commit_window(&c2, [rec(2, "{\"id\":2}"), rec(3, "{\"id\":3}")]).unwrap(), 1);
+        assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
+        assert_eq!(j.progress("acme", "cursor").unwrap().unwrap().position, 60);
+        // A commit that does not start where the job is refuses and changes nothing.
+        let stale = WindowCommit { tenant: "acme", job: "cursor", from: 50, to: 70, fetched: 1 };
+        assert!(matches!(j.commit_window(&stale, [rec(4, "{}")]), Err(JournalError::ProgressConflict { .. })));
+        assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn second_writer_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Journal::open(dir.path()).unwrap();
+        assert!(matches!(Journal::open(dir.path()), Err(JournalError::Locked(_))));
+        assert!(Journal::open_shared(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn consumers_read_in_order_and_commit_honestly() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let raws: Vec<String> = (1..=10).map(|i| format!("{{\"id\":{i}}}")).collect();
+        let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: 10 };
+        j.commit_window(&c, raws.iter().enumerate().map(|(i, r)| rec(i as i64 + 1, r))).unwrap();
+        let off = j.consumer("file:a", 0).unwrap();
+        assert_eq!(off.position, 0);
+        let b = j.read_after(0, 4, usize::MAX).unwrap();
+        assert_eq!(b.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(b.iter().next().unwrap().raw, "{\"id\":1}");
+        let small = j.read_after(0, 100, 10).unwrap();
+        assert_eq!(small.len(), 2, "stops once max_bytes is reached");
+        j.commit_offset("file:a", 0, b.last_seq().unwrap(), Some("{}")).unwrap();
+        assert!(matches!(j.commit_offset("file:a", 0, 9, None), Err(JournalError::OffsetConflict { .. })));
+        assert_eq!(j.consumer("file:a", 0).unwrap().position, 4);
+    }
+
+    fn fill(j: &Journal, n: i64) {
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let raws: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).collect();
+        let recs = raws.iter().enumerate().map(|(i, r)| Record {
+            id: i as i64 + 1,
+            created_at: 1_000 + i as i64,
+            operation_name: "Login",
+            user_id: None,
+            user_email: None,
+            request_ip: None,
+            raw: r,
+        });
+        let p = j.progress("t", "cursor").unwrap().unwrap().position;
+        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: p, to: p + 1, fetched: n as u64 }, recs)
+            .unwrap();
+    }
+
+    #[test]
+    fn prune_removes_only_old_events_every_consumer_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        fill(&j, 100);
+        // Old enough: created before 1_050 (ids 1..=50); passed by all consumers: seq <= 30.
+        assert_eq!(j.prune(1_050, 30).unwrap(), 30);
+        let ids = j.ids("t").unwrap();
+        assert_eq!(ids.first(), Some(&31));
+        assert_eq!(ids.len(), 70);
+        // Nothing a consumer still needs goes, whatever its age.
+        assert_eq!(j.prune(i64::MAX, 30).unwrap(), 0);
+    }
+
+    #[test]
+    fn export_then_import_round_trips_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("a")).unwrap();
+        fill(&j, 50);
+        j.consumer("file:x", 0).unwrap();
+        j.commit_offset("file:x", 0, 20, Some("{\"len\":7}")).unwrap();
+        let backup = dir.path().join("backup.db");
+        j.export(&backup).unwrap();
+        assert!(j.export(&backup).is_err(), "never overwrites");
+        let k = Journal::import(&backup, &dir.path().join("b"), false).unwrap();
+        assert_eq!(k.ids("t").unwrap(), j.ids("t").unwrap());
+        assert_eq!(
+            k.progress("t", "cursor").unwrap().unwrap().position,
+            j.progress("t", "cursor").unwrap().unwrap().position
+        );
+        assert_eq!(
+            k.consumer("file:x", 0).unwrap(),
+            ConsumerOffset { position: 20, state: Some("{\"len\":7}".into()) }
+        );
+        drop(k);
+        assert!(Journal::import(&backup, &dir.path().join("b"), false).is_err(), "an existing journal needs --replace");
+        assert!(Journal::import(&backup, &dir.path().join("b"), true).is_ok());
+        std::fs::write(dir.path().join("junk.db"), b"not a database at all, not even close").unwrap();
+        assert!(Journal::import(&dir.path().join("junk.db"), &dir.path().join("c"), false).is_err());
+    }
+
+    #[test]
+    fn a_full_disk_is_a_clear_error_and_writing_resumes_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        fill(&j, 10);
+        let size = j.size_bytes();
+        j.set_max_size(size / 2 + 64 * 1024).unwrap();
+        j.start_progress("u", "cursor", 0, None, "").unwrap();
+        let big: Vec<String> = (0..2_000).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "y".repeat(500))).collect();
+        let recs = || {
+            big.iter().enumerate().map(|(i, r)| Record {
+                id: i as i64,
+                created_at: 5,
+                operation_name: "Login",
+                user_id: None,
+                user_email: None,
+                request_ip: None,
+                raw: r,
+            })
+        };
+        let commit = WindowCommit { tenant: "u", job: "cursor", from: 0, to: 10, fetched: 2_000 };
+        let err = j.commit_window(&commit, recs()).unwrap_err();
+        assert!(matches!(err, JournalError::DiskFull), "{err}");
+        assert!(err.to_string().contains("resumes by itself"));
+        // Nothing half-written: the position did not move and no event of the window is in.
+        assert_eq!(j.progress("u", "cursor").unwrap().unwrap().position, 0);
+        assert!(j.ids("u").unwrap().is_empty());
+        j.set_max_size(1 << 40).unwrap();
+        assert_eq!(j.commit_window(&commit, recs()).unwrap(), 2_000);
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_schema_is_current() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            j.start_progress("t", "cursor", 5, None, "f").unwrap();
+        }
+        let j = Sqlite::open(dir.path()).unwrap();
+        assert_eq!(j.progress("t", "cursor").unwrap().unwrap().range_start, 5);
+        let v: i64 = j.reader().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}

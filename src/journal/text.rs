@@ -1,0 +1,71 @@
+//! The text of a record that free-text search looks in, the same for every backend.
+
+use serde_json::Value;
+
+/// Top-level fields left out of the text: timestamps and the tenant id match nearly every record.
+const SKIPPED: &[&str] = &["created_at", "updated_at", "tenant_id"];
+
+fn push_words(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push(' ');
+        }
+        Value::Array(items) => items.iter().for_each(|i| push_words(i, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                // Keys inside `inputs` say what changed (credentialId, readAccess), so they are searchable too.
+                out.push_str(k);
+                out.push(' ');
+                push_words(v, out);
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The text indexed for a record: every value (and every key below the top level).
+pub fn record_text(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => {
+            for (k, v) in &map {
+                if !SKIPPED.contains(&k.as_str()) {
+                    push_words(v, &mut out);
+                }
+            }
+        }
+        // Not an object: index the text as it is rather than lose it.
+        _ => out.push_str(raw),
+    }
+    out
+}
+
+/// The `user_name` of a record, if it has one.
+pub fn user_name_of(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Who {
+        user_name: Option<String>,
+    }
+    serde_json::from_str::<Who>(raw).ok().and_then(|w| w.user_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_text_keeps_values_and_nested_keys_but_not_timestamps() {
+        let t = record_text(
+            r#"{"created_at":"2024-01-01T00:00:00Z","id":7,"inputs":{"credentialId":3001,"name":"Okta \"prod\""},"operation_name":"CredentialDestruction","tenant_id":4242,"user_name":"Seán"}"#,
+        );
+        assert!(t.contains("credentialId 3001"), "{t}");
+        assert!(t.contains("Okta \"prod\"") && t.contains("CredentialDestruction") && t.contains("Seán"));
+        assert!(!t.contains("2024") && !t.contains("4242") && !t.contains("operation_name"), "{t}");
+        assert_eq!(record_text("not json"), "not json");
+    }
+}
