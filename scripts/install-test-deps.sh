@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run against, if missing.
 # Debian packages: rsyslog (+ its OpenSSL TLS driver), openssl, and chromium with
-# chromium-driver (the console's browser tests drive it headless over WebDriver).
+# chromium-driver (the console's browser tests drive it headless over WebDriver),
+# and the PostgreSQL server (scripts/start-postgres.sh runs a throwaway cluster;
+# Debian keeps initdb off PATH, under /usr/lib/postgresql/VERSION/bin).
 set -euo pipefail
 
 apt_pkgs=()
@@ -10,6 +12,7 @@ ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || apt_pkgs+=(rsyslog-openss
 command -v openssl >/dev/null || apt_pkgs+=(openssl)
 [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || apt_pkgs+=(chromium-driver)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "== installing ${apt_pkgs[*]}"
