@@ -9,6 +9,7 @@
 //! [`Journal::call`], which runs them on tokio's blocking pool.
 
 mod backend;
+mod postgres;
 mod retention;
 mod sqlite;
 pub mod text;
@@ -263,6 +264,41 @@ pub struct SliceCounts {
     pub second_at_end: u64,
 }
 
+/// Where a journal is: SQLite in a data directory (the default), or a PostgreSQL
+/// database given by URL (`postgresql://user:password@host:5432/db?sslmode=require`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    Dir(PathBuf),
+    Url(crate::secret::Secret),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Shows a directory as it is and a URL without its password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(d) => write!(f, "{}", d.display()),
+            Location::Url(u) => f.write_str(&postgres::display_url(u.expose())),
+        }
+    }
+}
+
+/// How a command uses the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The collector: creates and migrates it; on SQLite takes the directory's exclusive lock.
+    Write,
+    /// Bookkeeping beside a running collector (consumer offsets, backtests): migrates, no lock.
+    Shared,
+    /// Readers (search, report, `state show`, export): never writes, never migrates.
+    ReadOnly,
+}
+
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
@@ -295,6 +331,19 @@ impl Journal {
     /// changes it. Every method that writes fails.
     pub fn open_read_only(dir: &Path) -> Result<Self, JournalError> {
         Ok(Self::from_backend(sqlite::Sqlite::open_read_only(dir)?))
+    }
+
+    /// Opens the journal at `at` for `access`.
+    pub fn open_at(at: &Location, access: Access) -> Result<Self, JournalError> {
+        match (at, access) {
+            (Location::Dir(d), Access::Write) => Journal::open(d),
+            (Location::Dir(d), Access::Shared) => Journal::open_shared(d),
+            (Location::Dir(d), Access::ReadOnly) => Journal::open_read_only(d),
+            (Location::Url(u), access) => {
+                postgres::Postgres::connect(u.expose(), access)?;
+                Err(JournalError::Task("the PostgreSQL journal is not built yet".into()))
+            }
+        }
     }
 
     /// Installs an exported journal as the SQLite journal of `dir`, after checking it. Refuses
