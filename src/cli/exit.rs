@@ -20,6 +20,7 @@ pub enum Exit {
     Sink = 8,
     Locked = 9,
     DiskFull = 10,
+    JournalUnreachable = 12,
 }
 
 fn from_fetch(e: &FetchError) -> Exit {
@@ -36,7 +37,11 @@ fn from_journal(e: &JournalError) -> Exit {
     match e {
         JournalError::Locked(_) => Exit::Locked,
         JournalError::DiskFull => Exit::DiskFull,
-        JournalError::Missing(_) | JournalError::TooNew { .. } | JournalError::NeedsUpgrade { .. } => Exit::Usage,
+        JournalError::Missing(_)
+        | JournalError::TooNew { .. }
+        | JournalError::NeedsUpgrade { .. }
+        | JournalError::Config(_) => Exit::Usage,
+        JournalError::Unavailable(_) => Exit::JournalUnreachable,
         _ => Exit::Internal,
     }
 }

@@ -34,7 +34,7 @@ pub use exit::{Exit, exit_code};
 /// 3 authentication failed (401), 4 permission denied (403), 5 tenant not found (404),
 /// 6 network unreachable, 7 the API kept failing, 8 a sink could not deliver,
 /// 9 the data directory is in use by another collector, 10 the journal cannot grow (disk full),
-/// 11 detection rules have problems or failing examples.
+/// 11 detection rules have problems or failing examples, 12 the journal's database cannot be reached.
 #[derive(Debug, Parser)]
 #[command(name = "tines-audit", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {

@@ -9,9 +9,13 @@
 //! [`Journal::call`], which runs them on tokio's blocking pool.
 
 mod backend;
+#[cfg(test)]
+mod conformance;
 mod postgres;
 mod retention;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 
 use std::ops::{Deref, Range};
@@ -57,6 +61,12 @@ pub enum JournalError {
     NeedsUpgrade { dir: PathBuf, found: i64, supported: i64 },
     #[error("journal task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("journal database error: {0}")]
+    Database(String),
+    #[error("{0}; work is paused and resumes once the database answers again")]
+    Unavailable(String),
 }
 
 /// One record to append, borrowed from the page it came in.
@@ -339,10 +349,7 @@ impl Journal {
             (Location::Dir(d), Access::Write) => Journal::open(d),
             (Location::Dir(d), Access::Shared) => Journal::open_shared(d),
             (Location::Dir(d), Access::ReadOnly) => Journal::open_read_only(d),
-            (Location::Url(u), access) => {
-                postgres::Postgres::connect(u.expose(), access)?;
-                Err(JournalError::Task("the PostgreSQL journal is not built yet".into()))
-            }
+            (Location::Url(u), access) => Ok(Self::from_backend(postgres::Postgres::connect(u.expose(), access)?)),
         }
     }
 

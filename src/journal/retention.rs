@@ -61,6 +61,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::testing::{Fresh, Kind, fresh};
     use crate::journal::{NewAlert, Record, WindowCommit};
 
     /// Appends events with Tines ids `ids`, created at `1_000 + id` (old), through a committed window.
@@ -83,16 +84,15 @@ mod tests {
     }
 
     /// A journal with events 1..=100 (seq = id), indexed, and `offsets` committed.
-    fn journal(offsets: &[(&str, i64)]) -> (tempfile::TempDir, Journal) {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+    fn journal(kind: Kind, offsets: &[(&str, i64)]) -> Fresh {
+        let j = fresh(kind);
         add(&j, 1..=100);
         crate::query::index::catch_up(&j).unwrap();
         for (name, pos) in offsets {
             j.consumer(name, 0).unwrap();
             j.commit_offset(name, 0, *pos, None).unwrap();
         }
-        (dir, j)
+        j
     }
 
     fn readers(events: &[&str], alert_outputs: &[&str]) -> Readers {
@@ -106,9 +106,8 @@ mod tests {
         j.read_after(0, usize::MAX, usize::MAX).unwrap().iter().map(|e| e.seq).collect()
     }
 
-    #[test]
-    fn seq_is_never_reused_after_the_newest_events_are_pruned() {
-        let (dir, j) = journal(&[("file:a", 100)]);
+    fn seq_is_never_reused_after_the_newest_events_are_pruned(kind: Kind) {
+        let j = journal(kind, &[("file:a", 100)]);
         assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 100);
         assert_eq!(j.count_events(None).unwrap(), 0);
         assert_eq!(j.max_seq().unwrap(), 100, "the high-water mark survives the rows");
@@ -120,16 +119,16 @@ mod tests {
         j.commit_offset("file:a", 100, 110, None).unwrap();
         crate::query::index::catch_up(&j).unwrap();
         assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 10);
-        drop(j);
-        let j = Journal::open(dir.path()).unwrap();
+        let j = j.reopen();
         add(&j, 111..=111);
         assert_eq!(seqs(&j), vec![111]);
     }
 
     #[test]
     fn the_high_water_mark_travels_with_an_export() {
-        let (dir, j) = journal(&[("file:a", 100)]);
+        let j = journal(Kind::Sqlite, &[("file:a", 100)]);
         j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let backup = dir.path().join("backup.db");
         j.export(&backup).unwrap();
         let k = Journal::import(&backup, &dir.path().join("moved"), false).unwrap();
@@ -138,9 +137,8 @@ mod tests {
         assert_eq!(seqs(&k), vec![101]);
     }
 
-    #[test]
-    fn retention_stops_at_the_slowest_sink_and_at_the_detector() {
-        let (_dir, j) = journal(&[("file:a", 70), ("detector", 40)]);
+    fn retention_stops_at_the_slowest_sink_and_at_the_detector(kind: Kind) {
+        let j = journal(kind, &[("file:a", 70), ("detector", 40)]);
         let p = j.prune_passed(i64::MAX, &readers(&["file:a", "detector"], &[])).unwrap();
         assert_eq!((p.deleted, p.slowest), (40, ("detector".to_string(), 40)));
         assert_eq!(seqs(&j).first(), Some(&41));
@@ -148,9 +146,8 @@ mod tests {
         assert_eq!((p.deleted, p.slowest), (30, ("file:a".to_string(), 70)));
     }
 
-    #[test]
-    fn a_configured_reader_that_never_ran_holds_everything() {
-        let (_dir, j) = journal(&[("file:a", 100)]);
+    fn a_configured_reader_that_never_ran_holds_everything(kind: Kind) {
+        let j = journal(kind, &[("file:a", 100)]);
         for never_ran in ["file:new", "detector"] {
             let p = j.prune_passed(i64::MAX, &readers(&["file:a", never_ran], &[])).unwrap();
             assert_eq!((p.deleted, p.slowest), (0, (never_ran.to_string(), 0)), "{never_ran}");
@@ -160,10 +157,8 @@ mod tests {
         assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 100);
     }
 
-    #[test]
-    fn retention_waits_for_the_search_indexer() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+    fn retention_waits_for_the_search_indexer(kind: Kind) {
+        let j = fresh(kind);
         add(&j, 1..=100);
         crate::query::index::index_batch(&j, 25).unwrap();
         j.consumer("file:a", 0).unwrap();
@@ -174,9 +169,8 @@ mod tests {
         assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 75);
     }
 
-    #[test]
-    fn an_alerts_events_stay_until_every_alert_output_has_delivered_it() {
-        let (_dir, j) = journal(&[("file:a", 100)]);
+    fn an_alerts_events_stay_until_every_alert_output_has_delivered_it(kind: Kind) {
+        let j = journal(kind, &[("file:a", 100)]);
         let alert = NewAlert {
             id: "r:60".into(),
             rule_id: "r".into(),
@@ -202,11 +196,19 @@ mod tests {
         assert!(seqs(&j).is_empty());
     }
 
-    #[test]
-    fn only_events_older_than_the_cutoff_go() {
-        let (_dir, j) = journal(&[("file:a", 100)]);
+    fn only_events_older_than_the_cutoff_go(kind: Kind) {
+        let j = journal(kind, &[("file:a", 100)]);
         // Created at 1_001..=1_100: before 1_031 means ids 1..=30.
         assert_eq!(j.prune_passed(1_031, &readers(&["file:a"], &[])).unwrap().deleted, 30);
         assert_eq!(seqs(&j).first(), Some(&31));
     }
+
+    crate::on_every_backend!(
+        seq_is_never_reused_after_the_newest_events_are_pruned,
+        retention_stops_at_the_slowest_sink_and_at_the_detector,
+        a_configured_reader_that_never_ran_holds_everything,
+        retention_waits_for_the_search_indexer,
+        an_alerts_events_stay_until_every_alert_output_has_delivered_it,
+        only_events_older_than_the_cutoff_go,
+    );
 }

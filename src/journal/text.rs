@@ -54,9 +54,27 @@ pub fn user_name_of(raw: &str) -> Option<String> {
     serde_json::from_str::<Who>(raw).ok().and_then(|w| w.user_name)
 }
 
+/// The words of a text as SQLite's FTS5 `unicode61 remove_diacritics 2` tokenizer makes
+/// them: runs of letters and digits, lower case, without diacritics ("Seán" is "sean").
+/// Backends without that tokenizer index and query these words, so every backend finds
+/// the same events for the same free text.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect::<String>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_letters_and_digits_lower_case_without_diacritics() {
+        let w: Vec<String> = words("Seán's ZOË x@y.com 3001-b Ünïcödé 東京").collect();
+        assert_eq!(w, ["sean", "s", "zoe", "x", "y", "com", "3001", "b", "unicode", "東京"]);
+    }
 
     #[test]
     fn record_text_keeps_values_and_nested_keys_but_not_timestamps() {

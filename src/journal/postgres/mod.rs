@@ -1,16 +1,890 @@
-//! The shared journal: a PostgreSQL database that several instances use at once.
+//! The shared journal: a PostgreSQL database that several `tines-audit` instances
+//! use at once (ARCHITECTURE.md, "The PostgreSQL journal").
+//!
+//! What differs from SQLite, and why it is still exactly once:
+//! - **Commit order.** A sequence hands out numbers when rows are inserted, not when
+//!   they commit, so two overlapping transactions could make seq 11 visible before
+//!   seq 10, and a consumer reading `seq > offset` would pass 10 for ever. Every
+//!   transaction that takes event numbers first takes a transaction-scoped advisory
+//!   lock, held until it commits, so numbers are handed out in commit order: a reader
+//!   that sees `n` sees every number below it that will ever exist. Alerts likewise.
+//! - **Positions and offsets** move by compare-and-set in the transaction that writes
+//!   what they describe (`FOR UPDATE` on the progress row), as in SQLite.
+//! - **Full text** is a `tsvector` per event (GIN), built from the same words SQLite's
+//!   FTS5 sees, tokenized in Rust ([`crate::journal::text::words`]) so both answer alike.
 
-use super::{Access, JournalError};
+mod conn;
+mod schema;
+mod search;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, Row};
+
+use super::backend::{Backend, EventQuery, FoundEvent, IndexState, Ledger, Place};
+use super::{
+    Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
+    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+};
+use crate::timeutil::now_secs;
+use conn::Pool;
 
 /// A PostgreSQL journal.
-pub struct Postgres;
+pub struct Postgres {
+    pool: Pool,
+    tenant_ids: Mutex<HashMap<String, i64>>,
+}
 
 impl Postgres {
     /// Connects to the database at `url`, migrating its schema for [`Access::Write`] and
     /// [`Access::Shared`], and checking that it is current for [`Access::ReadOnly`].
     pub fn connect(url: &str, access: Access) -> Result<Postgres, JournalError> {
-        let _ = (url, access);
-        Err(JournalError::Task("the PostgreSQL journal is not built yet".into()))
+        let pool = Pool::new(conn::parse(url)?)?;
+        let shown = pool.shown().to_string();
+        pool.run(async |c| match access {
+            Access::Write | Access::Shared => schema::migrate(c).await,
+            Access::ReadOnly => match schema::version(c).await? {
+                0 => Err(JournalError::Task(format!(
+                    "no journal in the database at {shown}: nothing has been collected into it yet"
+                ))),
+                v if v > schema::CURRENT => Err(JournalError::TooNew { found: v, supported: schema::CURRENT }),
+                v if v < schema::CURRENT => Err(JournalError::Task(format!(
+                    "the journal at {shown} was written by an older tines-audit (schema {v}; this build reads {}): run `tines-audit collect` (or the daemon) once with this build to upgrade it",
+                    schema::CURRENT
+                ))),
+                _ => Ok(()),
+            },
+        })?;
+        Ok(Postgres { pool, tenant_ids: Mutex::new(HashMap::new()) })
+    }
+
+    fn run<T>(&self, f: impl AsyncFnOnce(&mut Client) -> Result<T, JournalError>) -> Result<T, JournalError> {
+        self.pool.run(f)
+    }
+
+    /// The id of a tenant, creating it if new (outside any transaction: a tenant row is never undone).
+    async fn tenant_id(&self, c: &impl GenericClient, name: &str) -> Result<i64, JournalError> {
+        if let Some(id) = self.tenant_ids.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(*id);
+        }
+        c.execute(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &now_secs()],
+        )
+        .await?;
+        let id: i64 = c.query_one("SELECT id FROM tenants WHERE name = $1", &[&name]).await?.get(0);
+        self.tenant_ids.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    async fn known_tenant(&self, c: &impl GenericClient, name: &str) -> Result<Option<i64>, JournalError> {
+        Ok(c.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name]).await?.map(|r| r.get(0)))
+    }
+}
+
+/// Takes one of the schema's advisory locks until the transaction ends.
+async fn lock(c: &impl GenericClient, key: i32) -> Result<(), JournalError> {
+    c.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&key]).await?;
+    Ok(())
+}
+
+fn row_to_progress(r: &Row) -> Progress {
+    Progress {
+        tenant: r.get(0),
+        job: r.get(1),
+        range_start: r.get(2),
+        range_end: r.get(3),
+        position: r.get(4),
+        filter: r.get(5),
+        updated_at: r.get(6),
+        finished_at: r.get(7),
+    }
+}
+
+fn row_to_alert(r: &Row) -> AlertRow {
+    AlertRow {
+        seq: r.get(0),
+        id: r.get(1),
+        rule_id: r.get(2),
+        tenant: r.get(3),
+        event_time: r.get(4),
+        raised_at: r.get(5),
+        body: r.get(6),
+    }
+}
+
+const ALERT_COLUMNS: &str = "seq, id, rule_id, tenant, event_time, raised_at, body";
+
+fn row_to_find(r: &Row, tenant: String, at: usize) -> ReconcileFind {
+    ReconcileFind {
+        tenant,
+        slice_start: r.get(at),
+        slice_end: r.get(at + 1),
+        api_count: r.get::<_, Option<i64>>(at + 2).map(|c| c as u64),
+        journal_count: r.get::<_, i64>(at + 3) as u64,
+        found: r.get::<_, i64>(at + 4) as u64,
+        oldest: r.get(at + 5),
+        newest: r.get(at + 6),
+        max_late_secs: r.get(at + 7),
+        found_at: r.get(at + 8),
+    }
+}
+
+fn event_row(r: &Row) -> EventRow {
+    EventRow { seq: r.get(0), tenant: r.get(1), id: r.get(2), created_at: r.get(3), operation_name: r.get(4) }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const PROGRESS_COLUMNS: &str =
+    "t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at";
+
+impl Backend for Postgres {
+    fn place(&self) -> Place<'_> {
+        Place::Server(self.pool.shown())
+    }
+
+    fn progress(&self, tenant: &str, job: &str) -> Result<Option<Progress>, JournalError> {
+        self.run(async |c| {
+            let sql = format!(
+                "SELECT {PROGRESS_COLUMNS} FROM progress p JOIN tenants t ON t.id = p.tenant WHERE t.name = $1 AND p.job = $2"
+            );
+            Ok(c.query_opt(&sql, &[&tenant, &job]).await?.as_ref().map(row_to_progress))
+        })
+    }
+
+    fn all_progress(&self) -> Result<Vec<Progress>, JournalError> {
+        self.run(async |c| {
+            let sql = format!(
+                "SELECT {PROGRESS_COLUMNS} FROM progress p JOIN tenants t ON t.id = p.tenant ORDER BY t.name, p.job"
+            );
+            Ok(c.query(&sql, &[]).await?.iter().map(row_to_progress).collect())
+        })
+    }
+
+    fn start_progress(
+        &self,
+        tenant: &str,
+        job: &str,
+        start: i64,
+        end: Option<i64>,
+        filter: &str,
+    ) -> Result<Progress, JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, tenant).await?;
+            c.execute(
+                "INSERT INTO progress (tenant, job, range_start, range_end, position, filter, updated_at)
+                 VALUES ($1, $2, $3, $4, $3, $5, $6) ON CONFLICT (tenant, job) DO NOTHING",
+                &[&tid, &job, &start, &end, &filter, &now_secs()],
+            )
+            .await?;
+            Ok(())
+        })?;
+        Ok(self.progress(tenant, job)?.expect("progress row exists after insert"))
+    }
+
+    fn reset_progress(&self, tenant: &str, job: &str) -> Result<bool, JournalError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM progress WHERE job = $2 AND tenant = (SELECT id FROM tenants WHERE name = $1)",
+                    &[&tenant, &job],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, tenant).await?;
+            let tx = c.transaction().await?;
+            let found: i64 = tx
+                .query_one("SELECT position FROM progress WHERE tenant = $1 AND job = $2 FOR UPDATE", &[&tid, &job])
+                .await?
+                .get(0);
+            if found != from {
+                return Err(JournalError::ProgressConflict {
+                    tenant: tenant.to_string(),
+                    job: job.to_string(),
+                    expected: from,
+                    found,
+                });
+            }
+            tx.execute(
+                "UPDATE progress SET position = $3, range_start = LEAST(range_start, $3), updated_at = $4
+                 WHERE tenant = $1 AND job = $2",
+                &[&tid, &job, &to, &now_secs()],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn commit_window(
+        &self,
+        commit: &WindowCommit<'_>,
+        records: &[Record<'_>],
+        rejected: &[Quarantined<'_>],
+    ) -> Result<(u64, u64), JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, commit.tenant).await?;
+            let tx = c.transaction().await?;
+            let found: i64 = tx
+                .query_one(
+                    "SELECT position FROM progress WHERE tenant = $1 AND job = $2 FOR UPDATE",
+                    &[&tid, &commit.job],
+                )
+                .await?
+                .get(0);
+            if found != commit.from {
+                return Err(JournalError::ProgressConflict {
+                    tenant: commit.tenant.to_string(),
+                    job: commit.job.to_string(),
+                    expected: commit.from,
+                    found,
+                });
+            }
+            let mut inserted = 0u64;
+            if !records.is_empty() {
+                let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+                let created: Vec<i64> = records.iter().map(|r| r.created_at).collect();
+                let ops: Vec<&str> = records.iter().map(|r| r.operation_name).collect();
+                let users: Vec<Option<i64>> = records.iter().map(|r| r.user_id).collect();
+                let emails: Vec<Option<&str>> = records.iter().map(|r| r.user_email).collect();
+                let ips: Vec<Option<&str>> = records.iter().map(|r| r.request_ip).collect();
+                let raws: Vec<&str> = records.iter().map(|r| r.raw).collect();
+                // Numbers are taken in commit order: see the module documentation.
+                lock(&tx, schema::EVENTS_LOCK).await?;
+                inserted = tx
+                    .execute(
+                        "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+                         SELECT nextval('events_seq'), $1, r.id, r.created_at, r.op, r.user_id, r.email, r.ip, r.raw
+                         FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])
+                              WITH ORDINALITY AS r(id, created_at, op, user_id, email, ip, raw, n)
+                         ORDER BY r.n
+                         ON CONFLICT (tenant, id) DO NOTHING",
+                        &[&tid, &ids, &created, &ops, &users, &emails, &ips, &raws],
+                    )
+                    .await?;
+            }
+            let now = now_secs();
+            tx.execute(
+                "UPDATE progress SET position = $3::bigint, updated_at = $4::bigint,
+                     finished_at = CASE WHEN range_end IS NOT NULL AND $3::bigint >= range_end THEN $4::bigint ELSE NULL END
+                 WHERE tenant = $1 AND job = $2",
+                &[&tid, &commit.job, &commit.to, &now],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO progress_log (tenant, job, from_pos, to_pos, fetched, inserted, committed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&tid, &commit.job, &commit.from, &commit.to, &(commit.fetched as i64), &(inserted as i64), &now],
+            )
+            .await?;
+            let mut quarantined = 0u64;
+            for q in rejected {
+                let digest = hex(&Sha256::digest(q.raw.as_bytes()));
+                quarantined += tx
+                    .execute(
+                        "INSERT INTO quarantine (tenant, digest, raw, reason, window_start, window_end, first_seen)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, digest) DO NOTHING",
+                        &[&tid, &digest, &q.raw, &q.reason, &commit.from, &commit.to, &now],
+                    )
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok((inserted, quarantined))
+        })
+    }
+
+    fn consumer(&self, name: &str, initial: i64) -> Result<ConsumerOffset, JournalError> {
+        self.run(async |c| {
+            c.execute(
+                "INSERT INTO consumers (name, position, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                &[&name, &initial, &now_secs()],
+            )
+            .await?;
+            let r = c.query_one("SELECT position, state FROM consumers WHERE name = $1", &[&name]).await?;
+            Ok(ConsumerOffset { position: r.get(0), state: r.get(1) })
+        })
+    }
+
+    fn consumers(&self) -> Result<Vec<(String, ConsumerOffset)>, JournalError> {
+        self.run(async |c| {
+            let rows = c.query("SELECT name, position, state FROM consumers ORDER BY name", &[]).await?;
+            Ok(rows.iter().map(|r| (r.get(0), ConsumerOffset { position: r.get(1), state: r.get(2) })).collect())
+        })
+    }
+
+    fn commit_offset(&self, name: &str, expected: i64, new: i64, state: Option<&str>) -> Result<(), JournalError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "UPDATE consumers SET position = $3, state = $4, updated_at = $5 WHERE name = $1 AND position = $2",
+                    &[&name, &expected, &new, &state, &now_secs()],
+                )
+                .await?;
+            if n == 1 {
+                return Ok(());
+            }
+            let found: i64 = c.query_one("SELECT position FROM consumers WHERE name = $1", &[&name]).await?.get(0);
+            Err(JournalError::OffsetConflict { name: name.to_string(), expected, found })
+        })
+    }
+
+    fn read_after(&self, after_seq: i64, max_events: usize, max_bytes: usize) -> Result<EventBatch, JournalError> {
+        self.run(async |c| {
+            let limit = max_events.min(i64::MAX as usize) as i64;
+            let rows = c
+                .query(
+                    "SELECT e.seq, t.name, e.id, e.created_at, e.raw FROM events e JOIN tenants t ON t.id = e.tenant
+                     WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+                    &[&after_seq, &limit],
+                )
+                .await?;
+            let mut batch = EventBatch::default();
+            for row in &rows {
+                let raw: &str = row.get(4);
+                let start = batch.buf.len();
+                batch.buf.push_str(raw);
+                let tenant: &str = row.get(1);
+                let tenant = match batch.items.last() {
+                    Some(prev) if prev.tenant == tenant => prev.tenant.clone(),
+                    _ => tenant.to_string(),
+                };
+                batch.items.push(BatchItem {
+                    seq: row.get(0),
+                    tenant,
+                    id: row.get(2),
+                    created_at: row.get(3),
+                    raw: start..batch.buf.len(),
+                });
+                if batch.buf.len() >= max_bytes {
+                    break;
+                }
+            }
+            Ok(batch)
+        })
+    }
+
+    fn max_seq(&self) -> Result<i64, JournalError> {
+        self.run(async |c| {
+            Ok(c.query_one(
+                "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
+                                 (SELECT COALESCE(MAX(seq), 0) FROM events))",
+                &[],
+            )
+            .await?
+            .get(0))
+        })
+    }
+
+    fn count_events(&self, tenant: Option<&str>) -> Result<i64, JournalError> {
+        self.run(async |c| {
+            let r = match tenant {
+                Some(t) => {
+                    c.query_one(
+                        "SELECT COUNT(*) FROM events WHERE tenant = (SELECT id FROM tenants WHERE name = $1)",
+                        &[&t],
+                    )
+                    .await?
+                }
+                None => c.query_one("SELECT COUNT(*) FROM events", &[]).await?,
+            };
+            Ok(r.get(0))
+        })
+    }
+
+    fn ids(&self, tenant: &str) -> Result<Vec<i64>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT e.id FROM events e JOIN tenants t ON t.id = e.tenant WHERE t.name = $1 ORDER BY e.id",
+                    &[&tenant],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn first_seq_since(&self, t: i64) -> Result<Option<i64>, JournalError> {
+        self.run(async |c| Ok(c.query_one("SELECT MIN(seq) FROM events WHERE created_at >= $1", &[&t]).await?.get(0)))
+    }
+
+    fn commit_detection(
+        &self,
+        consumer: &str,
+        expected: i64,
+        new: i64,
+        state: &str,
+        alerts: &[NewAlert],
+        body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
+    ) -> Result<Vec<AlertRow>, JournalError> {
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            let now = now_secs();
+            tx.execute(
+                "INSERT INTO consumers (name, position, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                &[&consumer, &expected, &now],
+            )
+            .await?;
+            let found: i64 =
+                tx.query_one("SELECT position FROM consumers WHERE name = $1 FOR UPDATE", &[&consumer]).await?.get(0);
+            if found != expected {
+                return Err(JournalError::OffsetConflict { name: consumer.to_string(), expected, found });
+            }
+            let mut stored = Vec::new();
+            if !alerts.is_empty() {
+                lock(&tx, schema::ALERTS_LOCK).await?;
+            }
+            for a in alerts {
+                let mut rows = tx
+                    .query(
+                        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name FROM events e JOIN tenants t ON t.id = e.tenant
+                         WHERE (t.name = $1 AND e.id = ANY($2)) OR e.seq = $3",
+                        &[&a.tenant, &a.event_ids, &a.trigger_seq],
+                    )
+                    .await?
+                    .iter()
+                    .map(event_row)
+                    .collect::<Vec<_>>();
+                rows.sort_by_key(|e| (e.created_at, e.seq));
+                rows.dedup_by_key(|e| e.seq);
+                let text = body(a, &rows);
+                let Some(seq) = tx
+                    .query_opt(
+                        "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body)
+                         VALUES (nextval('alerts_seq'), $1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq",
+                        &[&a.id, &a.rule_id, &a.group_key, &a.tenant, &a.event_time, &now, &text],
+                    )
+                    .await?
+                    .map(|r| r.get::<_, i64>(0))
+                else {
+                    continue;
+                };
+                let seqs: Vec<i64> = rows.iter().map(|e| e.seq).collect();
+                tx.execute(
+                    "INSERT INTO alert_events (alert_seq, event_seq) SELECT $1, s FROM unnest($2::bigint[]) AS s
+                     ON CONFLICT DO NOTHING",
+                    &[&seq, &seqs],
+                )
+                .await?;
+                stored.push(AlertRow {
+                    seq,
+                    id: a.id.clone(),
+                    rule_id: a.rule_id.clone(),
+                    tenant: a.tenant.clone(),
+                    event_time: a.event_time,
+                    raised_at: now,
+                    body: text,
+                });
+            }
+            tx.execute(
+                "UPDATE consumers SET position = $2, state = $3, updated_at = $4 WHERE name = $1",
+                &[&consumer, &new, &state, &now],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(stored)
+        })
+    }
+
+    fn alerts_after(&self, after_seq: i64, max: usize) -> Result<Vec<AlertRow>, JournalError> {
+        self.run(async |c| {
+            let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE seq > $1 ORDER BY seq LIMIT $2");
+            Ok(c.query(&sql, &[&after_seq, &(max.min(i64::MAX as usize) as i64)])
+                .await?
+                .iter()
+                .map(row_to_alert)
+                .collect())
+        })
+    }
+
+    fn max_alert_seq(&self) -> Result<i64, JournalError> {
+        self.run(async |c| Ok(c.query_one("SELECT COALESCE(MAX(seq), 0) FROM alerts", &[]).await?.get(0)))
+    }
+
+    fn alert_event_seqs(&self, alert_seq: i64) -> Result<Vec<i64>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query("SELECT event_seq FROM alert_events WHERE alert_seq = $1 ORDER BY event_seq", &[&alert_seq])
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn alerts_between(&self, from: i64, to: i64, limit: usize) -> Result<Vec<AlertRow>, JournalError> {
+        self.run(async |c| {
+            let sql = format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE event_time >= $1 AND event_time < $2
+                 ORDER BY event_time DESC, seq DESC LIMIT $3"
+            );
+            Ok(c.query(&sql, &[&from, &to, &(limit.min(i64::MAX as usize) as i64)])
+                .await?
+                .iter()
+                .map(row_to_alert)
+                .collect())
+        })
+    }
+
+    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, q.raw, q.reason, q.window_start, q.window_end, q.first_seen
+                     FROM quarantine q JOIN tenants t ON t.id = q.tenant ORDER BY q.seq DESC LIMIT $1",
+                    &[&(limit.min(i64::MAX as usize) as i64)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| QuarantinedRow {
+                    tenant: r.get(0),
+                    raw: r.get(1),
+                    reason: r.get(2),
+                    window_start: r.get(3),
+                    window_end: r.get(4),
+                    first_seen: r.get(5),
+                })
+                .collect())
+        })
+    }
+
+    fn quarantine_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, COUNT(*) FROM quarantine q JOIN tenants t ON t.id = q.tenant GROUP BY t.name ORDER BY t.name",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
+        })
+    }
+
+    fn slice_counts(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        user_ids: &[u64],
+        operation_names: &[String],
+    ) -> Result<SliceCounts, JournalError> {
+        let users: Vec<i64> = user_ids.iter().map(|u| *u as i64).collect();
+        self.run(async |c| {
+            let r = c
+                .query_one(
+                    "SELECT COUNT(*) FILTER (WHERE created_at >= $2 AND created_at < $3),
+                            COUNT(*) FILTER (WHERE created_at = $2 - 1),
+                            COUNT(*) FILTER (WHERE created_at = $3)
+                     FROM events WHERE tenant = (SELECT id FROM tenants WHERE name = $1)
+                       AND created_at >= $2 - 1 AND created_at <= $3
+                       AND (cardinality($4::bigint[]) = 0 OR user_id = ANY($4))
+                       AND (cardinality($5::text[]) = 0 OR operation_name = ANY($5))",
+                    &[&tenant, &start, &end, &users, &operation_names],
+                )
+                .await?;
+            Ok(SliceCounts {
+                inside: r.get::<_, i64>(0) as u64,
+                second_before: r.get::<_, i64>(1) as u64,
+                second_at_end: r.get::<_, i64>(2) as u64,
+            })
+        })
+    }
+
+    fn stored_since(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        after_seq: i64,
+    ) -> Result<(u64, Option<i64>, Option<i64>), JournalError> {
+        self.run(async |c| {
+            let r = c
+                .query_one(
+                    "SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM events
+                     WHERE tenant = (SELECT id FROM tenants WHERE name = $1) AND created_at >= $2 AND created_at < $3 AND seq > $4",
+                    &[&tenant, &start, &end, &after_seq],
+                )
+                .await?;
+            Ok((r.get::<_, i64>(0) as u64, r.get(1), r.get(2)))
+        })
+    }
+
+    fn record_reconcile_find(&self, f: &ReconcileFind) -> Result<(), JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, &f.tenant).await?;
+            c.execute(
+                "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
+                     newest, max_late_secs, found_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &tid,
+                    &f.slice_start,
+                    &f.slice_end,
+                    &f.api_count.map(|c| c as i64),
+                    &(f.journal_count as i64),
+                    &(f.found as i64),
+                    &f.oldest,
+                    &f.newest,
+                    &f.max_late_secs,
+                    &f.found_at,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn record_reconcile_pass(&self, p: &ReconcilePass) -> Result<(), JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, &p.tenant).await?;
+            c.execute(
+                "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &tid,
+                    &p.range_start,
+                    &p.range_end,
+                    &(p.slices as i64),
+                    &(p.reread as i64),
+                    &(p.found as i64),
+                    &p.started_at,
+                    &p.finished_at,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn reconcile_passes(&self, from: i64, to: i64) -> Result<Vec<ReconcilePass>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, p.range_start, p.range_end, p.slices, p.reread, p.found, p.started_at, p.finished_at
+                     FROM reconcile_passes p JOIN tenants t ON t.id = p.tenant
+                     WHERE p.finished_at >= $1 AND p.finished_at < $2 ORDER BY p.finished_at",
+                    &[&from, &to],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| ReconcilePass {
+                    tenant: r.get(0),
+                    range_start: r.get(1),
+                    range_end: r.get(2),
+                    slices: r.get::<_, i64>(3) as u64,
+                    reread: r.get::<_, i64>(4) as u64,
+                    found: r.get::<_, i64>(5) as u64,
+                    started_at: r.get(6),
+                    finished_at: r.get(7),
+                })
+                .collect())
+        })
+    }
+
+    fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, f.slice_start, f.slice_end, f.api_count, f.journal_count, f.found, f.oldest, f.newest,
+                            f.max_late_secs, f.found_at
+                     FROM reconcile_finds f JOIN tenants t ON t.id = f.tenant
+                     WHERE f.slice_end > $1 AND f.slice_start < $2 ORDER BY f.slice_start",
+                    &[&from, &to],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| row_to_find(r, r.get(0), 1)).collect())
+        })
+    }
+
+    fn reader_positions(&self) -> Result<(HashMap<String, i64>, i64), JournalError> {
+        self.run(async |c| {
+            let offsets = c
+                .query("SELECT name, position FROM consumers", &[])
+                .await?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect();
+            let index: i64 = c.query_one("SELECT COALESCE(MAX(position), 0) FROM search_index", &[]).await?.get(0);
+            Ok((offsets, index))
+        })
+    }
+
+    fn delete_old(&self, before: i64, up_to_seq: i64, alerts_delivered: i64) -> Result<u64, JournalError> {
+        let mut total = 0u64;
+        loop {
+            let n = self.run(async |c| {
+                Ok(c.execute(
+                    "DELETE FROM events WHERE seq IN
+                       (SELECT seq FROM events WHERE seq <= $1 AND created_at < $2
+                          AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > $3)
+                        ORDER BY seq LIMIT 5000)",
+                    &[&up_to_seq, &before, &alerts_delivered],
+                )
+                .await?)
+            })?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn index_state(&self) -> Result<IndexState, JournalError> {
+        self.run(async |c| search::index_state(c).await)
+    }
+
+    fn index_batch(&self, max: usize) -> Result<usize, JournalError> {
+        self.run(async |c| search::index_batch(c, max).await)
+    }
+
+    fn optimize(&self) -> Result<(), JournalError> {
+        self.run(async |c| {
+            c.batch_execute("ANALYZE events; ANALYZE events_text;").await?;
+            Ok(())
+        })
+    }
+
+    fn seen_user_names(&self) -> Result<Vec<(i64, String)>, JournalError> {
+        self.run(async |c| {
+            let rows = c.query("SELECT DISTINCT user_id, user_name FROM search_users", &[]).await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn seen_values(&self, kind: &str) -> Result<Vec<String>, JournalError> {
+        self.run(async |c| {
+            let rows = c.query("SELECT value FROM search_values WHERE kind = $1", &[&kind]).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn operation_exists(&self, name: &str) -> Result<bool, JournalError> {
+        self.run(async |c| {
+            Ok(c.query_one("SELECT EXISTS (SELECT 1 FROM events WHERE operation_name = $1)", &[&name]).await?.get(0))
+        })
+    }
+
+    fn search(&self, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
+        self.run(async |c| search::search(c, q, limit).await)
+    }
+
+    fn histogram(&self, q: &EventQuery, bucket: i64) -> Result<Vec<(i64, i64)>, JournalError> {
+        self.run(async |c| search::histogram(c, q, bucket).await)
+    }
+
+    fn span(&self, q: &EventQuery) -> Result<Option<(i64, i64)>, JournalError> {
+        self.run(async |c| search::span(c, q).await)
+    }
+
+    fn count(&self, q: &EventQuery) -> Result<i64, JournalError> {
+        self.run(async |c| search::count(c, q).await)
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, JournalError> {
+        self.run(async |c| {
+            Ok(c.query("SELECT name FROM tenants ORDER BY name", &[]).await?.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn ledger(&self, tenant: &str, from: i64, to: i64) -> Result<Option<Ledger>, JournalError> {
+        self.run(async |c| {
+            let Some(tid) = self.known_tenant(c, tenant).await? else { return Ok(None) };
+            let cursor = c
+                .query_opt("SELECT position FROM progress WHERE tenant = $1 AND job = 'cursor'", &[&tid])
+                .await?
+                .map(|r| r.get(0));
+            let windows = c
+                .query(
+                    "SELECT from_pos, to_pos, inserted, committed_at, job FROM progress_log
+                     WHERE tenant = $1 AND to_pos > $2 AND from_pos < $3 ORDER BY committed_at",
+                    &[&tid, &from, &to],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect();
+            let passes = c
+                .query_one(
+                    "SELECT COUNT(*), MAX(finished_at) FROM reconcile_passes
+                     WHERE tenant = $1 AND range_end > $2 AND range_start < $3",
+                    &[&tid, &from, &to],
+                )
+                .await?;
+            let reconcile_finds = c
+                .query(
+                    "SELECT slice_start, slice_end, api_count, journal_count, found, oldest, newest, max_late_secs, found_at
+                     FROM reconcile_finds WHERE tenant = $1 AND slice_end > $2 AND slice_start < $3 ORDER BY slice_start",
+                    &[&tid, &from, &to],
+                )
+                .await?
+                .iter()
+                .map(|r| row_to_find(r, tenant.to_string(), 0))
+                .collect();
+            Ok(Some(Ledger {
+                cursor,
+                windows,
+                reconcile_passes: passes.get(0),
+                last_reconcile: passes.get(1),
+                reconcile_finds,
+            }))
+        })
+    }
+
+    fn inserted_since(&self, since: i64) -> Result<i64, JournalError> {
+        self.run(async |c| {
+            Ok(c.query_one(
+                "SELECT COALESCE(SUM(inserted), 0)::bigint FROM progress_log WHERE committed_at >= $1",
+                &[&since],
+            )
+            .await?
+            .get(0))
+        })
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.run(async |c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                    &[],
+                )
+                .await?
+                .get(0);
+            Ok(n.max(0) as u64)
+        })
+        .unwrap_or(0)
+    }
+
+    fn check_writable(&self) -> Result<(), JournalError> {
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            tx.execute("SELECT 1 FROM search_index WHERE id = 1 FOR UPDATE", &[]).await?;
+            tx.rollback().await?;
+            Ok(())
+        })
+    }
+
+    fn set_max_size(&self, _bytes: u64) -> Result<(), JournalError> {
+        Err(JournalError::Config(
+            "journal.max_size applies to the SQLite journal only; size a PostgreSQL journal with the server's own quotas and alerts".into(),
+        ))
+    }
+
+    fn export(&self, _dest: &Path) -> Result<(), JournalError> {
+        Err(JournalError::Config(
+            "state export from a PostgreSQL journal is not available yet: use pg_dump to back it up".into(),
+        ))
     }
 }
 
@@ -25,4 +899,21 @@ pub fn display_url(url: &str) -> String {
         }
         Err(_) => "(a database URL that does not parse)".to_string(),
     }
+}
+
+/// Parameters of a dynamically built statement.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+fn refs(p: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect()
+}
+
+/// Creates an empty schema (for tests: one journal each in a shared server).
+#[cfg(test)]
+pub(crate) fn create_schema(url: &str, name: &str) -> Result<(), JournalError> {
+    let pool = Pool::new(conn::parse(url)?)?;
+    pool.run(async |c| {
+        c.batch_execute(&format!("CREATE SCHEMA \"{name}\"")).await?;
+        Ok(())
+    })
 }

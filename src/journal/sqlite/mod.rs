@@ -742,62 +742,12 @@ mod tests {
     use super::*;
     use crate::journal::Journal;
 
-    fn rec(id: i64, raw: &str) -> Record<'_> {
-        Record {
-            id,
-            created_at: 100 + id,
-            operation_name: "Login",
-            user_id: Some(1),
-            user_email: Some("a@b.c"),
-            request_ip: None,
-            raw,
-        }
-    }
-
-    #[test]
-    fn window_commit_is_atomic_idempotent_and_checks_its_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        j.start_progress("acme", "cursor", 0, None, "").unwrap();
-        let c = WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 50, fetched: 2 };
-        assert_eq!(j.commit_window(&c, [rec(1, "{\"id\":1}"), rec(2, "{\"id\":2}")]).unwrap(), 2);
-        // A replay of an overlapping window inserts nothing twice.
-        let c2 = WindowCommit { tenant: "acme", job: "cursor", from: 50, to: 60, fetched: 2 };
-        assert_eq!(j.commit_window(&c2, [rec(2, "{\"id\":2}"), rec(3, "{\"id\":3}")]).unwrap(), 1);
-        assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
-        assert_eq!(j.progress("acme", "cursor").unwrap().unwrap().position, 60);
-        // A commit that does not start where the job is refuses and changes nothing.
-        let stale = WindowCommit { tenant: "acme", job: "cursor", from: 50, to: 70, fetched: 1 };
-        assert!(matches!(j.commit_window(&stale, [rec(4, "{}")]), Err(JournalError::ProgressConflict { .. })));
-        assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
-    }
-
     #[test]
     fn second_writer_is_refused_while_the_first_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Journal::open(dir.path()).unwrap();
         assert!(matches!(Journal::open(dir.path()), Err(JournalError::Locked(_))));
         assert!(Journal::open_shared(dir.path()).is_ok());
-    }
-
-    #[test]
-    fn consumers_read_in_order_and_commit_honestly() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        j.start_progress("t", "cursor", 0, None, "").unwrap();
-        let raws: Vec<String> = (1..=10).map(|i| format!("{{\"id\":{i}}}")).collect();
-        let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: 10 };
-        j.commit_window(&c, raws.iter().enumerate().map(|(i, r)| rec(i as i64 + 1, r))).unwrap();
-        let off = j.consumer("file:a", 0).unwrap();
-        assert_eq!(off.position, 0);
-        let b = j.read_after(0, 4, usize::MAX).unwrap();
-        assert_eq!(b.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-        assert_eq!(b.iter().next().unwrap().raw, "{\"id\":1}");
-        let small = j.read_after(0, 100, 10).unwrap();
-        assert_eq!(small.len(), 2, "stops once max_bytes is reached");
-        j.commit_offset("file:a", 0, b.last_seq().unwrap(), Some("{}")).unwrap();
-        assert!(matches!(j.commit_offset("file:a", 0, 9, None), Err(JournalError::OffsetConflict { .. })));
-        assert_eq!(j.consumer("file:a", 0).unwrap().position, 4);
     }
 
     fn fill(j: &Journal, n: i64) {
@@ -815,20 +765,6 @@ mod tests {
         let p = j.progress("t", "cursor").unwrap().unwrap().position;
         j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: p, to: p + 1, fetched: n as u64 }, recs)
             .unwrap();
-    }
-
-    #[test]
-    fn prune_removes_only_old_events_every_consumer_has_passed() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        fill(&j, 100);
-        // Old enough: created before 1_050 (ids 1..=50); passed by all consumers: seq <= 30.
-        assert_eq!(j.prune(1_050, 30).unwrap(), 30);
-        let ids = j.ids("t").unwrap();
-        assert_eq!(ids.first(), Some(&31));
-        assert_eq!(ids.len(), 70);
-        // Nothing a consumer still needs goes, whatever its age.
-        assert_eq!(j.prune(i64::MAX, 30).unwrap(), 0);
     }
 
     #[test]

@@ -1,0 +1,115 @@
+//! The journal's contract, run against every backend: what the collector, the sinks,
+//! the detector and retention rely on must hold on SQLite and PostgreSQL alike.
+
+use super::testing::{Kind, fresh};
+use super::*;
+
+fn rec(id: i64, raw: &str) -> Record<'_> {
+    Record {
+        id,
+        created_at: 100 + id,
+        operation_name: "Login",
+        user_id: Some(1),
+        user_email: Some("a@b.c"),
+        request_ip: None,
+        raw,
+    }
+}
+
+fn fill(j: &Journal, n: i64) {
+    j.start_progress("t", "cursor", 0, None, "").unwrap();
+    let raws: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).collect();
+    let recs = raws.iter().enumerate().map(|(i, r)| Record {
+        id: i as i64 + 1,
+        created_at: 1_000 + i as i64,
+        operation_name: "Login",
+        user_id: None,
+        user_email: None,
+        request_ip: None,
+        raw: r,
+    });
+    let p = j.progress("t", "cursor").unwrap().unwrap().position;
+    j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: p, to: p + 1, fetched: n as u64 }, recs).unwrap();
+}
+
+fn window_commit_is_atomic_idempotent_and_checks_its_start(kind: Kind) {
+    let j = fresh(kind);
+    j.start_progress("acme", "cursor", 0, None, "").unwrap();
+    let c = WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 50, fetched: 2 };
+    assert_eq!(j.commit_window(&c, [rec(1, "{\"id\":1}"), rec(2, "{\"id\":2}")]).unwrap(), 2);
+    // A replay of an overlapping window inserts nothing twice.
+    let c2 = WindowCommit { tenant: "acme", job: "cursor", from: 50, to: 60, fetched: 2 };
+    assert_eq!(j.commit_window(&c2, [rec(2, "{\"id\":2}"), rec(3, "{\"id\":3}")]).unwrap(), 1);
+    assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
+    assert_eq!(j.progress("acme", "cursor").unwrap().unwrap().position, 60);
+    // A commit that does not start where the job is refuses and changes nothing.
+    let stale = WindowCommit { tenant: "acme", job: "cursor", from: 50, to: 70, fetched: 1 };
+    assert!(matches!(j.commit_window(&stale, [rec(4, "{}")]), Err(JournalError::ProgressConflict { .. })));
+    assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
+}
+
+fn consumers_read_in_order_and_commit_honestly(kind: Kind) {
+    let j = fresh(kind);
+    j.start_progress("t", "cursor", 0, None, "").unwrap();
+    let raws: Vec<String> = (1..=10).map(|i| format!("{{\"id\":{i}}}")).collect();
+    let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: 10 };
+    j.commit_window(&c, raws.iter().enumerate().map(|(i, r)| rec(i as i64 + 1, r))).unwrap();
+    let off = j.consumer("file:a", 0).unwrap();
+    assert_eq!(off.position, 0);
+    let b = j.read_after(0, 4, usize::MAX).unwrap();
+    assert_eq!(b.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(b.iter().next().unwrap().raw, "{\"id\":1}");
+    let small = j.read_after(0, 100, 10).unwrap();
+    assert_eq!(small.len(), 2, "stops once max_bytes is reached");
+    j.commit_offset("file:a", 0, b.last_seq().unwrap(), Some("{}")).unwrap();
+    assert!(matches!(j.commit_offset("file:a", 0, 9, None), Err(JournalError::OffsetConflict { .. })));
+    assert_eq!(j.consumer("file:a", 0).unwrap().position, 4);
+}
+
+fn prune_removes_only_old_events_every_consumer_has_passed(kind: Kind) {
+    let j = fresh(kind);
+    fill(&j, 100);
+    // Old enough: created before 1_050 (ids 1..=50); passed by all consumers: seq <= 30.
+    assert_eq!(j.prune(1_050, 30).unwrap(), 30);
+    let ids = j.ids("t").unwrap();
+    assert_eq!(ids.first(), Some(&31));
+    assert_eq!(ids.len(), 70);
+    // Nothing a consumer still needs goes, whatever its age.
+    assert_eq!(j.prune(i64::MAX, 30).unwrap(), 0);
+}
+
+fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled(kind: Kind) {
+    let j = fresh(kind);
+    three_events(&j);
+    let alert = NewAlert {
+        id: "r:3".into(),
+        rule_id: "r".into(),
+        group_key: "[]".into(),
+        tenant: "t".into(),
+        event_time: 102,
+        trigger_seq: 3,
+        event_ids: vec![1, 2, 99],
+    };
+    let body = |a: &NewAlert, ev: &[EventRow]| format!("{} {:?}", a.id, ev.iter().map(|e| e.id).collect::<Vec<_>>());
+    let stored = j.commit_detection("detector", 0, 3, "{}", std::slice::from_ref(&alert), body).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].body, "r:3 [1, 2, 3]");
+    assert_eq!(j.alert_event_seqs(stored[0].seq).unwrap(), vec![1, 2, 3]);
+    assert_eq!(
+        j.consumer("detector", 0).unwrap(),
+        crate::journal::ConsumerOffset { position: 3, state: Some("{}".into()) }
+    );
+    // A stale commit changes nothing; a replayed alert is not stored twice.
+    assert!(matches!(j.commit_detection("detector", 0, 3, "{}", &[], body), Err(JournalError::OffsetConflict { .. })));
+    assert!(j.commit_detection("detector", 3, 3, "{}", &[alert], body).unwrap().is_empty());
+    assert_eq!(j.alerts_after(0, 10).unwrap().len(), 1);
+    assert_eq!(j.first_seq_since(101).unwrap(), Some(2));
+    assert_eq!(j.first_seq_since(1000).unwrap(), None);
+}
+
+crate::on_every_backend!(
+    window_commit_is_atomic_idempotent_and_checks_its_start,
+    consumers_read_in_order_and_commit_honestly,
+    prune_removes_only_old_events_every_consumer_has_passed,
+    alerts_commit_with_the_offset_link_their_events_and_are_never_doubled,
+);

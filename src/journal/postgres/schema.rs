@@ -1,0 +1,190 @@
+//! Schema migrations of the PostgreSQL journal, applied in order under an advisory lock
+//! (several instances may start at once) and recorded in `journal_schema`. A migration
+//! is never edited once released; a change is a new entry at the end.
+//!
+//! Times are Unix seconds (`bigint`), as in SQLite, so both backends answer alike.
+//! Everything lives in the connection's current schema, so one database can hold
+//! several journals (`options=-c search_path=…` in the URL).
+
+use tokio_postgres::Client;
+
+use crate::journal::JournalError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the whole journal as of SQLite schema 5.
+    r#"
+    CREATE TABLE tenants (
+        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name        text NOT NULL UNIQUE,
+        created_at  bigint NOT NULL
+    );
+    -- Handed out only under the events lock (see `commit_window`), so seq order is commit order.
+    CREATE SEQUENCE events_seq AS bigint;
+    CREATE TABLE events (
+        seq             bigint PRIMARY KEY,
+        tenant          bigint NOT NULL REFERENCES tenants(id),
+        id              bigint NOT NULL,
+        created_at      bigint NOT NULL,
+        operation_name  text NOT NULL,
+        user_id         bigint,
+        user_email      text,
+        request_ip      text,
+        raw             text NOT NULL,
+        UNIQUE (tenant, id)
+    );
+    CREATE INDEX events_created ON events (created_at, seq);
+    CREATE INDEX events_tenant_created ON events (tenant, created_at);
+    CREATE INDEX events_user_created ON events (user_id, created_at);
+    CREATE INDEX events_email_created ON events (lower(user_email), created_at);
+    CREATE INDEX events_operation_created ON events (operation_name, created_at);
+    CREATE INDEX events_ip_created ON events (request_ip, created_at);
+    CREATE TABLE progress (
+        tenant      bigint NOT NULL REFERENCES tenants(id),
+        job         text NOT NULL,
+        range_start bigint NOT NULL,
+        range_end   bigint,
+        position    bigint NOT NULL,
+        filter      text NOT NULL,
+        updated_at  bigint NOT NULL,
+        finished_at bigint,
+        PRIMARY KEY (tenant, job)
+    );
+    CREATE TABLE progress_log (
+        tenant       bigint NOT NULL,
+        job          text NOT NULL,
+        from_pos     bigint NOT NULL,
+        to_pos       bigint NOT NULL,
+        fetched      bigint NOT NULL,
+        inserted     bigint NOT NULL,
+        committed_at bigint NOT NULL
+    );
+    CREATE INDEX progress_log_tenant ON progress_log (tenant, to_pos);
+    CREATE INDEX progress_log_committed ON progress_log (committed_at);
+    CREATE TABLE consumers (
+        name        text PRIMARY KEY,
+        position    bigint NOT NULL,
+        state       text,
+        updated_at  bigint NOT NULL
+    );
+    -- Handed out only under the alerts lock, for the same reason as events_seq.
+    CREATE SEQUENCE alerts_seq AS bigint;
+    CREATE TABLE alerts (
+        seq         bigint PRIMARY KEY,
+        id          text NOT NULL UNIQUE,
+        rule_id     text NOT NULL,
+        group_key   text NOT NULL,
+        tenant      text NOT NULL,
+        event_time  bigint NOT NULL,
+        raised_at   bigint NOT NULL,
+        body        text NOT NULL
+    );
+    CREATE INDEX alerts_rule ON alerts (rule_id, event_time);
+    CREATE INDEX alerts_time ON alerts (event_time, seq);
+    CREATE TABLE alert_events (
+        alert_seq   bigint NOT NULL REFERENCES alerts(seq),
+        event_seq   bigint NOT NULL,
+        PRIMARY KEY (alert_seq, event_seq)
+    );
+    CREATE INDEX alert_events_event ON alert_events (event_seq);
+    -- Full text, kept by the search indexer; goes with its event.
+    CREATE TABLE events_text (
+        seq   bigint PRIMARY KEY REFERENCES events(seq) ON DELETE CASCADE,
+        body  tsvector NOT NULL
+    );
+    CREATE INDEX events_text_body ON events_text USING gin (body);
+    CREATE TABLE search_index (
+        id          int PRIMARY KEY CHECK (id = 1),
+        position    bigint NOT NULL,
+        updated_at  bigint NOT NULL
+    );
+    INSERT INTO search_index (id, position, updated_at) VALUES (1, 0, 0);
+    CREATE TABLE search_users (
+        tenant      bigint NOT NULL,
+        user_id     bigint NOT NULL,
+        user_email  text NOT NULL,
+        user_name   text NOT NULL,
+        PRIMARY KEY (tenant, user_id, user_email, user_name)
+    );
+    CREATE TABLE search_values (
+        kind    text NOT NULL,
+        value   text NOT NULL,
+        PRIMARY KEY (kind, value)
+    );
+    CREATE TABLE quarantine (
+        seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant       bigint NOT NULL REFERENCES tenants(id),
+        digest       text NOT NULL,
+        raw          text NOT NULL,
+        reason       text NOT NULL,
+        window_start bigint NOT NULL,
+        window_end   bigint NOT NULL,
+        first_seen   bigint NOT NULL,
+        UNIQUE (tenant, digest)
+    );
+    CREATE TABLE reconcile_passes (
+        tenant       bigint NOT NULL REFERENCES tenants(id),
+        range_start  bigint NOT NULL,
+        range_end    bigint NOT NULL,
+        slices       bigint NOT NULL,
+        reread       bigint NOT NULL,
+        found        bigint NOT NULL,
+        started_at   bigint NOT NULL,
+        finished_at  bigint NOT NULL
+    );
+    CREATE INDEX reconcile_passes_tenant ON reconcile_passes (tenant, finished_at);
+    CREATE TABLE reconcile_finds (
+        tenant        bigint NOT NULL REFERENCES tenants(id),
+        slice_start   bigint NOT NULL,
+        slice_end     bigint NOT NULL,
+        api_count     bigint,
+        journal_count bigint NOT NULL,
+        found         bigint NOT NULL,
+        oldest        bigint NOT NULL,
+        newest        bigint NOT NULL,
+        max_late_secs bigint NOT NULL,
+        found_at      bigint NOT NULL
+    );
+    CREATE INDEX reconcile_finds_tenant ON reconcile_finds (tenant, slice_start);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+/// Advisory lock keys, scoped to the current schema so journals in one database never
+/// wait for each other: `(hashtext(current_schema()), KEY)`.
+pub const MIGRATE_LOCK: i32 = 1;
+pub const EVENTS_LOCK: i32 = 2;
+pub const ALERTS_LOCK: i32 = 3;
+
+/// The stored schema version (0 for an empty schema).
+pub async fn version(client: &Client) -> Result<i64, JournalError> {
+    let exists: bool = client.query_one("SELECT to_regclass('journal_schema') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client.query_one("SELECT version FROM journal_schema", &[]).await?.get(0))
+}
+
+/// Brings the schema up to [`CURRENT`], refusing one written by a newer build.
+pub async fn migrate(client: &mut Client) -> Result<(), JournalError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&MIGRATE_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS journal_schema (
+             id int PRIMARY KEY CHECK (id = 1), version bigint NOT NULL, updated_at bigint NOT NULL);
+         INSERT INTO journal_schema VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING;",
+    )
+    .await?;
+    let found: i64 = tx.query_one("SELECT version FROM journal_schema", &[]).await?.get(0);
+    if found > CURRENT {
+        return Err(JournalError::TooNew { found, supported: CURRENT });
+    }
+    for sql in MIGRATIONS.iter().skip(found as usize) {
+        tx.batch_execute(sql).await?;
+    }
+    tx.execute("UPDATE journal_schema SET version = $1, updated_at = extract(epoch from now())::bigint", &[&CURRENT])
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
