@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::index::{catch_up, state};
 use super::*;
+use crate::journal::testing::{Fresh, Kind, fresh};
 use crate::journal::{Journal, Record, WindowCommit};
 
 const T0: i64 = 1_714_521_600; // 2024-05-01T00:00:00Z
@@ -73,15 +74,14 @@ fn commit(j: &Journal, tenant: &str, evs: &[&Ev]) {
         .unwrap();
 }
 
-fn journal() -> (tempfile::TempDir, Journal) {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path()).unwrap();
+fn journal(kind: Kind) -> Fresh {
+    let j = fresh(kind);
     let h = history();
     for tenant in ["acme", "globex"] {
         commit(&j, tenant, &h.iter().filter(|e| e.tenant == tenant).collect::<Vec<_>>());
     }
     catch_up(&j).unwrap();
-    (dir, j)
+    j
 }
 
 /// `(tenant, id)` of every match, newest first.
@@ -96,9 +96,8 @@ fn ids(tenant: &str, ids: &[i64]) -> Vec<(String, i64)> {
     ids.iter().map(|i| (tenant.to_string(), *i)).collect()
 }
 
-#[test]
-fn no_filter_returns_everything_newest_first_with_ties_by_seq() {
-    let (_d, j) = journal();
+fn no_filter_returns_everything_newest_first_with_ties_by_seq(kind: Kind) {
+    let j = journal(kind);
     let all = find(&j, FilterArgs::default());
     assert_eq!(all.len(), 9);
     // acme 3 and 4 share a second: the later one in the journal comes first.
@@ -108,9 +107,8 @@ fn no_filter_returns_everything_newest_first_with_ties_by_seq() {
     assert_eq!(all[8], ("acme".to_string(), 1));
 }
 
-#[test]
-fn each_filter_alone() {
-    let (_d, j) = journal();
+fn each_filter_alone(kind: Kind) {
+    let j = journal(kind);
     let tenant = FilterArgs { tenant: vec!["globex".into()], ..Default::default() };
     assert_eq!(find(&j, tenant), ids("globex", &[2, 1]));
     let by_id = FilterArgs { user: vec!["12".into()], ..Default::default() };
@@ -147,9 +145,8 @@ fn each_filter_alone() {
     assert!(find(&j, nowhere).is_empty());
 }
 
-#[test]
-fn free_text_words_phrases_prefixes_and_accents() {
-    let (_d, j) = journal();
+fn free_text_words_phrases_prefixes_and_accents(kind: Kind) {
+    let j = journal(kind);
     let q = |t: &str| find(&j, FilterArgs { text: Some(t.into()), ..Default::default() });
     assert_eq!(q("phishing"), ids("acme", &[6]));
     assert_eq!(q("\"IOC sweep\""), ids("globex", &[2]));
@@ -164,9 +161,8 @@ fn free_text_words_phrases_prefixes_and_accents() {
     assert!(q("nothing-like-this").is_empty());
 }
 
-#[test]
-fn filters_combine_as_and_and_values_as_or() {
-    let (_d, j) = journal();
+fn filters_combine_as_and_and_values_as_or(kind: Kind) {
+    let j = journal(kind);
     let a = FilterArgs {
         user: vec!["ann@acme.example".into()],
         category: vec!["credential,user".into()],
@@ -204,9 +200,8 @@ fn page_through(j: &Journal, f: &EventFilter, size: usize, between: &mut dyn FnM
     out
 }
 
-#[test]
-fn pages_concatenate_to_the_whole_answer() {
-    let (_d, j) = journal();
+fn pages_concatenate_to_the_whole_answer(kind: Kind) {
+    let j = journal(kind);
     let f = EventFilter::default();
     let whole = find(&j, FilterArgs::default());
     for size in [1, 2, 3, 4, 8, 9, 10] {
@@ -214,9 +209,8 @@ fn pages_concatenate_to_the_whole_answer() {
     }
 }
 
-#[test]
-fn paging_stays_stable_while_new_and_backfilled_events_arrive() {
-    let (_d, j) = journal();
+fn paging_stays_stable_while_new_and_backfilled_events_arrive(kind: Kind) {
+    let j = journal(kind);
     let f = EventFilter::default();
     let before = find(&j, FilterArgs::default());
     let mut next_id = 100;
@@ -247,9 +241,8 @@ fn paging_stays_stable_while_new_and_backfilled_events_arrive() {
     assert!(seen.iter().any(|(_, i)| *i > 100), "older backfilled ones show up on later pages");
 }
 
-#[test]
-fn text_sees_new_events_once_indexed_and_forgets_pruned_ones() {
-    let (_d, j) = journal();
+fn text_sees_new_events_once_indexed_and_forgets_pruned_ones(kind: Kind) {
+    let j = journal(kind);
     let e = Ev {
         tenant: "acme",
         id: 50,
@@ -271,17 +264,15 @@ fn text_sees_new_events_once_indexed_and_forgets_pruned_ones() {
     assert!(zebra().is_empty());
 }
 
-#[test]
-fn histogram_counts_the_filtered_events_per_bucket() {
-    let (_d, j) = journal();
+fn histogram_counts_the_filtered_events_per_bucket(kind: Kind) {
+    let j = journal(kind);
     let f = FilterArgs { tenant: vec!["acme".into()], ..Default::default() }.build(T0 + 10 * 86_400).unwrap();
     let h = histogram(&j, &f, 86_400, &NoCountries).unwrap();
     assert_eq!(h, vec![(T0, 4), (T0 + 86_400, 1), (T0 + 2 * 86_400, 1), (T0 + 3 * 86_400, 1)]);
 }
 
-#[test]
-fn operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog() {
-    let (_d, j) = journal();
+fn operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog(kind: Kind) {
+    let j = journal(kind);
     let newer = Ev {
         tenant: "acme",
         id: 8,
@@ -305,9 +296,8 @@ fn operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog() {
     assert!(err.contains("StoryCreation"), "{err}");
 }
 
-#[test]
-fn scim_placeholder_filter_matches_the_real_scim_events() {
-    let (_d, j) = journal();
+fn scim_placeholder_filter_matches_the_real_scim_events(kind: Kind) {
+    let j = journal(kind);
     let scim = |id, op| Ev {
         tenant: "acme",
         id,
@@ -328,9 +318,8 @@ fn scim_placeholder_filter_matches_the_real_scim_events() {
 /// A record whose values try to drive a terminal, break a Markdown table and inject HTML.
 const HOSTILE: (i64, &str, &str) = (14, "<script>alert(1)</script>|mallory@evil.example\u{1b}[2J", "Mallory");
 
-#[test]
-fn markdown_report_escapes_pipes_html_and_control_characters_from_records() {
-    let (_d, j) = journal();
+fn markdown_report_escapes_pipes_html_and_control_characters_from_records(kind: Kind) {
+    let j = journal(kind);
     let evil = Ev {
         tenant: "acme",
         id: 30,
@@ -352,3 +341,17 @@ fn markdown_report_escapes_pipes_html_and_control_characters_from_records() {
     assert_eq!(borders, 7, "{row}");
     assert!(row.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\|mallory@evil.example\\\\u{1b}\\[2J"), "{row}");
 }
+
+crate::on_every_backend!(
+    no_filter_returns_everything_newest_first_with_ties_by_seq,
+    each_filter_alone,
+    free_text_words_phrases_prefixes_and_accents,
+    filters_combine_as_and_and_values_as_or,
+    pages_concatenate_to_the_whole_answer,
+    paging_stays_stable_while_new_and_backfilled_events_arrive,
+    text_sees_new_events_once_indexed_and_forgets_pruned_ones,
+    histogram_counts_the_filtered_events_per_bucket,
+    operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog,
+    scim_placeholder_filter_matches_the_real_scim_events,
+    markdown_report_escapes_pipes_html_and_control_characters_from_records,
+);
