@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (CI runs it through .ci/run): installs and starts
 # the real servers the tests need (rsyslog with TLS, openssl for certificates,
-# moto for S3 from PyPI), then formatting, lints, and every test.
+# moto for S3 from PyPI, PostgreSQL from Debian), then formatting, lints, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 echo "== moto (S3 server for the object-store sink's tests)"
 eval "$(scripts/start-moto.sh)"
-trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+echo "== PostgreSQL (the shared journal's tests run against a real server)"
+eval "$(scripts/start-postgres.sh)"
+trap 'kill "$MOTO_PID" 2>/dev/null || true; eval "$TINES_AUDIT_TEST_PG_STOP" || true' EXIT
 
 echo "== cargo test"
 cargo test --locked --all-targets
