@@ -741,6 +741,7 @@ fn row_to_progress(r: &rusqlite::Row<'_>) -> rusqlite::Result<Progress> {
 mod tests {
     use super::*;
     use crate::journal::Journal;
+    use crate::journal::conformance::fill;
 
     #[test]
     fn second_writer_is_refused_while_the_first_holds_the_lock() {
@@ -748,23 +749,6 @@ mod tests {
         let _first = Journal::open(dir.path()).unwrap();
         assert!(matches!(Journal::open(dir.path()), Err(JournalError::Locked(_))));
         assert!(Journal::open_shared(dir.path()).is_ok());
-    }
-
-    fn fill(j: &Journal, n: i64) {
-        j.start_progress("t", "cursor", 0, None, "").unwrap();
-        let raws: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).collect();
-        let recs = raws.iter().enumerate().map(|(i, r)| Record {
-            id: i as i64 + 1,
-            created_at: 1_000 + i as i64,
-            operation_name: "Login",
-            user_id: None,
-            user_email: None,
-            request_ip: None,
-            raw: r,
-        });
-        let p = j.progress("t", "cursor").unwrap().unwrap().position;
-        j.commit_window(&WindowCommit { tenant: "t", job: "cursor", from: p, to: p + 1, fetched: n as u64 }, recs)
-            .unwrap();
     }
 
     #[test]
