@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalog;
+use crate::journal::Location;
 use crate::secret::Secret;
 use crate::sinks::SinkConfig;
 use crate::source::tines::client::ClientSettings;
@@ -65,6 +66,9 @@ pub struct RawConfig {
 pub struct RawJournal {
     /// Cap on the journal's size (e.g. "50GB"); past it collection pauses as on a full disk.
     pub max_size: Option<String>,
+    /// A PostgreSQL database for the journal (`postgresql://user:password@host:5432/db`)
+    /// instead of SQLite in `data_dir`.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +179,8 @@ pub struct TenantConfig {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// Where the journal is: `journal.url`, else SQLite in `data_dir`.
+    pub journal: Location,
     pub interval: Duration,
     pub client: ClientSettings,
     pub windows: WindowSettings,
@@ -212,6 +218,31 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 pub const DEFAULT_DATA_DIR: &str = "tines-audit-data";
+
+/// The `sslmode`s libpq knows.
+const SSL_MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+
+/// Validates a journal database URL given by `key` (`journal.url`, `--journal-url`): it
+/// must parse and be `postgresql://` or `postgres://`, with a known `sslmode` if one is
+/// given. Its password is registered as a secret; messages never quote the URL.
+pub fn journal_url(text: &str, key: &str) -> Result<Location, ConfigError> {
+    let text = text.trim();
+    crate::secret::register_password_url(text);
+    let example = "postgresql://user:password@host:5432/db";
+    let u = url::Url::parse(text)
+        .map_err(|e| invalid(format!("{key}: not a database URL ({e}); write it as {example}")))?;
+    if !matches!(u.scheme(), "postgresql" | "postgres") {
+        return Err(invalid(format!(
+            "{key}: only PostgreSQL journals are given by URL ({example}); for SQLite in the data directory, leave the URL out"
+        )));
+    }
+    for (k, v) in u.query_pairs() {
+        if k == "sslmode" && !SSL_MODES.contains(&v.as_ref()) {
+            return Err(invalid(format!("{key}: sslmode must be one of {}", SSL_MODES.join(", "))));
+        }
+    }
+    Ok(Location::Url(Secret::url(text)))
+}
 
 /// Replaces `${VAR}` with the environment variable's value (`$$` is a `$`).
 pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -303,7 +334,10 @@ impl RawConfig {
     /// (Slack's and Sumo Logic's carry the secret in the path) and any
     /// `user:password@` in the others.
     fn register_secret_urls(&self) {
-        use crate::secret::{register_url, register_url_password};
+        use crate::secret::{register_password_url, register_url, register_url_password};
+        if let Some(u) = &self.journal.url {
+            register_password_url(u);
+        }
         for s in &self.sinks {
             match s {
                 SinkConfig::Webhook(c) => register_url(&c.url),
@@ -459,13 +493,19 @@ impl RawConfig {
         };
         let retention_every =
             dur_field("retention.check_every", &self.retention.check_every, Duration::from_secs(3600))?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let journal = match &self.journal.url {
+            Some(u) => journal_url(u, "journal.url")?,
+            None => Location::Dir(data_dir.clone()),
+        };
         Ok(Settings {
             detect,
             retention_every,
             silence_after,
             journal_max_size,
             retention,
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
+            journal,
             interval,
             client,
             windows,
@@ -715,6 +755,50 @@ mod tests {
         let out = crate::secret::redact("hdr-value-from-env-77 literal-hmac-key-77 /receiver/v1/http/UNITCODE77");
         assert_eq!(out, "**REDACTED** **REDACTED** **REDACTED**");
         assert!(!is_secret_field("tenants[0].api_key_env") && is_secret_field("tenants[0].api_key"));
+    }
+
+    #[test]
+    fn journal_url_picks_postgresql_interpolates_and_registers_its_password() {
+        let env = |k: &str| (k == "UNIT_PG_PASS").then(|| "unit-pg-pass-31".to_string());
+        let text = "data_dir = \"/srv/audit\"\n[journal]\nurl = \"postgresql://audit:${UNIT_PG_PASS}@db.example:5432/audit?sslmode=verify-full\"\n";
+        let s = RawConfig::parse(text, "c", &env).unwrap().build().unwrap();
+        let Location::Url(u) = &s.journal else { panic!("{:?}", s.journal) };
+        assert_eq!(u.expose(), "postgresql://audit:unit-pg-pass-31@db.example:5432/audit?sslmode=verify-full");
+        assert_eq!(s.journal.to_string(), "postgresql://audit:***@db.example:5432/audit?sslmode=verify-full");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/audit"), "the data directory stays");
+        assert!(!format!("{s:?}").contains("unit-pg-pass-31"));
+        assert_eq!(crate::secret::redact("auth failed for unit-pg-pass-31"), "auth failed for **REDACTED**");
+        // `postgres://` is the same thing; without a URL the journal is SQLite in data_dir.
+        let raw = RawConfig::parse("[journal]\nurl = \"postgres://reader@db.example/audit\"", "c", &env).unwrap();
+        assert!(matches!(raw.build().unwrap().journal, Location::Url(_)));
+        let s = RawConfig::parse("data_dir = \"/srv/audit\"", "c", &env).unwrap().build().unwrap();
+        assert_eq!(s.journal, Location::Dir("/srv/audit".into()));
+    }
+
+    #[test]
+    fn a_journal_url_that_is_not_postgresql_is_refused_by_its_key_without_its_password() {
+        let err = |url: &str| {
+            let text = format!("[journal]\nurl = \"{url}\"\n");
+            RawConfig::parse(&text, "c", &env).unwrap().build().err().unwrap().to_string()
+        };
+        for url in [
+            "mysql://audit:unit-bad-pass-41@db.example/audit",
+            "sqlite:///var/lib/unit-bad-pass-41/journal.db",
+            "audit:unit-bad-pass-41@db.example/audit",
+            "postgresql://audit:unit-bad-pass-41@db.example:99999/audit",
+            "postgresql://audit:unit-bad-pass-41@db.example/audit?sslmode=sure",
+            "",
+        ] {
+            let e = err(url);
+            assert!(e.starts_with("journal.url: "), "{url}: {e}");
+            assert!(!e.contains("unit-bad-pass-41"), "{url}: {e}");
+        }
+        assert!(err("mysql://audit:unit-bad-pass-41@db.example/audit").contains("postgresql://"));
+        assert!(err("postgresql://audit:unit-bad-pass-41@db.example/audit?sslmode=sure").contains("verify-full"));
+        assert_eq!(crate::secret::redact("unit-bad-pass-41"), "**REDACTED**", "registered even when refused");
+        // A variable the URL needs must be set.
+        let e = RawConfig::parse("[journal]\nurl = \"postgresql://a:${UNIT_UNSET_PG}@h/d\"", "c", &env).unwrap_err();
+        assert!(e.to_string().contains("journal.url: environment variable UNIT_UNSET_PG is not set"), "{e}");
     }
 
     #[test]

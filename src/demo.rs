@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::{RawConfig, Settings, Since, TenantConfig};
-use crate::journal::Journal;
+use crate::journal::{Access, Journal, Location};
 use crate::mock::{DEMO_KEY, MockConfig, MockServer};
 use crate::secret::Secret;
 use crate::service;
@@ -83,6 +83,8 @@ fn demo_detection() -> crate::detect::DetectSettings {
 fn demo_settings(base_url: &str, data_dir: PathBuf, web: crate::web::WebSettings) -> anyhow::Result<Settings> {
     let mut s = RawConfig::default().build()?;
     s.data_dir = data_dir.clone();
+    // The demo keeps its journal in SQLite beside the file sink: it needs no database.
+    s.journal = Location::Dir(data_dir.clone());
     s.interval = Duration::from_secs(3);
     s.windows.settle_secs = SETTLE_SECS;
     // Day-long reconciliation slices: the demo's first pass over its week costs 7 requests, not 168.
@@ -169,8 +171,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  stop with Ctrl-C{}", args.duration.map_or(String::new(), |d| format!(" (or wait {}s)", d.as_secs())));
 
     let journal = {
-        let d = data_dir.clone();
-        tokio::task::spawn_blocking(move || Journal::open(&d)).await??
+        let at = settings.journal.clone();
+        tokio::task::spawn_blocking(move || Journal::open_at(&at, Access::Write)).await??
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let web = crate::cli::start_web(&settings, &journal, &rx).await?;

@@ -41,6 +41,15 @@ impl Secret {
         s
     }
 
+    /// Wraps a URL whose credential is its password (a database URL) and registers what is
+    /// secret in it (see [`register_password_url`]). A URL without a password is not itself
+    /// registered, so it stays readable in messages.
+    pub fn url(text: impl Into<String>) -> Self {
+        let s = Secret(text.into());
+        register_password_url(&s.0);
+        s
+    }
+
     /// The secret itself, for the one place that must send it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -125,6 +134,26 @@ pub fn register_url_password(text: &str) {
         register(p);
         register(&percent_decode(p));
     }
+}
+
+/// Registers the secrets of a URL whose credential is its password (a database URL): the
+/// password, given as `user:PASSWORD@` or as a `password` query parameter, and then the whole
+/// URL too. Returns whether it had a password.
+pub fn register_password_url(text: &str) -> bool {
+    let Ok(u) = url::Url::parse(text.trim()) else { return false };
+    let mut found = u.password().is_some();
+    register_url_password(text);
+    for (k, v) in u.query_pairs() {
+        if k.eq_ignore_ascii_case("password") && !v.is_empty() {
+            register(&v);
+            found = true;
+        }
+    }
+    if found {
+        register(text);
+        register(u.as_str());
+    }
+    found
 }
 
 /// `%XX` decoded (a URL's password is kept encoded by `url`); `+` stays a `+`.
@@ -280,6 +309,25 @@ mod tests {
         assert!(out.starts_with("POST **REDACTED** failed"), "the URL is masked whole: {out}");
         register_url("http://127.0.0.1:9/json");
         assert_eq!(redact("application/json"), "application/json", "a short path is no secret");
+    }
+
+    #[test]
+    fn a_database_url_is_masked_by_its_password_and_readable_without_one() {
+        let with = Secret::url("postgresql://audit:unit-db-pass-1@db.example:5432/audit?sslmode=require");
+        assert_eq!(format!("{with:?}"), REDACTED);
+        let out =
+            redact("connect unit-db-pass-1 postgresql://audit:unit-db-pass-1@db.example:5432/audit?sslmode=require");
+        assert_eq!(out, "connect **REDACTED** **REDACTED**");
+        assert!(register_password_url("postgres://audit@db.example/audit?password=unit-query-pass-2"));
+        assert_eq!(redact("pw unit-query-pass-2"), "pw **REDACTED**");
+        // Without a password the URL says only where the database is: it stays readable.
+        let without = Secret::url("postgresql://reader@unit-db-host.example:5432/audit");
+        assert_eq!(without.expose(), "postgresql://reader@unit-db-host.example:5432/audit");
+        assert_eq!(
+            redact("at postgresql://reader@unit-db-host.example:5432/audit"),
+            "at postgresql://reader@unit-db-host.example:5432/audit"
+        );
+        assert!(!register_password_url("not a url"));
     }
 
     #[test]

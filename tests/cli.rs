@@ -41,6 +41,34 @@ fn the_example_config_is_accepted_by_check() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok: 2 tenant(s)"), "{}", text(&out));
 }
 
+#[test]
+fn a_journal_database_that_cannot_be_reached_fails_clearly_without_its_password() {
+    // Nothing listens on port 1: whatever the backend says, it must fail, say where, and never
+    // print the password.
+    let url = "postgresql://u:hunter2pass@127.0.0.1:1/db";
+    for args in [
+        vec!["search", "--journal-url", url],
+        vec!["state", "show", "--journal-url", url],
+        vec!["state", "export", "--journal-url", url, "/nonexistent/never-written.db"],
+    ] {
+        let out = run_bin(&args);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(!stdout.contains("hunter2pass") && !stderr.contains("hunter2pass"), "{args:?}: {}", text(&out));
+        assert!(stderr.contains("127.0.0.1:1") && stderr.contains("journal"), "{args:?}: {stderr}");
+    }
+    // From the variable too, and a URL that is not PostgreSQL is a usage error naming the flag.
+    let out = std::process::Command::new(BIN)
+        .args(["search"])
+        .env("TINES_AUDIT_JOURNAL_URL", "mysql://u:hunter2pass@127.0.0.1:1/db")
+        .env_remove("TINES_AUDIT_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr.contains("--journal-url") && !stderr.contains("hunter2pass"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_each_tenant_and_sink() {
     let mock = start_mock(MockConfig {

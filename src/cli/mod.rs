@@ -18,9 +18,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{RawConfig, RawTenant, Settings, build_tenant};
-use crate::journal::Journal;
-use crate::secret::redact;
+use crate::config::{ConfigError, RawConfig, RawTenant, Settings, build_tenant};
+use crate::journal::{Access, Journal, Location};
+use crate::secret::{Secret, redact};
 use crate::service::{self, OnProgress};
 use crate::sinks::SinkConfig;
 use crate::source::tines::endpoint::Endpoint;
@@ -91,6 +91,8 @@ pub struct SourceArgs {
     /// Data directory holding the journal (overrides the config's data_dir).
     #[arg(long, env = "TINES_AUDIT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub journal_url: JournalUrlArg,
     /// Tenant: a domain such as acme.tines.com (or, for the emulator, http://127.0.0.1:PORT).
     /// With --config, the name of one configured tenant. Default: $TINES_BASE_URL.
     #[arg(long)]
@@ -111,6 +113,45 @@ pub struct SourceArgs {
     /// has no record of and append after it) or `stdout` (repeatable; adds to the config's sinks).
     #[arg(long = "sink", value_name = "SPEC")]
     pub sinks: Vec<String>,
+}
+
+/// `--journal-url`, taken by every command that takes `--data-dir`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct JournalUrlArg {
+    /// Journal in PostgreSQL instead of SQLite in the data directory (overrides the config's
+    /// [journal] url): postgresql://USER:PASSWORD@HOST:5432/DB, ?sslmode=verify-full for TLS.
+    /// The password goes in the URL (no PGPASSWORD needed) and is never printed; prefer the
+    /// variable to the flag, which `ps` shows.
+    #[arg(
+        long = "journal-url",
+        env = "TINES_AUDIT_JOURNAL_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = secret_url
+    )]
+    pub url: Option<Secret>,
+}
+
+/// A URL argument kept as a secret from the start, so that nothing (not even `Debug`) shows its
+/// password. Checked later by [`crate::config::journal_url`]: clap would quote a refused value.
+fn secret_url(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::url(text))
+}
+
+impl JournalUrlArg {
+    /// Where the journal is: this flag (or its variable), else the config's `[journal] url`
+    /// (asked only then, so a problem in a URL that is not used is no error), else SQLite
+    /// in the data directory.
+    pub fn choose(
+        &self,
+        configured: impl FnOnce() -> Result<Option<Location>, ConfigError>,
+        data_dir: impl FnOnce() -> PathBuf,
+    ) -> Result<Location, ConfigError> {
+        if let Some(u) = &self.url {
+            return crate::config::journal_url(u.expose(), "--journal-url (TINES_AUDIT_JOURNAL_URL)");
+        }
+        Ok(configured()?.unwrap_or_else(|| Location::Dir(data_dir())))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +409,11 @@ pub fn load_settings(a: &SourceArgs, since: Option<&str>) -> anyhow::Result<Sett
     if let Some(d) = &a.data_dir {
         settings.data_dir = d.clone();
     }
+    let configured = match &settings.journal {
+        Location::Url(_) => Some(settings.journal.clone()),
+        Location::Dir(_) => None,
+    };
+    settings.journal = a.journal_url.choose(|| Ok(configured), || settings.data_dir.clone())?;
     for spec in &a.sinks {
         let sink = SinkConfig::parse_flag(spec).map_err(crate::config::ConfigError::Invalid)?;
         if settings.sinks.iter().any(|s| s.name() == sink.name()) {
@@ -487,16 +533,24 @@ async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item =
 
 /// Opens the journal for writing, applying `journal.max_size`.
 pub async fn open_journal(settings: &Settings) -> anyhow::Result<Journal> {
-    let (dir, max) = (settings.data_dir.clone(), settings.journal_max_size);
-    let journal = tokio::task::spawn_blocking(move || {
-        let j = Journal::open(&dir)?;
-        if let Some(bytes) = max {
-            j.set_max_size(bytes)?;
-        }
-        Ok::<_, crate::journal::JournalError>(j)
-    })
-    .await??;
+    let journal = open_at(&settings.journal, Access::Write).await?;
+    if let Some(bytes) = settings.journal_max_size {
+        journal.call(move |j| j.set_max_size(bytes)).await?;
+    }
     Ok(journal)
+}
+
+/// Opens the journal at `at` off the async threads. A database that cannot be used is named
+/// in the error (without its password); a data directory's errors already name it.
+pub async fn open_at(at: &Location, access: Access) -> anyhow::Result<Journal> {
+    let place = at.clone();
+    match tokio::task::spawn_blocking(move || Journal::open_at(&place, access)).await? {
+        Ok(j) => Ok(j),
+        Err(e) if matches!(at, Location::Url(_)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot use the journal database {at}")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -510,7 +564,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tenants = settings.tenants.len(),
         sinks = settings.sinks.len(),
         interval_s = settings.interval.as_secs(),
-        data_dir = %settings.data_dir.display(),
+        journal = %settings.journal,
         "tines-audit running; stop with Ctrl-C or SIGTERM"
     );
     let web = start_web(&settings, &journal, &rx).await?.map(|(_, handle)| handle);
@@ -600,20 +654,19 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
 async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         StateAction::Show { source, json } => {
-            let dir = data_dir_only(&source)?;
-            let journal = tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)).await??;
+            let journal = open_at(&journal_location(&source)?, Access::ReadOnly).await?;
             output::state_show(&journal, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         StateAction::Export { source, file } => {
-            let dir = data_dir_only(&source)?;
+            let dir = sqlite_only(journal_location(&source)?, "export")?;
             let f = file.clone();
             tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)?.export(&f)).await??;
             println!("exported the journal to {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
         StateAction::Import { source, file, replace } => {
-            let dir = data_dir_only(&source)?;
+            let dir = sqlite_only(journal_location(&source)?, "import")?;
             let (f, d) = (file.clone(), dir.clone());
             let j = tokio::task::spawn_blocking(move || Journal::import(&f, &d, replace)).await??;
             let n = j.call(|j| j.count_events(None)).await?;
@@ -621,7 +674,7 @@ async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         StateAction::Reset { source, job, yes } => {
-            let dir = data_dir_only(&source)?;
+            let at = journal_location(&source)?;
             let Some(tenant) = source.tenant.clone() else {
                 bail!(crate::config::ConfigError::Invalid(
                     "state reset needs --tenant NAME (see `tines-audit state show`)".into()
@@ -633,7 +686,7 @@ async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let journal = tokio::task::spawn_blocking(move || Journal::open(&dir)).await??;
+            let journal = open_at(&at, Access::Write).await?;
             let (t, j) = (tenant.clone(), job.clone());
             if journal.call(move |jr| jr.reset_progress(&t, &j)).await? {
                 println!("forgot {tenant}/{job}");
@@ -647,23 +700,30 @@ async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn data_dir_only(a: &SourceArgs) -> anyhow::Result<PathBuf> {
-    if let Some(d) = &a.data_dir {
-        return Ok(d.clone());
+/// Where the journal is, for the commands that need nothing else (no tenant, no key).
+fn journal_location(a: &SourceArgs) -> anyhow::Result<Location> {
+    let config = a.config.as_deref().map(reader::load).transpose()?;
+    Ok(reader::location(&a.journal_url, a.data_dir.as_deref(), config)?)
+}
+
+/// The data directory of a SQLite journal, for what only SQLite does (`state export`, `state import`).
+fn sqlite_only(at: Location, what: &str) -> anyhow::Result<PathBuf> {
+    match at {
+        Location::Dir(d) => Ok(d),
+        Location::Url(_) => Err(ConfigError::Invalid(format!(
+            "state {what} with a PostgreSQL journal ({at}) is not available yet; back the database up and restore it with PostgreSQL's own tools (pg_dump, pg_restore)"
+        ))
+        .into()),
     }
-    if let Some(path) = &a.config {
-        return Ok(reader::load(path)?.data_dir);
-    }
-    Ok(crate::config::DEFAULT_DATA_DIR.into())
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = load_settings(&args.source, None)?;
     println!(
-        "configuration ok: {} tenant(s), {} sink(s), data dir {}",
+        "configuration ok: {} tenant(s), {} sink(s), journal {}",
         settings.tenants.len(),
         settings.sinks.len(),
-        settings.data_dir.display()
+        redact(&settings.journal.to_string())
     );
     if args.offline {
         return Ok(ExitCode::SUCCESS);
@@ -704,5 +764,53 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     match first_error {
         None => Ok(ExitCode::SUCCESS),
         Some(e) => Ok(ExitCode::from(exit_code(&e) as u8)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_with_a_data_dir_takes_a_journal_url_from_the_flag_or_its_hidden_variable() {
+        let cli = Cli::command();
+        let mut seen = 0;
+        let mut stack: Vec<&clap::Command> = vec![&cli];
+        while let Some(c) = stack.pop() {
+            stack.extend(c.get_subcommands());
+            if !c.get_arguments().any(|a| a.get_id() == "data_dir") || c.get_name() == "demo" {
+                continue;
+            }
+            let arg = c.get_arguments().find(|a| a.get_long() == Some("journal-url"));
+            let arg = arg.unwrap_or_else(|| panic!("{} takes --data-dir but not --journal-url", c.get_name()));
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some("TINES_AUDIT_JOURNAL_URL"));
+            assert!(arg.is_hide_env_values_set(), "{}: --help would show the variable's password", c.get_name());
+            seen += 1;
+        }
+        assert!(seen >= 10, "{seen}");
+    }
+
+    #[test]
+    fn the_flag_beats_the_configs_url_and_is_never_shown() {
+        let cli = Cli::try_parse_from([
+            "tines-audit",
+            "collect",
+            "--tenant",
+            "acme.tines.com",
+            "--journal-url",
+            "postgresql://audit:unit-cli-pass-61@db.example/audit",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("unit-cli-pass-61"));
+        let Command::Collect(c) = cli.command else { panic!() };
+        let configured = || Ok(Some(Location::Url(Secret::url("postgresql://cfg@cfg.example/audit"))));
+        let at = c.source.journal_url.choose(configured, || "d".into()).unwrap();
+        assert_eq!(at.to_string(), "postgresql://audit:***@db.example/audit");
+        assert_eq!(redact("unit-cli-pass-61"), crate::secret::REDACTED);
+        let none = JournalUrlArg::default();
+        assert_eq!(none.choose(configured, || "d".into()).unwrap().to_string(), "postgresql://cfg@cfg.example/audit");
+        assert_eq!(none.choose(|| Ok(None), || "d".into()).unwrap(), Location::Dir("d".into()));
     }
 }

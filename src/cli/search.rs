@@ -11,20 +11,22 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::config::ConfigError;
-use crate::journal::Journal;
+use crate::journal::{Access, Journal};
 use crate::query::search::{csv_field, printable};
 use crate::query::{self, CountryLookup, Cursor, EventRow, FilterArgs};
 use crate::timeutil::now_secs;
 
-/// Where the journal is: a config file or a data directory.
+/// Where the journal is: a config file, a data directory or a database URL.
 #[derive(Debug, Args, Clone, Default)]
 pub struct JournalArgs {
-    /// Config file (TOML); its data_dir is read (and its tenants decide the country lookup).
+    /// Config file (TOML); its data_dir and [journal] url are read (and its tenants decide the country lookup).
     #[arg(long, short = 'c', env = "TINES_AUDIT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory holding the journal (overrides the config's data_dir).
     #[arg(long, env = "TINES_AUDIT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub journal_url: super::JournalUrlArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,17 +62,13 @@ pub struct SearchArgs {
 }
 
 /// The journal, opened read-only (no lock, no migration, no write: it may be another
-/// user's, or a copy), and the country lookup. A config file is read for its data
-/// directory and country lookup only: readers need no API key.
+/// user's, or a copy), and the country lookup. A config file is read for where the
+/// journal is and the country lookup only: readers need no API key.
 pub(super) async fn open(a: &JournalArgs) -> anyhow::Result<(Journal, Arc<dyn CountryLookup>)> {
     let config = a.config.as_deref().map(super::reader::load).transpose()?;
-    let dir = a
-        .data_dir
-        .clone()
-        .or_else(|| config.as_ref().map(|c| c.data_dir.clone()))
-        .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-    let geo = config.map_or_else(|| query::geo::for_settings(None), |c| c.geo);
-    let journal = tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)).await??;
+    let geo = config.as_ref().map_or_else(|| query::geo::for_settings(None), |c| c.geo.clone());
+    let at = super::reader::location(&a.journal_url, a.data_dir.as_deref(), config)?;
+    let journal = super::open_at(&at, Access::ReadOnly).await?;
     Ok((journal, geo))
 }
 

@@ -12,7 +12,7 @@ use super::geoip::GeoIp;
 use super::rules::{DocKind, RulePack, run_examples};
 use super::{DetectSettings, RawDetect};
 use crate::config::{ConfigError, RawConfig};
-use crate::journal::Journal;
+use crate::journal::{Access, Journal, Location};
 use crate::timeutil::{format_rfc3339, now_secs, parse_time_arg};
 
 /// Exit code when rules have problems or examples fail.
@@ -55,12 +55,14 @@ pub enum RulesAction {
     },
     /// Run the rules over the journal's history and print what would have fired; nothing is stored or sent.
     Backtest {
-        /// Config file (its data_dir and [detect] section).
+        /// Config file (its data_dir, [journal] url and [detect] section).
         #[arg(long, short = 'c', env = "TINES_AUDIT_CONFIG")]
         config: Option<PathBuf>,
         /// Data directory holding the journal (overrides the config's).
         #[arg(long, env = "TINES_AUDIT_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        journal_url: crate::cli::JournalUrlArg,
         /// Events created since: an age such as 30d, or RFC 3339.
         #[arg(long, default_value = "30d")]
         since: String,
@@ -82,20 +84,30 @@ pub enum RulesAction {
     },
 }
 
-fn detect_settings(config: Option<&PathBuf>) -> anyhow::Result<(Option<PathBuf>, DetectSettings)> {
+/// The config's detection settings, with where it keeps the journal.
+struct Configured {
+    data_dir: Option<PathBuf>,
+    /// `[journal] url`, when it has one.
+    journal_url: Option<Location>,
+    detect: DetectSettings,
+}
+
+fn detect_settings(config: Option<&PathBuf>) -> anyhow::Result<Configured> {
     let Some(path) = config else {
-        return Ok((None, RawDetect::default().build(&[]).map_err(ConfigError::Invalid)?.unwrap_or_default()));
+        let detect = RawDetect::default().build(&[]).map_err(ConfigError::Invalid)?.unwrap_or_default();
+        return Ok(Configured { data_dir: None, journal_url: None, detect });
     };
     let raw = RawConfig::load(path)?;
     let data_dir = raw.data_dir.clone();
     let settings = raw.build()?;
-    Ok((data_dir, settings.detect.unwrap_or_default()))
+    let journal_url = matches!(settings.journal, Location::Url(_)).then_some(settings.journal);
+    Ok(Configured { data_dir, journal_url, detect: settings.detect.unwrap_or_default() })
 }
 
 pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         RulesAction::List { config, rules, json } => {
-            let (_, mut s) = detect_settings(config.as_ref())?;
+            let mut s = detect_settings(config.as_ref())?.detect;
             if !rules.is_empty() {
                 s.rules = Some(rules);
             }
@@ -142,8 +154,19 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
             println!("{} passed, {} failed", outcomes.len() - failed, failed);
             Ok(if failed == 0 && pack.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_RULES) })
         }
-        RulesAction::Backtest { config, data_dir, since, rules, geoip, emulator_geoip, allowed_countries, json } => {
-            let (cfg_dir, mut s) = detect_settings(config.as_ref())?;
+        RulesAction::Backtest {
+            config,
+            data_dir,
+            journal_url,
+            since,
+            rules,
+            geoip,
+            emulator_geoip,
+            allowed_countries,
+            json,
+        } => {
+            let Configured { data_dir: cfg_dir, journal_url: cfg_url, detect: mut s } =
+                detect_settings(config.as_ref())?;
             if !rules.is_empty() {
                 s.rules = Some(rules);
             }
@@ -155,8 +178,12 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
             }
             let now = now_secs();
             let since = parse_time_arg(&since, now).map_err(|e| ConfigError::Invalid(format!("--since: {e}")))?;
-            let dir = data_dir.or(cfg_dir).unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-            let journal = tokio::task::spawn_blocking(move || Journal::open_shared(&dir)).await??;
+            let at = journal_url.choose(
+                || Ok(cfg_url),
+                || data_dir.or(cfg_dir).unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into()),
+            )?;
+            // A backtest only reads: nothing is stored or sent.
+            let journal = crate::cli::open_at(&at, Access::ReadOnly).await?;
             let (engine, problems) = s.engine()?;
             for p in &problems {
                 eprintln!("left out: {p}");

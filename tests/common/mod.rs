@@ -60,6 +60,7 @@ pub fn run_bin(args: &[&str]) -> Output {
         .env_remove("TINES_BASE_URL")
         .env_remove("TINES_AUDIT_CONFIG")
         .env_remove("TINES_AUDIT_DATA_DIR")
+        .env_remove("TINES_AUDIT_JOURNAL_URL")
         .stdin(Stdio::null())
         .output()
         .unwrap()
