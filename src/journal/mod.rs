@@ -65,7 +65,7 @@ pub enum JournalError {
     Config(String),
     #[error("journal database error: {0}")]
     Database(String),
-    #[error("{0}; work is paused and resumes once the database answers again")]
+    #[error("{0}")]
     Unavailable(String),
 }
 
