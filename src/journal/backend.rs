@@ -94,6 +94,35 @@ pub struct Ledger {
     pub reconcile_finds: Vec<ReconcileFind>,
 }
 
+/// The right to commit for one job (a tenant's collection, a sink, the detector, the
+/// search indexer), held by one instance at a time. `token` grows on every take-over;
+/// a commit made with a token that is no longer the job's is refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fence {
+    pub job: String,
+    pub holder: String,
+    pub token: i64,
+}
+
+/// A lease as stored (for `state show`, metrics and the lease manager).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseRow {
+    pub job: String,
+    pub holder: String,
+    pub token: i64,
+    /// Milliseconds since the epoch by the database's clock.
+    pub expires_at_ms: i64,
+    pub acquired_at_ms: i64,
+}
+
+/// What one lease round saw: the database's time, the instances alive, and every lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    pub now_ms: i64,
+    pub live_instances: usize,
+    pub leases: Vec<LeaseRow>,
+}
+
 /// Where the journal lives, for messages (never with a password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place<'a> {
@@ -133,17 +162,29 @@ pub trait Backend: Send + Sync {
     fn reset_progress(&self, tenant: &str, job: &str) -> Result<bool, JournalError>;
     /// Moves a job's position back from `from` to `to` (and its range start with it if
     /// needed); refused with [`JournalError::ProgressConflict`] unless the position is `from`.
-    fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError>;
+    fn rewind_progress(
+        &self,
+        tenant: &str,
+        job: &str,
+        from: i64,
+        to: i64,
+        fence: Option<&Fence>,
+    ) -> Result<(), JournalError>;
     /// Appends a window's records (skipping a tenant's ids already stored), keeps its
     /// rejected records in the quarantine (once per tenant and content), logs the window
     /// in the ledger and moves the position from `commit.from` to `commit.to`, all in one
     /// transaction; refused with [`JournalError::ProgressConflict`] when the stored position
     /// is not `commit.from`. Returns how many events and quarantined records were new.
+    ///
+    /// With a `fence`, every commit here and in the other methods taking one is also refused
+    /// ([`JournalError::Fenced`]) unless the fence's holder still holds its job with its token,
+    /// checked in the same transaction.
     fn commit_window(
         &self,
         commit: &WindowCommit<'_>,
         records: &[Record<'_>],
         rejected: &[Quarantined<'_>],
+        fence: Option<&Fence>,
     ) -> Result<(u64, u64), JournalError>;
 
     // --- consumers -----------------------------------------------------------------------
@@ -154,7 +195,14 @@ pub trait Backend: Send + Sync {
     fn consumers(&self) -> Result<Vec<(String, ConsumerOffset)>, JournalError>;
     /// Moves a consumer's offset from `expected` to `new` with its state; refused with
     /// [`JournalError::OffsetConflict`] when the stored offset is not `expected`.
-    fn commit_offset(&self, name: &str, expected: i64, new: i64, state: Option<&str>) -> Result<(), JournalError>;
+    fn commit_offset(
+        &self,
+        name: &str,
+        expected: i64,
+        new: i64,
+        state: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> Result<(), JournalError>;
     /// Up to `max_events` events after `after_seq` in seq order, stopping early once
     /// `max_bytes` of raw text are read (always at least one when any exists).
     fn read_after(&self, after_seq: i64, max_events: usize, max_bytes: usize) -> Result<EventBatch, JournalError>;
@@ -182,6 +230,7 @@ pub trait Backend: Send + Sync {
         state: &str,
         alerts: &[NewAlert],
         body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
+        fence: Option<&Fence>,
     ) -> Result<Vec<AlertRow>, JournalError>;
     /// Up to `max` alerts after `after_seq`, in order.
     fn alerts_after(&self, after_seq: i64, max: usize) -> Result<Vec<AlertRow>, JournalError>;
@@ -238,7 +287,7 @@ pub trait Backend: Send + Sync {
     fn index_state(&self) -> Result<IndexState, JournalError>;
     /// Indexes up to `max` events past the index's position in one transaction with the
     /// new position (two indexers never index the same events); returns how many.
-    fn index_batch(&self, max: usize) -> Result<usize, JournalError>;
+    fn index_batch(&self, max: usize, fence: Option<&Fence>) -> Result<usize, JournalError>;
     /// Refreshes the planner's statistics after a large intake.
     fn optimize(&self) -> Result<(), JournalError>;
     /// Every distinct `(user_id, user_name)` the indexer has seen.
@@ -264,6 +313,32 @@ pub trait Backend: Send + Sync {
     fn ledger(&self, tenant: &str, from: i64, to: i64) -> Result<Option<Ledger>, JournalError>;
     /// Events inserted by windows committed at or after `since`.
     fn inserted_since(&self, since: i64) -> Result<i64, JournalError>;
+
+    // --- leases (several instances on one journal) -----------------------------------------
+
+    /// Whether several instances may share this journal (and so need leases). A backend
+    /// that answers `false` is used by one process at a time (SQLite's directory lock), which
+    /// then holds every job; the lease methods are not called and commits ignore fences.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Records that `holder` is alive (for `ttl_ms`) and returns what the leases look like.
+    fn lease_round(&self, _holder: &str, _ttl_ms: i64) -> Result<LeaseView, JournalError> {
+        Err(JournalError::Config("this journal has no leases".into()))
+    }
+    /// Takes `job` for `holder` if nobody holds it (never taken, released or expired),
+    /// with a token above every earlier one. `None` when someone else holds it.
+    fn take_lease(&self, _job: &str, _holder: &str, _ttl_ms: i64) -> Result<Option<Fence>, JournalError> {
+        Err(JournalError::Config("this journal has no leases".into()))
+    }
+    /// Extends the leases `held` by their holder; returns those still held (same token).
+    fn renew_leases(&self, _held: &[Fence], _ttl_ms: i64) -> Result<Vec<Fence>, JournalError> {
+        Err(JournalError::Config("this journal has no leases".into()))
+    }
+    /// Gives a lease up at once (its token stays, so the next holder's is higher).
+    fn release_lease(&self, _fence: &Fence) -> Result<(), JournalError> {
+        Err(JournalError::Config("this journal has no leases".into()))
+    }
 
     // --- operations ----------------------------------------------------------------------
 

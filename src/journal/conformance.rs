@@ -114,3 +114,89 @@ crate::on_every_backend!(
     prune_removes_only_old_events_every_consumer_has_passed,
     alerts_commit_with_the_offset_link_their_events_and_are_never_doubled,
 );
+
+/// Waits (polling, with a deadline) until `f` returns something.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// A paused holder (its lease expired, another instance took the job over) resumes and
+/// commits: every kind of commit is refused, and nothing it tried is in the journal.
+#[test]
+fn a_stale_holders_commits_are_refused_after_a_take_over() {
+    let j = fresh(Kind::Postgres);
+    assert!(j.shared());
+    let job = "tenant:t";
+    let a = j.take_lease(job, "a", 60_000).unwrap().expect("a free job is taken");
+    assert_eq!(a.token, 1);
+    assert_eq!(j.take_lease(job, "b", 60_000).unwrap(), None, "held and not expired");
+    // a's lease runs out (renewed with a TTL of 1 ms); b takes over with a higher token.
+    assert_eq!(j.renew_leases(std::slice::from_ref(&a), 1).unwrap(), vec![a.clone()]);
+    let b = eventually("the lease to expire", || j.take_lease(job, "b", 60_000).unwrap());
+    assert_eq!(b.token, 2);
+    assert!(j.renew_leases(std::slice::from_ref(&a), 60_000).unwrap().is_empty(), "a cannot renew what it lost");
+
+    let stale = j.with_fence(a.clone());
+    let fresh_holder = j.with_fence(b.clone());
+    j.start_progress("t", "cursor", 0, None, "").unwrap();
+    let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 10, fetched: 1 };
+    let refused = stale.commit_window(&c, [rec(1, "{\"id\":1}")]).unwrap_err();
+    assert!(matches!(refused, JournalError::Fenced { ref job, token: 1, .. } if job == "tenant:t"), "{refused}");
+    assert!(j.ids("t").unwrap().is_empty(), "nothing of the refused window is stored");
+    assert_eq!(j.progress("t", "cursor").unwrap().unwrap().position, 0);
+    assert_eq!(fresh_holder.commit_window(&c, [rec(1, "{\"id\":1}")]).unwrap(), 1);
+
+    j.consumer("s3:lake", 0).unwrap();
+    assert!(matches!(stale.commit_offset("s3:lake", 0, 1, None), Err(JournalError::Fenced { .. })));
+    assert_eq!(j.consumer("s3:lake", 0).unwrap().position, 0);
+    assert!(matches!(
+        stale.commit_detection("detector", 0, 1, "{}", &[], |_, _| String::new()),
+        Err(JournalError::Fenced { .. })
+    ));
+    assert!(matches!(stale.index_batch(10), Err(JournalError::Fenced { .. })));
+    assert_eq!(j.index_state().unwrap().position, 0);
+    fresh_holder.commit_offset("s3:lake", 0, 1, None).unwrap();
+
+    // Released, the job is free at once, and the next holder's token is higher still.
+    j.release_lease(&b).unwrap();
+    assert_eq!(j.take_lease(job, "c", 60_000).unwrap().map(|f| f.token), Some(3));
+    let view = j.lease_round("c", 60_000).unwrap();
+    assert_eq!(view.leases.len(), 1);
+    assert_eq!((view.leases[0].holder.as_str(), view.leases[0].token), ("c", 3));
+    assert!(view.leases[0].expires_at_ms > view.now_ms);
+}
+
+/// Two instances racing for the same free jobs: each job goes to exactly one of them.
+#[test]
+fn racing_instances_never_both_take_a_job() {
+    let j = fresh(Kind::Postgres);
+    let jobs: Vec<String> = (0..40).map(|i| format!("sink:s{i}")).collect();
+    let takes = |holder: &'static str| {
+        let (j, jobs) = (j.journal.clone(), jobs.clone());
+        std::thread::spawn(move || {
+            jobs.iter().filter_map(|job| j.take_lease(job, holder, 60_000).unwrap()).map(|f| f.job).collect::<Vec<_>>()
+        })
+    };
+    let (a, b) = (takes("a"), takes("b"));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(a.len() + b.len(), jobs.len(), "every job taken once: a {a:?}, b {b:?}");
+    assert!(a.iter().all(|x| !b.contains(x)));
+}
+
+#[test]
+fn sqlite_is_one_process_and_needs_no_leases() {
+    let j = fresh(Kind::Sqlite);
+    assert!(!j.shared());
+    // A fence on SQLite changes nothing: the directory lock already keeps other writers out.
+    let f = j.with_fence(Fence { job: "tenant:t".into(), holder: "x".into(), token: 7 });
+    f.start_progress("t", "cursor", 0, None, "").unwrap();
+    let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 10, fetched: 1 };
+    assert_eq!(f.commit_window(&c, [rec(1, "{}")]).unwrap(), 1);
+}

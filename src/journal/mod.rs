@@ -22,7 +22,7 @@ use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use backend::{Backend, EventQuery, FoundEvent, IndexState, Ledger, Place, TextTerm};
+pub use backend::{Backend, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place, TextTerm};
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
 pub use sqlite::SCHEMA_VERSION;
 #[cfg(test)]
@@ -67,6 +67,10 @@ pub enum JournalError {
     Database(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error(
+        "{job}: this instance ({holder}) no longer holds the lease (token {token} is stale: another instance took the job over), so its commit was refused"
+    )]
+    Fenced { job: String, holder: String, token: i64 },
 }
 
 /// One record to append, borrowed from the page it came in.
@@ -313,6 +317,8 @@ pub enum Access {
 #[derive(Clone)]
 pub struct Journal {
     backend: Arc<dyn Backend>,
+    /// The lease this handle commits under (see [`Journal::with_fence`]).
+    fence: Option<Arc<Fence>>,
 }
 
 impl Deref for Journal {
@@ -361,7 +367,7 @@ impl Journal {
     }
 
     fn from_backend(b: impl Backend + 'static) -> Self {
-        Journal { backend: Arc::new(b) }
+        Journal { backend: Arc::new(b), fence: None }
     }
 
     /// Runs blocking journal work on tokio's blocking pool.
@@ -397,7 +403,33 @@ impl Journal {
     ) -> Result<(u64, u64), JournalError> {
         let records: Vec<Record<'a>> = records.into_iter().collect();
         let rejected: Vec<Quarantined<'q>> = rejected.into_iter().collect();
-        self.backend.commit_window(commit, &records, &rejected)
+        self.backend.commit_window(commit, &records, &rejected, self.fence.as_deref())
+    }
+
+    /// A handle whose commits (windows, offsets, detection, the search index, rewinds) are
+    /// refused once `fence` is no longer its job's current lease.
+    pub fn with_fence(&self, fence: Fence) -> Journal {
+        Journal { backend: self.backend.clone(), fence: Some(Arc::new(fence)) }
+    }
+
+    /// The lease this handle commits under, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
+    }
+
+    /// Moves a consumer's offset from `expected` to `new`, with its state.
+    pub fn commit_offset(&self, name: &str, expected: i64, new: i64, state: Option<&str>) -> Result<(), JournalError> {
+        self.backend.commit_offset(name, expected, new, state, self.fence.as_deref())
+    }
+
+    /// Indexes up to `max` events past the search index's position; returns how many.
+    pub fn index_batch(&self, max: usize) -> Result<usize, JournalError> {
+        self.backend.index_batch(max, self.fence.as_deref())
+    }
+
+    /// Moves a job's position back from `from` to `to`.
+    pub fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
+        self.backend.rewind_progress(tenant, job, from, to, self.fence.as_deref())
     }
 
     /// Moves the detector's offset from `expected` to `new` with its state,
@@ -413,6 +445,6 @@ impl Journal {
         alerts: &[NewAlert],
         mut body: impl FnMut(&NewAlert, &[EventRow]) -> String,
     ) -> Result<Vec<AlertRow>, JournalError> {
-        self.backend.commit_detection(consumer, expected, new, state, alerts, &mut body)
+        self.backend.commit_detection(consumer, expected, new, state, alerts, &mut body, self.fence.as_deref())
     }
 }

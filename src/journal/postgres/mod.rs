@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use super::backend::{Backend, EventQuery, FoundEvent, IndexState, Ledger, Place};
+use super::backend::{Backend, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place};
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -83,6 +83,25 @@ impl Postgres {
 
     async fn known_tenant(&self, c: &impl GenericClient, name: &str) -> Result<Option<i64>, JournalError> {
         Ok(c.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name]).await?.map(|r| r.get(0)))
+    }
+}
+
+/// The database's clock in milliseconds: leases never depend on the instances' clocks.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Refuses the transaction unless `fence` (if any) is still its job's lease. The row stays
+/// share-locked to the commit, so a take-over waits for it rather than slipping in between.
+async fn check_fence(c: &impl GenericClient, fence: Option<&Fence>) -> Result<(), JournalError> {
+    let Some(f) = fence else { return Ok(()) };
+    let held = c
+        .query_opt(
+            "SELECT 1 FROM leases WHERE job = $1 AND holder = $2 AND token = $3 FOR SHARE",
+            &[&f.job, &f.holder, &f.token],
+        )
+        .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(JournalError::Fenced { job: f.job.clone(), holder: f.holder.clone(), token: f.token }),
     }
 }
 
@@ -201,10 +220,18 @@ impl Backend for Postgres {
         })
     }
 
-    fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
+    fn rewind_progress(
+        &self,
+        tenant: &str,
+        job: &str,
+        from: i64,
+        to: i64,
+        fence: Option<&Fence>,
+    ) -> Result<(), JournalError> {
         self.run(async |c| {
             let tid = self.tenant_id(c, tenant).await?;
             let tx = c.transaction().await?;
+            check_fence(&tx, fence).await?;
             let found: i64 = tx
                 .query_one("SELECT position FROM progress WHERE tenant = $1 AND job = $2 FOR UPDATE", &[&tid, &job])
                 .await?
@@ -233,10 +260,12 @@ impl Backend for Postgres {
         commit: &WindowCommit<'_>,
         records: &[Record<'_>],
         rejected: &[Quarantined<'_>],
+        fence: Option<&Fence>,
     ) -> Result<(u64, u64), JournalError> {
         self.run(async |c| {
             let tid = self.tenant_id(c, commit.tenant).await?;
             let tx = c.transaction().await?;
+            check_fence(&tx, fence).await?;
             let found: i64 = tx
                 .query_one(
                     "SELECT position FROM progress WHERE tenant = $1 AND job = $2 FOR UPDATE",
@@ -324,18 +353,28 @@ impl Backend for Postgres {
         })
     }
 
-    fn commit_offset(&self, name: &str, expected: i64, new: i64, state: Option<&str>) -> Result<(), JournalError> {
+    fn commit_offset(
+        &self,
+        name: &str,
+        expected: i64,
+        new: i64,
+        state: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> Result<(), JournalError> {
         self.run(async |c| {
-            let n = c
+            let tx = c.transaction().await?;
+            check_fence(&tx, fence).await?;
+            let n = tx
                 .execute(
                     "UPDATE consumers SET position = $3, state = $4, updated_at = $5 WHERE name = $1 AND position = $2",
                     &[&name, &expected, &new, &state, &now_secs()],
                 )
                 .await?;
             if n == 1 {
+                tx.commit().await?;
                 return Ok(());
             }
-            let found: i64 = c.query_one("SELECT position FROM consumers WHERE name = $1", &[&name]).await?.get(0);
+            let found: i64 = tx.query_one("SELECT position FROM consumers WHERE name = $1", &[&name]).await?.get(0);
             Err(JournalError::OffsetConflict { name: name.to_string(), expected, found })
         })
     }
@@ -427,9 +466,11 @@ impl Backend for Postgres {
         state: &str,
         alerts: &[NewAlert],
         body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
+        fence: Option<&Fence>,
     ) -> Result<Vec<AlertRow>, JournalError> {
         self.run(async |c| {
             let tx = c.transaction().await?;
+            check_fence(&tx, fence).await?;
             let now = now_secs();
             tx.execute(
                 "INSERT INTO consumers (name, position, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
@@ -743,8 +784,8 @@ impl Backend for Postgres {
         self.run(async |c| search::index_state(c).await)
     }
 
-    fn index_batch(&self, max: usize) -> Result<usize, JournalError> {
-        self.run(async |c| search::index_batch(c, max).await)
+    fn index_batch(&self, max: usize, fence: Option<&Fence>) -> Result<usize, JournalError> {
+        self.run(async |c| search::index_batch(c, max, fence).await)
     }
 
     fn optimize(&self) -> Result<(), JournalError> {
@@ -848,6 +889,96 @@ impl Backend for Postgres {
             )
             .await?
             .get(0))
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn lease_round(&self, holder: &str, ttl_ms: i64) -> Result<LeaseView, JournalError> {
+        self.run(async |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO instances (holder, seen_at_ms, started_at_ms) VALUES ($1, {NOW_MS}, {NOW_MS})
+                     ON CONFLICT (holder) DO UPDATE SET seen_at_ms = EXCLUDED.seen_at_ms"
+                ),
+                &[&holder],
+            )
+            .await?;
+            c.execute(&format!("DELETE FROM instances WHERE seen_at_ms < {NOW_MS} - 10 * $1::bigint"), &[&ttl_ms])
+                .await?;
+            let r = c
+                .query_one(
+                    &format!(
+                        "SELECT {NOW_MS}, (SELECT COUNT(*) FROM instances WHERE seen_at_ms >= {NOW_MS} - $1::bigint)"
+                    ),
+                    &[&ttl_ms],
+                )
+                .await?;
+            let leases = c
+                .query("SELECT job, holder, token, expires_at_ms, acquired_at_ms FROM leases ORDER BY job", &[])
+                .await?
+                .iter()
+                .map(|r| LeaseRow {
+                    job: r.get(0),
+                    holder: r.get(1),
+                    token: r.get(2),
+                    expires_at_ms: r.get(3),
+                    acquired_at_ms: r.get(4),
+                })
+                .collect();
+            Ok(LeaseView { now_ms: r.get(0), live_instances: r.get::<_, i64>(1).max(1) as usize, leases })
+        })
+    }
+
+    fn take_lease(&self, job: &str, holder: &str, ttl_ms: i64) -> Result<Option<Fence>, JournalError> {
+        self.run(async |c| {
+            let row = c
+                .query_opt(
+                    &format!(
+                        "INSERT INTO leases (job, holder, token, expires_at_ms, acquired_at_ms)
+                         VALUES ($1, $2, 1, {NOW_MS} + $3::bigint, {NOW_MS})
+                         ON CONFLICT (job) DO UPDATE SET holder = EXCLUDED.holder, token = leases.token + 1,
+                             expires_at_ms = EXCLUDED.expires_at_ms, acquired_at_ms = EXCLUDED.acquired_at_ms
+                         WHERE leases.expires_at_ms < {NOW_MS}
+                         RETURNING token"
+                    ),
+                    &[&job, &holder, &ttl_ms],
+                )
+                .await?;
+            Ok(row.map(|r| Fence { job: job.to_string(), holder: holder.to_string(), token: r.get(0) }))
+        })
+    }
+
+    fn renew_leases(&self, held: &[Fence], ttl_ms: i64) -> Result<Vec<Fence>, JournalError> {
+        let jobs: Vec<&str> = held.iter().map(|f| f.job.as_str()).collect();
+        let holders: Vec<&str> = held.iter().map(|f| f.holder.as_str()).collect();
+        let tokens: Vec<i64> = held.iter().map(|f| f.token).collect();
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    &format!(
+                        "UPDATE leases SET expires_at_ms = {NOW_MS} + $4::bigint
+                         FROM unnest($1::text[], $2::text[], $3::bigint[]) AS h(job, holder, token)
+                         WHERE leases.job = h.job AND leases.holder = h.holder AND leases.token = h.token
+                         RETURNING leases.job, leases.holder, leases.token"
+                    ),
+                    &[&jobs, &holders, &tokens, &ttl_ms],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| Fence { job: r.get(0), holder: r.get(1), token: r.get(2) }).collect())
+        })
+    }
+
+    fn release_lease(&self, fence: &Fence) -> Result<(), JournalError> {
+        self.run(async |c| {
+            c.execute(
+                "UPDATE leases SET expires_at_ms = 0 WHERE job = $1 AND holder = $2 AND token = $3",
+                &[&fence.job, &fence.holder, &fence.token],
+            )
+            .await?;
+            Ok(())
         })
     }
 

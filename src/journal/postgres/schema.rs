@@ -146,6 +146,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reconcile_finds_tenant ON reconcile_finds (tenant, slice_start);
     "#,
+    // 2: leases for several instances on one journal (times in ms by the database's clock),
+    // and the instances seen alive, for each one's fair share of the jobs.
+    r#"
+    CREATE TABLE leases (
+        job             text PRIMARY KEY,
+        holder          text NOT NULL,
+        token           bigint NOT NULL,
+        expires_at_ms   bigint NOT NULL,
+        acquired_at_ms  bigint NOT NULL
+    );
+    CREATE TABLE instances (
+        holder          text PRIMARY KEY,
+        seen_at_ms      bigint NOT NULL,
+        started_at_ms   bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

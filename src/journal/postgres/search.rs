@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::{Params, refs};
 use crate::journal::JournalError;
-use crate::journal::backend::{EventQuery, FoundEvent, IndexState, TextTerm};
+use crate::journal::backend::{EventQuery, Fence, FoundEvent, IndexState, TextTerm};
 use crate::journal::text::{record_text, user_name_of, words};
 use crate::timeutil::now_secs;
 
@@ -162,8 +162,9 @@ pub(super) async fn index_state(c: &Client) -> Result<IndexState, JournalError> 
 /// Indexes up to `max` events past the position in one transaction with the new position.
 /// The position row is locked first, so two indexers (two instances, or the daemon and a
 /// `search` command) never index the same events.
-pub(super) async fn index_batch(c: &mut Client, max: usize) -> Result<usize, JournalError> {
+pub(super) async fn index_batch(c: &mut Client, max: usize, fence: Option<&Fence>) -> Result<usize, JournalError> {
     let tx = c.transaction().await?;
+    super::check_fence(&tx, fence).await?;
     let position: i64 = tx.query_one("SELECT position FROM search_index WHERE id = 1 FOR UPDATE", &[]).await?.get(0);
     let rows = tx
         .query(

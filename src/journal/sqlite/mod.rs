@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::backend::{Backend, EventQuery, FoundEvent, IndexState, Ledger, Place};
+use super::backend::{Backend, EventQuery, Fence, FoundEvent, IndexState, Ledger, Place};
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -348,11 +348,13 @@ impl Backend for Sqlite {
         Ok(n > 0)
     }
 
+    // The directory lock makes this process the only writer: fences have nothing to check.
     fn commit_window(
         &self,
         commit: &WindowCommit<'_>,
         records: &[Record<'_>],
         rejected: &[Quarantined<'_>],
+        _fence: Option<&Fence>,
     ) -> Result<(u64, u64), JournalError> {
         let mut conn = self.writer();
         let tid = self.tenant_id(&conn, commit.tenant)?;
@@ -430,7 +432,14 @@ impl Backend for Sqlite {
     }
 
     /// Moves a consumer's offset from `expected` to `new`, with its state.
-    fn commit_offset(&self, name: &str, expected: i64, new: i64, state: Option<&str>) -> Result<(), JournalError> {
+    fn commit_offset(
+        &self,
+        name: &str,
+        expected: i64,
+        new: i64,
+        state: Option<&str>,
+        _fence: Option<&Fence>,
+    ) -> Result<(), JournalError> {
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         let found: i64 = tx.query_row("SELECT position FROM consumers WHERE name = ?1", [name], |r| r.get(0))?;
@@ -554,7 +563,14 @@ impl Backend for Sqlite {
         conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
         Ok(())
     }
-    fn rewind_progress(&self, tenant: &str, job: &str, from: i64, to: i64) -> Result<(), JournalError> {
+    fn rewind_progress(
+        &self,
+        tenant: &str,
+        job: &str,
+        from: i64,
+        to: i64,
+        _fence: Option<&Fence>,
+    ) -> Result<(), JournalError> {
         Sqlite::rewind_progress(self, tenant, job, from, to)
     }
 
@@ -570,6 +586,7 @@ impl Backend for Sqlite {
         state: &str,
         alerts: &[NewAlert],
         body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
+        _fence: Option<&Fence>,
     ) -> Result<Vec<AlertRow>, JournalError> {
         Sqlite::commit_detection(self, consumer, expected, new, state, alerts, body)
     }
@@ -669,7 +686,7 @@ impl Backend for Sqlite {
         Sqlite::index_state(self)
     }
 
-    fn index_batch(&self, max: usize) -> Result<usize, JournalError> {
+    fn index_batch(&self, max: usize, _fence: Option<&Fence>) -> Result<usize, JournalError> {
         Sqlite::index_batch(self, max)
     }
 
