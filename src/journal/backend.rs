@@ -94,6 +94,15 @@ pub struct Ledger {
     pub reconcile_finds: Vec<ReconcileFind>,
 }
 
+/// The detector's offset moving from `expected` to `new`, with its engine state.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectionStep<'a> {
+    pub consumer: &'a str,
+    pub expected: i64,
+    pub new: i64,
+    pub state: &'a str,
+}
+
 /// The right to commit for one job (a tenant's collection, a sink, the detector, the
 /// search indexer), held by one instance at a time. `token` grows on every take-over;
 /// a commit made with a token that is no longer the job's is refused.
@@ -224,10 +233,7 @@ pub trait Backend: Send + Sync {
     /// renders an alert once its events are known. Returns the alerts stored, in order.
     fn commit_detection(
         &self,
-        consumer: &str,
-        expected: i64,
-        new: i64,
-        state: &str,
+        step: &DetectionStep<'_>,
         alerts: &[NewAlert],
         body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
         fence: Option<&Fence>,

@@ -22,7 +22,9 @@ use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use backend::{Backend, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place, TextTerm};
+pub use backend::{
+    Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place, TextTerm,
+};
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
 pub use sqlite::SCHEMA_VERSION;
 #[cfg(test)]
@@ -445,6 +447,7 @@ impl Journal {
         alerts: &[NewAlert],
         mut body: impl FnMut(&NewAlert, &[EventRow]) -> String,
     ) -> Result<Vec<AlertRow>, JournalError> {
-        self.backend.commit_detection(consumer, expected, new, state, alerts, &mut body, self.fence.as_deref())
+        let step = DetectionStep { consumer, expected, new, state };
+        self.backend.commit_detection(&step, alerts, &mut body, self.fence.as_deref())
     }
 }

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use super::backend::{Backend, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place};
+use super::backend::{
+    Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
+};
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -460,14 +462,12 @@ impl Backend for Postgres {
 
     fn commit_detection(
         &self,
-        consumer: &str,
-        expected: i64,
-        new: i64,
-        state: &str,
+        step: &DetectionStep<'_>,
         alerts: &[NewAlert],
         body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
         fence: Option<&Fence>,
     ) -> Result<Vec<AlertRow>, JournalError> {
+        let DetectionStep { consumer, expected, new, state } = *step;
         self.run(async |c| {
             let tx = c.transaction().await?;
             check_fence(&tx, fence).await?;

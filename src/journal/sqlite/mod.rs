@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::backend::{Backend, EventQuery, Fence, FoundEvent, IndexState, Ledger, Place};
+use super::backend::{Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, Ledger, Place};
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -580,15 +580,12 @@ impl Backend for Sqlite {
 
     fn commit_detection(
         &self,
-        consumer: &str,
-        expected: i64,
-        new: i64,
-        state: &str,
+        step: &DetectionStep<'_>,
         alerts: &[NewAlert],
         body: &mut dyn FnMut(&NewAlert, &[EventRow]) -> String,
         _fence: Option<&Fence>,
     ) -> Result<Vec<AlertRow>, JournalError> {
-        Sqlite::commit_detection(self, consumer, expected, new, state, alerts, body)
+        Sqlite::commit_detection(self, step.consumer, step.expected, step.new, step.state, alerts, body)
     }
 
     fn alerts_after(&self, after_seq: i64, max: usize) -> Result<Vec<AlertRow>, JournalError> {
