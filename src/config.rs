@@ -69,6 +69,9 @@ pub struct RawJournal {
     /// A PostgreSQL database for the journal (`postgresql://user:password@host:5432/db`)
     /// instead of SQLite in `data_dir`.
     pub url: Option<String>,
+    /// With a PostgreSQL journal: how long a job's lease lasts unless renewed (default 30s);
+    /// a dead instance's jobs move to the others within about this long.
+    pub lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +194,8 @@ pub struct Settings {
     pub readiness: crate::web::ReadinessSettings,
     pub silence_after: Duration,
     pub journal_max_size: Option<u64>,
+    /// How long a job's lease lasts unless renewed (PostgreSQL journal only).
+    pub lease_ttl: Duration,
     pub retention: Option<Duration>,
     pub retention_every: Duration,
     pub detect: Option<crate::detect::DetectSettings>,
@@ -493,6 +498,10 @@ impl RawConfig {
         };
         let retention_every =
             dur_field("retention.check_every", &self.retention.check_every, Duration::from_secs(3600))?;
+        let lease_ttl = dur_field("journal.lease_ttl", &self.journal.lease_ttl, Duration::from_secs(30))?;
+        if lease_ttl < Duration::from_secs(3) {
+            return Err(invalid("journal.lease_ttl must be at least 3s (leases are renewed every third of it)"));
+        }
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let journal = match &self.journal.url {
             Some(u) => journal_url(u, "journal.url")?,
@@ -503,6 +512,7 @@ impl RawConfig {
             retention_every,
             silence_after,
             journal_max_size,
+            lease_ttl,
             retention,
             data_dir,
             journal,

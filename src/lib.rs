@@ -21,6 +21,7 @@ pub mod detect;
 pub mod format;
 pub mod fuzzing;
 pub mod journal;
+pub mod lease;
 pub mod metrics;
 pub mod mock;
 pub mod query;

@@ -36,6 +36,11 @@ pub struct SinkLabel {
 type FloatCounter = Counter<f64, AtomicU64>;
 
 /// Every metric of the process.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabel {
+    pub job: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub events_collected: Family<TenantLabel, Counter>,
@@ -58,6 +63,10 @@ pub struct Metrics {
     pub reconcile_passes: Family<TenantLabel, Counter>,
     pub reconcile_found_events: Family<TenantLabel, Counter>,
     pub events_pruned: Counter,
+    /// Jobs this instance holds the lease of (PostgreSQL journal).
+    pub leases_held: Gauge,
+    /// The fencing token this instance holds a job's lease with (0 when it does not hold it).
+    pub lease_token: Family<LeaseLabel, Gauge>,
     journal_events: Gauge,
     journal_bytes: Gauge,
     start_time: Gauge,
@@ -86,6 +95,8 @@ impl Metrics {
             reconcile_passes: Family::default(),
             reconcile_found_events: Family::default(),
             events_pruned: Counter::default(),
+            leases_held: Gauge::default(),
+            lease_token: Family::default(),
             journal_events: Gauge::default(),
             journal_bytes: Gauge::default(),
             start_time: Gauge::default(),
@@ -122,6 +133,16 @@ impl Metrics {
             m.tenant_silent.clone(),
         );
         r.register("events_pruned", "Events deleted by retention", m.events_pruned.clone());
+        r.register(
+            "leases_held",
+            "Jobs whose lease this instance holds (a PostgreSQL journal shared by several instances)",
+            m.leases_held.clone(),
+        );
+        r.register(
+            "lease_token",
+            "The fencing token of the job's lease this instance holds (0: held elsewhere or free)",
+            m.lease_token.clone(),
+        );
         r.register(
             "api_clock_offset_seconds",
             "The API's clock minus this machine's, from its Date headers (windows follow the API's clock)",

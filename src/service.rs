@@ -9,6 +9,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{Settings, TenantConfig};
 use crate::journal::{Journal, JournalError, Progress, Pruned, Readers};
+use crate::lease::{Gate, while_held};
 use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::source::tines::client::TinesClient;
 use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
@@ -205,143 +206,62 @@ pub async fn drain_all(journal: &Journal, consumers: &mut [Consumer]) -> Vec<(St
     out
 }
 
+/// The job names the daemon runs, each under its own lease when instances share a journal.
+pub fn job_names(settings: &Settings) -> Vec<String> {
+    let mut jobs: Vec<String> = settings.tenants.iter().map(|t| format!("tenant:{}", t.name)).collect();
+    jobs.extend(settings.sinks.iter().map(|s| format!("sink:{}", s.name())));
+    if settings.detect.is_some() {
+        jobs.push("detector".into());
+    }
+    jobs.push("indexer".into());
+    jobs
+}
+
 /// The daemon: every tenant synced each `interval` (each on its own task),
 /// each sink draining as soon as new events land, until `shutdown` turns true.
+/// With a journal shared by several instances, each of these jobs runs on the one
+/// instance holding its lease ([`crate::lease`]).
 pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let appended = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
+    let gate = if journal.shared() {
+        Gate::start(journal.clone(), job_names(&settings), settings.lease_ttl, shutdown.clone())
+    } else {
+        Gate::everything()
+    };
     for tenant in tenants(&settings)? {
-        let (settings, journal, appended, mut stop) =
-            (settings.clone(), journal.clone(), appended.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let mut failures = 0u32;
-            // The first pass runs after the first good sync: it also covers whatever the
-            // service was down for.
-            let mut next_reconcile = tokio::time::Instant::now();
-            loop {
-                let started = tokio::time::Instant::now();
-                tokio::select! {
-                    r = sync_tenant(&journal, &tenant, &settings, None) => match r {
-                        Ok(o) => {
-                            failures = 0;
-                            if o.inserted > 0 {
-                                appended.notify_waiters();
-                            }
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            log_collect_error(&tenant.config.name, &e, failures);
-                        }
-                    },
-                    _ = stopped(&mut stop) => return,
-                }
-                if let Some(every) = settings.reconcile.every
-                    && failures == 0
-                    && tokio::time::Instant::now() >= next_reconcile
-                {
-                    let since = tenant.client.clock.now() - settings.reconcile.window.as_secs() as i64;
-                    tokio::select! {
-                        r = reconcile_tenant(&journal, &tenant, &settings, since, &|_, _| {}) => match r {
-                            Ok(o) => {
-                                next_reconcile = tokio::time::Instant::now() + every;
-                                if o.found > 0 {
-                                    appended.notify_waiters();
-                                }
-                            }
-                            Err(e) => {
-                                // Tried again after the next sync; collection itself goes on.
-                                next_reconcile = tokio::time::Instant::now() + settings.interval;
-                                tracing::warn!(tenant = %tenant.config.name, "reconciliation pass failed, will try again: {e}");
-                            }
-                        },
-                        _ = stopped(&mut stop) => return,
-                    }
-                }
-                let wait = settings.interval.saturating_sub(started.elapsed());
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stopped(&mut stop) => return,
-                }
-            }
-        });
+        let tenant = Arc::new(tenant);
+        let (settings, appended) = (settings.clone(), appended.clone());
+        let job = format!("tenant:{}", tenant.config.name);
+        tasks.spawn(while_held(gate.clone(), job, journal.clone(), shutdown.clone(), move |journal, stop| {
+            tenant_loop(journal, tenant.clone(), settings.clone(), appended.clone(), stop)
+        }));
     }
-    for mut consumer in consumers(&settings)? {
-        let (journal, appended, mut stop, interval) =
-            (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
-        tasks.spawn(async move {
-            let mut backoff = Duration::from_secs(1);
-            loop {
-                let notified = appended.notified();
-                let (wait, wake_on_new_events) = match consumer.drain(&journal, Flush::WhenDue).await {
-                    Ok(n) => {
-                        if n > 0 {
-                            tracing::debug!(sink = consumer.name(), delivered = n, "delivered");
-                        }
-                        backoff = Duration::from_secs(1);
-                        // A partial batch waiting for its linger wakes us when due.
-                        (consumer.due_in().map_or(interval, |d| d.min(interval)), true)
-                    }
-                    Err(e) => {
-                        log_drain_error(consumer.name(), &e, backoff);
-                        let w = backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                        // A failing sink waits out its backoff: new events do not make it hammer the destination.
-                        (w, false)
-                    }
-                };
-                tokio::select! {
-                    _ = notified, if wake_on_new_events => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stopped(&mut stop) => {
-                        // Last chance to hand over what was collected, bounded so shutdown stays prompt.
-                        let _ = tokio::time::timeout(Duration::from_secs(10), consumer.drain(&journal, Flush::All)).await;
-                        return;
-                    }
+    consumers(&settings)?; // every sink's configuration is checked once, before any job starts
+    for (i, sink) in settings.sinks.iter().enumerate() {
+        let (settings2, appended) = (settings.clone(), appended.clone());
+        let job = format!("sink:{}", sink.name());
+        tasks.spawn(while_held(gate.clone(), job, journal.clone(), shutdown.clone(), move |journal, stop| {
+            // A fresh consumer each time the lease is taken: it reads its offset from the journal.
+            let consumer = consumers(&settings2).map(|mut all| all.swap_remove(i));
+            let (appended, interval) = (appended.clone(), settings2.interval);
+            async move {
+                match consumer {
+                    Ok(c) => sink_loop(journal, c, appended, stop, interval).await,
+                    Err(e) => tracing::error!("sink configuration: {e}"),
                 }
             }
-        });
+        }));
     }
     {
-        // The search indexer follows the journal like a sink, one short transaction per batch.
-        let (journal, appended, mut stop, interval) =
-            (journal.clone(), appended.clone(), shutdown.clone(), settings.interval);
-        tasks.spawn(async move {
-            let mut since_optimize = 0usize;
-            loop {
-                let notified = appended.notified();
-                let wait = loop {
-                    match journal.call(|j| crate::query::index::index_batch(j, crate::query::index::BATCH)).await {
-                        Ok(n) if n == crate::query::index::BATCH => {
-                            since_optimize += n;
-                            tokio::task::yield_now().await
-                        }
-                        Ok(n) => {
-                            since_optimize += n;
-                            // After a large intake (a backfill), refresh the planner's statistics.
-                            if since_optimize >= 100_000 {
-                                since_optimize = 0;
-                                if let Err(e) = journal.call(|j| j.optimize()).await {
-                                    tracing::warn!("search index: refreshing statistics failed: {e}");
-                                }
-                            }
-                            break interval;
-                        }
-                        Err(e) => {
-                            tracing::warn!("search index: indexing failed, will try again: {e}");
-                            break Duration::from_secs(5);
-                        }
-                    }
-                    if *stop.borrow() {
-                        return;
-                    }
-                };
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stopped(&mut stop) => return,
-                }
-            }
-        });
+        let (appended, interval) = (appended.clone(), settings.interval);
+        tasks.spawn(while_held(
+            gate.clone(),
+            "indexer".into(),
+            journal.clone(),
+            shutdown.clone(),
+            move |journal, stop| indexer_loop(journal, appended.clone(), stop, interval),
+        ));
     }
     {
         let (settings, mut stop) = (settings.clone(), shutdown.clone());
@@ -382,20 +302,170 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             }
         });
     }
-    if let Some(d) = &settings.detect {
-        let bases = settings.tenants.iter().map(|t| (t.name.clone(), t.endpoint.base().to_string())).collect();
-        match crate::detect::Detector::start(d, &settings.sinks, bases, &journal).await {
-            Ok(detector) => {
-                let (journal, appended, stop) = (journal.clone(), appended.clone(), shutdown.clone());
-                tasks.spawn(crate::detect::run(detector, journal, appended, stop, settings.interval));
-            }
-            // Collection and delivery go on without detection.
-            Err(e) => tracing::error!("detection could not start, collection goes on without it: {e}"),
-        }
+    if settings.detect.is_some() {
+        let (settings, appended) = (settings.clone(), appended.clone());
+        tasks.spawn(while_held(
+            gate.clone(),
+            "detector".into(),
+            journal.clone(),
+            shutdown.clone(),
+            move |journal, stop| {
+                let (settings, appended) = (settings.clone(), appended.clone());
+                async move {
+                    let Some(d) = &settings.detect else { return };
+                    let bases =
+                        settings.tenants.iter().map(|t| (t.name.clone(), t.endpoint.base().to_string())).collect();
+                    // Started (its state read from the journal) each time the lease is taken.
+                    match crate::detect::Detector::start(d, &settings.sinks, bases, &journal).await {
+                        Ok(detector) => crate::detect::run(detector, journal, appended, stop, settings.interval).await,
+                        // Collection and delivery go on without detection.
+                        Err(e) => tracing::error!("detection could not start, collection goes on without it: {e}"),
+                    }
+                }
+            },
+        ));
     }
     stopped(&mut shutdown).await;
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A tenant's collection: a sync every `interval`, and reconciliation passes, until `stop`.
+async fn tenant_loop(
+    journal: Journal,
+    tenant: Arc<Tenant>,
+    settings: Arc<Settings>,
+    appended: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    // The first pass runs after the first good sync: it also covers whatever the
+    // service was down for.
+    let mut next_reconcile = tokio::time::Instant::now();
+    loop {
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            r = sync_tenant(&journal, &tenant, &settings, None) => match r {
+                Ok(o) => {
+                    failures = 0;
+                    if o.inserted > 0 {
+                        appended.notify_waiters();
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    log_collect_error(&tenant.config.name, &e, failures);
+                }
+            },
+            _ = stopped(&mut stop) => return,
+        }
+        if let Some(every) = settings.reconcile.every
+            && failures == 0
+            && tokio::time::Instant::now() >= next_reconcile
+        {
+            let since = tenant.client.clock.now() - settings.reconcile.window.as_secs() as i64;
+            tokio::select! {
+                r = reconcile_tenant(&journal, &tenant, &settings, since, &|_, _| {}) => match r {
+                    Ok(o) => {
+                        next_reconcile = tokio::time::Instant::now() + every;
+                        if o.found > 0 {
+                            appended.notify_waiters();
+                        }
+                    }
+                    Err(e) => {
+                        // Tried again after the next sync; collection itself goes on.
+                        next_reconcile = tokio::time::Instant::now() + settings.interval;
+                        tracing::warn!(tenant = %tenant.config.name, "reconciliation pass failed, will try again: {e}");
+                    }
+                },
+                _ = stopped(&mut stop) => return,
+            }
+        }
+        let wait = settings.interval.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// A sink draining the journal as events land (or on its interval), until `stop`.
+async fn sink_loop(
+    journal: Journal,
+    mut consumer: Consumer,
+    appended: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    interval: Duration,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let notified = appended.notified();
+        let (wait, wake_on_new_events) = match consumer.drain(&journal, Flush::WhenDue).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(sink = consumer.name(), delivered = n, "delivered");
+                }
+                backoff = Duration::from_secs(1);
+                // A partial batch waiting for its linger wakes us when due.
+                (consumer.due_in().map_or(interval, |d| d.min(interval)), true)
+            }
+            Err(e) => {
+                log_drain_error(consumer.name(), &e, backoff);
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                // A failing sink waits out its backoff: new events do not make it hammer the destination.
+                (w, false)
+            }
+        };
+        tokio::select! {
+            _ = notified, if wake_on_new_events => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => {
+                // Last chance to hand over what was collected, bounded so shutdown stays prompt.
+                let _ = tokio::time::timeout(Duration::from_secs(10), consumer.drain(&journal, Flush::All)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The search indexer: follows the journal like a sink, one short transaction per batch.
+async fn indexer_loop(journal: Journal, appended: Arc<Notify>, mut stop: watch::Receiver<bool>, interval: Duration) {
+    let mut since_optimize = 0usize;
+    loop {
+        let notified = appended.notified();
+        let wait = loop {
+            match journal.call(|j| crate::query::index::index_batch(j, crate::query::index::BATCH)).await {
+                Ok(n) if n == crate::query::index::BATCH => {
+                    since_optimize += n;
+                    tokio::task::yield_now().await
+                }
+                Ok(n) => {
+                    since_optimize += n;
+                    // After a large intake (a backfill), refresh the planner's statistics.
+                    if since_optimize >= 100_000 {
+                        since_optimize = 0;
+                        if let Err(e) = journal.call(|j| j.optimize()).await {
+                            tracing::warn!("search index: refreshing statistics failed: {e}");
+                        }
+                    }
+                    break interval;
+                }
+                Err(e) => {
+                    tracing::warn!("search index: indexing failed, will try again: {e}");
+                    break Duration::from_secs(5);
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+        };
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
 }
 
 /// Every reader of the journal retention must wait for, as configured: each sink, and with

@@ -61,12 +61,19 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
     // What collection could not store, and what reconciliation found in the last 30 days.
     let (quarantined, finds) =
         journal.call(move |j| Ok((j.quarantine_counts()?, j.reconcile_finds(now - 30 * 86_400, now + 1)?))).await?;
+    // Who runs which job, when instances share the journal.
+    let leases = journal.call(|j| j.leases()).await?;
     if json {
         let v = serde_json::json!({
             "events": total,
             "max_seq": max_seq,
             "quarantined": quarantined.iter().map(|(t, n)| serde_json::json!({"tenant": t, "records": n})).collect::<Vec<_>>(),
             "reconcile_finds": finds,
+            "leases": leases.leases.iter().map(|l| serde_json::json!({
+                "job": l.job, "holder": l.holder, "token": l.token,
+                "expires_in_ms": l.expires_at_ms - leases.now_ms,
+                "held": l.expires_at_ms > leases.now_ms,
+            })).collect::<Vec<_>>(),
             "jobs": progress,
             "consumers": consumers.iter().map(|(n, o)| serde_json::json!({
                 "name": n, "offset": o.position, "backlog": backlog(n, o.position)
@@ -96,6 +103,14 @@ pub async fn state_show(journal: &Journal, json: bool) -> anyhow::Result<()> {
     }
     for (name, o) in &consumers {
         println!("sink   {:<24} offset {:>10}  backlog {}", name, o.position, backlog(name, o.position));
+    }
+    if journal.shared() {
+        println!("instances seen in the last minute: {}", leases.live_instances);
+    }
+    for l in &leases.leases {
+        let left = l.expires_at_ms - leases.now_ms;
+        let state = if left > 0 { format!("expires in {:.1}s", left as f64 / 1000.0) } else { "free".to_string() };
+        println!("lease  {:<32} holder {:<32} token {:>4}  {state}", l.job, l.holder, l.token);
     }
     for (tenant, n) in &quarantined {
         println!(

@@ -321,6 +321,8 @@ pub struct Journal {
     backend: Arc<dyn Backend>,
     /// The lease this handle commits under (see [`Journal::with_fence`]).
     fence: Option<Arc<Fence>>,
+    /// Until when (by this machine's monotonic clock) the lease is surely still ours.
+    valid_until: Option<Arc<std::sync::Mutex<std::time::Instant>>>,
 }
 
 impl Deref for Journal {
@@ -369,7 +371,7 @@ impl Journal {
     }
 
     fn from_backend(b: impl Backend + 'static) -> Self {
-        Journal { backend: Arc::new(b), fence: None }
+        Journal { backend: Arc::new(b), fence: None, valid_until: None }
     }
 
     /// Runs blocking journal work on tokio's blocking pool.
@@ -411,7 +413,20 @@ impl Journal {
     /// A handle whose commits (windows, offsets, detection, the search index, rewinds) are
     /// refused once `fence` is no longer its job's current lease.
     pub fn with_fence(&self, fence: Fence) -> Journal {
-        Journal { backend: self.backend.clone(), fence: Some(Arc::new(fence)) }
+        Journal { backend: self.backend.clone(), fence: Some(Arc::new(fence)), valid_until: None }
+    }
+
+    /// [`Journal::with_fence`], also knowing until when the lease is surely held (the lease
+    /// manager moves it forward at each renewal), for work the journal cannot fence.
+    pub fn with_lease(&self, fence: Fence, valid_until: Arc<std::sync::Mutex<std::time::Instant>>) -> Journal {
+        Journal { backend: self.backend.clone(), fence: Some(Arc::new(fence)), valid_until: Some(valid_until) }
+    }
+
+    /// Whether this handle's lease (if any) is surely still held by this machine's clock.
+    pub fn lease_valid(&self) -> bool {
+        self.valid_until
+            .as_ref()
+            .is_none_or(|v| std::time::Instant::now() < *v.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The lease this handle commits under, if any.

@@ -136,6 +136,13 @@ impl Consumer {
                 return Ok(delivered);
             }
             let n = batch.len() as u64;
+            // Under a lease, nothing leaves for the destination once it may have run out: a
+            // destination cannot check fencing tokens the way the journal does.
+            if let Some(f) = journal.fence().filter(|_| !journal.lease_valid()) {
+                return Err(
+                    JournalError::Fenced { job: f.job.clone(), holder: f.holder.clone(), token: f.token }.into()
+                );
+            }
             let state = self.sink.deliver(Arc::new(batch)).await.map_err(|e| self.sink_err(e))?;
             self.commit(journal, last, state).await?;
             self.pending_since = None;

@@ -107,6 +107,21 @@ async fn check_fence(c: &impl GenericClient, fence: Option<&Fence>) -> Result<()
     }
 }
 
+async fn all_leases(c: &Client) -> Result<Vec<LeaseRow>, JournalError> {
+    let rows =
+        c.query("SELECT job, holder, token, expires_at_ms, acquired_at_ms FROM leases ORDER BY job", &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| LeaseRow {
+            job: r.get(0),
+            holder: r.get(1),
+            token: r.get(2),
+            expires_at_ms: r.get(3),
+            acquired_at_ms: r.get(4),
+        })
+        .collect())
+}
+
 /// Takes one of the schema's advisory locks until the transaction ends.
 async fn lock(c: &impl GenericClient, key: i32) -> Result<(), JournalError> {
     c.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&key]).await?;
@@ -916,19 +931,27 @@ impl Backend for Postgres {
                     &[&ttl_ms],
                 )
                 .await?;
-            let leases = c
-                .query("SELECT job, holder, token, expires_at_ms, acquired_at_ms FROM leases ORDER BY job", &[])
-                .await?
-                .iter()
-                .map(|r| LeaseRow {
-                    job: r.get(0),
-                    holder: r.get(1),
-                    token: r.get(2),
-                    expires_at_ms: r.get(3),
-                    acquired_at_ms: r.get(4),
-                })
-                .collect();
-            Ok(LeaseView { now_ms: r.get(0), live_instances: r.get::<_, i64>(1).max(1) as usize, leases })
+            Ok(LeaseView {
+                now_ms: r.get(0),
+                live_instances: r.get::<_, i64>(1).max(1) as usize,
+                leases: all_leases(c).await?,
+            })
+        })
+    }
+
+    fn leases(&self) -> Result<LeaseView, JournalError> {
+        self.run(async |c| {
+            let r = c
+                .query_one(
+                    &format!("SELECT {NOW_MS}, (SELECT COUNT(*) FROM instances WHERE seen_at_ms >= {NOW_MS} - 60000)"),
+                    &[],
+                )
+                .await?;
+            Ok(LeaseView {
+                now_ms: r.get(0),
+                live_instances: r.get::<_, i64>(1) as usize,
+                leases: all_leases(c).await?,
+            })
         })
     }
 
