@@ -1,0 +1,242 @@
+//! Several instances on one PostgreSQL journal: three `tines-audit run` processes share
+//! three emulated tenants (live events) and an object-store lake, are SIGKILLed and
+//! restarted at random, and one is paused (SIGSTOP) past its lease while another takes
+//! its job over. The journal and the lake must hold every event exactly once, and the
+//! paused instance must find its lease gone when it wakes.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tines_audit::journal::{Access, Journal, Location};
+use tines_audit::mock::{DEMO_KEY, MockConfig, MockServer};
+use tines_audit::secret::Secret;
+
+const TENANTS: usize = 3;
+const INSTANCES: usize = 3;
+
+struct Instance {
+    child: Child,
+    log: PathBuf,
+    data: PathBuf,
+    starts: usize,
+}
+
+fn spawn(cfg: &Path, inst: &mut Instance) {
+    inst.starts += 1;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&inst.log).unwrap();
+    inst.child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(&inst.data)
+        .env("K", DEMO_KEY)
+        .env("TINES_AUDIT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+/// `(tenant_id, id)` of every event in the lake, with how often it occurs.
+fn lake_counts(dir: &Path) -> HashMap<(i64, i64), u32> {
+    let mut out = HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if !p.to_string_lossy().ends_with(".gz") {
+                continue;
+            }
+            let Ok(f) = std::fs::File::open(&p) else { continue };
+            for line in BufReader::new(flate2::read::GzDecoder::new(f)).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                *out.entry((v["tenant_id"].as_i64().unwrap(), v["id"].as_i64().unwrap())).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+fn holder_pid(holder: &str) -> Option<u32> {
+    holder.split(':').nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_killed_at_random_keep_every_event_exactly_once_and_a_paused_holder_is_fenced() {
+    let url = pg::fresh_schema_url();
+    let mut mocks: Vec<MockServer> = Vec::new();
+    for i in 0..TENANTS {
+        mocks.push(
+            start_mock(MockConfig {
+                history: 1_500,
+                live_rate: 8.0,
+                seed: 60 + i as u64,
+                tenant_id: 500 + i as u64,
+                ..Default::default()
+            })
+            .await,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let mut cfg_text = format!(
+        r#"[journal]
+url = "{url}"
+lease_ttl = "3s"
+[collect]
+interval = "1s"
+settle_delay = "1s"
+requests_per_minute = 0
+[[sinks]]
+type = "object_store"
+name = "lake"
+url = "file://{}"
+roll_events = 300
+roll_age = "1s"
+"#,
+        lake.display()
+    );
+    for (i, m) in mocks.iter().enumerate() {
+        cfg_text.push_str(&format!(
+            "[[tenants]]\nname = \"t{i}\"\ndomain = \"{}\"\napi_key_env = \"K\"\nsince = \"40d\"\n",
+            m.base_url()
+        ));
+    }
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, cfg_text).unwrap();
+
+    let mut instances: Vec<Instance> = (0..INSTANCES)
+        .map(|i| Instance {
+            child: Command::new("true").spawn().unwrap(),
+            log: dir.path().join(format!("i{i}.log")),
+            data: dir.path().join(format!("data{i}")),
+            starts: 0,
+        })
+        .collect();
+    for inst in &mut instances {
+        spawn(&cfg, inst);
+    }
+    let journal = Journal::open_at(&Location::Url(Secret::new(url.clone())), Access::ReadOnly);
+    let journal = match journal {
+        Ok(j) => j,
+        Err(_) => {
+            // The instances create the schema; wait for the first of them.
+            let mut j = None;
+            wait_until("an instance to create the journal", Duration::from_secs(60), || {
+                j = Journal::open_at(&Location::Url(Secret::new(url.clone())), Access::ReadOnly).ok();
+                j.is_some()
+            })
+            .await;
+            j.unwrap()
+        }
+    };
+    // Every job leased, spread over the instances.
+    wait_until("every job to have a holder", Duration::from_secs(60), || {
+        let v = journal.leases().unwrap();
+        v.leases.iter().filter(|l| l.expires_at_ms > v.now_ms).count() == TENANTS + 2
+    })
+    .await;
+
+    // Chaos: for a minute, SIGKILL an instance at random every few seconds and start it again.
+    let chaos_until = Instant::now() + Duration::from_secs(60);
+    let mut kills = 0;
+    while Instant::now() < chaos_until {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(1_000..4_000))).await;
+        let inst = &mut instances[fastrand::usize(..INSTANCES)];
+        signal(&inst.child, libc::SIGKILL);
+        inst.child.wait().unwrap();
+        kills += 1;
+        spawn(&cfg, inst);
+    }
+
+    // A paused holder: stop the instance collecting t0 until another takes t0 over, then wake it.
+    let (job, old) = wait_for_holder(&journal, "tenant:t0").await;
+    let paused =
+        instances.iter_mut().find(|i| Some(i.child.id()) == holder_pid(&old.0)).expect("the holder is one of ours");
+    signal(&paused.child, libc::SIGSTOP);
+    wait_until("another instance to take t0 over", Duration::from_secs(30), || {
+        let v = journal.leases().unwrap();
+        v.leases.iter().any(|l| l.job == job && l.holder != old.0 && l.token > old.1 && l.expires_at_ms > v.now_ms)
+    })
+    .await;
+    signal(&paused.child, libc::SIGCONT);
+    let paused_log = paused.log.clone();
+    wait_until("the paused instance to find its lease gone", Duration::from_secs(30), || {
+        std::fs::read_to_string(&paused_log)
+            .is_ok_and(|l| l.contains("lost the job's lease") || l.contains("no longer holds the lease"))
+    })
+    .await;
+
+    // Converge: no new events; every event the emulators served reaches the journal and the lake.
+    for m in &mocks {
+        m.set_live(false);
+    }
+    for m in &mocks {
+        wait_settled(m).await;
+    }
+    let want: HashMap<(i64, i64), u32> = mocks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| mock_ids(m).into_iter().map(move |id| ((500 + i as i64, id), 1)))
+        .collect();
+    for (i, m) in mocks.iter().enumerate() {
+        let want_ids = mock_ids(m);
+        let tenant = format!("t{i}");
+        wait_until(&format!("the journal to hold every event of {tenant}"), Duration::from_secs(120), || {
+            journal.ids(&tenant).is_ok_and(|ids| ids == want_ids)
+        })
+        .await;
+    }
+    wait_until("the lake to hold every event", Duration::from_secs(120), || {
+        let got = lake_counts(&lake);
+        want.keys().all(|k| got.contains_key(k))
+    })
+    .await;
+    for inst in &mut instances {
+        signal(&inst.child, libc::SIGTERM);
+        inst.child.wait().unwrap();
+    }
+    let got = lake_counts(&lake);
+    let doubled: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(10).collect();
+    assert!(doubled.is_empty(), "events in the lake more than once: {doubled:?}");
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(k)).take(10).collect();
+    assert!(extra.is_empty(), "events in the lake the emulators never served: {extra:?}");
+    assert_eq!(got.len(), want.len());
+    let starts: usize = instances.iter().map(|i| i.starts).sum();
+    println!("{kills} SIGKILLs, {starts} starts, {} events exactly once in the journal and the lake", want.len());
+    assert!(kills >= 10, "the chaos killed often enough ({kills})");
+}
+
+/// The current holder of `job` and its token, once it has one.
+async fn wait_for_holder(journal: &Journal, job: &str) -> (String, (String, i64)) {
+    let mut found = None;
+    wait_until(&format!("{job} to have a live holder"), Duration::from_secs(30), || {
+        let v = journal.leases().unwrap();
+        found =
+            v.leases.iter().find(|l| l.job == job && l.expires_at_ms > v.now_ms).map(|l| (l.holder.clone(), l.token));
+        found.is_some()
+    })
+    .await;
+    (job.to_string(), found.unwrap())
+}

@@ -1,0 +1,50 @@
+//! A real PostgreSQL for the tests: `$TINES_AUDIT_TEST_PG_URL` (set by `scripts/test.sh`),
+//! or one this test process starts with `scripts/start-postgres.sh`, stopped by a watcher
+//! when the process ends. No server is a failure, never a skip.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn server_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TINES_AUDIT_TEST_PG_URL") {
+            return url;
+        }
+        let script = format!(
+            r#"set -e; eval "$('{root}/scripts/start-postgres.sh')"
+               printf '%s\n' "$TINES_AUDIT_TEST_PG_URL"
+               setsid bash -c "while kill -0 {pid} 2>/dev/null; do sleep 1; done; $TINES_AUDIT_TEST_PG_STOP" </dev/null >/dev/null 2>&1 &"#,
+            root = env!("CARGO_MANIFEST_DIR"),
+            pid = std::process::id()
+        );
+        let out = Command::new("bash").args(["-c", &script]).output().expect("bash runs");
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && url.starts_with("postgresql://"),
+            "these tests need PostgreSQL: set TINES_AUDIT_TEST_PG_URL or let scripts/start-postgres.sh start one:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        url
+    })
+    .clone()
+}
+
+/// Runs SQL on the test server with psql (from the same packages as the server).
+pub fn psql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([&server_url(), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A journal URL of a new, empty schema on the test server.
+pub fn fresh_schema_url() -> String {
+    let name = format!("t{:016x}", fastrand::u64(..));
+    psql(&format!("CREATE SCHEMA {name}"));
+    let mut u = url::Url::parse(&server_url()).expect("the server URL parses");
+    u.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
+    u.to_string()
+}
