@@ -240,3 +240,52 @@ async fn wait_for_holder(journal: &Journal, job: &str) -> (String, (String, i64)
     .await;
     (job.to_string(), found.unwrap())
 }
+
+/// A single-node install grows: its SQLite journal is exported, imported into PostgreSQL,
+/// and exported back into a data directory, keeping every event, cursor and sink offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_journal_moves_to_postgresql_and_back_with_its_positions() {
+    let mock = start_mock(MockConfig { history: 2_000, seed: 71, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("out/audit.ndjson"));
+    let cfg = write_config(dir.path(), &mock.base_url(), "", &file_sink(&out));
+    let args = ["collect", "--config", cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+    let collect = run_bin_async(args.iter().map(|a| a.to_string()).collect()).await;
+    assert!(collect.status.success(), "{}", text(&collect));
+    let before = Journal::open_read_only(&data).unwrap();
+    let (ids, cursor, offset) = (
+        before.ids(TENANT).unwrap(),
+        before.progress(TENANT, "cursor").unwrap().unwrap().position,
+        before.consumers().unwrap(),
+    );
+    assert_eq!(ids.len(), 2_000);
+
+    let url = pg::fresh_schema_url();
+    let file = dir.path().join("single.db");
+    let export = run_bin(&["state", "export", "--data-dir", data.to_str().unwrap(), file.to_str().unwrap()]);
+    assert!(export.status.success(), "{}", text(&export));
+    let import = run_bin(&["state", "import", "--journal-url", &url, file.to_str().unwrap()]);
+    assert!(import.status.success(), "{}", text(&import));
+    assert!(text(&import).contains("2000 events"), "{}", text(&import));
+    let pg = Journal::open_at(&Location::Url(Secret::new(url.clone())), Access::ReadOnly).unwrap();
+    assert_eq!(pg.ids(TENANT).unwrap(), ids);
+    assert_eq!(pg.progress(TENANT, "cursor").unwrap().unwrap().position, cursor);
+    assert_eq!(pg.consumers().unwrap(), offset);
+    // Importing again would mix two journals: refused, nothing changed.
+    let again = run_bin(&["state", "import", "--journal-url", &url, file.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("already holds data"), "{}", text(&again));
+    assert_eq!(pg.count_events(None).unwrap(), 2_000);
+
+    // And back: PostgreSQL to a file, the file into a new data directory.
+    let back = dir.path().join("back.db");
+    let export = run_bin(&["state", "export", "--journal-url", &url, back.to_str().unwrap()]);
+    assert!(export.status.success(), "{}", text(&export));
+    let data2 = dir.path().join("data2");
+    let import = run_bin(&["state", "import", "--data-dir", data2.to_str().unwrap(), back.to_str().unwrap()]);
+    assert!(import.status.success(), "{}", text(&import));
+    let after = Journal::open_read_only(&data2).unwrap();
+    assert_eq!(after.ids(TENANT).unwrap(), ids);
+    assert_eq!(after.progress(TENANT, "cursor").unwrap().unwrap().position, cursor);
+    assert_eq!(after.consumers().unwrap(), offset);
+}

@@ -40,7 +40,8 @@ fn from_journal(e: &JournalError) -> Exit {
         JournalError::Missing(_)
         | JournalError::TooNew { .. }
         | JournalError::NeedsUpgrade { .. }
-        | JournalError::Config(_) => Exit::Usage,
+        | JournalError::Config(_)
+        | JournalError::NotEmpty(_) => Exit::Usage,
         JournalError::Unavailable(_) => Exit::JournalUnreachable,
         _ => Exit::Internal,
     }

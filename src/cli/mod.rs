@@ -210,14 +210,17 @@ pub enum StateAction {
         #[arg(long)]
         json: bool,
     },
-    /// Write a consistent copy of the journal (events, cursors, offsets) to FILE, even while collecting.
+    /// Write a consistent copy of the journal (events, cursors, offsets, alerts) to FILE, even while
+    /// collecting. FILE is an SQLite journal whatever the journal's database, so `state import`
+    /// can move it between a data directory and PostgreSQL, either way.
     Export {
         #[command(flatten)]
         source: SourceArgs,
         /// Where to write the copy (must not exist).
         file: PathBuf,
     },
-    /// Install a journal written by `state export` as this data directory's journal (collector stopped).
+    /// Install a journal written by `state export`: as this data directory's journal (collector
+    /// stopped), or, with --journal-url, loaded into an empty PostgreSQL journal in one transaction.
     Import {
         #[command(flatten)]
         source: SourceArgs,
@@ -659,20 +662,48 @@ async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         StateAction::Export { source, file } => {
-            let dir = sqlite_only(journal_location(&source)?, "export")?;
-            let f = file.clone();
-            tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)?.export(&f)).await??;
+            match journal_location(&source)? {
+                Location::Dir(dir) => {
+                    let f = file.clone();
+                    tokio::task::spawn_blocking(move || Journal::open_read_only(&dir)?.export(&f)).await??;
+                }
+                at => {
+                    // Any other database is written out row by row into an SQLite journal file.
+                    let journal = open_at(&at, Access::ReadOnly).await?;
+                    let f = file.clone();
+                    let copied = journal
+                        .call(move |j| crate::journal::dump::export_file(j, &f, &|n| eprintln!("{n} events written")))
+                        .await?;
+                    println!("{} events", copied.events);
+                }
+            }
             println!("exported the journal to {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        StateAction::Import { source, file, replace } => {
-            let dir = sqlite_only(journal_location(&source)?, "import")?;
-            let (f, d) = (file.clone(), dir.clone());
-            let j = tokio::task::spawn_blocking(move || Journal::import(&f, &d, replace)).await??;
-            let n = j.call(|j| j.count_events(None)).await?;
-            println!("imported {} ({n} events) into {}", file.display(), dir.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        StateAction::Import { source, file, replace } => match journal_location(&source)? {
+            Location::Dir(dir) => {
+                let (f, d) = (file.clone(), dir.clone());
+                let j = tokio::task::spawn_blocking(move || Journal::import(&f, &d, replace)).await??;
+                let n = j.call(|j| j.count_events(None)).await?;
+                println!("imported {} ({n} events) into {}", file.display(), dir.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            at => {
+                if replace {
+                    bail!(ConfigError::Invalid(format!(
+                        "--replace is for a data directory's journal; the journal at {at} is never replaced: import into an empty database (or schema)"
+                    )));
+                }
+                // Loaded in one transaction into an empty journal: all of it, or nothing.
+                let journal = open_at(&at, Access::Write).await?;
+                let f = file.clone();
+                let copied = journal
+                    .call(move |j| crate::journal::dump::import_file(&f, j, &|n| eprintln!("{n} events loaded")))
+                    .await?;
+                println!("imported {} ({} events) into {at}", file.display(), copied.events);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         StateAction::Reset { source, job, yes } => {
             let at = journal_location(&source)?;
             let Some(tenant) = source.tenant.clone() else {
@@ -707,16 +738,6 @@ fn journal_location(a: &SourceArgs) -> anyhow::Result<Location> {
 }
 
 /// The data directory of a SQLite journal, for what only SQLite does (`state export`, `state import`).
-fn sqlite_only(at: Location, what: &str) -> anyhow::Result<PathBuf> {
-    match at {
-        Location::Dir(d) => Ok(d),
-        Location::Url(_) => Err(ConfigError::Invalid(format!(
-            "state {what} with a PostgreSQL journal ({at}) is not available yet; back the database up and restore it with PostgreSQL's own tools (pg_dump, pg_restore)"
-        ))
-        .into()),
-    }
-}
-
 async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = load_settings(&args.source, None)?;
     println!(

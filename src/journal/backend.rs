@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::dump::Row;
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined, QuarantinedRow,
     ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -349,6 +350,15 @@ pub trait Backend: Send + Sync {
     fn release_lease(&self, _fence: &Fence) -> Result<(), JournalError> {
         Err(JournalError::Config("this journal has no leases".into()))
     }
+
+    // --- moving between databases ----------------------------------------------------------
+
+    /// Writes every row to `out` in load order (see [`Row`]), from one consistent view,
+    /// reading in bounded pages.
+    fn dump(&self, out: &mut dyn FnMut(Row) -> Result<(), JournalError>) -> Result<(), JournalError>;
+    /// Loads `rows` into this journal in one transaction (all or nothing). Refused unless the
+    /// journal is empty: a load never mixes with, or replaces, what another journal wrote.
+    fn load(&self, rows: &mut dyn Iterator<Item = Result<Row, JournalError>>) -> Result<(), JournalError>;
 
     // --- operations ----------------------------------------------------------------------
 

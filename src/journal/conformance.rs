@@ -200,3 +200,96 @@ fn sqlite_is_one_process_and_needs_no_leases() {
     let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 10, fetched: 1 };
     assert_eq!(f.commit_window(&c, [rec(1, "{}")]).unwrap(), 1);
 }
+
+/// Everything a journal holds: events (the newest two pruned, so the high-water mark is
+/// above every row), progress and ledger, an offset with its sink state, an alert with its
+/// events, a quarantined record, a reconciliation pass and find.
+fn populated(kind: Kind) -> super::testing::Fresh {
+    let j = fresh(kind);
+    fill(&j, 20);
+    j.start_progress("u", "backfill:1", 5, Some(50), "op=Login").unwrap();
+    let c = WindowCommit { tenant: "u", job: "backfill:1", from: 5, to: 9, fetched: 2 };
+    let q = [Quarantined { raw: "{\"no\":\"id\"}", reason: "no id" }];
+    j.commit_window_quarantining(&c, [rec(1, "{\"id\":1,\"u\":true}")], q).unwrap();
+    j.consumer("s3:lake", 0).unwrap();
+    j.commit_offset("s3:lake", 0, 12, Some("{\"v\":1,\"offset\":12}")).unwrap();
+    let alert = NewAlert {
+        id: "r:1".into(),
+        rule_id: "r".into(),
+        group_key: "[]".into(),
+        tenant: "t".into(),
+        event_time: 1_003,
+        trigger_seq: 4,
+        event_ids: vec![2, 3],
+    };
+    j.commit_detection("detector", 0, 21, "{\"engine\":1}", &[alert], |a, e| format!("{} {}", a.id, e.len())).unwrap();
+    let pass = ReconcilePass {
+        tenant: "t".into(),
+        range_start: 1,
+        range_end: 2,
+        slices: 3,
+        reread: 1,
+        found: 1,
+        started_at: 10,
+        finished_at: 11,
+    };
+    j.record_reconcile_pass(&pass).unwrap();
+    let find = ReconcileFind {
+        tenant: "t".into(),
+        slice_start: 1,
+        slice_end: 2,
+        api_count: Some(3),
+        journal_count: 2,
+        found: 1,
+        oldest: 1,
+        newest: 1,
+        max_late_secs: 60,
+        found_at: 12,
+    };
+    j.record_reconcile_find(&find).unwrap();
+    // The newest event (u's, seq 21, created long ago) goes; its number must never come back.
+    assert_eq!(j.prune(500, 21).unwrap(), 1);
+    assert_eq!((j.max_seq().unwrap(), j.count_events(None).unwrap()), (21, 20));
+    j
+}
+
+fn rows(j: &Journal) -> Vec<dump::Row> {
+    let mut out = Vec::new();
+    j.dump(&mut |r| {
+        out.push(r);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// A journal moved to another database (SQLite to PostgreSQL and back, and each to itself)
+/// holds the same rows, the same numbers and the same offsets, and numbering goes on past
+/// everything the source ever handed out.
+fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
+    let from = populated(kind);
+    let want = rows(&from);
+    assert!(want.iter().any(|r| matches!(r, dump::Row::Alert { .. })) && want.len() > 10, "{want:?}");
+    for target in [Kind::Sqlite, Kind::Postgres] {
+        let to = fresh(target);
+        let copied = dump::copy(&from, &to, &|_| {}).unwrap();
+        assert_eq!(copied.events, 20);
+        assert_eq!(rows(&to), want, "{kind:?} to {target:?}");
+        assert_eq!(to.max_seq().unwrap(), from.max_seq().unwrap());
+        assert_eq!(to.consumer("s3:lake", 0).unwrap(), from.consumer("s3:lake", 0).unwrap());
+        // The search index is rebuilt from the events.
+        assert_eq!(to.index_state().unwrap().position, 0);
+        crate::query::index::catch_up(&to).unwrap();
+        // A new event gets a number above the pruned ones.
+        let p = to.progress("t", "cursor").unwrap().unwrap().position;
+        let c = WindowCommit { tenant: "t", job: "cursor", from: p, to: p + 1, fetched: 1 };
+        to.commit_window(&c, [rec(500, "{\"id\":500}")]).unwrap();
+        let next = to.read_after(20, 10, usize::MAX).unwrap();
+        assert_eq!(next.iter().map(|e| (e.id, e.seq > 21)).collect::<Vec<_>>(), vec![(500, true)]);
+        // Never into a journal that holds anything.
+        let again = dump::copy(&from, &to, &|_| {}).unwrap_err();
+        assert!(matches!(again, JournalError::NotEmpty(_)), "{again}");
+    }
+}
+
+crate::on_every_backend!(a_copy_holds_every_row_and_number_of_the_original);

@@ -11,6 +11,7 @@
 mod backend;
 #[cfg(test)]
 mod conformance;
+pub mod dump;
 mod postgres;
 mod retention;
 mod sqlite;
@@ -69,6 +70,10 @@ pub enum JournalError {
     Database(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error(
+        "the journal at {0} already holds data; a journal is only imported into an empty one (nothing there is changed)"
+    )]
+    NotEmpty(String),
     #[error(
         "{job}: this instance ({holder}) no longer holds the lease (token {token} is stale: another instance took the job over), so its commit was refused"
     )]

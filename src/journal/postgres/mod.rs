@@ -14,6 +14,7 @@
 //!   FTS5 sees, tokenized in Rust ([`crate::journal::text::words`]) so both answer alike.
 
 mod conn;
+mod dump;
 mod schema;
 mod search;
 
@@ -909,6 +910,20 @@ impl Backend for Postgres {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn dump(
+        &self,
+        out: &mut dyn FnMut(crate::journal::dump::Row) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        self.run(async |c| dump::dump(c, out).await)
+    }
+
+    fn load(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<crate::journal::dump::Row, JournalError>>,
+    ) -> Result<(), JournalError> {
+        self.run(async |c| dump::load(self, c, rows).await)
     }
 
     fn lease_round(&self, holder: &str, ttl_ms: i64) -> Result<LeaseView, JournalError> {

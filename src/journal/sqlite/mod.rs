@@ -6,6 +6,7 @@
 //! collection or the sinks' reads (WAL readers do not block the writer).
 
 mod alerts;
+mod dump;
 mod quarantine;
 mod schema;
 mod search;
@@ -729,6 +730,20 @@ impl Backend for Sqlite {
 
     fn inserted_since(&self, since: i64) -> Result<i64, JournalError> {
         Sqlite::inserted_since(self, since)
+    }
+
+    fn dump(
+        &self,
+        out: &mut dyn FnMut(crate::journal::dump::Row) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        self.dump_rows(out)
+    }
+
+    fn load(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<crate::journal::dump::Row, JournalError>>,
+    ) -> Result<(), JournalError> {
+        self.load_rows(rows)
     }
 }
 

@@ -1,0 +1,292 @@
+//! [`Row`]s out of and into an SQLite journal (see `journal::dump`).
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use super::Sqlite;
+use crate::journal::dump::Row;
+use crate::journal::{JournalError, Progress, ReconcilePass};
+
+type Out<'a> = &'a mut dyn FnMut(Row) -> Result<(), JournalError>;
+
+/// Streams one statement's rows through `map` into `out` (SQLite steps lazily: memory stays bounded).
+fn each(
+    conn: &Connection,
+    sql: &str,
+    out: Out<'_>,
+    map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Row>,
+) -> Result<(), JournalError> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        out(map(r)?)?;
+    }
+    Ok(())
+}
+
+impl Sqlite {
+    pub(super) fn dump_rows(&self, out: Out<'_>) -> Result<(), JournalError> {
+        self.query(|conn| {
+            // One read transaction: every table from the same snapshot, while collection goes on.
+            conn.execute_batch("BEGIN")?;
+            let r = dump_all(conn, out);
+            let _ = conn.execute_batch("COMMIT");
+            r
+        })
+    }
+
+    pub(super) fn load_rows(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<Row, JournalError>>,
+    ) -> Result<(), JournalError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let used: i64 = tx.query_row(
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM tenants) + (SELECT COUNT(*) FROM consumers)
+                  + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)",
+            [],
+            |r| r.get(0),
+        )?;
+        if used > 0 {
+            return Err(JournalError::NotEmpty(self.dir.display().to_string()));
+        }
+        let mut tenants: HashMap<String, i64> = HashMap::new();
+        let tid = |tenants: &HashMap<String, i64>, name: &str| {
+            tenants.get(name).copied().ok_or_else(|| {
+                JournalError::Task(format!("a row names tenant {name}, which the dump did not list first"))
+            })
+        };
+        let mut high_water = 0i64;
+        for row in rows {
+            match row? {
+                Row::Tenant { name, created_at } => {
+                    tx.execute("INSERT INTO tenants (name, created_at) VALUES (?1, ?2)", params![name, created_at])?;
+                    tenants.insert(name, tx.last_insert_rowid());
+                }
+                Row::Event { seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw } => {
+                    let t = tid(&tenants, &tenant)?;
+                    tx.prepare_cached(
+                        "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![seq, t, id, created_at, operation_name, user_id, user_email, request_ip, raw])?;
+                }
+                Row::Progress(p) => {
+                    let t = tid(&tenants, &p.tenant)?;
+                    tx.execute(
+                        "INSERT INTO progress (tenant, job, range_start, range_end, position, filter, updated_at, finished_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![t, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at],
+                    )?;
+                }
+                Row::Window { tenant, job, from, to, fetched, inserted, committed_at } => {
+                    let t = tid(&tenants, &tenant)?;
+                    tx.prepare_cached(
+                        "INSERT INTO progress_log (tenant, job, from_pos, to_pos, fetched, inserted, committed_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![t, job, from, to, fetched, inserted, committed_at])?;
+                }
+                Row::Consumer { name, position, state, updated_at } => {
+                    tx.execute(
+                        "INSERT INTO consumers (name, position, state, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![name, position, state, updated_at],
+                    )?;
+                }
+                Row::Alert { seq, id, rule_id, group_key, tenant, event_time, raised_at, body } => {
+                    tx.execute(
+                        "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![seq, id, rule_id, group_key, tenant, event_time, raised_at, body],
+                    )?;
+                }
+                Row::AlertEvent { alert_seq, event_seq } => {
+                    tx.prepare_cached("INSERT INTO alert_events (alert_seq, event_seq) VALUES (?1, ?2)")?
+                        .execute(params![alert_seq, event_seq])?;
+                }
+                Row::Quarantine { tenant, digest, raw, reason, window_start, window_end, first_seen } => {
+                    let t = tid(&tenants, &tenant)?;
+                    tx.execute(
+                        "INSERT INTO quarantine (tenant, digest, raw, reason, window_start, window_end, first_seen)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![t, digest, raw, reason, window_start, window_end, first_seen],
+                    )?;
+                }
+                Row::ReconcilePass(p) => {
+                    let t = tid(&tenants, &p.tenant)?;
+                    tx.execute(
+                        "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![t, p.range_start, p.range_end, p.slices as i64, p.reread as i64, p.found as i64, p.started_at, p.finished_at],
+                    )?;
+                }
+                Row::ReconcileFind(f) => {
+                    let t = tid(&tenants, &f.tenant)?;
+                    tx.execute(
+                        "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
+                             newest, max_late_secs, found_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        params![
+                            t,
+                            f.slice_start,
+                            f.slice_end,
+                            f.api_count.map(|c| c as i64),
+                            f.journal_count as i64,
+                            f.found as i64,
+                            f.oldest,
+                            f.newest,
+                            f.max_late_secs,
+                            f.found_at
+                        ],
+                    )?;
+                }
+                Row::HighWater { events, alerts: _ } => high_water = high_water.max(events),
+            }
+        }
+        // Numbering goes on past every seq the source ever handed out (AUTOINCREMENT's mark).
+        let mark: i64 = tx.query_row(
+            "SELECT MAX(?1, (SELECT COALESCE(MAX(seq), 0) FROM events), (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'))",
+            [high_water],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = 'events'", [])?;
+        tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?1)", [mark])?;
+        tx.commit()?;
+        self.tenant_ids.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+}
+
+fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
+    each(conn, "SELECT name, created_at FROM tenants ORDER BY id", out, |r| {
+        Ok(Row::Tenant { name: r.get(0)?, created_at: r.get(1)? })
+    })?;
+    each(
+        conn,
+        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
+         FROM events e JOIN tenants t ON t.id = e.tenant ORDER BY e.seq",
+        out,
+        |r| {
+            Ok(Row::Event {
+                seq: r.get(0)?,
+                tenant: r.get(1)?,
+                id: r.get(2)?,
+                created_at: r.get(3)?,
+                operation_name: r.get(4)?,
+                user_id: r.get(5)?,
+                user_email: r.get(6)?,
+                request_ip: r.get(7)?,
+                raw: r.get(8)?,
+            })
+        },
+    )?;
+    each(
+        conn,
+        "SELECT t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at
+         FROM progress p JOIN tenants t ON t.id = p.tenant ORDER BY t.name, p.job",
+        out,
+        |r| {
+            Ok(Row::Progress(Progress {
+                tenant: r.get(0)?,
+                job: r.get(1)?,
+                range_start: r.get(2)?,
+                range_end: r.get(3)?,
+                position: r.get(4)?,
+                filter: r.get(5)?,
+                updated_at: r.get(6)?,
+                finished_at: r.get(7)?,
+            }))
+        },
+    )?;
+    each(
+        conn,
+        "SELECT t.name, l.job, l.from_pos, l.to_pos, l.fetched, l.inserted, l.committed_at
+         FROM progress_log l JOIN tenants t ON t.id = l.tenant ORDER BY l.rowid",
+        out,
+        |r| {
+            Ok(Row::Window {
+                tenant: r.get(0)?,
+                job: r.get(1)?,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                fetched: r.get(4)?,
+                inserted: r.get(5)?,
+                committed_at: r.get(6)?,
+            })
+        },
+    )?;
+    each(conn, "SELECT name, position, state, updated_at FROM consumers ORDER BY name", out, |r| {
+        Ok(Row::Consumer { name: r.get(0)?, position: r.get(1)?, state: r.get(2)?, updated_at: r.get(3)? })
+    })?;
+    each(
+        conn,
+        "SELECT seq, id, rule_id, group_key, tenant, event_time, raised_at, body FROM alerts ORDER BY seq",
+        out,
+        |r| {
+            Ok(Row::Alert {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                rule_id: r.get(2)?,
+                group_key: r.get(3)?,
+                tenant: r.get(4)?,
+                event_time: r.get(5)?,
+                raised_at: r.get(6)?,
+                body: r.get(7)?,
+            })
+        },
+    )?;
+    each(conn, "SELECT alert_seq, event_seq FROM alert_events ORDER BY alert_seq, event_seq", out, |r| {
+        Ok(Row::AlertEvent { alert_seq: r.get(0)?, event_seq: r.get(1)? })
+    })?;
+    each(
+        conn,
+        "SELECT t.name, q.digest, q.raw, q.reason, q.window_start, q.window_end, q.first_seen
+         FROM quarantine q JOIN tenants t ON t.id = q.tenant ORDER BY q.seq",
+        out,
+        |r| {
+            Ok(Row::Quarantine {
+                tenant: r.get(0)?,
+                digest: r.get(1)?,
+                raw: r.get(2)?,
+                reason: r.get(3)?,
+                window_start: r.get(4)?,
+                window_end: r.get(5)?,
+                first_seen: r.get(6)?,
+            })
+        },
+    )?;
+    each(
+        conn,
+        "SELECT t.name, p.range_start, p.range_end, p.slices, p.reread, p.found, p.started_at, p.finished_at
+         FROM reconcile_passes p JOIN tenants t ON t.id = p.tenant ORDER BY p.rowid",
+        out,
+        |r| {
+            Ok(Row::ReconcilePass(ReconcilePass {
+                tenant: r.get(0)?,
+                range_start: r.get(1)?,
+                range_end: r.get(2)?,
+                slices: r.get::<_, i64>(3)? as u64,
+                reread: r.get::<_, i64>(4)? as u64,
+                found: r.get::<_, i64>(5)? as u64,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+            }))
+        },
+    )?;
+    each(
+        conn,
+        "SELECT t.name, f.slice_start, f.slice_end, f.api_count, f.journal_count, f.found, f.oldest, f.newest,
+                f.max_late_secs, f.found_at
+         FROM reconcile_finds f JOIN tenants t ON t.id = f.tenant ORDER BY f.rowid",
+        out,
+        |r| Ok(Row::ReconcileFind(super::quarantine::find_from_row(r, r.get(0)?, 1)?)),
+    )?;
+    let (events, alerts): (i64, i64) = conn.query_row(
+        "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+                    (SELECT COALESCE(MAX(seq), 0) FROM events)),
+                (SELECT COALESCE(MAX(seq), 0) FROM alerts)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    out(Row::HighWater { events, alerts })
+}
