@@ -8,6 +8,7 @@
 #   export TINES_AUDIT_TEST_PG_URL=postgresql://tines:PASSWORD@127.0.0.1:PORT/tines_audit_test
 #   export TINES_AUDIT_TEST_PG_ADMIN_URL=postgresql://tines:PASSWORD@127.0.0.1:PORT/postgres
 #   export TINES_AUDIT_TEST_PG_STOP='COMMAND'
+#   export TINES_AUDIT_TEST_PG_CTL='COMMAND'   (append `stop -m fast` or `start`)
 #
 # so `eval "$(scripts/start-postgres.sh)"` sets them; `eval "$TINES_AUDIT_TEST_PG_STOP"`
 # stops the server and removes its directory. Everything else goes to stderr.
@@ -166,8 +167,15 @@ for word in "${as_user[@]}" "$pg_ctl" -D "$data" -s -m fast stop; do
   stop+=" $(q "$word")"
 done
 stop+="); rm -rf $(q "$dir")"
+# pg_ctl for this server, as its user, for tests that stop and start it again:
+# `$TINES_AUDIT_TEST_PG_CTL stop` / `$TINES_AUDIT_TEST_PG_CTL start` (same port, same data).
+ctl="cd / &&"
+for word in "${as_user[@]}" "$pg_ctl" -D "$data" -l "$log" -o "-p $port" -w -s; do
+  ctl+=" $(q "$word")"
+done
 
 ok=1
 echo "export TINES_AUDIT_TEST_PG_URL=postgresql://$ROLE:$password@127.0.0.1:$port/$DB"
 echo "export TINES_AUDIT_TEST_PG_ADMIN_URL=postgresql://$ROLE:$password@127.0.0.1:$port/postgres"
 echo "export TINES_AUDIT_TEST_PG_STOP=$(q "$stop")"
+echo "export TINES_AUDIT_TEST_PG_CTL=$(q "$ctl")"

@@ -289,3 +289,72 @@ async fn a_single_node_journal_moves_to_postgresql_and_back_with_its_positions()
     assert_eq!(after.progress(TENANT, "cursor").unwrap().unwrap().position, cursor);
     assert_eq!(after.consumers().unwrap(), offset);
 }
+
+/// The database goes away under a running daemon and comes back: the daemon neither exits
+/// nor loses anything; it says the database cannot be reached, and goes on once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_pauses_while_its_database_is_down_and_resumes_without_losing_an_event() {
+    let server = pg::OwnServer::start();
+    let mock = start_mock(MockConfig { history: 500, live_rate: 10.0, seed: 81, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/audit.ndjson");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[journal]
+url = "{}"
+lease_ttl = "3s"
+[collect]
+interval = "1s"
+settle_delay = "1s"
+requests_per_minute = 0
+[[tenants]]
+name = "{TENANT}"
+domain = "{}"
+api_key_env = "TEST_TINES_KEY"
+since = "40d"
+{}"#,
+            server.url,
+            mock.base_url(),
+            file_sink(&out)
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&cfg, &log, &[("TINES_AUDIT_LOG", "info")]);
+    let mut journal = None;
+    wait_until("the daemon to collect the history", Duration::from_secs(60), || {
+        journal = journal
+            .take()
+            .or_else(|| Journal::open_at(&Location::Url(Secret::new(server.url.clone())), Access::ReadOnly).ok());
+        journal.as_ref().is_some_and(|j| j.count_events(None).unwrap_or(0) >= 500)
+    })
+    .await;
+    drop(journal);
+
+    server.ctl("stop -m fast");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the daemon to say the database cannot be reached", Duration::from_secs(60), || {
+        logged().contains("cannot connect to") || logged().contains("lost the connection")
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "the daemon exited:\n{}", logged());
+    let password = url::Url::parse(&server.url).unwrap().password().unwrap().to_string();
+    assert!(!logged().contains(&password), "the database password reached the log:\n{}", logged());
+
+    server.ctl("start");
+    mock.set_live(false);
+    wait_settled(&mock).await;
+    let want = mock_ids(&mock);
+    let j = Journal::open_at(&Location::Url(Secret::new(server.url.clone())), Access::ReadOnly).unwrap();
+    wait_until("every event, those made while the database was down included", Duration::from_secs(90), || {
+        j.ids(TENANT).is_ok_and(|ids| ids == want)
+    })
+    .await;
+    wait_until("the file sink to deliver them", Duration::from_secs(60), || file_sink_counts(&out).len() == want.len())
+        .await;
+    signal(&child, libc::SIGTERM);
+    child.wait().unwrap();
+    assert_file_exactly_once(&out, &mock);
+}

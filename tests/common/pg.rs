@@ -48,3 +48,42 @@ pub fn fresh_schema_url() -> String {
     u.query_pairs_mut().append_pair("options", &format!("-c search_path={name}"));
     u.to_string()
 }
+
+/// A PostgreSQL server of the test's own (to stop and start under a daemon), removed on drop.
+pub struct OwnServer {
+    pub url: String,
+    ctl: String,
+    stop: String,
+}
+
+impl OwnServer {
+    pub fn start() -> OwnServer {
+        let script = format!(
+            r#"set -e; eval "$('{root}/scripts/start-postgres.sh')"
+               printf '%s\n%s\n%s\n' "$TINES_AUDIT_TEST_PG_URL" "$TINES_AUDIT_TEST_PG_CTL" "$TINES_AUDIT_TEST_PG_STOP""#,
+            root = env!("CARGO_MANIFEST_DIR"),
+        );
+        let out = Command::new("bash").args(["-c", &script]).output().expect("bash runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        let (url, ctl, stop) = (lines.next(), lines.next(), lines.next());
+        match (out.status.success(), url, ctl, stop) {
+            (true, Some(url), Some(ctl), Some(stop)) => {
+                OwnServer { url: url.to_string(), ctl: ctl.to_string(), stop: stop.to_string() }
+            }
+            _ => panic!("scripts/start-postgres.sh failed:\n{}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    /// `pg_ctl stop -m fast` / `pg_ctl start` on this server (same port and data).
+    pub fn ctl(&self, action: &str) {
+        let st = Command::new("bash").args(["-c", &format!("{} {action}", self.ctl)]).status().expect("bash runs");
+        assert!(st.success(), "pg_ctl {action} failed");
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").args(["-c", &self.stop]).status();
+    }
+}
