@@ -124,6 +124,27 @@ shared_buffers = 128MB
 fsync = on
 EOF
 
+# With TINES_AUDIT_TEST_PG_TLS=1: TLS with a certificate for 127.0.0.1 from a CA of our own
+# (printed as TINES_AUDIT_TEST_PG_CA), for the tests of sslmode.
+ca=""
+if [ "${TINES_AUDIT_TEST_PG_TLS:-0}" = 1 ]; then
+  ca=$dir/ca.pem
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tines-audit test CA" \
+      -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$data/server.key" -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
+      -out "$data/server.crt" 2>/dev/null
+    rm -f ca.key server.csr ext.cnf ca.srl
+  ) || { say "could not make the test certificates (openssl)"; exit 1; }
+  chmod 600 "$data/server.key"
+  if [ ${#as_user[@]} -gt 0 ]; then chown "$user:" "$data/server.key" "$data/server.crt"; fi
+  chmod 644 "$ca"
+  printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >>"$data/postgresql.conf"
+fi
+
 # Start on a free port; another process may take it before the server binds it: retry.
 start=$SECONDS
 port=""
@@ -179,3 +200,4 @@ echo "export TINES_AUDIT_TEST_PG_URL=postgresql://$ROLE:$password@127.0.0.1:$por
 echo "export TINES_AUDIT_TEST_PG_ADMIN_URL=postgresql://$ROLE:$password@127.0.0.1:$port/postgres"
 echo "export TINES_AUDIT_TEST_PG_STOP=$(q "$stop")"
 echo "export TINES_AUDIT_TEST_PG_CTL=$(q "$ctl")"
+if [ -n "$ca" ]; then echo "export TINES_AUDIT_TEST_PG_CA=$(q "$ca")"; fi

@@ -358,3 +358,38 @@ since = "40d"
     child.wait().unwrap();
     assert_file_exactly_once(&out, &mock);
 }
+
+/// `sslmode`: with the server's CA the journal connects encrypted; `require` without that
+/// CA is refused (the certificate is always verified); `disable` connects in the clear.
+#[test]
+fn tls_to_the_database_verifies_the_server_certificate() {
+    let server = pg::OwnServer::start_tls();
+    let ca = server.ca.clone().expect("the TLS server has a CA");
+    let open =
+        |query: &str| Journal::open_at(&Location::Url(Secret::new(format!("{}?{query}", server.url))), Access::Write);
+    // Whether the journal's (idle, pooled) connections to the server are encrypted.
+    let encrypted = || {
+        pg::psql_at(
+            &server.url,
+            "SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'tines-audit'",
+        )
+    };
+    let verified = open(&format!("sslmode=verify-full&sslrootcert={ca}")).unwrap();
+    verified.start_progress("t", "cursor", 0, None, "").unwrap();
+    assert_eq!(encrypted(), "true");
+    drop(verified);
+
+    let unknown_ca = open("sslmode=require").err().expect("an unknown CA is refused").to_string();
+    assert!(unknown_ca.contains("certificate") || unknown_ca.contains("UnknownIssuer"), "{unknown_ca}");
+    assert!(!unknown_ca.contains(url::Url::parse(&server.url).unwrap().password().unwrap()), "{unknown_ca}");
+
+    let clear = open("sslmode=disable").unwrap();
+    assert_eq!(clear.progress("t", "cursor").unwrap().map(|p| p.position), Some(0));
+    // (The closed journal's connections may take a moment to leave the server's view.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while encrypted() != "false" {
+        assert!(Instant::now() < deadline, "the clear journal's connections: {}", encrypted());
+        std::thread::yield_now();
+    }
+}

@@ -32,10 +32,13 @@ pub fn server_url() -> String {
 
 /// Runs SQL on the test server with psql (from the same packages as the server).
 pub fn psql(sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([&server_url(), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
+    psql_at(&server_url(), sql)
+}
+
+/// Runs SQL on the server at `url` with psql.
+pub fn psql_at(url: &str, sql: &str) -> String {
+    let out =
+        Command::new("psql").args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().expect("psql runs");
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -52,25 +55,43 @@ pub fn fresh_schema_url() -> String {
 /// A PostgreSQL server of the test's own (to stop and start under a daemon), removed on drop.
 pub struct OwnServer {
     pub url: String,
+    /// With TLS: the CA that signed the server's certificate (for 127.0.0.1).
+    pub ca: Option<String>,
     ctl: String,
     stop: String,
 }
 
 impl OwnServer {
     pub fn start() -> OwnServer {
+        Self::start_with(false)
+    }
+
+    /// A server that offers TLS with a certificate from a CA of the test's own.
+    pub fn start_tls() -> OwnServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> OwnServer {
         let script = format!(
             r#"set -e; eval "$('{root}/scripts/start-postgres.sh')"
-               printf '%s\n%s\n%s\n' "$TINES_AUDIT_TEST_PG_URL" "$TINES_AUDIT_TEST_PG_CTL" "$TINES_AUDIT_TEST_PG_STOP""#,
+               printf '%s\n%s\n%s\n%s\n' "$TINES_AUDIT_TEST_PG_URL" "$TINES_AUDIT_TEST_PG_CTL" "$TINES_AUDIT_TEST_PG_STOP" "${{TINES_AUDIT_TEST_PG_CA:-}}""#,
             root = env!("CARGO_MANIFEST_DIR"),
         );
-        let out = Command::new("bash").args(["-c", &script]).output().expect("bash runs");
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .env("TINES_AUDIT_TEST_PG_TLS", if tls { "1" } else { "0" })
+            .output()
+            .expect("bash runs");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let mut lines = text.lines();
-        let (url, ctl, stop) = (lines.next(), lines.next(), lines.next());
+        let (url, ctl, stop, ca) = (lines.next(), lines.next(), lines.next(), lines.next());
         match (out.status.success(), url, ctl, stop) {
-            (true, Some(url), Some(ctl), Some(stop)) => {
-                OwnServer { url: url.to_string(), ctl: ctl.to_string(), stop: stop.to_string() }
-            }
+            (true, Some(url), Some(ctl), Some(stop)) => OwnServer {
+                url: url.to_string(),
+                ca: ca.filter(|c| !c.is_empty()).map(str::to_string),
+                ctl: ctl.to_string(),
+                stop: stop.to_string(),
+            },
             _ => panic!("scripts/start-postgres.sh failed:\n{}", String::from_utf8_lossy(&out.stderr)),
         }
     }
