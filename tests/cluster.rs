@@ -171,7 +171,8 @@ roll_age = "1s"
     }
 
     // A paused holder: stop the instance collecting t0 until another takes t0 over, then wake it.
-    let (job, old) = wait_for_holder(&journal, "tenant:t0").await;
+    let live: Vec<u32> = instances.iter().map(|i| i.child.id()).collect();
+    let (job, old) = wait_for_holder(&journal, "tenant:t0", &live).await;
     let paused =
         instances.iter_mut().find(|i| Some(i.child.id()) == holder_pid(&old.0)).expect("the holder is one of ours");
     signal(&paused.child, libc::SIGSTOP);
@@ -213,6 +214,23 @@ roll_age = "1s"
         want.keys().all(|k| got.contains_key(k))
     })
     .await;
+    // Fair shares: with 5 jobs and 3 instances, each instance runs something.
+    let pids: Vec<u32> = instances.iter().map(|i| i.child.id()).collect();
+    wait_until("every instance to hold a share of the jobs", Duration::from_secs(60), || {
+        let v = journal.leases().unwrap();
+        let live: Vec<u32> =
+            v.leases.iter().filter(|l| l.expires_at_ms > v.now_ms).filter_map(|l| holder_pid(&l.holder)).collect();
+        pids.iter().all(|p| live.contains(p))
+    })
+    .await;
+    let show = run_bin(&["state", "show", "--journal-url", &url]);
+    let shown = text(&show);
+    assert!(show.status.success(), "{shown}");
+    for job in ["tenant:t0", "tenant:t1", "tenant:t2", "sink:lake", "indexer"] {
+        assert!(shown.lines().any(|l| l.starts_with("lease") && l.contains(job) && l.contains("token")), "{shown}");
+    }
+    assert!(shown.contains("instances seen in the last minute: "), "{shown}");
+    assert!(!shown.contains(url::Url::parse(&url).unwrap().password().unwrap()), "{shown}");
     for inst in &mut instances {
         signal(&inst.child, libc::SIGTERM);
         inst.child.wait().unwrap();
@@ -228,13 +246,18 @@ roll_age = "1s"
     assert!(kills >= 10, "the chaos killed often enough ({kills})");
 }
 
-/// The current holder of `job` and its token, once it has one.
-async fn wait_for_holder(journal: &Journal, job: &str) -> (String, (String, i64)) {
+/// The holder of `job` and its token, once one of the running instances (`live`) holds it
+/// (just after a kill, the dead instance's lease has not expired yet).
+async fn wait_for_holder(journal: &Journal, job: &str, live: &[u32]) -> (String, (String, i64)) {
     let mut found = None;
     wait_until(&format!("{job} to have a live holder"), Duration::from_secs(30), || {
         let v = journal.leases().unwrap();
-        found =
-            v.leases.iter().find(|l| l.job == job && l.expires_at_ms > v.now_ms).map(|l| (l.holder.clone(), l.token));
+        found = v
+            .leases
+            .iter()
+            .filter(|l| holder_pid(&l.holder).is_some_and(|p| live.contains(&p)))
+            .find(|l| l.job == job && l.expires_at_ms > v.now_ms)
+            .map(|l| (l.holder.clone(), l.token));
         found.is_some()
     })
     .await;
@@ -295,6 +318,7 @@ async fn a_single_node_journal_moves_to_postgresql_and_back_with_its_positions()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_pauses_while_its_database_is_down_and_resumes_without_losing_an_event() {
     let server = pg::OwnServer::start();
+    let port = common::rsyslog::free_port();
     let mock = start_mock(MockConfig { history: 500, live_rate: 10.0, seed: 81, ..Default::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out/audit.ndjson");
@@ -314,7 +338,10 @@ name = "{TENANT}"
 domain = "{}"
 api_key_env = "TEST_TINES_KEY"
 since = "40d"
-{}"#,
+{}[web]
+bind = "127.0.0.1:{port}"
+token_env = "WEB_TOKEN"
+"#,
             server.url,
             mock.base_url(),
             file_sink(&out)
@@ -322,7 +349,18 @@ since = "40d"
     )
     .unwrap();
     let log = dir.path().join("run.log");
-    let mut child = spawn_run(&cfg, &log, &[("TINES_AUDIT_LOG", "info")]);
+    let token = "readyz-token-0123456789abcdef";
+    let mut child = spawn_run(&cfg, &log, &[("TINES_AUDIT_LOG", "info"), ("WEB_TOKEN", token)]);
+    // /readyz with the token: (status, body).
+    let readyz = || async {
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    };
     let mut journal = None;
     wait_until("the daemon to collect the history", Duration::from_secs(60), || {
         journal = journal
@@ -340,10 +378,24 @@ since = "40d"
     })
     .await;
     assert!(child.try_wait().unwrap().is_none(), "the daemon exited:\n{}", logged());
+    // Not ready, and it says why.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match readyz().await {
+            Some((503, body)) if body.contains("journal") => break,
+            other => assert!(Instant::now() < deadline, "/readyz while the database is down: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let password = url::Url::parse(&server.url).unwrap().password().unwrap().to_string();
     assert!(!logged().contains(&password), "the database password reached the log:\n{}", logged());
 
     server.ctl("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while readyz().await.is_none_or(|(code, _)| code != 200) {
+        assert!(Instant::now() < deadline, "/readyz after the database came back: {:?}", readyz().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     mock.set_live(false);
     wait_settled(&mock).await;
     let want = mock_ids(&mock);
