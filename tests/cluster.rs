@@ -158,8 +158,10 @@ roll_age = "1s"
     })
     .await;
 
-    // Chaos: for a minute, SIGKILL an instance at random every few seconds and start it again.
-    let chaos_until = Instant::now() + Duration::from_secs(60);
+    // Chaos: for a minute (or $TINES_AUDIT_CLUSTER_CHAOS_SECS, for soaks), SIGKILL an instance
+    // at random every few seconds and start it again.
+    let chaos_secs = std::env::var("TINES_AUDIT_CLUSTER_CHAOS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let chaos_until = Instant::now() + Duration::from_secs(chaos_secs);
     let mut kills = 0;
     while Instant::now() < chaos_until {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(1_000..4_000))).await;

@@ -750,6 +750,24 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut first_error: Option<anyhow::Error> = None;
+    if let Location::Url(_) = &settings.journal {
+        // Reachable, and at a schema this build reads (or empty: created by the first run).
+        let at = settings.journal.clone();
+        let shown = redact(&at.to_string()).into_owned();
+        match tokio::task::spawn_blocking(move || Journal::open_at(&at, Access::ReadOnly)).await? {
+            Ok(j) => {
+                let n = j.call(|j| j.count_events(None)).await?;
+                println!("journal {shown}: ok ({n} events)");
+            }
+            Err(crate::journal::JournalError::Missing(_)) => {
+                println!("journal {shown}: ok (reachable; empty: the first run creates the journal)")
+            }
+            Err(e) => {
+                println!("journal {shown}: FAILED: {}", redact(&e.to_string()));
+                first_error.get_or_insert(e.into());
+            }
+        }
+    }
     for t in service::tenants(&settings)? {
         let now = now_secs();
         let q = crate::source::tines::client::PageQuery {

@@ -56,7 +56,7 @@ pub enum JournalError {
     ProgressConflict { tenant: String, job: String, expected: i64, found: i64 },
     #[error("offset of consumer {name} moved underneath us: expected {expected}, found {found}")]
     OffsetConflict { name: String, expected: i64, found: i64 },
-    #[error("no journal in {0}: nothing has been collected into this data directory yet")]
+    #[error("no journal in {0}: nothing has been collected into it yet")]
     Missing(PathBuf),
     #[error(
         "the journal in {dir} was written by an older tines-audit (schema {found}; this build reads {supported}) and readers never change a journal: run `tines-audit collect` (or the daemon) once with this build to upgrade it"

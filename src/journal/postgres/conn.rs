@@ -17,6 +17,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::journal::JournalError;
 
+/// How long the server lets one of our sessions sit idle inside a transaction. Ours send
+/// their statements back to back; only a frozen process waits this long.
+pub(super) const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '10s'";
+
 /// Clients kept idle for reuse; more may be open at once while calls overlap.
 const POOL_IDLE: usize = 8;
 
@@ -162,18 +166,23 @@ impl Pool {
         let (config, tls) = (self.target.config.clone(), self.target.tls.clone());
         let shown = self.target.shown.clone();
         let connecting = self.handle().spawn(async move {
-            match tls {
+            let client = match tls {
                 None => {
                     let (client, conn) = config.connect(NoTls).await?;
                     tokio::spawn(async move { drop(conn.await) });
-                    Ok(client)
+                    client
                 }
                 Some(tls) => {
                     let (client, conn) = config.connect(tls).await?;
                     tokio::spawn(async move { drop(conn.await) });
-                    Ok(client)
+                    client
                 }
-            }
+            };
+            // A process frozen inside a transaction (SIGSTOP, a paused VM) would hold its row
+            // and advisory locks, and with them every other instance's commits and take-overs,
+            // until it woke. The server ends such a session instead, releasing them.
+            client.batch_execute(IDLE_IN_TRANSACTION).await?;
+            Ok(client)
         });
         match block_on(connecting) {
             Ok(Ok(client)) => Ok(client),

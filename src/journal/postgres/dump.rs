@@ -34,6 +34,8 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .start()
         .await?;
+    // The loading side may make this transaction wait between pages (a slow target): let it.
+    tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0").await?;
     each(&tx, "SELECT name, created_at FROM tenants ORDER BY id", out, |r| Row::Tenant {
         name: r.get(0),
         created_at: r.get(1),

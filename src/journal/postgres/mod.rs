@@ -51,9 +51,7 @@ impl Postgres {
         pool.run(async |c| match access {
             Access::Write | Access::Shared => schema::migrate(c).await,
             Access::ReadOnly => match schema::version(c).await? {
-                0 => Err(JournalError::Task(format!(
-                    "no journal in the database at {shown}: nothing has been collected into it yet"
-                ))),
+                0 => Err(JournalError::Missing(shown.clone().into())),
                 v if v > schema::CURRENT => Err(JournalError::TooNew { found: v, supported: schema::CURRENT }),
                 v if v < schema::CURRENT => Err(JournalError::Task(format!(
                     "the journal at {shown} was written by an older tines-audit (schema {v}; this build reads {}): run `tines-audit collect` (or the daemon) once with this build to upgrade it",
@@ -1085,4 +1083,54 @@ pub(crate) fn create_schema(url: &str, name: &str) -> Result<(), JournalError> {
         c.batch_execute(&format!("CREATE SCHEMA \"{name}\"")).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::journal::testing::{Kind, fresh};
+    use crate::journal::{Journal, Location, Record};
+
+    /// Regression: an instance frozen (SIGSTOP, a paused VM) between two statements of a
+    /// window commit held the events lock, so every other instance's commits, and the
+    /// take-over of its jobs, waited until it woke. The server now ends such a session.
+    #[test]
+    fn a_frozen_instance_inside_a_transaction_does_not_block_the_others_for_ever() {
+        let j = fresh(Kind::Postgres);
+        let Location::Url(url) = j.at.clone() else { unreachable!() };
+        let frozen = Postgres::connect(url.expose(), Access::Write).unwrap();
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let woke = Arc::new(AtomicBool::new(false));
+        let w = woke.clone();
+        std::thread::spawn(move || {
+            let r = frozen.run(async |c| {
+                let tx = c.transaction().await?;
+                lock(&tx, schema::EVENTS_LOCK).await?;
+                locked_tx.send(()).unwrap();
+                // Frozen: no statement reaches the server for a long while.
+                std::thread::sleep(std::time::Duration::from_secs(40));
+                w.store(true, Ordering::SeqCst);
+                tx.commit().await?;
+                Ok(())
+            });
+            assert!(r.is_err(), "the frozen transaction was ended by the server");
+        });
+        locked.recv().unwrap();
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let c = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1, fetched: 1 };
+        let r = Record {
+            id: 1,
+            created_at: 1,
+            operation_name: "Login",
+            user_id: None,
+            user_email: None,
+            request_ip: None,
+            raw: "{}",
+        };
+        assert_eq!(Journal::commit_window(&j, &c, [r]).unwrap(), 1);
+        assert!(!woke.load(Ordering::SeqCst), "the commit had to wait for the frozen instance to wake");
+    }
 }
