@@ -447,3 +447,24 @@ fn tls_to_the_database_verifies_the_server_certificate() {
         std::thread::yield_now();
     }
 }
+
+/// `check` says whether the journal's database answers, before anything runs on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_whether_the_journal_database_answers() {
+    let mock = start_mock(MockConfig { history: 10, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |url: String| {
+        let cfg = write_config(dir.path(), &mock.base_url(), "", "");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, format!("{text}\n[journal]\nurl = \"{url}\"\n")).unwrap();
+        let args = vec!["check".to_string(), "--config".into(), cfg.to_str().unwrap().into()];
+        async move { run_bin_async(args).await }
+    };
+    let empty = check(pg::fresh_schema_url()).await;
+    assert!(empty.status.success(), "{}", text(&empty));
+    assert!(text(&empty).contains("ok (reachable; empty: the first run creates the journal)"), "{}", text(&empty));
+    let down = check("postgresql://u:n0t-this-one@127.0.0.1:1/db".into()).await;
+    assert_eq!(down.status.code(), Some(12), "{}", text(&down));
+    assert!(text(&down).contains("FAILED") && text(&down).contains("127.0.0.1:1"), "{}", text(&down));
+    assert!(!text(&down).contains("n0t-this-one"), "{}", text(&down));
+}
