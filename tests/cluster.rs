@@ -29,6 +29,18 @@ struct Instance {
     starts: usize,
 }
 
+/// An instance never outlives its test, even one that fails.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own, still running child; no memory is involved.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn(cfg: &Path, inst: &mut Instance) {
     inst.starts += 1;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&inst.log).unwrap();
@@ -352,7 +364,12 @@ token_env = "WEB_TOKEN"
     .unwrap();
     let log = dir.path().join("run.log");
     let token = "readyz-token-0123456789abcdef";
-    let mut child = spawn_run(&cfg, &log, &[("TINES_AUDIT_LOG", "info"), ("WEB_TOKEN", token)]);
+    let mut child = Instance {
+        child: spawn_run(&cfg, &log, &[("TINES_AUDIT_LOG", "info"), ("WEB_TOKEN", token)]),
+        log: log.clone(),
+        data: dir.path().join("data"),
+        starts: 1,
+    };
     // /readyz with the token: (status, body).
     let readyz = || async {
         let r = reqwest::Client::new()
@@ -379,7 +396,7 @@ token_env = "WEB_TOKEN"
         logged().contains("cannot connect to") || logged().contains("lost the connection")
     })
     .await;
-    assert!(child.try_wait().unwrap().is_none(), "the daemon exited:\n{}", logged());
+    assert!(child.child.try_wait().unwrap().is_none(), "the daemon exited:\n{}", logged());
     // Not ready, and it says why.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -408,8 +425,8 @@ token_env = "WEB_TOKEN"
     .await;
     wait_until("the file sink to deliver them", Duration::from_secs(60), || file_sink_counts(&out).len() == want.len())
         .await;
-    signal(&child, libc::SIGTERM);
-    child.wait().unwrap();
+    signal(&child.child, libc::SIGTERM);
+    child.child.wait().unwrap();
     assert_file_exactly_once(&out, &mock);
 }
 
