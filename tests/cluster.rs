@@ -389,6 +389,22 @@ token_env = "WEB_TOKEN"
     })
     .await;
     drop(journal);
+    // One instance holds all three jobs (t1, the sink, the indexer), as its metrics say.
+    let metrics = || async {
+        let r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/metrics")).bearer_auth(token).send().await;
+        r.ok()?.text().await.ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = metrics().await.unwrap_or_default();
+        if m.lines().any(|l| l == "tines_audit_leases_held 3")
+            && m.lines().any(|l| l.starts_with("tines_audit_lease_token{job=\"tenant:t1\"} ") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease gauges in /metrics:\n{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     server.ctl("stop -m fast");
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
