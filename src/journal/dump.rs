@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{Journal, JournalError, Progress, ReconcileFind, ReconcilePass};
+use super::{FoundEvent, Journal, JournalError, Progress, ReconcileFind, ReconcilePass};
 
 /// One row of a journal, in the order a load needs them (tenants before what names them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,17 +18,7 @@ pub enum Row {
         name: String,
         created_at: i64,
     },
-    Event {
-        seq: i64,
-        tenant: String,
-        id: i64,
-        created_at: i64,
-        operation_name: String,
-        user_id: Option<i64>,
-        user_email: Option<String>,
-        request_ip: Option<String>,
-        raw: String,
-    },
+    Event(FoundEvent),
     Progress(Progress),
     Window {
         tenant: String,

@@ -7,7 +7,7 @@ use tokio_postgres::{Client, Row as PgRow, Transaction};
 
 use super::{Postgres, row_to_find};
 use crate::journal::dump::{DUMP_PAGE, Row};
-use crate::journal::{JournalError, Progress, ReconcilePass};
+use crate::journal::{FoundEvent, JournalError, ReconcilePass};
 
 type Out<'a> = &'a mut dyn FnMut(Row) -> Result<(), JournalError>;
 
@@ -53,17 +53,7 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
             .await?;
         for r in &rows {
             after = r.get(0);
-            out(Row::Event {
-                seq: r.get(0),
-                tenant: r.get(1),
-                id: r.get(2),
-                created_at: r.get(3),
-                operation_name: r.get(4),
-                user_id: r.get(5),
-                user_email: r.get(6),
-                request_ip: r.get(7),
-                raw: r.get(8),
-            })?;
+            out(Row::Event(super::search::row_to_found(r)))?;
         }
         if (rows.len() as i64) < DUMP_PAGE {
             break;
@@ -74,18 +64,7 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         "SELECT t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at
          FROM progress p JOIN tenants t ON t.id = p.tenant ORDER BY t.name, p.job",
         out,
-        |r| {
-            Row::Progress(Progress {
-                tenant: r.get(0),
-                job: r.get(1),
-                range_start: r.get(2),
-                range_end: r.get(3),
-                position: r.get(4),
-                filter: r.get(5),
-                updated_at: r.get(6),
-                finished_at: r.get(7),
-            })
-        },
+        |r| Row::Progress(super::row_to_progress(r)),
     )
     .await?;
     each(
@@ -274,7 +253,17 @@ pub(super) async fn load(
                     .get(0);
                 tenants.insert(name, id);
             }
-            Row::Event { seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw } => {
+            Row::Event(FoundEvent {
+                seq,
+                tenant,
+                id,
+                created_at,
+                operation_name,
+                user_id,
+                user_email,
+                request_ip,
+                raw,
+            }) => {
                 events.tenant.push(tid(&tenants, &tenant)?);
                 events.seq.push(seq);
                 events.id.push(id);
@@ -334,42 +323,8 @@ pub(super) async fn load(
                 )
                 .await?;
             }
-            Row::ReconcilePass(p) => {
-                tx.execute(
-                    "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[
-                        &tid(&tenants, &p.tenant)?,
-                        &p.range_start,
-                        &p.range_end,
-                        &(p.slices as i64),
-                        &(p.reread as i64),
-                        &(p.found as i64),
-                        &p.started_at,
-                        &p.finished_at,
-                    ],
-                )
-                .await?;
-            }
-            Row::ReconcileFind(f) => {
-                tx.execute(
-                    "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
-                         newest, max_late_secs, found_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    &[
-                        &tid(&tenants, &f.tenant)?,
-                        &f.slice_start,
-                        &f.slice_end,
-                        &f.api_count.map(|c| c as i64),
-                        &(f.journal_count as i64),
-                        &(f.found as i64),
-                        &f.oldest,
-                        &f.newest,
-                        &f.max_late_secs,
-                        &f.found_at,
-                    ],
-                )
-                .await?;
-            }
+            Row::ReconcilePass(p) => super::insert_pass(&tx, tid(&tenants, &p.tenant)?, &p).await?,
+            Row::ReconcileFind(f) => super::insert_find(&tx, tid(&tenants, &f.tenant)?, &f).await?,
             Row::HighWater { events, alerts } => high_water = (high_water.0.max(events), high_water.1.max(alerts)),
         }
     }

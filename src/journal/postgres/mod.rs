@@ -121,6 +121,46 @@ async fn all_leases(c: &Client) -> Result<Vec<LeaseRow>, JournalError> {
         .collect())
 }
 
+async fn insert_find(c: &impl GenericClient, tid: i64, f: &ReconcileFind) -> Result<(), JournalError> {
+    c.execute(
+        "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
+             newest, max_late_secs, found_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &tid,
+            &f.slice_start,
+            &f.slice_end,
+            &f.api_count.map(|c| c as i64),
+            &(f.journal_count as i64),
+            &(f.found as i64),
+            &f.oldest,
+            &f.newest,
+            &f.max_late_secs,
+            &f.found_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_pass(c: &impl GenericClient, tid: i64, p: &ReconcilePass) -> Result<(), JournalError> {
+    c.execute(
+        "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &tid,
+            &p.range_start,
+            &p.range_end,
+            &(p.slices as i64),
+            &(p.reread as i64),
+            &(p.found as i64),
+            &p.started_at,
+            &p.finished_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Takes one of the schema's advisory locks until the transaction ends.
 async fn lock(c: &impl GenericClient, key: i32) -> Result<(), JournalError> {
     c.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&key]).await?;
@@ -677,46 +717,14 @@ impl Backend for Postgres {
     fn record_reconcile_find(&self, f: &ReconcileFind) -> Result<(), JournalError> {
         self.run(async |c| {
             let tid = self.tenant_id(c, &f.tenant).await?;
-            c.execute(
-                "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
-                     newest, max_late_secs, found_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    &tid,
-                    &f.slice_start,
-                    &f.slice_end,
-                    &f.api_count.map(|c| c as i64),
-                    &(f.journal_count as i64),
-                    &(f.found as i64),
-                    &f.oldest,
-                    &f.newest,
-                    &f.max_late_secs,
-                    &f.found_at,
-                ],
-            )
-            .await?;
-            Ok(())
+            insert_find(c, tid, f).await
         })
     }
 
     fn record_reconcile_pass(&self, p: &ReconcilePass) -> Result<(), JournalError> {
         self.run(async |c| {
             let tid = self.tenant_id(c, &p.tenant).await?;
-            c.execute(
-                "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &tid,
-                    &p.range_start,
-                    &p.range_end,
-                    &(p.slices as i64),
-                    &(p.reread as i64),
-                    &(p.found as i64),
-                    &p.started_at,
-                    &p.finished_at,
-                ],
-            )
-            .await?;
-            Ok(())
+            insert_pass(c, tid, p).await
         })
     }
 

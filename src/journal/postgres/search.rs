@@ -108,20 +108,23 @@ pub(super) async fn search(c: &Client, q: &EventQuery, limit: usize) -> Result<V
         p.where_clause()
     );
     let rows = c.query(&sql, &refs(&p.params)).await?;
-    Ok(rows
-        .iter()
-        .map(|r| FoundEvent {
-            seq: r.get(0),
-            tenant: r.get(1),
-            id: r.get(2),
-            created_at: r.get(3),
-            operation_name: r.get(4),
-            user_id: r.get(5),
-            user_email: r.get(6),
-            request_ip: r.get(7),
-            raw: r.get(8),
-        })
-        .collect())
+    Ok(rows.iter().map(row_to_found).collect())
+}
+
+/// The columns `e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email,
+/// e.request_ip, e.raw`.
+pub(super) fn row_to_found(r: &tokio_postgres::Row) -> FoundEvent {
+    FoundEvent {
+        seq: r.get(0),
+        tenant: r.get(1),
+        id: r.get(2),
+        created_at: r.get(3),
+        operation_name: r.get(4),
+        user_id: r.get(5),
+        user_email: r.get(6),
+        request_ip: r.get(7),
+        raw: r.get(8),
+    }
 }
 
 pub(super) async fn histogram(c: &Client, q: &EventQuery, bucket: i64) -> Result<Vec<(i64, i64)>, JournalError> {

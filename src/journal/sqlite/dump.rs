@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::Sqlite;
 use crate::journal::dump::Row;
-use crate::journal::{JournalError, Progress, ReconcilePass};
+use crate::journal::{FoundEvent, JournalError, ReconcilePass};
 
 type Out<'a> = &'a mut dyn FnMut(Row) -> Result<(), JournalError>;
 
@@ -64,7 +64,17 @@ impl Sqlite {
                     tx.execute("INSERT INTO tenants (name, created_at) VALUES (?1, ?2)", params![name, created_at])?;
                     tenants.insert(name, tx.last_insert_rowid());
                 }
-                Row::Event { seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw } => {
+                Row::Event(FoundEvent {
+                    seq,
+                    tenant,
+                    id,
+                    created_at,
+                    operation_name,
+                    user_id,
+                    user_email,
+                    request_ip,
+                    raw,
+                }) => {
                     let t = tid(&tenants, &tenant)?;
                     tx.prepare_cached(
                         "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
@@ -113,33 +123,8 @@ impl Sqlite {
                         params![t, digest, raw, reason, window_start, window_end, first_seen],
                     )?;
                 }
-                Row::ReconcilePass(p) => {
-                    let t = tid(&tenants, &p.tenant)?;
-                    tx.execute(
-                        "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![t, p.range_start, p.range_end, p.slices as i64, p.reread as i64, p.found as i64, p.started_at, p.finished_at],
-                    )?;
-                }
-                Row::ReconcileFind(f) => {
-                    let t = tid(&tenants, &f.tenant)?;
-                    tx.execute(
-                        "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
-                             newest, max_late_secs, found_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        params![
-                            t,
-                            f.slice_start,
-                            f.slice_end,
-                            f.api_count.map(|c| c as i64),
-                            f.journal_count as i64,
-                            f.found as i64,
-                            f.oldest,
-                            f.newest,
-                            f.max_late_secs,
-                            f.found_at
-                        ],
-                    )?;
-                }
+                Row::ReconcilePass(p) => super::quarantine::insert_pass(&tx, tid(&tenants, &p.tenant)?, &p)?,
+                Row::ReconcileFind(f) => super::quarantine::insert_find(&tx, tid(&tenants, &f.tenant)?, &f)?,
                 Row::HighWater { events, alerts: _ } => high_water = high_water.max(events),
             }
         }
@@ -166,37 +151,14 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
         "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
          FROM events e JOIN tenants t ON t.id = e.tenant ORDER BY e.seq",
         out,
-        |r| {
-            Ok(Row::Event {
-                seq: r.get(0)?,
-                tenant: r.get(1)?,
-                id: r.get(2)?,
-                created_at: r.get(3)?,
-                operation_name: r.get(4)?,
-                user_id: r.get(5)?,
-                user_email: r.get(6)?,
-                request_ip: r.get(7)?,
-                raw: r.get(8)?,
-            })
-        },
+        |r| Ok(Row::Event(super::search::row_to_found(r)?)),
     )?;
     each(
         conn,
         "SELECT t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at
          FROM progress p JOIN tenants t ON t.id = p.tenant ORDER BY t.name, p.job",
         out,
-        |r| {
-            Ok(Row::Progress(Progress {
-                tenant: r.get(0)?,
-                job: r.get(1)?,
-                range_start: r.get(2)?,
-                range_end: r.get(3)?,
-                position: r.get(4)?,
-                filter: r.get(5)?,
-                updated_at: r.get(6)?,
-                finished_at: r.get(7)?,
-            }))
-        },
+        |r| Ok(Row::Progress(super::row_to_progress(r)?)),
     )?;
     each(
         conn,

@@ -57,6 +57,44 @@ pub(super) fn find_from_row(r: &rusqlite::Row<'_>, tenant: String, at: usize) ->
     })
 }
 
+pub(super) fn insert_find(conn: &rusqlite::Connection, tid: i64, f: &ReconcileFind) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
+             newest, max_late_secs, found_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        tid,
+        f.slice_start,
+        f.slice_end,
+        f.api_count.map(|c| c as i64),
+        f.journal_count as i64,
+        f.found as i64,
+        f.oldest,
+        f.newest,
+        f.max_late_secs,
+        f.found_at
+    ])?;
+    Ok(())
+}
+
+pub(super) fn insert_pass(conn: &rusqlite::Connection, tid: i64, p: &ReconcilePass) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        tid,
+        p.range_start,
+        p.range_end,
+        p.slices as i64,
+        p.reread as i64,
+        p.found as i64,
+        p.started_at,
+        p.finished_at
+    ])?;
+    Ok(())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -163,44 +201,14 @@ impl Sqlite {
     pub(super) fn record_reconcile_find(&self, f: &ReconcileFind) -> Result<(), JournalError> {
         let conn = self.writer();
         let tid = self.tenant_id(&conn, &f.tenant)?;
-        conn.execute(
-            "INSERT INTO reconcile_finds (tenant, slice_start, slice_end, api_count, journal_count, found, oldest,
-                 newest, max_late_secs, found_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                tid,
-                f.slice_start,
-                f.slice_end,
-                f.api_count.map(|c| c as i64),
-                f.journal_count as i64,
-                f.found as i64,
-                f.oldest,
-                f.newest,
-                f.max_late_secs,
-                f.found_at
-            ],
-        )?;
-        Ok(())
+        insert_find(&conn, tid, f)
     }
 
     /// Records a finished reconciliation pass (blocking).
     pub(super) fn record_reconcile_pass(&self, p: &ReconcilePass) -> Result<(), JournalError> {
         let conn = self.writer();
         let tid = self.tenant_id(&conn, &p.tenant)?;
-        conn.execute(
-            "INSERT INTO reconcile_passes (tenant, range_start, range_end, slices, reread, found, started_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                tid,
-                p.range_start,
-                p.range_end,
-                p.slices as i64,
-                p.reread as i64,
-                p.found as i64,
-                p.started_at,
-                p.finished_at
-            ],
-        )?;
-        Ok(())
+        insert_pass(&conn, tid, p)
     }
 
     /// Reconciliation passes that finished in `[from, to)`, oldest first.

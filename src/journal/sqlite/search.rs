@@ -110,6 +110,22 @@ fn plan(q: &EventQuery) -> Plan {
     p
 }
 
+/// The columns `e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email,
+/// e.request_ip, e.raw`.
+pub(super) fn row_to_found(r: &rusqlite::Row<'_>) -> rusqlite::Result<FoundEvent> {
+    Ok(FoundEvent {
+        seq: r.get(0)?,
+        tenant: r.get(1)?,
+        id: r.get(2)?,
+        created_at: r.get(3)?,
+        operation_name: r.get(4)?,
+        user_id: r.get(5)?,
+        user_email: r.get(6)?,
+        request_ip: r.get(7)?,
+        raw: r.get(8)?,
+    })
+}
+
 impl Sqlite {
     pub(super) fn index_state(&self) -> Result<IndexState, JournalError> {
         self.query(|conn| {
@@ -224,21 +240,8 @@ impl Sqlite {
         );
         self.query(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(params_from_iter(p.params.iter()), |r| {
-                    Ok(FoundEvent {
-                        seq: r.get(0)?,
-                        tenant: r.get(1)?,
-                        id: r.get(2)?,
-                        created_at: r.get(3)?,
-                        operation_name: r.get(4)?,
-                        user_id: r.get(5)?,
-                        user_email: r.get(6)?,
-                        request_ip: r.get(7)?,
-                        raw: r.get(8)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows =
+                stmt.query_map(params_from_iter(p.params.iter()), row_to_found)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
     }
