@@ -7,11 +7,24 @@
 //!
 //! It also measures what search costs collection: commit throughput of the
 //! same records with and without the search indexes, and the indexer's rate.
+//!
+//! PostgreSQL: with `SEARCH_BENCH_PG_URL=postgresql://…` (a database the URL's user may
+//! create schemas in) the same runs go into the PostgreSQL journal instead, each journal
+//! in a new schema of that database (`CREATE SCHEMA` through `psql`, which must be on
+//! PATH). The comparison without the search indexes is SQLite-only (it drops them with
+//! rusqlite) and is skipped. The schemas are dropped at the end unless
+//! `SEARCH_BENCH_PG_KEEP=1`, which keeps the big one for `EXPLAIN ANALYZE` (its name is
+//! printed). For example, with a throwaway server:
+//!
+//!   eval "$(scripts/start-postgres.sh)"
+//!   SEARCH_BENCH_PG_URL=$TINES_AUDIT_TEST_PG_URL cargo bench --bench search
+//!   eval "$TINES_AUDIT_TEST_PG_STOP"
 
 use std::time::{Duration, Instant};
 
-use tines_audit::journal::{Journal, Record, WindowCommit};
+use tines_audit::journal::{Access, Journal, Location, Record, WindowCommit};
 use tines_audit::query::{self, Cursor, FilterArgs, NoCountries};
+use tines_audit::secret::Secret;
 use tines_audit::timeutil::parse_rfc3339;
 
 const DAY: i64 = 86_400;
@@ -69,6 +82,52 @@ fn fill(journal: &Journal, n: usize, anchor: i64, seed: u64) -> f64 {
     n as f64 / busy.as_secs_f64()
 }
 
+/// Where the benchmark's journals go: SQLite files in a temporary directory, or new
+/// schemas of a PostgreSQL database.
+enum Target {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String, schemas: Vec<String> },
+}
+
+impl Target {
+    /// A new, empty journal called `name`.
+    fn journal(&mut self, name: &str) -> Journal {
+        match self {
+            Target::Sqlite(dir) => Journal::open(&dir.path().join(name)).unwrap(),
+            Target::Postgres { url, schemas } => {
+                let schema = format!("search_bench_{}_{name}", std::process::id());
+                psql(url, &format!("CREATE SCHEMA {schema}"));
+                schemas.push(schema.clone());
+                let mut u = url::Url::parse(url).expect("SEARCH_BENCH_PG_URL is a URL");
+                u.query_pairs_mut().append_pair("options", &format!("-c search_path={schema}"));
+                Journal::open_at(&Location::Url(Secret::new(u.to_string())), Access::Write).unwrap()
+            }
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let Target::Postgres { url, schemas } = self else { return };
+        if std::env::var("SEARCH_BENCH_PG_KEEP").is_ok_and(|v| v == "1") {
+            println!("kept the schemas {} (SEARCH_BENCH_PG_KEEP=1)", schemas.join(", "));
+            return;
+        }
+        for s in schemas.iter() {
+            psql(url, &format!("DROP SCHEMA {s} CASCADE"));
+        }
+    }
+}
+
+/// Runs one statement with `psql` on the benchmark's database.
+fn psql(url: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("psql on PATH (SEARCH_BENCH_PG_URL needs it)");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -102,39 +161,50 @@ fn main() {
     } else {
         20_000
     });
-    let dir = tempfile::tempdir().unwrap();
+    let pg_url = std::env::var("SEARCH_BENCH_PG_URL").ok().filter(|u| !u.is_empty());
+    let backend = if pg_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    let mut target = match pg_url {
+        Some(url) => Target::Postgres { url, schemas: Vec::new() },
+        None => Target::Sqlite(tempfile::tempdir().unwrap()),
+    };
     let anchor = tines_audit::timeutil::now_secs();
     println!(
-        "search benchmark: {n} emulator events over 365 days, {} cores",
+        "search benchmark: {n} emulator events over 365 days, {backend} journal, {} cores",
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
 
     // What the search indexes cost a commit: 500k records without them, then the same with them.
     let sample = n.min(500_000);
-    let without = {
-        let j = Journal::open(&dir.path().join("plain")).unwrap();
-        drop(j);
-        let c = rusqlite::Connection::open(dir.path().join("plain/journal.db")).unwrap();
-        c.execute_batch(
-            "DROP INDEX events_created; DROP INDEX events_tenant_created; DROP INDEX events_user_created;
-             DROP INDEX events_email_created; DROP INDEX events_operation_created; DROP INDEX events_ip_created;",
-        )
-        .unwrap();
-        drop(c);
-        let j = Journal::open(&dir.path().join("plain")).unwrap();
-        fill(&j, sample, anchor, 11)
+    let without = match &target {
+        Target::Sqlite(dir) => {
+            let j = Journal::open(&dir.path().join("plain")).unwrap();
+            drop(j);
+            let c = rusqlite::Connection::open(dir.path().join("plain/journal.db")).unwrap();
+            c.execute_batch(
+                "DROP INDEX events_created; DROP INDEX events_tenant_created; DROP INDEX events_user_created;
+                 DROP INDEX events_email_created; DROP INDEX events_operation_created; DROP INDEX events_ip_created;",
+            )
+            .unwrap();
+            drop(c);
+            let j = Journal::open(&dir.path().join("plain")).unwrap();
+            Some(fill(&j, sample, anchor, 11))
+        }
+        // Only SQLite: the indexes are dropped with rusqlite.
+        Target::Postgres { .. } => None,
     };
     let with = {
-        let j = Journal::open(&dir.path().join("indexed")).unwrap();
+        let j = target.journal("indexed");
         fill(&j, sample, anchor, 11)
     };
     println!();
     println!("| commit path ({sample} events, windows of 5,000) | events/s |");
     println!("|---|---:|");
-    println!("| journal without the search indexes | {without:>10.0} |");
+    if let Some(without) = without {
+        println!("| journal without the search indexes | {without:>10.0} |");
+    }
     println!("| journal with the six search indexes | {with:>10.0} |");
 
-    let j = Journal::open(&dir.path().join("big")).unwrap();
+    let j = target.journal("big");
     let t = Instant::now();
     let rate = fill(&j, n, anchor, 7);
     println!("| all {n} events, with the indexes (commit time only) | {rate:>10.0} |");

@@ -5,15 +5,36 @@
 #
 #   scripts/bench.sh            # full: 100k and 1M events, then the rate-limited run
 #   EVENTS="100000" RATE_EVENTS=100000 scripts/bench.sh   # quicker
+#   JOURNAL=postgres RATE_EVENTS=0 scripts/bench.sh        # the journal in PostgreSQL
+#   JOURNAL="sqlite postgres" RATE_EVENTS=0 scripts/bench.sh   # both, side by side
+#
+# JOURNAL lists the journals to run each size against: `sqlite` (the data
+# directory, the default) and/or `postgres`. For `postgres` the script starts
+# its own throwaway server (scripts/start-postgres.sh: PostgreSQL from the
+# distribution's packages, fsync on, shared_buffers 128MB), stops it at exit,
+# and gives every run a fresh schema (`options=-c search_path=…` in the URL,
+# passed as TINES_AUDIT_JOURNAL_URL). The collector's CPU and peak RSS come from
+# /usr/bin/time; with PostgreSQL the server's CPU during the run (its backends
+# and background processes, read from /proc) is shown beside it, since the
+# work is split between the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS-"100000 1000000"}
 RATE_EVENTS=${RATE_EVENTS:-1000000}
+JOURNAL=${JOURNAL:-sqlite}
+for j in $JOURNAL; do
+  case $j in sqlite | postgres) ;; *) echo "JOURNAL: unknown journal '$j' (sqlite, postgres)" >&2; exit 2 ;; esac
+done
 cargo build --release --quiet
-BIN=target/release/tines-audit
+BIN=${CARGO_TARGET_DIR:-target}/release/tines-audit
 WORK=$(mktemp -d)
 MOCK_PID=""
-cleanup() { [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"; }
+PG_STARTED=0
+cleanup() {
+  [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null
+  if [ "$PG_STARTED" = 1 ]; then eval "$TINES_AUDIT_TEST_PG_STOP" || true; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -44,44 +65,131 @@ since = "400d"
 TOML
 }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+if [[ " $JOURNAL " == *" postgres "* ]]; then
+  eval "$(scripts/start-postgres.sh)"
+  PG_STARTED=1
+  # The postmaster: the parent of the server's checkpointer.
+  ckpt=$(psql -X -At "$TINES_AUDIT_TEST_PG_URL" -c "select pid from pg_stat_activity where backend_type = 'checkpointer'")
+  PG_PID=$(awk '{print $4}' "/proc/$ckpt/stat" 2>/dev/null || true)
+  [ -n "$PG_PID" ] || { echo "could not find the PostgreSQL server's process" >&2; exit 1; }
+  echo "PostgreSQL: $(psql -X -At "$TINES_AUDIT_TEST_PG_URL" -c 'show server_version'), pid $PG_PID," \
+    "shared_buffers $(psql -X -At "$TINES_AUDIT_TEST_PG_URL" -c 'show shared_buffers')," \
+    "fsync $(psql -X -At "$TINES_AUDIT_TEST_PG_URL" -c 'show fsync')," \
+    "synchronous_commit $(psql -X -At "$TINES_AUDIT_TEST_PG_URL" -c 'show synchronous_commit')"
+fi
+
+# CPU seconds the PostgreSQL server has used so far: the postmaster, its live children
+# (background processes, backends), and the children it has reaped (finished backends).
+pg_cpu() {
+  python3 - "$PG_PID" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+root = sys.argv[1]
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return s[s.rindex(")") + 2:].split()  # fields from 3 (state) on
+total = 0
+f = stat(root)
+total += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        f = stat(pid)
+    except OSError:
+        continue
+    if f[1] == root:  # ppid
+        total += int(f[11]) + int(f[12])
+print(total / tick)
+PY
+}
+
+schema_no=0
+# Points TINES_AUDIT_JOURNAL_URL at a new, empty schema of the server.
+fresh_schema() {
+  schema_no=$((schema_no + 1))
+  local name="bench_$$_$schema_no"
+  psql -X -q -v ON_ERROR_STOP=1 "$TINES_AUDIT_TEST_PG_URL" -c "CREATE SCHEMA $name"
+  export TINES_AUDIT_JOURNAL_URL="$TINES_AUDIT_TEST_PG_URL?options=-c%20search_path%3D$name"
+}
+
+# Runs the collect (into a fresh journal of kind $1, sqlite or postgres) under /usr/bin/time.
+collect() {
+  local kind=$1
+  rm -rf "$WORK/data"
+  if [ "$kind" = postgres ]; then
+    fresh_schema
+    cpu0=$(pg_cpu)
+  else
+    unset TINES_AUDIT_JOURNAL_URL
+  fi
+  # `collect` fetches and commits every window, prints "<tenant>: N new events …", then
+  # brings the search index up to date: the time of that line splits the two phases.
+  local t0
+  t0=$(date +%s.%N)
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn |
+    while IFS= read -r line; do [[ $line == *" new events "* ]] && date +%s.%N >"$WORK/collected"; done
+  read -r wall user sys rss <"$WORK/time"
+  fetch=$(python3 -c "print(f'{$(cat "$WORK/collected") - $t0:.2f}')")
+  rm -f "$WORK/collected"
+  if [ "$kind" = postgres ]; then
+    sleep 1 # the server reaps the collector's backends
+    pg=$(python3 -c "print(f'{$(pg_cpu) - $cpu0:.2f}')")
+    got=$(psql -X -At "$TINES_AUDIT_JOURNAL_URL" -c 'select count(*) from events' 2>/dev/null || echo "?")
+    size=$(psql -X -At "$TINES_AUDIT_JOURNAL_URL" -c \
+      "select round(sum(pg_total_relation_size(c.oid)) / 1048576.0) from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = current_schema() and c.relkind in ('r', 'm')")
+    unset TINES_AUDIT_JOURNAL_URL
+  else
+    pg="-"
+    got=$(sqlite3 "$WORK/data/journal.db" 'select count(*) from events' 2>/dev/null || echo "?")
+    size=$(du -sm "$WORK/data" | cut -f1)
+  fi
+}
+
+report() { # label, n
+  python3 - "$1" "$2" "$wall" "$fetch" "$user" "$sys" "$rss" "$pg" "$got" "$size" <<'PY'
+import sys
+label, n, wall, fetch, user, sys_, rss, pg, got, size = sys.argv[1:]
+n, wall, fetch, cpu = int(n), float(wall), float(fetch), float(user) + float(sys_)
+print(f"{label:36} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7}")
+if got != "?" and int(got) != n:
+    print(f"  WARNING: journal holds {got} events, expected {n}")
+PY
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '%-34s %10s %10s %12s %10s %12s\n' "run" "events" "wall s" "events/s" "CPU s" "peak RSS MiB"
+# collect s / ev/s: fetch + commit of every window (the collection); total s / ev/s: the whole
+# command, which then indexes for search. CPU s and RSS: the collector process; db CPU s:
+# the PostgreSQL server during the command; db MiB: the journal on disk (tables and indexes).
+printf '%-36s %9s %7s %9s %7s %9s %7s %7s %7s %7s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "db CPU" "RSS MiB" "db MiB"
 for n in $EVENTS; do
   port=$(free_port)
   start_mock "$port" --history "$n" --span 365d --rate-limit 0
   config "$port" 0
-  rm -rf "$WORK/data"
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn >/dev/null
-  read -r wall user sys rss <"$WORK/time"
-  got=$(sqlite3 "$WORK/data/journal.db" 'select count(*) from events' 2>/dev/null || echo "?")
-  python3 - "$n" "$wall" "$user" "$sys" "$rss" "$got" <<'PY'
-import sys
-n, wall, user, sys_, rss, got = sys.argv[1:]
-n, wall, cpu = int(n), float(wall), float(user) + float(sys_)
-print(f"{'backfill, unthrottled':34} {n:>10} {wall:>10.2f} {n/wall:>12,.0f} {cpu:>10.2f} {int(rss)/1024:>12.1f}")
-if got != "?" and int(got) != n:
-    print(f"  WARNING: journal holds {got} events, expected {n}")
-PY
+  for j in $JOURNAL; do
+    collect "$j"
+    report "backfill, unthrottled, $j" "$n"
+  done
   stop_mock
 done
 
 [ "$RATE_EVENTS" -gt 0 ] || exit 0
-port=$(free_port)
-start_mock "$port" --history "$RATE_EVENTS" --span 30d --rate-limit 1000 --latency 100ms
-config "$port" 980
-rm -rf "$WORK/data"
-/usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn >/dev/null
-read -r wall user sys rss <"$WORK/time"
-stats=$(curl -fsS "http://127.0.0.1:$port/_mock/stats")
-python3 - "$RATE_EVENTS" "$wall" "$user" "$sys" "$rss" "$stats" <<'PY'
+for j in $JOURNAL; do
+  port=$(free_port)
+  start_mock "$port" --history "$RATE_EVENTS" --span 30d --rate-limit 1000 --latency 100ms
+  config "$port" 980
+  collect "$j"
+  report "1000 req/min limit, 100 ms latency, $j" "$RATE_EVENTS"
+  stats=$(curl -fsS "http://127.0.0.1:$port/_mock/stats")
+  python3 - "$RATE_EVENTS" "$fetch" "$stats" <<'PY'
 import json, sys
-n, wall, user, sys_, rss, stats = sys.argv[1:]
-n, wall, cpu, s = int(n), float(wall), float(user) + float(sys_), json.loads(stats)
-print(f"{'1000 req/min limit, 100 ms latency':34} {n:>10} {wall:>10.2f} {n/wall:>12,.0f} {cpu:>10.2f} {int(rss)/1024:>12.1f}")
+n, wall, stats = sys.argv[1:]
+n, wall, s = int(n), float(wall), json.loads(stats)
 per_min = n / wall * 60
-print()
-print(f"rate-limited run: {per_min:,.0f} events/min = {per_min/500000*100:.1f}% of the 1000 x 500 = 500,000 events/min ceiling")
-print(f"  requests {s['requests']}, 429 from the limit {s['rate_limited']}, injected 429 {s['injected_429']}")
+print(f"  {per_min:,.0f} events/min = {per_min/500000*100:.1f}% of the 1000 x 500 = 500,000 events/min ceiling;"
+      f" requests {s['requests']}, 429 from the limit {s['rate_limited']}, injected 429 {s['injected_429']}")
 PY
-stop_mock
+  stop_mock
+done

@@ -207,6 +207,16 @@ fn pages_concatenate_to_the_whole_answer(kind: Kind) {
     for size in [1, 2, 3, 4, 8, 9, 10] {
         assert_eq!(page_through(&j, &f, size, &mut |_| {}), whole, "page size {size}");
     }
+    // Networks: several addresses, which PostgreSQL reads address by address.
+    for ip in [vec!["86.40.0.0/15".to_string()], vec!["86.40.0.0/15".into(), "24.0.0.0/12".into()]] {
+        let args = FilterArgs { ip, from: Some("2024-04-01T00:00:00Z".into()), ..Default::default() };
+        let whole = find(&j, args.clone());
+        assert!(whole.len() >= 4, "{whole:?}");
+        let f = args.build(T0 + 10 * 86_400).unwrap();
+        for size in [1, 2, 3, 5] {
+            assert_eq!(page_through(&j, &f, size, &mut |_| {}), whole, "{:?}, page size {size}", args.ip);
+        }
+    }
 }
 
 fn paging_stays_stable_while_new_and_backfilled_events_arrive(kind: Kind) {

@@ -32,6 +32,8 @@ pub(super) fn tsquery(terms: &[TextTerm]) -> Option<String> {
 struct Plan {
     conditions: Vec<String>,
     params: Params,
+    /// The placeholder of the address list when it is rendered apart ([`by_address`]).
+    ips: Option<String>,
 }
 
 impl Plan {
@@ -45,9 +47,10 @@ impl Plan {
     }
 }
 
-/// `None` when the query can match nothing (free text with no word).
-fn plan(q: &EventQuery) -> Option<Plan> {
-    let mut p = Plan { conditions: Vec::new(), params: Vec::new() };
+/// `None` when the query can match nothing (free text with no word). With `ips_apart`,
+/// the address list is a parameter of its own ([`Plan::ips`]) instead of a condition.
+fn plan(q: &EventQuery, ips_apart: bool) -> Option<Plan> {
+    let mut p = Plan { conditions: Vec::new(), params: Vec::new(), ips: None };
     if !q.tenants.is_empty() {
         let a = p.arg(q.tenants.clone());
         p.conditions.push(format!("e.tenant IN (SELECT id FROM tenants WHERE name = ANY({a}))"));
@@ -80,7 +83,11 @@ fn plan(q: &EventQuery) -> Option<Plan> {
     }
     if !q.ips.is_empty() {
         let a = p.arg(q.ips.clone());
-        p.conditions.push(format!("e.request_ip = ANY({a})"));
+        if ips_apart {
+            p.ips = Some(a);
+        } else {
+            p.conditions.push(format!("e.request_ip = ANY({a})"));
+        }
     }
     if let Some(id) = &q.alert {
         let a = p.arg(id.clone());
@@ -99,14 +106,47 @@ fn plan(q: &EventQuery) -> Option<Plan> {
     Some(p)
 }
 
+/// Whether a page is best read address by address: several addresses (a network or a
+/// country resolved to the addresses seen) and no other indexed filter. Each address's
+/// newest events then come from its `(request_ip, created_at)` index, and the page is the
+/// newest of those, the same rows as one query over the list. Left to itself the planner
+/// often walks the time index instead, filtering by the list, and reads every event of the
+/// range: it overestimates how often a rare address occurs, because ANALYZE's sample sees
+/// few of the distinct addresses (870 of 136,816 on the 5M-event benchmark journal).
+fn by_address(q: &EventQuery) -> bool {
+    q.ips.len() > 1
+        && q.user_ids.is_empty()
+        && q.emails.is_empty()
+        && q.operations.is_empty()
+        && q.text.is_empty()
+        && q.alert.is_none()
+}
+
 pub(super) async fn search(c: &Client, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
-    let Some(p) = plan(q) else { return Ok(Vec::new()) };
-    let sql = format!(
-        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
-         FROM events e JOIN tenants t ON t.id = e.tenant {}
-         ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}",
-        p.where_clause()
-    );
+    let Some(p) = plan(q, by_address(q)) else { return Ok(Vec::new()) };
+    let columns = "e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw";
+    let sql = match &p.ips {
+        None => format!(
+            "SELECT {columns} FROM events e JOIN tenants t ON t.id = e.tenant {}
+             ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}",
+            p.where_clause()
+        ),
+        Some(ips) => {
+            let mut conditions = vec!["e.request_ip = f.ip".to_string()];
+            conditions.extend(p.conditions.iter().cloned());
+            format!(
+                "SELECT {columns}
+                 FROM (SELECT DISTINCT ip FROM unnest({ips}::text[]) AS x(ip)) AS f
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM events e WHERE {}
+                     ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}
+                 ) e
+                 JOIN tenants t ON t.id = e.tenant
+                 ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}",
+                conditions.join(" AND ")
+            )
+        }
+    };
     let rows = c.query(&sql, &refs(&p.params)).await?;
     Ok(rows.iter().map(row_to_found).collect())
 }
@@ -128,7 +168,7 @@ pub(super) fn row_to_found(r: &tokio_postgres::Row) -> FoundEvent {
 }
 
 pub(super) async fn histogram(c: &Client, q: &EventQuery, bucket: i64) -> Result<Vec<(i64, i64)>, JournalError> {
-    let Some(p) = plan(q) else { return Ok(Vec::new()) };
+    let Some(p) = plan(q, false) else { return Ok(Vec::new()) };
     let bucket = bucket.max(1);
     let sql = format!(
         "SELECT (e.created_at - ((e.created_at % {bucket}) + {bucket}) % {bucket}) AS b, COUNT(*)
@@ -140,14 +180,14 @@ pub(super) async fn histogram(c: &Client, q: &EventQuery, bucket: i64) -> Result
 }
 
 pub(super) async fn span(c: &Client, q: &EventQuery) -> Result<Option<(i64, i64)>, JournalError> {
-    let Some(p) = plan(q) else { return Ok(None) };
+    let Some(p) = plan(q, false) else { return Ok(None) };
     let sql = format!("SELECT MIN(e.created_at), MAX(e.created_at) FROM events e {}", p.where_clause());
     let r = c.query_one(&sql, &refs(&p.params)).await?;
     Ok(r.get::<_, Option<i64>>(0).zip(r.get::<_, Option<i64>>(1)))
 }
 
 pub(super) async fn count(c: &Client, q: &EventQuery) -> Result<i64, JournalError> {
-    let Some(p) = plan(q) else { return Ok(0) };
+    let Some(p) = plan(q, false) else { return Ok(0) };
     let sql = format!("SELECT COUNT(*) FROM events e {}", p.where_clause());
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
 }
