@@ -152,7 +152,7 @@ report() { # label, n
 import sys
 label, n, wall, fetch, user, sys_, rss, pg, got, size = sys.argv[1:]
 n, wall, fetch, cpu = int(n), float(wall), float(fetch), float(user) + float(sys_)
-print(f"{label:36} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7}")
+print(f"{label:44} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7}")
 if got != "?" and int(got) != n:
     print(f"  WARNING: journal holds {got} events, expected {n}")
 PY
@@ -163,7 +163,7 @@ echo
 # collect s / ev/s: fetch + commit of every window (the collection); total s / ev/s: the whole
 # command, which then indexes for search. CPU s and RSS: the collector process; db CPU s:
 # the PostgreSQL server during the command; db MiB: the journal on disk (tables and indexes).
-printf '%-36s %9s %7s %9s %7s %9s %7s %7s %7s %7s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "db CPU" "RSS MiB" "db MiB"
+printf '%-44s %9s %7s %9s %7s %9s %7s %7s %7s %7s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "db CPU" "RSS MiB" "db MiB"
 for n in $EVENTS; do
   port=$(free_port)
   start_mock "$port" --history "$n" --span 365d --rate-limit 0
