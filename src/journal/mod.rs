@@ -80,6 +80,15 @@ pub enum JournalError {
     Fenced { job: String, holder: String, token: i64 },
 }
 
+/// The compare-and-set every backend does before moving a job's position: refused unless
+/// the stored position `found` is the `expected` one.
+pub(crate) fn check_position(tenant: &str, job: &str, expected: i64, found: i64) -> Result<(), JournalError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(JournalError::ProgressConflict { tenant: tenant.to_string(), job: job.to_string(), expected, found })
+}
+
 /// One record to append, borrowed from the page it came in.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {

@@ -292,14 +292,7 @@ impl Backend for Postgres {
                 .query_one("SELECT position FROM progress WHERE tenant = $1 AND job = $2 FOR UPDATE", &[&tid, &job])
                 .await?
                 .get(0);
-            if found != from {
-                return Err(JournalError::ProgressConflict {
-                    tenant: tenant.to_string(),
-                    job: job.to_string(),
-                    expected: from,
-                    found,
-                });
-            }
+            crate::journal::check_position(tenant, job, from, found)?;
             tx.execute(
                 "UPDATE progress SET position = $3, range_start = LEAST(range_start, $3), updated_at = $4
                  WHERE tenant = $1 AND job = $2",
@@ -329,14 +322,7 @@ impl Backend for Postgres {
                 )
                 .await?
                 .get(0);
-            if found != commit.from {
-                return Err(JournalError::ProgressConflict {
-                    tenant: commit.tenant.to_string(),
-                    job: commit.job.to_string(),
-                    expected: commit.from,
-                    found,
-                });
-            }
+            crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
             let mut inserted = 0u64;
             if !records.is_empty() {
                 let ids: Vec<i64> = records.iter().map(|r| r.id).collect();

@@ -365,14 +365,7 @@ impl Backend for Sqlite {
             params![tid, commit.job],
             |r| r.get(0),
         )?;
-        if found != commit.from {
-            return Err(JournalError::ProgressConflict {
-                tenant: commit.tenant.to_string(),
-                job: commit.job.to_string(),
-                expected: commit.from,
-                found,
-            });
-        }
+        crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
         let mut inserted = 0u64;
         {
             let mut stmt = tx.prepare_cached(

@@ -263,14 +263,7 @@ impl Sqlite {
             tx.query_row("SELECT position FROM progress WHERE tenant = ?1 AND job = ?2", params![tid, job], |r| {
                 r.get(0)
             })?;
-        if found != from {
-            return Err(JournalError::ProgressConflict {
-                tenant: tenant.to_string(),
-                job: job.to_string(),
-                expected: from,
-                found,
-            });
-        }
+        crate::journal::check_position(tenant, job, from, found)?;
         tx.execute(
             "UPDATE progress SET position = ?3, range_start = MIN(range_start, ?3), updated_at = ?4
              WHERE tenant = ?1 AND job = ?2",
