@@ -137,6 +137,21 @@ enum State {
     Complete(Vec<Page>),
 }
 
+/// A window commit running on the blocking pool.
+struct Committing {
+    handle: tokio::task::JoinHandle<Result<(u64, u64), JournalError>>,
+    start: i64,
+    end: i64,
+    to: i64,
+}
+
+/// What the collector's loop woke up for.
+enum Step {
+    Committed(Result<Result<(u64, u64), JournalError>, tokio::task::JoinError>),
+    Fetched(Option<Result<Response, tokio::task::JoinError>>),
+    Stalled,
+}
+
 struct Window {
     id: u64,
     generation: u32,
@@ -285,48 +300,29 @@ impl Sync<'_> {
         let mut windows: VecDeque<Window> = VecDeque::from([Window::new(0, start, end, self.settings.per_page)]);
         let mut first_probe = true;
         let mut inflight: JoinSet<Response> = JoinSet::new();
+        // The window being committed: one at a time, oldest first, while the next windows'
+        // pages are fetched (a commit of thousands of events takes about as long as their
+        // fetch, so doing them in turn left each side idle half the time).
+        let mut committing: Option<Committing> = None;
 
         loop {
-            // Commit every complete window at the front, oldest first.
-            while matches!(windows.front().map(|w| &w.state), Some(State::Complete(_))) {
+            if committing.is_none() && matches!(windows.front().map(|w| &w.state), Some(State::Complete(_))) {
                 let w = windows.pop_front().expect("front exists");
                 let State::Complete(pages) = w.state else { unreachable!("checked above") };
                 let to = w.end.max(position);
                 let fetched: u64 = pages.iter().map(|p| p.len() as u64).sum();
-                let (t, j, from) = (tenant.clone(), job.clone(), position);
-                let (inserted, quarantined) = self
-                    .journal
-                    .call(move |jr| {
-                        let commit = WindowCommit { tenant: &t, job: &j, from, to, fetched };
-                        jr.commit_window_quarantining(
-                            &commit,
-                            ordered_records(&pages),
-                            pages.iter().flat_map(|p| p.rejected()),
-                        )
-                    })
-                    .await?;
-                if quarantined > 0 {
-                    tracing::warn!(
-                        tenant = %tenant,
-                        quarantined,
-                        window = %format!("{}..{}", crate::timeutil::format_rfc3339(w.start), crate::timeutil::format_rfc3339(w.end)),
-                        "records the API sent cannot be stored as events (no id or no usable time); kept in the quarantine (`tines-audit state show`), collection goes on"
-                    );
-                    crate::metrics::metrics()
-                        .events_quarantined
-                        .get_or_create(&crate::metrics::tenant(&tenant))
-                        .inc_by(quarantined);
-                }
-                position = to;
-                outcome.windows += 1;
-                outcome.inserted += inserted;
-                outcome.quarantined += quarantined;
-                outcome.to = position;
-                progress.inserted += inserted;
-                progress.position = position;
-                on_progress(&progress);
+                let (t, j, from, jr) = (tenant.clone(), job.clone(), position, self.journal.clone());
+                let handle = tokio::task::spawn_blocking(move || {
+                    let commit = WindowCommit { tenant: &t, job: &j, from, to, fetched };
+                    jr.commit_window_quarantining(
+                        &commit,
+                        ordered_records(&pages),
+                        pages.iter().flat_map(|p| p.rejected()),
+                    )
+                });
+                committing = Some(Committing { handle, start: w.start, end: w.end, to });
             }
-            if windows.is_empty() {
+            if windows.is_empty() && committing.is_none() {
                 break;
             }
             // Keep the pipe full, within the memory budget.
@@ -349,19 +345,76 @@ impl Sync<'_> {
                     Response { window: wid, generation, page, result }
                 });
             }
-            let Some(joined) = inflight.join_next().await else {
-                return Err(JournalError::Task(
-                    "collector stalled: no request in flight for an incomplete window".into(),
-                )
-                .into());
+            let event = tokio::select! {
+                done = async { (&mut committing.as_mut().expect("guarded").handle).await }, if committing.is_some() => {
+                    Step::Committed(done)
+                }
+                joined = inflight.join_next(), if !inflight.is_empty() => Step::Fetched(joined),
+                else => Step::Stalled,
             };
-            let resp = joined.map_err(|e| JournalError::Task(format!("page request task failed: {e}")))?;
+            let joined = match event {
+                Step::Committed(done) => {
+                    let c = committing.take().expect("a commit was running");
+                    let (inserted, quarantined) =
+                        match done.map_err(|e| JournalError::Task(format!("window commit task failed: {e}"))) {
+                            Ok(Ok(n)) => n,
+                            Ok(Err(e)) | Err(e) => {
+                                inflight.abort_all();
+                                return Err(e.into());
+                            }
+                        };
+                    if quarantined > 0 {
+                        tracing::warn!(
+                            tenant = %tenant,
+                            quarantined,
+                            window = %format!("{}..{}", crate::timeutil::format_rfc3339(c.start), crate::timeutil::format_rfc3339(c.end)),
+                            "records the API sent cannot be stored as events (no id or no usable time); kept in the quarantine (`tines-audit state show`), collection goes on"
+                        );
+                        crate::metrics::metrics()
+                            .events_quarantined
+                            .get_or_create(&crate::metrics::tenant(&tenant))
+                            .inc_by(quarantined);
+                    }
+                    position = c.to;
+                    outcome.windows += 1;
+                    outcome.inserted += inserted;
+                    outcome.quarantined += quarantined;
+                    outcome.to = position;
+                    progress.inserted += inserted;
+                    progress.position = position;
+                    on_progress(&progress);
+                    continue;
+                }
+                Step::Fetched(joined) => joined,
+                Step::Stalled => {
+                    return Err(JournalError::Task(
+                        "collector stalled: no request in flight for an incomplete window".into(),
+                    )
+                    .into());
+                }
+            };
+            let Some(joined) = joined else { continue };
+            let failed = |e: CollectError, committing: Option<Committing>, inflight: &mut JoinSet<Response>| {
+                inflight.abort_all();
+                async move {
+                    // A commit already under way finishes (it is one transaction either way);
+                    // waiting for it keeps a retry from racing it for the position.
+                    if let Some(c) = committing {
+                        let _ = c.handle.await;
+                    }
+                    Err(e)
+                }
+            };
+            let resp = match joined {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = JournalError::Task(format!("page request task failed: {e}")).into();
+                    return failed(e, committing, &mut inflight).await;
+                }
+            };
             let page = match resp.result {
                 Ok(p) => p,
-                Err(e) => {
-                    inflight.abort_all();
-                    return Err(e.into());
-                }
+                Err(e) => return failed(e.into(), committing, &mut inflight).await,
             };
             outcome.pages += 1;
             outcome.fetched += page.len() as u64;
@@ -376,8 +429,7 @@ impl Sync<'_> {
                 continue; // a response for a window since split or re-read
             };
             if let Err(e) = self.accept(&mut windows, idx, resp.page, page, &mut next_id, &tenant) {
-                inflight.abort_all();
-                return Err(e);
+                return failed(e, committing, &mut inflight).await;
             }
         }
         Ok(outcome)
