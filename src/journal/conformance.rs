@@ -50,6 +50,34 @@ fn window_commit_is_atomic_idempotent_and_checks_its_start(kind: Kind) {
     assert_eq!(j.ids("acme").unwrap(), vec![1, 2, 3]);
 }
 
+/// PostgreSQL copies the records of a window past the stored position and inserts the
+/// overlap with `ON CONFLICT`, falling back to the latter when the copy meets a record it
+/// holds; every way must store each id once, numbered in the window's record order.
+fn a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in(kind: Kind) {
+    let j = fresh(kind);
+    j.start_progress("acme", "cursor", 0, None, "").unwrap();
+    let raw = |id: i64| format!("{{\"id\":{id}}}");
+    let raws: Vec<String> = (0..=9).map(raw).collect();
+    let at = |id: usize, created_at| Record { created_at, ..rec(id as i64, &raws[id]) };
+    let commit = |from, to, recs: Vec<Record<'_>>| {
+        let fetched = recs.len() as u64;
+        j.commit_window(&WindowCommit { tenant: "acme", job: "cursor", from, to, fetched }, recs).unwrap()
+    };
+    assert_eq!(commit(0, 200, vec![at(1, 101), at(2, 102), at(3, 103)]), 3);
+    // Held and new records past the position, an overlap, and an id twice in one window.
+    assert_eq!(commit(200, 300, vec![at(1, 101), at(3, 203), at(4, 204), at(4, 204), at(5, 205)]), 2);
+    // Only an overlap, all new.
+    assert_eq!(commit(300, 400, vec![at(7, 250), at(6, 260)]), 2);
+    // Only new records, none held.
+    assert_eq!(commit(400, 500, vec![at(9, 450), at(8, 460)]), 2);
+    let read = j.read_after(0, 100, usize::MAX).unwrap();
+    let ids: Vec<i64> = read.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 7, 6, 9, 8]);
+    let seqs: Vec<i64> = read.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(j.count_events(Some("acme")).unwrap(), 9);
+}
+
 fn consumers_read_in_order_and_commit_honestly(kind: Kind) {
     let j = fresh(kind);
     j.start_progress("t", "cursor", 0, None, "").unwrap();
@@ -111,6 +139,7 @@ fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled(kind: K
 
 crate::on_every_backend!(
     window_commit_is_atomic_idempotent_and_checks_its_start,
+    a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in,
     consumers_read_in_order_and_commit_honestly,
     prune_removes_only_old_events_every_consumer_has_passed,
     alerts_commit_with_the_offset_link_their_events_and_are_never_doubled,

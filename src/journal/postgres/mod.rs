@@ -162,6 +162,73 @@ async fn insert_pass(c: &impl GenericClient, tid: i64, p: &ReconcilePass) -> Res
 }
 
 /// Takes one of the schema's advisory locks until the transaction ends.
+/// Inserts numbered records, skipping those the journal holds (same tenant and id).
+async fn insert_skipping_held(
+    tx: &tokio_postgres::Transaction<'_>,
+    tid: i64,
+    records: &[(i64, &Record<'_>)],
+) -> Result<u64, JournalError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let seqs: Vec<i64> = records.iter().map(|(s, _)| *s).collect();
+    let ids: Vec<i64> = records.iter().map(|(_, r)| r.id).collect();
+    let created: Vec<i64> = records.iter().map(|(_, r)| r.created_at).collect();
+    let ops: Vec<&str> = records.iter().map(|(_, r)| r.operation_name).collect();
+    let users: Vec<Option<i64>> = records.iter().map(|(_, r)| r.user_id).collect();
+    let emails: Vec<Option<&str>> = records.iter().map(|(_, r)| r.user_email).collect();
+    let ips: Vec<Option<&str>> = records.iter().map(|(_, r)| r.request_ip).collect();
+    let raws: Vec<&str> = records.iter().map(|(_, r)| r.raw).collect();
+    Ok(tx
+        .execute(
+            "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+             SELECT r.seq, $1, r.id, r.created_at, r.op, r.user_id, r.email, r.ip, r.raw
+             FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[])
+                  AS r(seq, id, created_at, op, user_id, email, ip, raw)
+             ON CONFLICT (tenant, id) DO NOTHING",
+            &[&tid, &seqs, &ids, &created, &ops, &users, &emails, &ips, &raws],
+        )
+        .await?)
+}
+
+/// Copies numbered records in (binary `COPY`); fails with a unique violation if the
+/// journal holds one of them.
+async fn copy_events(
+    tx: &tokio_postgres::Transaction<'_>,
+    tid: i64,
+    records: &[(i64, &Record<'_>)],
+) -> Result<u64, tokio_postgres::Error> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(
+            "COPY events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let types =
+        [Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    for (seq, r) in records {
+        writer
+            .as_mut()
+            .write(&[
+                seq,
+                &tid,
+                &r.id,
+                &r.created_at,
+                &r.operation_name,
+                &r.user_id,
+                &r.user_email,
+                &r.request_ip,
+                &r.raw,
+            ])
+            .await?;
+    }
+    writer.finish().await
+}
+
 async fn lock(c: &impl GenericClient, key: i32) -> Result<(), JournalError> {
     c.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&key]).await?;
     Ok(())
@@ -313,7 +380,7 @@ impl Backend for Postgres {
     ) -> Result<(u64, u64), JournalError> {
         self.run(async |c| {
             let tid = self.tenant_id(c, commit.tenant).await?;
-            let tx = c.transaction().await?;
+            let mut tx = c.transaction().await?;
             check_fence(&tx, fence).await?;
             let found: i64 = tx
                 .query_one(
@@ -325,26 +392,37 @@ impl Backend for Postgres {
             crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
             let mut inserted = 0u64;
             if !records.is_empty() {
-                let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
-                let created: Vec<i64> = records.iter().map(|r| r.created_at).collect();
-                let ops: Vec<&str> = records.iter().map(|r| r.operation_name).collect();
-                let users: Vec<Option<i64>> = records.iter().map(|r| r.user_id).collect();
-                let emails: Vec<Option<&str>> = records.iter().map(|r| r.user_email).collect();
-                let ips: Vec<Option<&str>> = records.iter().map(|r| r.request_ip).collect();
-                let raws: Vec<&str> = records.iter().map(|r| r.raw).collect();
-                // Numbers are taken in commit order: see the module documentation.
+                // Numbers are taken in commit order: see the module documentation. The
+                // window takes them as one block, in record order (a record the journal
+                // already holds leaves its number unused).
                 lock(&tx, schema::EVENTS_LOCK).await?;
-                inserted = tx
-                    .execute(
-                        "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
-                         SELECT nextval('events_seq'), $1, r.id, r.created_at, r.op, r.user_id, r.email, r.ip, r.raw
-                         FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])
-                              WITH ORDINALITY AS r(id, created_at, op, user_id, email, ip, raw, n)
-                         ORDER BY r.n
-                         ON CONFLICT (tenant, id) DO NOTHING",
-                        &[&tid, &ids, &created, &ops, &users, &emails, &ips, &raws],
-                    )
-                    .await?;
+                let n = records.len() as i64;
+                let first: i64 = tx
+                    .query_one("SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1", &[&n])
+                    .await?
+                    .get(0);
+                let numbered = (first..).zip(records.iter());
+                // Records older than the stored position are the overlap the collector
+                // reads again, mostly held already: they go through `ON CONFLICT`. The
+                // rest are new as a rule and are copied, the server's fastest way in;
+                // should one be held after all, the copy is undone and they take the
+                // `ON CONFLICT` way too.
+                let (again, new): (Vec<_>, Vec<_>) = numbered.partition(|(_, r)| r.created_at < commit.from);
+                inserted = insert_skipping_held(&tx, tid, &again).await?;
+                if !new.is_empty() {
+                    let copy = tx.savepoint("copy_events").await?;
+                    match copy_events(&copy, tid, &new).await {
+                        Ok(n) => {
+                            copy.commit().await?;
+                            inserted += n;
+                        }
+                        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                            copy.rollback().await?;
+                            inserted += insert_skipping_held(&tx, tid, &new).await?;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
             let now = now_secs();
             tx.execute(
@@ -497,7 +575,7 @@ impl Backend for Postgres {
     }
 
     fn first_seq_since(&self, t: i64) -> Result<Option<i64>, JournalError> {
-        self.run(async |c| Ok(c.query_one("SELECT MIN(seq) FROM events WHERE created_at >= $1", &[&t]).await?.get(0)))
+        self.run(async |c| search::first_seq_since(c, t).await)
     }
 
     fn commit_detection(
@@ -661,23 +739,9 @@ impl Backend for Postgres {
     ) -> Result<SliceCounts, JournalError> {
         let users: Vec<i64> = user_ids.iter().map(|u| *u as i64).collect();
         self.run(async |c| {
-            let r = c
-                .query_one(
-                    "SELECT COUNT(*) FILTER (WHERE created_at >= $2 AND created_at < $3),
-                            COUNT(*) FILTER (WHERE created_at = $2 - 1),
-                            COUNT(*) FILTER (WHERE created_at = $3)
-                     FROM events WHERE tenant = (SELECT id FROM tenants WHERE name = $1)
-                       AND created_at >= $2 - 1 AND created_at <= $3
-                       AND (cardinality($4::bigint[]) = 0 OR user_id = ANY($4))
-                       AND (cardinality($5::text[]) = 0 OR operation_name = ANY($5))",
-                    &[&tenant, &start, &end, &users, &operation_names],
-                )
-                .await?;
-            Ok(SliceCounts {
-                inside: r.get::<_, i64>(0) as u64,
-                second_before: r.get::<_, i64>(1) as u64,
-                second_at_end: r.get::<_, i64>(2) as u64,
-            })
+            let (inside, before, at_end) =
+                search::slice_counts(c, tenant, (start, end), users, operation_names.to_vec()).await?;
+            Ok(SliceCounts { inside: inside as u64, second_before: before as u64, second_at_end: at_end as u64 })
         })
     }
 
@@ -798,7 +862,7 @@ impl Backend for Postgres {
 
     fn optimize(&self) -> Result<(), JournalError> {
         self.run(async |c| {
-            c.batch_execute("ANALYZE events; ANALYZE events_text;").await?;
+            c.batch_execute("ANALYZE events; ANALYZE event_keys; ANALYZE events_text;").await?;
             Ok(())
         })
     }
@@ -818,9 +882,7 @@ impl Backend for Postgres {
     }
 
     fn operation_exists(&self, name: &str) -> Result<bool, JournalError> {
-        self.run(async |c| {
-            Ok(c.query_one("SELECT EXISTS (SELECT 1 FROM events WHERE operation_name = $1)", &[&name]).await?.get(0))
-        })
+        self.run(async |c| search::operation_exists(c, name).await)
     }
 
     fn search(&self, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {

@@ -162,6 +162,41 @@ const MIGRATIONS: &[&str] = &[
         started_at_ms   bigint NOT NULL
     );
     "#,
+    // 3: the search filters' indexes leave the collector's commit. Each one cost as much
+    // as the row itself on every insert (BENCHMARKS.md, "Collection into PostgreSQL").
+    // `event_keys` holds the filtered columns of every event the search indexer has
+    // passed, indexed; search reads it up to the indexer's position and `events` past
+    // it (search.rs). `events` keeps the indexes the collector itself reads: `seq`
+    // and `UNIQUE (tenant, id)`.
+    r#"
+    CREATE TABLE event_keys (
+        seq             bigint PRIMARY KEY REFERENCES events(seq) ON DELETE CASCADE,
+        tenant          bigint NOT NULL,
+        created_at      bigint NOT NULL,
+        operation_name  text NOT NULL,
+        user_id         bigint,
+        email           text,
+        request_ip      text
+    );
+    INSERT INTO event_keys (seq, tenant, created_at, operation_name, user_id, email, request_ip)
+        SELECT seq, tenant, created_at, operation_name, user_id, lower(user_email), request_ip FROM events
+        WHERE seq <= (SELECT position FROM search_index WHERE id = 1);
+    CREATE INDEX event_keys_created ON event_keys (created_at, seq);
+    CREATE INDEX event_keys_tenant_created ON event_keys (tenant, created_at);
+    CREATE INDEX event_keys_user_created ON event_keys (user_id, created_at);
+    CREATE INDEX event_keys_email_created ON event_keys (email, created_at);
+    CREATE INDEX event_keys_operation_created ON event_keys (operation_name, created_at);
+    CREATE INDEX event_keys_ip_created ON event_keys (request_ip, created_at);
+    DROP INDEX events_created;
+    DROP INDEX events_user_created;
+    DROP INDEX events_email_created;
+    DROP INDEX events_operation_created;
+    DROP INDEX events_ip_created;
+    DROP INDEX events_tenant_created;
+    -- The foreign key ran a lookup of the tenant per inserted event (a quarter of the
+    -- server's time in a backfill); the one tenant id of a commit comes from `tenants`.
+    ALTER TABLE events DROP CONSTRAINT events_tenant_fkey;
+    "#,
 ];
 
 /// The schema version this build writes.

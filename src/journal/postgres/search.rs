@@ -29,124 +29,238 @@ pub(super) fn tsquery(terms: &[TextTerm]) -> Option<String> {
     if parts.is_empty() { None } else { Some(parts.join(" & ")) }
 }
 
-struct Plan {
-    conditions: Vec<String>,
-    params: Params,
-    /// The placeholder of the address list when it is rendered apart ([`by_address`]).
-    ips: Option<String>,
+/// Where a part of a search reads: the indexed keys up to the indexer's position, or the
+/// journal itself past it (the tail the indexer has not reached, short in the daemon,
+/// where the indexer follows every commit).
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Keys,
+    Tail,
 }
 
-impl Plan {
+impl Side {
+    fn table(self) -> &'static str {
+        match self {
+            Side::Keys => "event_keys k",
+            Side::Tail => "events e",
+        }
+    }
+
+    fn alias(self) -> &'static str {
+        match self {
+            Side::Keys => "k",
+            Side::Tail => "e",
+        }
+    }
+
+    /// The e-mail address folded as the filter compares it.
+    fn email(self) -> &'static str {
+        match self {
+            Side::Keys => "k.email",
+            Side::Tail => "lower(e.user_email)",
+        }
+    }
+}
+
+/// An [`EventQuery`] with its values bound as parameters, rendered for either [`Side`].
+struct Plan<'q> {
+    q: &'q EventQuery,
+    params: Params,
+    /// Placeholders, in the order of [`Plan::conditions`].
+    tenants: Option<String>,
+    user_ids: Option<String>,
+    emails: Option<String>,
+    operations: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    ips: Option<String>,
+    alert: Option<String>,
+    text: Option<String>,
+    before: Option<(String, String)>,
+    position: String,
+}
+
+impl<'q> Plan<'q> {
+    /// `None` when the query can match nothing (free text with no word). `position` is
+    /// the indexer's: keys at or below it, the journal above it, so no event is counted
+    /// twice or missed whichever commits happen between the two reads.
+    fn new(q: &'q EventQuery, position: i64) -> Option<Plan<'q>> {
+        let mut p = Plan {
+            q,
+            params: Vec::new(),
+            tenants: None,
+            user_ids: None,
+            emails: None,
+            operations: None,
+            from: None,
+            to: None,
+            ips: None,
+            alert: None,
+            text: None,
+            before: None,
+            position: String::new(),
+        };
+        let text = if q.text.is_empty() { None } else { Some(tsquery(&q.text)?) };
+        p.position = p.arg(position);
+        if !q.tenants.is_empty() {
+            p.tenants = Some(p.arg(q.tenants.clone()));
+        }
+        if !q.user_ids.is_empty() {
+            p.user_ids = Some(p.arg(q.user_ids.clone()));
+        }
+        if !q.emails.is_empty() {
+            // SQLite compares with COLLATE NOCASE, which folds ASCII only; so does this.
+            p.emails = Some(p.arg(q.emails.iter().map(|e| e.to_ascii_lowercase()).collect::<Vec<_>>()));
+        }
+        if !q.operations.is_empty() {
+            p.operations = Some(p.arg(q.operations.clone()));
+        }
+        p.from = q.from.map(|v| p.arg(v));
+        p.to = q.to.map(|v| p.arg(v));
+        if !q.ips.is_empty() {
+            p.ips = Some(p.arg(q.ips.clone()));
+        }
+        p.alert = q.alert.clone().map(|v| p.arg(v));
+        p.text = text.map(|v| p.arg(v));
+        p.before = q.before.map(|(created_at, seq)| (p.arg(created_at), p.arg(seq)));
+        Some(p)
+    }
+
     fn arg(&mut self, v: impl tokio_postgres::types::ToSql + Sync + Send + 'static) -> String {
         self.params.push(Box::new(v));
         format!("${}", self.params.len())
     }
 
-    fn where_clause(&self) -> String {
-        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
+    /// Whether the tail can hold a match: free text matches only what the indexer has
+    /// passed (as on SQLite, whose full-text index the same indexer keeps).
+    fn has_tail(&self) -> bool {
+        self.text.is_none()
+    }
+
+    /// The conditions for one side; with `ips_apart`, the address list is left out (it
+    /// is joined in by [`search`]).
+    fn conditions(&self, side: Side, ips_apart: bool) -> Vec<String> {
+        let a = side.alias();
+        let mut c = vec![match side {
+            Side::Keys => format!("k.seq <= {}", self.position),
+            Side::Tail => format!("e.seq > {}", self.position),
+        }];
+        if let Some(t) = &self.tenants {
+            c.push(format!("{a}.tenant IN (SELECT id FROM tenants WHERE name = ANY({t}))"));
+        }
+        let mut who = Vec::new();
+        if let Some(u) = &self.user_ids {
+            who.push(format!("{a}.user_id = ANY({u})"));
+        }
+        if let Some(e) = &self.emails {
+            who.push(format!("{} = ANY({e})", side.email()));
+        }
+        if !who.is_empty() {
+            c.push(format!("({})", who.join(" OR ")));
+        }
+        if let Some(o) = &self.operations {
+            c.push(format!("{a}.operation_name = ANY({o})"));
+        }
+        if let Some(f) = &self.from {
+            c.push(format!("{a}.created_at >= {f}"));
+        }
+        if let Some(t) = &self.to {
+            c.push(format!("{a}.created_at < {t}"));
+        }
+        if let Some(ips) = &self.ips
+            && !ips_apart
+        {
+            c.push(format!("{a}.request_ip = ANY({ips})"));
+        }
+        if let Some(id) = &self.alert {
+            c.push(format!(
+                "{a}.seq IN (SELECT l.event_seq FROM alert_events l JOIN alerts al ON al.seq = l.alert_seq WHERE al.id = {id})"
+            ));
+        }
+        if let Some(t) = &self.text {
+            c.push(format!("{a}.seq IN (SELECT seq FROM events_text WHERE body @@ to_tsquery('simple', {t}))"));
+        }
+        if let Some((created_at, seq)) = &self.before {
+            c.push(format!("({a}.created_at, {a}.seq) < ({created_at}, {seq})"));
+        }
+        c
+    }
+
+    /// `SELECT {columns} FROM <side> WHERE <conditions>` for each side that can match,
+    /// joined by `UNION ALL`; `columns` name the side's alias as `@`.
+    fn union(&self, columns: &str) -> String {
+        let mut parts = vec![self.select(Side::Keys, columns, "")];
+        if self.has_tail() {
+            parts.push(self.select(Side::Tail, columns, ""));
+        }
+        parts.join(" UNION ALL ")
+    }
+
+    fn select(&self, side: Side, columns: &str, tail_sql: &str) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE {} {tail_sql}",
+            columns.replace('@', side.alias()),
+            side.table(),
+            self.conditions(side, false).join(" AND ")
+        )
+    }
+
+    /// Whether a page is best read address by address: several addresses (a network or
+    /// a country resolved to the addresses seen) and no other indexed filter. Each
+    /// address's newest events then come from its `(request_ip, created_at)` index, and
+    /// the page is the newest of those, the same rows as one query over the list. Left
+    /// to itself the planner often walks the time index instead, filtering by the list,
+    /// and reads every event of the range: it overestimates how often a rare address
+    /// occurs, because ANALYZE's sample sees few of the distinct addresses (870 of
+    /// 136,816 on the 5M-event benchmark journal).
+    fn by_address(&self) -> bool {
+        let q = self.q;
+        q.ips.len() > 1
+            && q.user_ids.is_empty()
+            && q.emails.is_empty()
+            && q.operations.is_empty()
+            && q.text.is_empty()
+            && q.alert.is_none()
     }
 }
 
-/// `None` when the query can match nothing (free text with no word). With `ips_apart`,
-/// the address list is a parameter of its own ([`Plan::ips`]) instead of a condition.
-fn plan(q: &EventQuery, ips_apart: bool) -> Option<Plan> {
-    let mut p = Plan { conditions: Vec::new(), params: Vec::new(), ips: None };
-    if !q.tenants.is_empty() {
-        let a = p.arg(q.tenants.clone());
-        p.conditions.push(format!("e.tenant IN (SELECT id FROM tenants WHERE name = ANY({a}))"));
-    }
-    if !q.user_ids.is_empty() || !q.emails.is_empty() {
-        let mut alts = Vec::new();
-        if !q.user_ids.is_empty() {
-            let a = p.arg(q.user_ids.clone());
-            alts.push(format!("e.user_id = ANY({a})"));
-        }
-        if !q.emails.is_empty() {
-            // SQLite compares with COLLATE NOCASE, which folds ASCII only; so does this.
-            let folded: Vec<String> = q.emails.iter().map(|e| e.to_ascii_lowercase()).collect();
-            let a = p.arg(folded);
-            alts.push(format!("lower(e.user_email) = ANY({a})"));
-        }
-        p.conditions.push(format!("({})", alts.join(" OR ")));
-    }
-    if !q.operations.is_empty() {
-        let a = p.arg(q.operations.clone());
-        p.conditions.push(format!("e.operation_name = ANY({a})"));
-    }
-    if let Some(from) = q.from {
-        let a = p.arg(from);
-        p.conditions.push(format!("e.created_at >= {a}"));
-    }
-    if let Some(to) = q.to {
-        let a = p.arg(to);
-        p.conditions.push(format!("e.created_at < {a}"));
-    }
-    if !q.ips.is_empty() {
-        let a = p.arg(q.ips.clone());
-        if ips_apart {
-            p.ips = Some(a);
-        } else {
-            p.conditions.push(format!("e.request_ip = ANY({a})"));
-        }
-    }
-    if let Some(id) = &q.alert {
-        let a = p.arg(id.clone());
-        p.conditions.push(format!(
-            "e.seq IN (SELECT l.event_seq FROM alert_events l JOIN alerts a ON a.seq = l.alert_seq WHERE a.id = {a})"
-        ));
-    }
-    if !q.text.is_empty() {
-        let a = p.arg(tsquery(&q.text)?);
-        p.conditions.push(format!("e.seq IN (SELECT seq FROM events_text WHERE body @@ to_tsquery('simple', {a}))"));
-    }
-    if let Some((created_at, seq)) = q.before {
-        let (a, b) = (p.arg(created_at), p.arg(seq));
-        p.conditions.push(format!("(e.created_at, e.seq) < ({a}, {b})"));
-    }
-    Some(p)
-}
-
-/// Whether a page is best read address by address: several addresses (a network or a
-/// country resolved to the addresses seen) and no other indexed filter. Each address's
-/// newest events then come from its `(request_ip, created_at)` index, and the page is the
-/// newest of those, the same rows as one query over the list. Left to itself the planner
-/// often walks the time index instead, filtering by the list, and reads every event of the
-/// range: it overestimates how often a rare address occurs, because ANALYZE's sample sees
-/// few of the distinct addresses (870 of 136,816 on the 5M-event benchmark journal).
-fn by_address(q: &EventQuery) -> bool {
-    q.ips.len() > 1
-        && q.user_ids.is_empty()
-        && q.emails.is_empty()
-        && q.operations.is_empty()
-        && q.text.is_empty()
-        && q.alert.is_none()
+/// The indexer's position, read before the query that uses it (see [`Plan::new`]).
+async fn position(c: &Client) -> Result<i64, JournalError> {
+    Ok(c.query_one("SELECT position FROM search_index WHERE id = 1", &[]).await?.get(0))
 }
 
 pub(super) async fn search(c: &Client, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
-    let Some(p) = plan(q, by_address(q)) else { return Ok(Vec::new()) };
-    let columns = "e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw";
-    let sql = match &p.ips {
-        None => format!(
-            "SELECT {columns} FROM events e JOIN tenants t ON t.id = e.tenant {}
-             ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}",
-            p.where_clause()
-        ),
-        Some(ips) => {
-            let mut conditions = vec!["e.request_ip = f.ip".to_string()];
-            conditions.extend(p.conditions.iter().cloned());
+    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(Vec::new()) };
+    let order = format!("ORDER BY created_at DESC, seq DESC LIMIT {limit}");
+    let newest = |side: Side| format!("({})", p.select(side, "@.seq, @.created_at", &order));
+    let keys = match (&p.ips, p.by_address()) {
+        (Some(ips), true) => {
+            let mut conditions = vec!["k.request_ip = f.ip".to_string()];
+            conditions.extend(p.conditions(Side::Keys, true));
             format!(
-                "SELECT {columns}
-                 FROM (SELECT DISTINCT ip FROM unnest({ips}::text[]) AS x(ip)) AS f
-                 CROSS JOIN LATERAL (
-                     SELECT * FROM events e WHERE {}
-                     ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}
-                 ) e
-                 JOIN tenants t ON t.id = e.tenant
-                 ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}",
+                "(SELECT k.seq, k.created_at
+                  FROM (SELECT DISTINCT ip FROM unnest({ips}::text[]) AS x(ip)) AS f
+                  CROSS JOIN LATERAL (
+                      SELECT k.seq, k.created_at FROM event_keys k WHERE {}
+                      ORDER BY k.created_at DESC, k.seq DESC LIMIT {limit}
+                  ) k)",
                 conditions.join(" AND ")
             )
         }
+        _ => newest(Side::Keys),
     };
+    let mut parts = vec![keys];
+    if p.has_tail() {
+        parts.push(newest(Side::Tail));
+    }
+    let sql = format!(
+        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
+         FROM (SELECT seq, created_at FROM ({}) AS m ORDER BY created_at DESC, seq DESC LIMIT {limit}) AS s
+         JOIN events e ON e.seq = s.seq
+         JOIN tenants t ON t.id = e.tenant
+         ORDER BY e.created_at DESC, e.seq DESC",
+        parts.join(" UNION ALL ")
+    );
     let rows = c.query(&sql, &refs(&p.params)).await?;
     Ok(rows.iter().map(row_to_found).collect())
 }
@@ -168,27 +282,78 @@ pub(super) fn row_to_found(r: &tokio_postgres::Row) -> FoundEvent {
 }
 
 pub(super) async fn histogram(c: &Client, q: &EventQuery, bucket: i64) -> Result<Vec<(i64, i64)>, JournalError> {
-    let Some(p) = plan(q, false) else { return Ok(Vec::new()) };
+    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(Vec::new()) };
     let bucket = bucket.max(1);
     let sql = format!(
-        "SELECT (e.created_at - ((e.created_at % {bucket}) + {bucket}) % {bucket}) AS b, COUNT(*)
-         FROM events e {} GROUP BY b ORDER BY b",
-        p.where_clause()
+        "SELECT (created_at - ((created_at % {bucket}) + {bucket}) % {bucket}) AS b, COUNT(*)
+         FROM ({}) AS m GROUP BY b ORDER BY b",
+        p.union("@.created_at")
     );
     let rows = c.query(&sql, &refs(&p.params)).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 pub(super) async fn span(c: &Client, q: &EventQuery) -> Result<Option<(i64, i64)>, JournalError> {
-    let Some(p) = plan(q, false) else { return Ok(None) };
-    let sql = format!("SELECT MIN(e.created_at), MAX(e.created_at) FROM events e {}", p.where_clause());
+    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(None) };
+    let sql =
+        format!("SELECT MIN(lo), MAX(hi) FROM ({}) AS m", p.union("MIN(@.created_at) AS lo, MAX(@.created_at) AS hi"));
     let r = c.query_one(&sql, &refs(&p.params)).await?;
     Ok(r.get::<_, Option<i64>>(0).zip(r.get::<_, Option<i64>>(1)))
 }
 
 pub(super) async fn count(c: &Client, q: &EventQuery) -> Result<i64, JournalError> {
-    let Some(p) = plan(q, false) else { return Ok(0) };
-    let sql = format!("SELECT COUNT(*) FROM events e {}", p.where_clause());
+    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(0) };
+    let sql = format!("SELECT COALESCE(SUM(n), 0)::bigint FROM ({}) AS m", p.union("COUNT(*) AS n"));
+    Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
+}
+
+/// A tenant's events (of the given users and operations, where not empty) in
+/// `[start, end)`, in the second `start - 1` and in the second `end`.
+pub(super) async fn slice_counts(
+    c: &Client,
+    tenant: &str,
+    (start, end): (i64, i64),
+    user_ids: Vec<i64>,
+    operations: Vec<String>,
+) -> Result<(i64, i64, i64), JournalError> {
+    let q = EventQuery {
+        tenants: vec![tenant.to_string()],
+        user_ids,
+        operations,
+        from: Some(start - 1),
+        to: Some(end + 1),
+        ..EventQuery::default()
+    };
+    let p = Plan::new(&q, position(c).await?).expect("no free text");
+    // The bounds are numbers, formatted here, never text from outside.
+    let columns = format!(
+        "COUNT(*) FILTER (WHERE @.created_at >= {start} AND @.created_at < {end}) AS inside,
+         COUNT(*) FILTER (WHERE @.created_at = {start} - 1) AS before,
+         COUNT(*) FILTER (WHERE @.created_at = {end}) AS at_end"
+    );
+    let sql = format!(
+        "SELECT COALESCE(SUM(inside), 0)::bigint, COALESCE(SUM(before), 0)::bigint, COALESCE(SUM(at_end), 0)::bigint
+         FROM ({}) AS m",
+        p.union(&columns)
+    );
+    let r = c.query_one(&sql, &refs(&p.params)).await?;
+    Ok((r.get(0), r.get(1), r.get(2)))
+}
+
+/// Whether any event has this operation name.
+pub(super) async fn operation_exists(c: &Client, name: &str) -> Result<bool, JournalError> {
+    let q = EventQuery { operations: vec![name.to_string()], ..EventQuery::default() };
+    let p = Plan::new(&q, position(c).await?).expect("no free text");
+    let sql =
+        format!("SELECT EXISTS ({}) OR EXISTS ({})", p.select(Side::Keys, "1", ""), p.select(Side::Tail, "1", ""));
+    Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
+}
+
+/// The first sequence number of an event created at or after `t`.
+pub(super) async fn first_seq_since(c: &Client, t: i64) -> Result<Option<i64>, JournalError> {
+    let q = EventQuery { from: Some(t), ..EventQuery::default() };
+    let p = Plan::new(&q, position(c).await?).expect("no free text");
+    let sql = format!("SELECT MIN(s) FROM ({}) AS m", p.union("MIN(@.seq) AS s"));
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
 }
 
@@ -238,6 +403,14 @@ pub(super) async fn index_batch(c: &mut Client, max: usize, fence: Option<&Fence
         }
     }
     let last = *seqs.last().expect("rows is not empty");
+    tx.execute(
+        "INSERT INTO event_keys (seq, tenant, created_at, operation_name, user_id, email, request_ip)
+         SELECT seq, tenant, created_at, operation_name, user_id, lower(user_email), request_ip FROM events
+         WHERE seq > $1 AND seq <= $2
+         ON CONFLICT (seq) DO NOTHING",
+        &[&position, &last],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO events_text (seq, body)
          SELECT s, to_tsvector('simple', b) FROM unnest($1::bigint[], $2::text[]) AS x(s, b)
