@@ -143,6 +143,8 @@ struct Committing {
     start: i64,
     end: i64,
     to: i64,
+    /// Records it holds in memory until it is done.
+    events: u64,
 }
 
 /// What the collector's loop woke up for.
@@ -320,14 +322,16 @@ impl Sync<'_> {
                         pages.iter().flat_map(|p| p.rejected()),
                     )
                 });
-                committing = Some(Committing { handle, start: w.start, end: w.end, to });
+                committing = Some(Committing { handle, start: w.start, end: w.end, to, events: fetched });
             }
             if windows.is_empty() && committing.is_none() {
                 break;
             }
             // Keep the pipe full, within the memory budget.
             while inflight.len() < self.settings.concurrency.max(1) {
-                let Some((wid, generation, page, after, before, per_page)) = self.next_request(&mut windows) else {
+                let held = committing.as_ref().map_or(0, |c| c.events);
+                let Some((wid, generation, page, after, before, per_page)) = self.next_request(&mut windows, held)
+                else {
                     break;
                 };
                 let client = self.client.clone();
@@ -436,8 +440,10 @@ impl Sync<'_> {
     }
 
     /// The next page worth requesting, oldest window first.
-    fn next_request(&self, windows: &mut VecDeque<Window>) -> Option<(u64, u32, u64, i64, i64, u32)> {
-        let mut buffered = 0u64;
+    /// `held` events are in memory already (a window being committed): they count
+    /// against the budget, but the oldest window is always read.
+    fn next_request(&self, windows: &mut VecDeque<Window>, held: u64) -> Option<(u64, u32, u64, i64, i64, u32)> {
+        let mut buffered = held;
         for (i, w) in windows.iter_mut().enumerate() {
             if i > 0 && buffered >= self.settings.buffered_events {
                 return None;
