@@ -200,6 +200,28 @@ async fn collector_killed_mid_backfill_resumes_without_loss_or_doubles() {
     assert!(before < 60_000, "the kills interrupted the backfill before it finished ({before})");
     collect_ok(&cfg).await;
     assert_exactly_once(&data, &mock);
+    // The hash chain survived the kills: every event verifies, none is missing.
+    let d = data.display().to_string();
+    let out = run_bin_async(vec!["verify".into(), "--data-dir".into(), d.clone()]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("journal verified: 60000 events checked across 1 tenants, 0 problem(s)"),
+        "{}",
+        text(&out)
+    );
+    // A record changed behind the journal's back is named, with exit 13 and in JSON.
+    let conn = rusqlite::Connection::open(data.join("journal.db")).unwrap();
+    conn.execute("UPDATE events SET raw = replace(raw, '\"id\"', '\"id\" ') WHERE seq = 1234", []).unwrap();
+    let id: i64 = conn.query_row("SELECT id FROM events WHERE seq = 1234", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    let out = run_bin_async(vec!["verify".into(), "--data-dir".into(), d, "--format".into(), "json".into()]).await;
+    assert_eq!(out.status.code(), Some(13), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["problems"],
+        serde_json::json!([{"kind": "record_changed", "tenant": TENANT, "id": id, "seq": 1234}]),
+        "{report}"
+    );
     mock.shutdown().await;
 }
 

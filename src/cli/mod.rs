@@ -7,6 +7,7 @@ mod output;
 mod reader;
 mod reconcile;
 mod search;
+mod verify;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -27,6 +28,7 @@ use crate::source::tines::endpoint::Endpoint;
 use crate::timeutil::{format_rfc3339, now_secs, parse_time_arg};
 
 pub use exit::{Exit, exit_code};
+pub use verify::verify_journal;
 
 /// Collect every Tines audit log exactly once into a local journal, and deliver it.
 ///
@@ -34,7 +36,8 @@ pub use exit::{Exit, exit_code};
 /// 3 authentication failed (401), 4 permission denied (403), 5 tenant not found (404),
 /// 6 network unreachable, 7 the API kept failing, 8 a sink could not deliver,
 /// 9 the data directory is in use by another collector, 10 the journal cannot grow (disk full),
-/// 11 detection rules have problems or failing examples, 12 the journal's database cannot be reached.
+/// 11 detection rules have problems or failing examples, 12 the journal's database cannot be reached,
+/// 13 `verify` found the journal changed.
 #[derive(Debug, Parser)]
 #[command(name = "tines-audit", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -80,6 +83,9 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Write a compliance evidence report (SOC 2, ISO 27001, GDPR) for a period.
     Report(search::ReportArgs),
+    /// Check the journal's hash chain: name every record changed, deleted, inserted or
+    /// reordered since it was collected. Exit 0 when everything verifies, 13 when not.
+    Verify(verify::VerifyArgs),
 }
 
 /// Where settings come from: a config file, or flags alone.
@@ -321,6 +327,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rules(args) => crate::detect::cli::run(args).await,
         Command::Search(args) => search::search(args).await,
         Command::Report(args) => search::report(args).await,
+        Command::Verify(args) => verify::verify(args).await,
     }
 }
 

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::chain::{ChainRow, TenantChain};
 use super::dump::Row;
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined, QuarantinedRow,
@@ -350,6 +351,16 @@ pub trait Backend: Send + Sync {
     fn release_lease(&self, _fence: &Fence) -> Result<(), JournalError> {
         Err(JournalError::Config("this journal has no leases".into()))
     }
+
+    // --- tamper evidence (journal::chain) ------------------------------------------------------
+
+    /// The first seq the hash chain covers: events numbered below it were collected before
+    /// the chain existed.
+    fn chain_since_seq(&self) -> Result<i64, JournalError>;
+    /// Every tenant's chain head and what retention removed from it, by tenant name.
+    fn tenant_chains(&self) -> Result<Vec<TenantChain>, JournalError>;
+    /// Up to `max` events after `after_seq`, in seq order, with their links.
+    fn chain_rows(&self, after_seq: i64, max: usize) -> Result<Vec<ChainRow>, JournalError>;
 
     // --- moving between databases ----------------------------------------------------------
 

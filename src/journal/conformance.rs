@@ -78,6 +78,110 @@ fn a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in
     assert_eq!(j.count_events(Some("acme")).unwrap(), 9);
 }
 
+/// Five events of tenant `acme` in two windows (one with a record held already), and
+/// two of `globex`.
+fn chained(kind: Kind) -> super::testing::Fresh {
+    let j = fresh(kind);
+    let raws: Vec<String> = (0..=9).map(|i| format!("{{\"id\":{i},\"operation_name\":\"Login\"}}")).collect();
+    for t in ["acme", "globex"] {
+        j.start_progress(t, "cursor", 0, None, "").unwrap();
+    }
+    let commit = |t: &str, from, to, ids: &[usize]| {
+        let recs = ids.iter().map(|i| Record { created_at: 100 + *i as i64, ..rec(*i as i64, &raws[*i]) });
+        j.commit_window(&WindowCommit { tenant: t, job: "cursor", from, to, fetched: ids.len() as u64 }, recs).unwrap();
+    };
+    commit("acme", 0, 103, &[1, 2]);
+    commit("globex", 0, 200, &[1, 2]);
+    commit("acme", 103, 200, &[2, 3, 3, 4, 5]);
+    j
+}
+
+fn verified(j: &Journal) -> chain::ChainReport {
+    crate::cli::verify_journal(j, &|_| {}).unwrap()
+}
+
+fn an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named(kind: Kind) {
+    use chain::Problem::*;
+    let j = chained(kind);
+    let ok = verified(&j);
+    assert_eq!((ok.verified, ok.tenants, ok.problems.clone()), (7, 2, vec![]), "{ok:?}");
+    let heads = j.tenant_chains().unwrap();
+    assert_eq!(heads.iter().map(|c| (c.tenant.as_str(), c.head.n)).collect::<Vec<_>>(), [("acme", 5), ("globex", 2)]);
+
+    let acme = "(SELECT id FROM tenants WHERE name = 'acme')";
+    let problems = |sql: &str| {
+        let j = chained(kind);
+        j.tamper(sql);
+        verified(&j).problems
+    };
+    let t = || "acme".to_string();
+    assert_eq!(
+        problems(&format!("UPDATE events SET raw = replace(raw, 'Login', 'Logout') WHERE tenant = {acme} AND id = 2")),
+        vec![RecordChanged { tenant: t(), id: 2, seq: 2 }]
+    );
+    assert_eq!(
+        problems(&format!("DELETE FROM events WHERE tenant = {acme} AND id = 3")),
+        vec![RecordsDeleted { tenant: t(), from_n: 3, to_n: 3, after_id: Some(2) }]
+    );
+    assert_eq!(
+        problems(&format!("DELETE FROM events WHERE tenant = {acme} AND id = 5")),
+        vec![RecordsDeleted { tenant: t(), from_n: 5, to_n: 5, after_id: Some(4) }],
+        "the newest event, found missing by the tenant's head"
+    );
+    assert_eq!(
+        problems(&format!(
+            "INSERT INTO events (seq, tenant, id, created_at, operation_name, raw) VALUES (1000, {acme}, 99, 150, 'Login', '{{}}')"
+        )),
+        vec![RecordInserted { tenant: t(), id: 99, seq: 1000 }]
+    );
+    let moved = problems(&format!("UPDATE events SET seq = 1000 WHERE tenant = {acme} AND id = 3"));
+    assert!(moved.contains(&RecordsReordered { tenant: t(), id: 3, seq: 1000, n: 3 }), "{moved:?}");
+    // A record rewritten with its own hash recomputed still breaks the link after it.
+    let forged = "{\"id\":2,\"operation_name\":\"Forged\"}";
+    let first = j.chain_rows(0, 1).unwrap().remove(0);
+    let l = first.link.unwrap();
+    let rows = j.chain_rows(1, 1).unwrap();
+    assert_eq!((rows[0].tenant.as_str(), rows[0].id, rows[0].seq), ("acme", 2, 2));
+    let hash = chain::link(&l.hash, "acme", 2, 2, 2, forged);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let blob = match kind {
+        Kind::Sqlite => format!("X'{hex}'"),
+        Kind::Postgres => format!("'\\x{hex}'::bytea"),
+    };
+    assert_eq!(
+        problems(&format!("UPDATE events SET raw = '{forged}', chain = {blob} WHERE tenant = {acme} AND id = 2")),
+        vec![ChainBroken { tenant: t(), id: 3, seq: 5, n: 3 }]
+    );
+}
+
+fn a_chain_pruned_by_retention_still_verifies_and_a_copy_carries_it(kind: Kind) {
+    let j = chained(kind);
+    // Everything created before 103 (acme 1 and 2, globex 1 and 2) has gone, by retention.
+    assert_eq!(j.prune(103, i64::MAX).unwrap(), 4);
+    let report = verified(&j);
+    assert_eq!((report.verified, report.problems.clone()), (3, vec![]), "{report:?}");
+    let pruned: Vec<_> = j.tenant_chains().unwrap().iter().map(|c| (c.tenant.clone(), c.pruned_through)).collect();
+    assert_eq!(pruned, [("acme".to_string(), 2), ("globex".to_string(), 2)]);
+    // Deleting one more, not by retention, is still named.
+    j.tamper("DELETE FROM events WHERE id = 3");
+    assert_eq!(
+        verified(&j).problems,
+        vec![chain::Problem::RecordsDeleted { tenant: "acme".into(), from_n: 3, to_n: 3, after_id: None }]
+    );
+    // A copy into either database keeps the chain, and goes on extending it.
+    for to_kind in [Kind::Sqlite, Kind::Postgres] {
+        let j = chained(kind);
+        let to = fresh(to_kind);
+        dump::copy(&j, &to, &|_| {}).unwrap();
+        assert_eq!(verified(&to).problems, vec![]);
+        let raw = "{\"id\":8}";
+        let w = WindowCommit { tenant: "acme", job: "cursor", from: 200, to: 300, fetched: 1 };
+        to.commit_window(&w, [Record { created_at: 250, ..rec(8, raw) }]).unwrap();
+        let after = verified(&to);
+        assert_eq!((after.verified, after.problems), (8, vec![]));
+    }
+}
+
 fn consumers_read_in_order_and_commit_honestly(kind: Kind) {
     let j = fresh(kind);
     j.start_progress("t", "cursor", 0, None, "").unwrap();
@@ -140,6 +244,8 @@ fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled(kind: K
 crate::on_every_backend!(
     window_commit_is_atomic_idempotent_and_checks_its_start,
     a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in,
+    an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named,
+    a_chain_pruned_by_retention_still_verifies_and_a_copy_carries_it,
     consumers_read_in_order_and_commit_honestly,
     prune_removes_only_old_events_every_consumer_has_passed,
     alerts_commit_with_the_offset_link_their_events_and_are_never_doubled,

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use super::chain::{Head, Link};
 use super::{FoundEvent, Journal, JournalError, Progress, ReconcileFind, ReconcilePass};
 
 /// One row of a journal, in the order a load needs them (tenants before what names them).
@@ -17,8 +18,12 @@ pub enum Row {
     Tenant {
         name: String,
         created_at: i64,
+        /// The tenant's hash chain: its head, and the events retention removed.
+        head: Head,
+        pruned_through: i64,
     },
-    Event(FoundEvent),
+    /// An event with its place in its tenant's chain (`None` before the chain began).
+    Event(FoundEvent, Option<Link>),
     Progress(Progress),
     Window {
         tenant: String,
@@ -64,6 +69,8 @@ pub enum Row {
     HighWater {
         events: i64,
         alerts: i64,
+        /// The first seq the hash chain covers.
+        chain_since_seq: i64,
     },
 }
 

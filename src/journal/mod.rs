@@ -9,6 +9,7 @@
 //! [`Journal::call`], which runs them on tokio's blocking pool.
 
 mod backend;
+pub mod chain;
 #[cfg(test)]
 mod conformance;
 pub mod dump;

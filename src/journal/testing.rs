@@ -34,6 +34,19 @@ impl Fresh {
     }
 }
 
+impl Fresh {
+    /// Runs SQL on the database behind the journal's back (tests that tamper with it).
+    pub fn tamper(&self, sql: &str) {
+        match &self.at {
+            Location::Dir(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("journal.db")).expect("open the journal's file");
+                conn.execute_batch(sql).expect("tamper with SQLite");
+            }
+            Location::Url(url) => super::postgres::execute(url.expose(), sql).expect("tamper with PostgreSQL"),
+        }
+    }
+}
+
 impl std::ops::Deref for Fresh {
     type Target = Journal;
     fn deref(&self) -> &Journal {

@@ -6,6 +6,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::{Client, Row as PgRow, Transaction};
 
 use super::{Postgres, row_to_find};
+use crate::journal::chain::{Head, Link};
 use crate::journal::dump::{DUMP_PAGE, Row};
 use crate::journal::{FoundEvent, JournalError, ReconcilePass};
 
@@ -36,9 +37,13 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         .await?;
     // The loading side may make this transaction wait between pages (a slow target): let it.
     tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0").await?;
-    each(&tx, "SELECT name, created_at FROM tenants ORDER BY id", out, |r| Row::Tenant {
-        name: r.get(0),
-        created_at: r.get(1),
+    each(&tx, "SELECT name, created_at, chain_n, chain_head, chain_pruned_n FROM tenants ORDER BY id", out, |r| {
+        Row::Tenant {
+            name: r.get(0),
+            created_at: r.get(1),
+            head: Head::from_stored(r.get(2), r.get::<_, Option<&[u8]>>(3)),
+            pruned_through: r.get(4),
+        }
     })
     .await?;
     // Events in pages by seq, so neither side holds more than a page.
@@ -46,14 +51,16 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
     loop {
         let rows = tx
             .query(
-                "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
+                "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw,
+                        e.chain_n, e.chain_prev, e.chain
                  FROM events e JOIN tenants t ON t.id = e.tenant WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
                 &[&after, &DUMP_PAGE],
             )
             .await?;
         for r in &rows {
             after = r.get(0);
-            out(Row::Event(super::search::row_to_found(r)))?;
+            let link = Link::from_stored(r.get(9), r.get(10), r.get(11));
+            out(Row::Event(super::search::row_to_found(r), link))?;
         }
         if (rows.len() as i64) < DUMP_PAGE {
             break;
@@ -159,11 +166,12 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
             "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
                              (SELECT COALESCE(MAX(seq), 0) FROM events)),
                     GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM alerts_seq),
-                             (SELECT COALESCE(MAX(seq), 0) FROM alerts))",
+                             (SELECT COALESCE(MAX(seq), 0) FROM alerts)),
+                    (SELECT chain_since_seq FROM integrity WHERE id = 1)",
             &[],
         )
         .await?;
-    out(Row::HighWater { events: hw.get(0), alerts: hw.get(1) })?;
+    out(Row::HighWater { events: hw.get(0), alerts: hw.get(1), chain_since_seq: hw.get(2) })?;
     tx.commit().await?;
     Ok(())
 }
@@ -182,6 +190,9 @@ struct Events {
     email: Vec<Option<String>>,
     ip: Vec<Option<String>>,
     raw: Vec<String>,
+    chain_n: Vec<Option<i64>>,
+    chain_prev: Vec<Option<Vec<u8>>>,
+    chain: Vec<Option<Vec<u8>>>,
 }
 
 impl Events {
@@ -190,9 +201,10 @@ impl Events {
             return Ok(());
         }
         tx.execute(
-            "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+            "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
+                                 chain_n, chain_prev, chain)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
-                                  $7::text[], $8::text[], $9::text[])",
+                                  $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bytea[], $12::bytea[])",
             &[
                 &self.seq,
                 &self.tenant,
@@ -203,6 +215,9 @@ impl Events {
                 &self.email,
                 &self.ip,
                 &self.raw,
+                &self.chain_n,
+                &self.chain_prev,
+                &self.chain,
             ],
         )
         .await?;
@@ -243,28 +258,26 @@ pub(super) async fn load(
             events.flush(&tx).await?;
         }
         match row {
-            Row::Tenant { name, created_at } => {
+            Row::Tenant { name, created_at, head, pruned_through } => {
+                let hash = (head.n > 0).then_some(&head.hash[..]);
                 let id: i64 = tx
                     .query_one(
-                        "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
-                        &[&name, &created_at],
+                        "INSERT INTO tenants (name, created_at, chain_n, chain_head, chain_pruned_n)
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        &[&name, &created_at, &head.n, &hash, &pruned_through],
                     )
                     .await?
                     .get(0);
                 tenants.insert(name, id);
             }
-            Row::Event(FoundEvent {
-                seq,
-                tenant,
-                id,
-                created_at,
-                operation_name,
-                user_id,
-                user_email,
-                request_ip,
-                raw,
-            }) => {
+            Row::Event(
+                FoundEvent { seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw },
+                link,
+            ) => {
                 events.tenant.push(tid(&tenants, &tenant)?);
+                events.chain_n.push(link.map(|l| l.n));
+                events.chain_prev.push(link.map(|l| l.prev.to_vec()));
+                events.chain.push(link.map(|l| l.hash.to_vec()));
                 events.seq.push(seq);
                 events.id.push(id);
                 events.created_at.push(created_at);
@@ -325,7 +338,10 @@ pub(super) async fn load(
             }
             Row::ReconcilePass(p) => super::insert_pass(&tx, tid(&tenants, &p.tenant)?, &p).await?,
             Row::ReconcileFind(f) => super::insert_find(&tx, tid(&tenants, &f.tenant)?, &f).await?,
-            Row::HighWater { events, alerts } => high_water = (high_water.0.max(events), high_water.1.max(alerts)),
+            Row::HighWater { events, alerts, chain_since_seq } => {
+                high_water = (high_water.0.max(events), high_water.1.max(alerts));
+                tx.execute("UPDATE integrity SET chain_since_seq = $1 WHERE id = 1", &[&chain_since_seq]).await?;
+            }
         }
     }
     events.flush(&tx).await?;

@@ -29,6 +29,7 @@ use tokio_postgres::{Client, GenericClient, Row};
 use super::backend::{
     Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
 };
+use super::chain;
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -162,55 +163,65 @@ async fn insert_pass(c: &impl GenericClient, tid: i64, p: &ReconcilePass) -> Res
 }
 
 /// Takes one of the schema's advisory locks until the transaction ends.
-/// Inserts numbered records, skipping those the journal holds (same tenant and id).
-async fn insert_skipping_held(
+/// Which of `ids` the tenant's events hold.
+async fn held_ids(
     tx: &tokio_postgres::Transaction<'_>,
     tid: i64,
-    records: &[(i64, &Record<'_>)],
-) -> Result<u64, JournalError> {
-    if records.is_empty() {
-        return Ok(0);
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, JournalError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
     }
-    let seqs: Vec<i64> = records.iter().map(|(s, _)| *s).collect();
-    let ids: Vec<i64> = records.iter().map(|(_, r)| r.id).collect();
-    let created: Vec<i64> = records.iter().map(|(_, r)| r.created_at).collect();
-    let ops: Vec<&str> = records.iter().map(|(_, r)| r.operation_name).collect();
-    let users: Vec<Option<i64>> = records.iter().map(|(_, r)| r.user_id).collect();
-    let emails: Vec<Option<&str>> = records.iter().map(|(_, r)| r.user_email).collect();
-    let ips: Vec<Option<&str>> = records.iter().map(|(_, r)| r.request_ip).collect();
-    let raws: Vec<&str> = records.iter().map(|(_, r)| r.raw).collect();
-    Ok(tx
-        .execute(
-            "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
-             SELECT r.seq, $1, r.id, r.created_at, r.op, r.user_id, r.email, r.ip, r.raw
-             FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[])
-                  AS r(seq, id, created_at, op, user_id, email, ip, raw)
-             ON CONFLICT (tenant, id) DO NOTHING",
-            &[&tid, &seqs, &ids, &created, &ops, &users, &emails, &ips, &raws],
-        )
-        .await?)
+    let rows = tx.query("SELECT id FROM events WHERE tenant = $1 AND id = ANY($2)", &[&tid, &ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Copies numbered records in (binary `COPY`); fails with a unique violation if the
-/// journal holds one of them.
+/// Records numbered from `first` and linked into the tenant's chain after `head`, and
+/// the head after the last of them.
+fn chained<'r>(
+    tenant: &str,
+    mut head: chain::Head,
+    first: i64,
+    records: &[&'r Record<'r>],
+) -> (Vec<(i64, chain::Link, &'r Record<'r>)>, chain::Head) {
+    let rows = (first..).zip(records).map(|(seq, r)| (seq, head.next(tenant, r.id, seq, r.raw), *r)).collect();
+    (rows, head)
+}
+
+/// Copies numbered, linked records in (binary `COPY`); fails with a unique violation if
+/// the journal holds one of them.
 async fn copy_events(
     tx: &tokio_postgres::Transaction<'_>,
     tid: i64,
-    records: &[(i64, &Record<'_>)],
+    records: &[(i64, chain::Link, &Record<'_>)],
 ) -> Result<u64, tokio_postgres::Error> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::Type;
     let sink = tx
         .copy_in(
-            "COPY events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+            "COPY events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
+                          chain_n, chain_prev, chain)
              FROM STDIN (FORMAT binary)",
         )
         .await?;
-    let types =
-        [Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT];
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::BYTEA,
+        Type::BYTEA,
+    ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
-    for (seq, r) in records {
+    for (seq, l, r) in records {
+        let (prev, hash) = (&l.prev[..], &l.hash[..]);
         writer
             .as_mut()
             .write(&[
@@ -223,6 +234,9 @@ async fn copy_events(
                 &r.user_email,
                 &r.request_ip,
                 &r.raw,
+                &l.n,
+                &prev,
+                &hash,
             ])
             .await?;
     }
@@ -392,36 +406,54 @@ impl Backend for Postgres {
             crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
             let mut inserted = 0u64;
             if !records.is_empty() {
-                // Numbers are taken in commit order: see the module documentation. The
-                // window takes them as one block, in record order (a record the journal
-                // already holds leaves its number unused).
+                // Numbers are taken in commit order: see the module documentation.
                 lock(&tx, schema::EVENTS_LOCK).await?;
-                let n = records.len() as i64;
-                let first: i64 = tx
-                    .query_one("SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1", &[&n])
-                    .await?
-                    .get(0);
-                let numbered = (first..).zip(records.iter());
-                // Records older than the stored position are the overlap the collector
-                // reads again, mostly held already: they go through `ON CONFLICT`. The
-                // rest are new as a rule and are copied, the server's fastest way in;
-                // should one be held after all, the copy is undone and they take the
-                // `ON CONFLICT` way too.
-                let (again, new): (Vec<_>, Vec<_>) = numbered.partition(|(_, r)| r.created_at < commit.from);
-                inserted = insert_skipping_held(&tx, tid, &again).await?;
-                if !new.is_empty() {
+                let r = tx.query_one("SELECT chain_n, chain_head FROM tenants WHERE id = $1", &[&tid]).await?;
+                let head = chain::Head::from_stored(r.get(0), r.get::<_, Option<&[u8]>>(1));
+                // A record the journal holds takes neither a number nor a place in the
+                // chain. Repeats within the window go first; then the overlap the collector
+                // reads again (older than the stored position), mostly held, is looked up.
+                let mut ids = std::collections::HashSet::new();
+                let mut fresh: Vec<&Record<'_>> = records.iter().filter(|r| ids.insert(r.id)).collect();
+                let overlap: Vec<i64> = fresh.iter().filter(|r| r.created_at < commit.from).map(|r| r.id).collect();
+                let held = held_ids(&tx, tid, &overlap).await?;
+                fresh.retain(|r| !held.contains(&r.id));
+                if !fresh.is_empty() {
+                    // One block of numbers, in record order; the rows go in by binary COPY,
+                    // the server's fastest way. Should one be held after all (another job's
+                    // record past the position), the copy is undone, every id looked up,
+                    // and the rest copied again under the same lock.
+                    let n = fresh.len() as i64;
+                    let first: i64 = tx
+                        .query_one(
+                            "SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1",
+                            &[&n],
+                        )
+                        .await?
+                        .get(0);
+                    let (rows, mut after) = chained(commit.tenant, head, first, &fresh);
                     let copy = tx.savepoint("copy_events").await?;
-                    match copy_events(&copy, tid, &new).await {
+                    match copy_events(&copy, tid, &rows).await {
                         Ok(n) => {
                             copy.commit().await?;
-                            inserted += n;
+                            inserted = n;
                         }
                         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
                             copy.rollback().await?;
-                            inserted += insert_skipping_held(&tx, tid, &new).await?;
+                            let all: Vec<i64> = fresh.iter().map(|r| r.id).collect();
+                            let held = held_ids(&tx, tid, &all).await?;
+                            fresh.retain(|r| !held.contains(&r.id));
+                            let (rows, head) = chained(commit.tenant, head, first, &fresh);
+                            after = head;
+                            inserted = copy_events(&tx, tid, &rows).await?;
                         }
                         Err(e) => return Err(e.into()),
                     }
+                    tx.execute(
+                        "UPDATE tenants SET chain_n = $2, chain_head = $3 WHERE id = $1",
+                        &[&tid, &after.n, &&after.hash[..]],
+                    )
+                    .await?;
                 }
             }
             let now = now_secs();
@@ -836,14 +868,24 @@ impl Backend for Postgres {
         let mut total = 0u64;
         loop {
             let n = self.run(async |c| {
-                Ok(c.execute(
-                    "DELETE FROM events WHERE seq IN
-                       (SELECT seq FROM events WHERE seq <= $1 AND created_at < $2
-                          AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > $3)
-                        ORDER BY seq LIMIT 5000)",
-                    &[&up_to_seq, &before, &alerts_delivered],
-                )
-                .await?)
+                // What retention removed is recorded per tenant (the highest chain number),
+                // so verification tells it from a deletion.
+                let r = c
+                    .query_one(
+                        "WITH d AS (
+                             DELETE FROM events WHERE seq IN
+                               (SELECT seq FROM events WHERE seq <= $1 AND created_at < $2
+                                  AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > $3)
+                                ORDER BY seq LIMIT 5000)
+                             RETURNING tenant, chain_n),
+                         m AS (SELECT tenant, MAX(chain_n) AS n FROM d WHERE chain_n IS NOT NULL GROUP BY tenant),
+                         u AS (UPDATE tenants t SET chain_pruned_n = GREATEST(t.chain_pruned_n, m.n)
+                               FROM m WHERE t.id = m.tenant RETURNING 1)
+                         SELECT (SELECT COUNT(*) FROM d), (SELECT COUNT(*) FROM u)",
+                        &[&up_to_seq, &before, &alerts_delivered],
+                    )
+                    .await?;
+                Ok(r.get::<_, i64>(0) as u64)
             })?;
             total += n;
             if n == 0 {
@@ -964,6 +1006,48 @@ impl Backend for Postgres {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn chain_since_seq(&self) -> Result<i64, JournalError> {
+        self.run(async |c| Ok(c.query_one("SELECT chain_since_seq FROM integrity WHERE id = 1", &[]).await?.get(0)))
+    }
+
+    fn tenant_chains(&self) -> Result<Vec<chain::TenantChain>, JournalError> {
+        self.run(async |c| {
+            let rows =
+                c.query("SELECT name, chain_n, chain_head, chain_pruned_n FROM tenants ORDER BY name", &[]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| chain::TenantChain {
+                    tenant: r.get(0),
+                    head: chain::Head::from_stored(r.get(1), r.get::<_, Option<&[u8]>>(2)),
+                    pruned_through: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn chain_rows(&self, after_seq: i64, max: usize) -> Result<Vec<chain::ChainRow>, JournalError> {
+        let max = max.min(i64::MAX as usize) as i64;
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT e.seq, t.name, e.id, e.raw, e.chain_n, e.chain_prev, e.chain
+                     FROM events e JOIN tenants t ON t.id = e.tenant WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+                    &[&after_seq, &max],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| chain::ChainRow {
+                    seq: r.get(0),
+                    tenant: r.get(1),
+                    id: r.get(2),
+                    raw: r.get(3),
+                    link: chain::Link::from_stored(r.get(4), r.get(5), r.get(6)),
+                })
+                .collect())
+        })
     }
 
     fn dump(
@@ -1141,6 +1225,13 @@ pub(crate) fn create_schema(url: &str, name: &str) -> Result<(), JournalError> {
     })
 }
 
+/// Runs SQL on the journal's database, outside the journal (tests that tamper with it).
+#[cfg(test)]
+pub(crate) fn execute(url: &str, sql: &str) -> Result<(), JournalError> {
+    let pool = Pool::new(conn::parse(url)?)?;
+    pool.run(async |c| Ok(c.batch_execute(sql).await?))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -1149,6 +1240,54 @@ mod tests {
     use super::*;
     use crate::journal::testing::{Kind, fresh};
     use crate::journal::{Journal, Location, Record};
+
+    /// A journal written by stop 3's build (schema 2: filter indexes on `events`, no
+    /// chain) upgrades in place: indexed events get their keys, search answers alike,
+    /// the old events count as collected before the chain, and new ones are chained.
+    #[test]
+    fn a_schema_2_journal_upgrades_with_its_keys_and_starts_its_chain_after_its_events() {
+        let url = crate::journal::testing::fresh_schema_url();
+        let pool = Pool::new(conn::parse(&url).unwrap()).unwrap();
+        pool.run(async |c| {
+            schema::migrate_to(c, 2).await?;
+            c.batch_execute(
+                "INSERT INTO tenants (name, created_at) VALUES ('acme', 0);
+                 INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
+                     SELECT i, 1, i, 1000 + i, 'Login', 7, 'Ann@X.test', '10.0.0.1', '{\"id\":' || i || '}'
+                     FROM generate_series(1, 10) AS i;
+                 SELECT setval('events_seq', 12);
+                 UPDATE search_index SET position = 6;",
+            )
+            .await?;
+            Ok(())
+        })
+        .unwrap();
+        let j = Journal::open_at(&Location::Url(crate::secret::Secret::new(url.clone())), Access::Write).unwrap();
+        let keys: i64 =
+            pool.run(async |c| Ok(c.query_one("SELECT COUNT(*) FROM event_keys", &[]).await?.get(0))).unwrap();
+        assert_eq!(keys, 6, "the events the indexer had passed");
+        let q = EventQuery { emails: vec!["ann@x.test".into()], ..EventQuery::default() };
+        assert_eq!(j.search(&q, 100).unwrap().len(), 10, "indexed and not yet indexed alike");
+        assert_eq!(j.chain_since_seq().unwrap(), 13);
+        let before = crate::cli::verify_journal(&j, &|_| {}).unwrap();
+        assert_eq!((before.unchained, before.verified, before.problems.len()), (10, 0, 0));
+        j.start_progress("acme", "cursor", 0, None, "").unwrap();
+        let raw = "{\"id\":11}";
+        let r = Record {
+            id: 11,
+            created_at: 2000,
+            operation_name: "Login",
+            user_id: None,
+            user_email: None,
+            request_ip: None,
+            raw,
+        };
+        let w = crate::journal::WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 3000, fetched: 1 };
+        assert_eq!(j.commit_window(&w, [r]).unwrap(), 1);
+        let after = crate::cli::verify_journal(&j, &|_| {}).unwrap();
+        assert_eq!((after.unchained, after.verified, after.problems.len()), (10, 1, 0), "{after:?}");
+        assert_eq!(j.read_after(10, 10, usize::MAX).unwrap().last_seq(), Some(13));
+    }
 
     /// Regression: an instance frozen (SIGSTOP, a paused VM) between two statements of a
     /// window commit held the events lock, so every other instance's commits, and the

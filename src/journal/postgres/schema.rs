@@ -197,6 +197,22 @@ const MIGRATIONS: &[&str] = &[
     -- server's time in a backfill); the one tenant id of a commit comes from `tenants`.
     ALTER TABLE events DROP CONSTRAINT events_tenant_fkey;
     "#,
+    // 4: the hash chain (journal::chain), as SQLite's migration 6.
+    r#"
+    ALTER TABLE events ADD COLUMN chain_n bigint;
+    ALTER TABLE events ADD COLUMN chain_prev bytea;
+    ALTER TABLE events ADD COLUMN chain bytea;
+    ALTER TABLE tenants ADD COLUMN chain_n bigint NOT NULL DEFAULT 0;
+    ALTER TABLE tenants ADD COLUMN chain_head bytea;
+    ALTER TABLE tenants ADD COLUMN chain_pruned_n bigint NOT NULL DEFAULT 0;
+    CREATE TABLE integrity (
+        id               int PRIMARY KEY CHECK (id = 1),
+        chain_since_seq  bigint NOT NULL
+    );
+    INSERT INTO integrity (id, chain_since_seq) VALUES (1, 1 + GREATEST(
+        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
+        (SELECT COALESCE(MAX(seq), 0) FROM events)));
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -219,6 +235,11 @@ pub async fn version(client: &Client) -> Result<i64, JournalError> {
 
 /// Brings the schema up to [`CURRENT`], refusing one written by a newer build.
 pub async fn migrate(client: &mut Client) -> Result<(), JournalError> {
+    migrate_to(client, CURRENT).await
+}
+
+/// Brings the schema up to version `target` (tests start older journals this way).
+pub(super) async fn migrate_to(client: &mut Client, target: i64) -> Result<(), JournalError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&MIGRATE_LOCK]).await?;
     tx.batch_execute(
@@ -231,10 +252,11 @@ pub async fn migrate(client: &mut Client) -> Result<(), JournalError> {
     if found > CURRENT {
         return Err(JournalError::TooNew { found, supported: CURRENT });
     }
-    for sql in MIGRATIONS.iter().skip(found as usize) {
+    let target = target.max(found);
+    for sql in MIGRATIONS.iter().take(target as usize).skip(found as usize) {
         tx.batch_execute(sql).await?;
     }
-    tx.execute("UPDATE journal_schema SET version = $1, updated_at = extract(epoch from now())::bigint", &[&CURRENT])
+    tx.execute("UPDATE journal_schema SET version = $1, updated_at = extract(epoch from now())::bigint", &[&target])
         .await?;
     tx.commit().await?;
     Ok(())

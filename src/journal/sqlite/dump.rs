@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 
 use super::Sqlite;
+use crate::journal::chain::{Head, Link};
 use crate::journal::dump::Row;
 use crate::journal::{FoundEvent, JournalError, ReconcilePass};
 
@@ -60,27 +61,42 @@ impl Sqlite {
         let mut high_water = 0i64;
         for row in rows {
             match row? {
-                Row::Tenant { name, created_at } => {
-                    tx.execute("INSERT INTO tenants (name, created_at) VALUES (?1, ?2)", params![name, created_at])?;
+                Row::Tenant { name, created_at, head, pruned_through } => {
+                    let hash = (head.n > 0).then_some(&head.hash[..]);
+                    tx.execute(
+                        "INSERT INTO tenants (name, created_at, chain_n, chain_head, chain_pruned_n) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![name, created_at, head.n, hash, pruned_through],
+                    )?;
                     tenants.insert(name, tx.last_insert_rowid());
                 }
-                Row::Event(FoundEvent {
-                    seq,
-                    tenant,
-                    id,
-                    created_at,
-                    operation_name,
-                    user_id,
-                    user_email,
-                    request_ip,
-                    raw,
-                }) => {
+                Row::Event(
+                    FoundEvent { seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw },
+                    link,
+                ) => {
                     let t = tid(&tenants, &tenant)?;
+                    let (n, prev, hash) = match &link {
+                        Some(l) => (Some(l.n), Some(&l.prev[..]), Some(&l.hash[..])),
+                        None => (None, None, None),
+                    };
                     tx.prepare_cached(
-                        "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
+                                             chain_n, chain_prev, chain)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     )?
-                    .execute(params![seq, t, id, created_at, operation_name, user_id, user_email, request_ip, raw])?;
+                    .execute(params![
+                        seq,
+                        t,
+                        id,
+                        created_at,
+                        operation_name,
+                        user_id,
+                        user_email,
+                        request_ip,
+                        raw,
+                        n,
+                        prev,
+                        hash
+                    ])?;
                 }
                 Row::Progress(p) => {
                     let t = tid(&tenants, &p.tenant)?;
@@ -125,7 +141,10 @@ impl Sqlite {
                 }
                 Row::ReconcilePass(p) => super::quarantine::insert_pass(&tx, tid(&tenants, &p.tenant)?, &p)?,
                 Row::ReconcileFind(f) => super::quarantine::insert_find(&tx, tid(&tenants, &f.tenant)?, &f)?,
-                Row::HighWater { events, alerts: _ } => high_water = high_water.max(events),
+                Row::HighWater { events, alerts: _, chain_since_seq } => {
+                    high_water = high_water.max(events);
+                    tx.execute("UPDATE integrity SET chain_since_seq = ?1 WHERE id = 1", [chain_since_seq])?;
+                }
             }
         }
         // Numbering goes on past every seq the source ever handed out (AUTOINCREMENT's mark).
@@ -143,15 +162,26 @@ impl Sqlite {
 }
 
 fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
-    each(conn, "SELECT name, created_at FROM tenants ORDER BY id", out, |r| {
-        Ok(Row::Tenant { name: r.get(0)?, created_at: r.get(1)? })
+    each(conn, "SELECT name, created_at, chain_n, chain_head, chain_pruned_n FROM tenants ORDER BY id", out, |r| {
+        let head: Option<Vec<u8>> = r.get(3)?;
+        Ok(Row::Tenant {
+            name: r.get(0)?,
+            created_at: r.get(1)?,
+            head: Head::from_stored(r.get(2)?, head.as_deref()),
+            pruned_through: r.get(4)?,
+        })
     })?;
     each(
         conn,
-        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
+        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw,
+                e.chain_n, e.chain_prev, e.chain
          FROM events e JOIN tenants t ON t.id = e.tenant ORDER BY e.seq",
         out,
-        |r| Ok(Row::Event(super::search::row_to_found(r)?)),
+        |r| {
+            let (prev, hash): (Option<Vec<u8>>, Option<Vec<u8>>) = (r.get(10)?, r.get(11)?);
+            let link = Link::from_stored(r.get(9)?, prev.as_deref(), hash.as_deref());
+            Ok(Row::Event(super::search::row_to_found(r)?, link))
+        },
     )?;
     each(
         conn,
@@ -243,12 +273,13 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
         out,
         |r| Ok(Row::ReconcileFind(super::quarantine::find_from_row(r, r.get(0)?, 1)?)),
     )?;
-    let (events, alerts): (i64, i64) = conn.query_row(
+    let (events, alerts, chain_since_seq): (i64, i64, i64) = conn.query_row(
         "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
                     (SELECT COALESCE(MAX(seq), 0) FROM events)),
-                (SELECT COALESCE(MAX(seq), 0) FROM alerts)",
+                (SELECT COALESCE(MAX(seq), 0) FROM alerts),
+                (SELECT chain_since_seq FROM integrity WHERE id = 1)",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    out(Row::HighWater { events, alerts })
+    out(Row::HighWater { events, alerts, chain_since_seq })
 }

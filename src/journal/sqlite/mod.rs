@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::backend::{Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, Ledger, Place};
+use super::chain;
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -289,6 +290,27 @@ impl Sqlite {
     }
 }
 
+/// A tenant's chain head and the last seq handed out, read in the writer's transaction.
+fn chain_state(tx: &rusqlite::Transaction<'_>, tid: i64) -> Result<(chain::Head, i64), JournalError> {
+    let head = tx.query_row("SELECT chain_n, chain_head FROM tenants WHERE id = ?1", [tid], |r| {
+        let n: i64 = r.get(0)?;
+        let hash: Option<Vec<u8>> = r.get(1)?;
+        Ok((n, hash))
+    })?;
+    let head = match head {
+        (0, _) => chain::Head::default(),
+        (n, Some(h)) if h.len() == 32 => chain::Head { n, hash: h.try_into().expect("32 bytes") },
+        (n, _) => return Err(JournalError::Task(format!("tenant {tid}'s chain head at {n} is not a hash"))),
+    };
+    let seq: i64 = tx.query_row(
+        "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+                    (SELECT COALESCE(MAX(seq), 0) FROM events))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((head, seq))
+}
+
 impl Backend for Sqlite {
     fn place(&self) -> Place<'_> {
         Place::Dir(&self.dir)
@@ -367,13 +389,20 @@ impl Backend for Sqlite {
         )?;
         crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
         let mut inserted = 0u64;
-        {
+        if !records.is_empty() {
+            // Numbered and chained here, so each row is written once with its link; a record
+            // the journal holds takes neither a number nor a place in the chain.
+            let (mut head, mut seq) = chain_state(&tx, tid)?;
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO events (tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(tenant, id) DO NOTHING",
+                "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
+                                     chain_n, chain_prev, chain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(tenant, id) DO NOTHING",
             )?;
             for r in records {
-                inserted += stmt.execute(params![
+                let mut next = head;
+                let l = next.next(commit.tenant, r.id, seq + 1, r.raw);
+                let n = stmt.execute(params![
+                    seq + 1,
                     tid,
                     r.id,
                     r.created_at,
@@ -381,8 +410,22 @@ impl Backend for Sqlite {
                     r.user_id,
                     r.user_email,
                     r.request_ip,
-                    r.raw
-                ])? as u64;
+                    r.raw,
+                    l.n,
+                    &l.prev[..],
+                    &l.hash[..]
+                ])?;
+                if n > 0 {
+                    inserted += 1;
+                    seq += 1;
+                    head = next;
+                }
+            }
+            if inserted > 0 {
+                tx.execute(
+                    "UPDATE tenants SET chain_n = ?2, chain_head = ?3 WHERE id = ?1",
+                    params![tid, head.n, &head.hash[..]],
+                )?;
             }
         }
         let now = now_secs();
@@ -657,14 +700,35 @@ impl Backend for Sqlite {
         let mut total = 0u64;
         loop {
             let n = {
-                let conn = self.writer();
-                conn.execute(
-                    "DELETE FROM events WHERE seq IN
-                       (SELECT seq FROM events WHERE seq <= ?1 AND created_at < ?2
-                          AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > ?3)
-                        ORDER BY seq LIMIT 5000)",
-                    params![up_to_seq, before, alerts_delivered],
-                )?
+                let mut conn = self.writer();
+                let tx = conn.transaction()?;
+                // What retention removed is recorded per tenant (the highest chain number),
+                // so verification tells it from a deletion.
+                let gone: Vec<(i64, Option<i64>)> = tx
+                    .prepare(
+                        "DELETE FROM events WHERE seq IN
+                           (SELECT seq FROM events WHERE seq <= ?1 AND created_at < ?2
+                              AND seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > ?3)
+                            ORDER BY seq LIMIT 5000)
+                         RETURNING tenant, chain_n",
+                    )?
+                    .query_map(params![up_to_seq, before, alerts_delivered], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut pruned: HashMap<i64, i64> = HashMap::new();
+                for (t, n) in &gone {
+                    if let Some(n) = n {
+                        let e = pruned.entry(*t).or_insert(*n);
+                        *e = (*e).max(*n);
+                    }
+                }
+                for (t, n) in pruned {
+                    tx.execute(
+                        "UPDATE tenants SET chain_pruned_n = MAX(chain_pruned_n, ?2) WHERE id = ?1",
+                        params![t, n],
+                    )?;
+                }
+                tx.commit()?;
+                gone.len()
             };
             total += n as u64;
             if n == 0 {
@@ -723,6 +787,47 @@ impl Backend for Sqlite {
 
     fn inserted_since(&self, since: i64) -> Result<i64, JournalError> {
         Sqlite::inserted_since(self, since)
+    }
+
+    fn chain_since_seq(&self) -> Result<i64, JournalError> {
+        Ok(self.reader().query_row("SELECT chain_since_seq FROM integrity WHERE id = 1", [], |r| r.get(0))?)
+    }
+
+    fn tenant_chains(&self) -> Result<Vec<chain::TenantChain>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT name, chain_n, chain_head, chain_pruned_n FROM tenants ORDER BY name")?;
+        let rows = stmt
+            .query_map([], |r| {
+                let head: Option<Vec<u8>> = r.get(2)?;
+                Ok(chain::TenantChain {
+                    tenant: r.get(0)?,
+                    head: chain::Head::from_stored(r.get(1)?, head.as_deref()),
+                    pruned_through: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn chain_rows(&self, after_seq: i64, max: usize) -> Result<Vec<chain::ChainRow>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.seq, t.name, e.id, e.raw, e.chain_n, e.chain_prev, e.chain
+             FROM events e JOIN tenants t ON t.id = e.tenant WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after_seq, max.min(i64::MAX as usize) as i64], |r| {
+                let (prev, hash): (Option<Vec<u8>>, Option<Vec<u8>>) = (r.get(5)?, r.get(6)?);
+                Ok(chain::ChainRow {
+                    seq: r.get(0)?,
+                    tenant: r.get(1)?,
+                    id: r.get(2)?,
+                    raw: r.get(3)?,
+                    link: chain::Link::from_stored(r.get(4)?, prev.as_deref(), hash.as_deref()),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn dump(

@@ -191,6 +191,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reconcile_finds_tenant ON reconcile_finds (tenant, slice_start);
     "#,
+    // 6: the hash chain (journal::chain): each event's place in its tenant's chain, the
+    // tenants' heads and what retention removed, and the first seq the chain covers (events
+    // collected before this migration predate it).
+    r#"
+    ALTER TABLE events ADD COLUMN chain_n INTEGER;
+    ALTER TABLE events ADD COLUMN chain_prev BLOB;
+    ALTER TABLE events ADD COLUMN chain BLOB;
+    ALTER TABLE tenants ADD COLUMN chain_n INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tenants ADD COLUMN chain_head BLOB;
+    ALTER TABLE tenants ADD COLUMN chain_pruned_n INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE integrity (
+        id               INTEGER PRIMARY KEY CHECK (id = 1),
+        chain_since_seq  INTEGER NOT NULL
+    );
+    INSERT INTO integrity (id, chain_since_seq) VALUES (1, 1 + MAX(
+        (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+        (SELECT COALESCE(MAX(seq), 0) FROM events)));
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -229,6 +247,26 @@ mod tests {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// The chain starts after every number a journal of schema 5 has handed out, so its
+    /// events count as collected before the chain, never as inserted behind its back.
+    #[test]
+    fn migration_6_starts_the_chain_after_every_seq_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        migrate_to(&mut conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 't', 0);
+             INSERT INTO events (tenant, id, created_at, operation_name, raw) VALUES (1, 1, 1, 'Login', '{}'), (1, 2, 2, 'Login', '{}');
+             INSERT INTO events (tenant, id, created_at, operation_name, raw) VALUES (1, 3, 3, 'Login', '{}');
+             DELETE FROM events WHERE id = 3;",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(one(&conn, "SELECT chain_since_seq FROM integrity"), 4);
+        assert_eq!(one(&conn, "SELECT COUNT(*) FROM events WHERE chain_n IS NULL"), 2);
+        assert_eq!(one(&conn, "SELECT chain_n FROM tenants"), 0);
+    }
+
     /// A journal at schema 3 that already pruned its newest events (11..=15, delivered to a sink),
     /// then migrated: every row and seq stays, so do the indexes, the text index and its
     /// trigger, and numbering resumes past every seq a reader has recorded.
@@ -253,15 +291,16 @@ mod tests {
         )
         .unwrap();
         let schema = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = 'events' ORDER BY name";
+        let all = "SELECT seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw FROM events ORDER BY seq";
         let (events, fts_hits, indexes) = (
-            rows(&conn, "SELECT * FROM events ORDER BY seq"),
+            rows(&conn, all),
             rows(&conn, "SELECT rowid FROM events_fts WHERE events_fts MATCH 'w7'"),
             rows(&conn, schema),
         );
         assert_eq!(events.len(), 10);
         migrate(&mut conn).unwrap();
         assert_eq!(one(&conn, "PRAGMA user_version"), CURRENT);
-        assert_eq!(rows(&conn, "SELECT * FROM events ORDER BY seq"), events, "every row with its seq");
+        assert_eq!(rows(&conn, all), events, "every row with its seq");
         assert_eq!(rows(&conn, schema), indexes, "the same indexes and trigger");
         assert_eq!(rows(&conn, "SELECT rowid FROM events_fts WHERE events_fts MATCH 'w7'"), fts_hits);
         let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
