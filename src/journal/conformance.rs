@@ -18,7 +18,7 @@ fn rec(id: i64, raw: &str) -> Record<'_> {
 }
 
 /// Tenant `t` with events 1..=n (ids 1..=n, created `1_000 + id - 1`), 200-byte padded.
-pub(super) fn fill(j: &Journal, n: i64) {
+pub(crate) fn fill(j: &Journal, n: i64) {
     j.start_progress("t", "cursor", 0, None, "").unwrap();
     let raws: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(200))).collect();
     let recs = raws.iter().enumerate().map(|(i, r)| Record {

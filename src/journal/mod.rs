@@ -11,7 +11,7 @@
 mod backend;
 pub mod chain;
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 pub mod dump;
 mod postgres;
 mod retention;

@@ -82,8 +82,8 @@ struct Plan<'q> {
 
 impl<'q> Plan<'q> {
     /// `None` when the query can match nothing (free text with no word). `position` is
-    /// the indexer's: keys at or below it, the journal above it, so no event is counted
-    /// twice or missed whichever commits happen between the two reads.
+    /// the indexer's, read before the query: the tail starts there (a literal, so the
+    /// planner reads it by the primary key).
     fn new(q: &'q EventQuery, position: i64) -> Option<Plan<'q>> {
         let mut p = Plan {
             q,
@@ -101,7 +101,10 @@ impl<'q> Plan<'q> {
             position: String::new(),
         };
         let text = if q.text.is_empty() { None } else { Some(tsquery(&q.text)?) };
-        p.position = p.arg(position);
+        if text.is_none() {
+            // Free text has no tail (see `has_tail`), and a parameter no statement names has no type.
+            p.position = p.arg(position);
+        }
         if !q.tenants.is_empty() {
             p.tenants = Some(p.arg(q.tenants.clone()));
         }
@@ -141,10 +144,16 @@ impl<'q> Plan<'q> {
     /// is joined in by [`search`]).
     fn conditions(&self, side: Side, ips_apart: bool) -> Vec<String> {
         let a = side.alias();
-        let mut c = vec![match side {
-            Side::Keys => format!("k.seq <= {}", self.position),
-            Side::Tail => format!("e.seq > {}", self.position),
-        }];
+        // The keys side has no condition on seq, so its plans are those of the filter
+        // indexes alone. The tail is what lies past the position read first, less what
+        // the indexer has keyed since (one snapshot for both sides: nothing twice).
+        let mut c = match side {
+            Side::Keys => Vec::new(),
+            Side::Tail => vec![format!(
+                "e.seq > {} AND NOT EXISTS (SELECT 1 FROM event_keys x WHERE x.seq = e.seq)",
+                self.position
+            )],
+        };
         if let Some(t) = &self.tenants {
             c.push(format!("{a}.tenant IN (SELECT id FROM tenants WHERE name = ANY({t}))"));
         }
@@ -197,12 +206,9 @@ impl<'q> Plan<'q> {
     }
 
     fn select(&self, side: Side, columns: &str, tail_sql: &str) -> String {
-        format!(
-            "SELECT {} FROM {} WHERE {} {tail_sql}",
-            columns.replace('@', side.alias()),
-            side.table(),
-            self.conditions(side, false).join(" AND ")
-        )
+        let c = self.conditions(side, false);
+        let filter = if c.is_empty() { String::new() } else { format!("WHERE {}", c.join(" AND ")) };
+        format!("SELECT {} FROM {} {filter} {tail_sql}", columns.replace('@', side.alias()), side.table())
     }
 
     /// Whether a page is best read address by address: several addresses (a network or
@@ -230,7 +236,12 @@ async fn position(c: &Client) -> Result<i64, JournalError> {
 }
 
 pub(super) async fn search(c: &Client, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
-    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(Vec::new()) };
+    search_from(c, q, limit, position(c).await?).await
+}
+
+/// [`search`] with the indexer's position as read (maybe behind it by now).
+async fn search_from(c: &Client, q: &EventQuery, limit: usize, position: i64) -> Result<Vec<FoundEvent>, JournalError> {
+    let Some(p) = Plan::new(q, position) else { return Ok(Vec::new()) };
     let order = format!("ORDER BY created_at DESC, seq DESC LIMIT {limit}");
     let newest = |side: Side| format!("({})", p.select(side, "@.seq, @.created_at", &order));
     let keys = match (&p.ips, p.by_address()) {
@@ -302,7 +313,11 @@ pub(super) async fn span(c: &Client, q: &EventQuery) -> Result<Option<(i64, i64)
 }
 
 pub(super) async fn count(c: &Client, q: &EventQuery) -> Result<i64, JournalError> {
-    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(0) };
+    count_from(c, q, position(c).await?).await
+}
+
+async fn count_from(c: &Client, q: &EventQuery, position: i64) -> Result<i64, JournalError> {
+    let Some(p) = Plan::new(q, position) else { return Ok(0) };
     let sql = format!("SELECT COALESCE(SUM(n), 0)::bigint FROM ({}) AS m", p.union("COUNT(*) AS n"));
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
 }
@@ -446,6 +461,27 @@ pub(super) async fn index_batch(c: &mut Client, max: usize, fence: Option<&Fence
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The indexer may pass the position a search read before the search runs; the events
+    /// it keyed in between are then in both places, and must come once.
+    #[test]
+    fn a_position_read_before_the_indexer_moved_shows_no_event_twice() {
+        let j = crate::journal::testing::fresh(crate::journal::testing::Kind::Postgres);
+        crate::journal::conformance::fill(&j, 30);
+        let url = match &j.at {
+            crate::journal::Location::Url(u) => u.expose().to_string(),
+            _ => unreachable!("a PostgreSQL journal"),
+        };
+        crate::query::index::catch_up(&j).unwrap();
+        let pool = super::super::conn::Pool::new(super::super::conn::parse(&url).unwrap()).unwrap();
+        let q = EventQuery::default();
+        let (found, n) =
+            pool.run(async |c| Ok((search_from(c, &q, 100, 0).await?, count_from(c, &q, 0).await?))).unwrap();
+        let mut seqs: Vec<i64> = found.iter().map(|e| e.seq).collect();
+        seqs.sort();
+        seqs.dedup();
+        assert_eq!((found.len(), seqs.len(), n), (30, 30, 30));
+    }
 
     #[test]
     fn free_text_becomes_a_tsquery_of_quoted_words_and_phrases() {
