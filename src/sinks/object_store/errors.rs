@@ -19,8 +19,13 @@ pub(crate) fn classify(err: StoreError, dest: &Destination, doing: &str) -> Sink
         let fix = if dest.backend == Backend::S3 { "url, endpoint and region" } else { "url" };
         SinkError::Permanent(format!("{at}: {what}: check the {fix} ({err})"))
     };
-    let refused =
-        || SinkError::Permanent(format!("{at}: refused ({err}): the credentials need {}", dest.backend.permissions()));
+    let refused = || {
+        SinkError::Permanent(format!(
+            "{at}: refused ({err}): the credentials are wrong (a wrong key or secret is refused too) or lack \
+             permission; they need {}",
+            dest.backend.permissions()
+        ))
+    };
     match &err {
         StoreError::NotFound { .. } => missing(),
         StoreError::PermissionDenied { .. } | StoreError::Unauthenticated { .. } => refused(),

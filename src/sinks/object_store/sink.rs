@@ -344,6 +344,66 @@ pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: 
     }
 }
 
+/// The start of `check`'s probe object names: never a name this sink's objects take.
+const CHECK_OBJECT: &str = ".tines-audit-check-";
+
+/// `check`: does what a delivery does, on an empty object of its own under the prefix
+/// (`<prefix>/.tines-audit-check-<nanos>`), so that ok means uploads work: a create-only
+/// write, a second one that must be refused (a store that ignores the precondition
+/// would let another writer's object, or a retry's, be overwritten), a read and a listing.
+/// The object is then removed; where the credentials cannot delete (the sink never needs
+/// to), it stays, empty, and the answer says so.
+pub(super) async fn check_writes(dest: &Destination) -> Result<String, SinkError> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let path = dest.prefix.clone().join(format!("{CHECK_OBJECT}{nanos:x}"));
+    let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
+    dest.store
+        .put_opts(&path, PutPayload::new(), create())
+        .await
+        .map_err(|e| classify(e, dest, &format!("a create-only write of the check object {path}")))?;
+    let checked = async {
+        match dest.store.put_opts(&path, PutPayload::new(), create()).await {
+            Err(::object_store::Error::AlreadyExists { .. } | ::object_store::Error::Precondition { .. }) => {}
+            Ok(_) => {
+                return Err(SinkError::Permanent(format!(
+                    "{}: the store accepted a second create-only write ({}) to {path}: it ignores the \
+                     precondition, so an object of another writer, or of an earlier attempt, could be overwritten \
+                     and exactly-once delivery cannot be kept. Use a store that honours create-only writes (AWS S3, \
+                     GCS, Azure Blob, MinIO and Cloudflare R2 do)",
+                    dest.url,
+                    dest.backend.create_only()
+                )));
+            }
+            Err(e) => return Err(classify(e, dest, &format!("a second create-only write of {path}"))),
+        }
+        let read = match dest.store.get(&path).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        read.map_err(|e| classify(e, dest, &format!("reading the check object {path}")))?;
+        let listing = dest
+            .store
+            .list_with_delimiter(Some(&dest.prefix))
+            .await
+            .map_err(|e| classify(e, dest, "listing the prefix"))?;
+        Ok(listing.common_prefixes.len())
+    }
+    .await;
+    let removed = dest.store.delete(&path).await;
+    let partitions = checked?;
+    let done = format!(
+        "{}: a create-only write, its refusal to overwrite, a read and a listing work ({partitions} tenant partitions)",
+        dest.url
+    );
+    Ok(match removed {
+        Ok(()) => done,
+        Err(e) => format!(
+            "{done}; the empty check object {path} could not be removed ({e}): the sink never deletes, so its \
+             credentials need not allow it; remove the object by hand (readers find no records in it)"
+        ),
+    })
+}
+
 /// Runs CPU or file work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SinkError> {
     tokio::task::spawn_blocking(f)
@@ -485,19 +545,7 @@ impl Sink for ObjectStoreSink {
                     .await?
                     .map_err(|(dir, e)| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
             }
-            // Only a listing: the sink writes nothing but log objects, never a probe file.
-            let prefix = &self.dest.prefix;
-            let listing = self
-                .dest
-                .store
-                .list_with_delimiter(Some(prefix))
-                .await
-                .map_err(|e| classify(e, &self.dest, "listing the prefix"))?;
-            Ok(format!(
-                "{} can be listed ({} tenant partitions); write access is proven by the first delivery",
-                self.dest.url,
-                listing.common_prefixes.len()
-            ))
+            check_writes(&self.dest).await
         })
     }
 }
