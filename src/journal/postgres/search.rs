@@ -77,14 +77,15 @@ struct Plan<'q> {
     alert: Option<String>,
     text: Option<String>,
     before: Option<(String, String)>,
-    position: String,
+    /// Where the tail starts; `None` when there is no tail to read.
+    position: Option<String>,
 }
 
 impl<'q> Plan<'q> {
     /// `None` when the query can match nothing (free text with no word). `position` is
     /// the indexer's, read before the query: the tail starts there (a literal, so the
     /// planner reads it by the primary key).
-    fn new(q: &'q EventQuery, position: i64) -> Option<Plan<'q>> {
+    fn new(q: &'q EventQuery, position: Option<i64>) -> Option<Plan<'q>> {
         let mut p = Plan {
             q,
             params: Vec::new(),
@@ -98,12 +99,14 @@ impl<'q> Plan<'q> {
             alert: None,
             text: None,
             before: None,
-            position: String::new(),
+            position: None,
         };
         let text = if q.text.is_empty() { None } else { Some(tsquery(&q.text)?) };
-        if text.is_none() {
+        if let Some(position) = position
+            && text.is_none()
+        {
             // Free text has no tail (see `has_tail`), and a parameter no statement names has no type.
-            p.position = p.arg(position);
+            p.position = Some(p.arg(position));
         }
         if !q.tenants.is_empty() {
             p.tenants = Some(p.arg(q.tenants.clone()));
@@ -137,7 +140,7 @@ impl<'q> Plan<'q> {
     /// Whether the tail can hold a match: free text matches only what the indexer has
     /// passed (as on SQLite, whose full-text index the same indexer keeps).
     fn has_tail(&self) -> bool {
-        self.text.is_none()
+        self.position.is_some()
     }
 
     /// The conditions for one side; with `ips_apart`, the address list is left out (it
@@ -151,7 +154,7 @@ impl<'q> Plan<'q> {
             Side::Keys => Vec::new(),
             Side::Tail => vec![format!(
                 "e.seq > {} AND NOT EXISTS (SELECT 1 FROM event_keys x WHERE x.seq = e.seq)",
-                self.position
+                self.position.as_deref().expect("a plan with a tail")
             )],
         };
         if let Some(t) = &self.tenants {
@@ -230,9 +233,15 @@ impl<'q> Plan<'q> {
     }
 }
 
-/// The indexer's position, read before the query that uses it (see [`Plan::new`]).
-async fn position(c: &Client) -> Result<i64, JournalError> {
-    Ok(c.query_one("SELECT position FROM search_index WHERE id = 1", &[]).await?.get(0))
+/// The indexer's position, read before the query that uses it (see [`Plan::new`]);
+/// `None` when it has keyed every event (the daemon's usual state), so the query has
+/// no tail to read or plan.
+async fn position(c: &Client) -> Result<Option<i64>, JournalError> {
+    let r = c
+        .query_one("SELECT position, (SELECT COALESCE(MAX(seq), 0) FROM events) FROM search_index WHERE id = 1", &[])
+        .await?;
+    let (position, max): (i64, i64) = (r.get(0), r.get(1));
+    Ok((position < max).then_some(position))
 }
 
 pub(super) async fn search(c: &Client, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
@@ -240,7 +249,12 @@ pub(super) async fn search(c: &Client, q: &EventQuery, limit: usize) -> Result<V
 }
 
 /// [`search`] with the indexer's position as read (maybe behind it by now).
-async fn search_from(c: &Client, q: &EventQuery, limit: usize, position: i64) -> Result<Vec<FoundEvent>, JournalError> {
+async fn search_from(
+    c: &Client,
+    q: &EventQuery,
+    limit: usize,
+    position: Option<i64>,
+) -> Result<Vec<FoundEvent>, JournalError> {
     let Some(p) = Plan::new(q, position) else { return Ok(Vec::new()) };
     let order = format!("ORDER BY created_at DESC, seq DESC LIMIT {limit}");
     let newest = |side: Side| format!("({})", p.select(side, "@.seq, @.created_at", &order));
@@ -316,7 +330,7 @@ pub(super) async fn count(c: &Client, q: &EventQuery) -> Result<i64, JournalErro
     count_from(c, q, position(c).await?).await
 }
 
-async fn count_from(c: &Client, q: &EventQuery, position: i64) -> Result<i64, JournalError> {
+async fn count_from(c: &Client, q: &EventQuery, position: Option<i64>) -> Result<i64, JournalError> {
     let Some(p) = Plan::new(q, position) else { return Ok(0) };
     let sql = format!("SELECT COALESCE(SUM(n), 0)::bigint FROM ({}) AS m", p.union("COUNT(*) AS n"));
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
@@ -359,8 +373,10 @@ pub(super) async fn slice_counts(
 pub(super) async fn operation_exists(c: &Client, name: &str) -> Result<bool, JournalError> {
     let q = EventQuery { operations: vec![name.to_string()], ..EventQuery::default() };
     let p = Plan::new(&q, position(c).await?).expect("no free text");
-    let sql =
-        format!("SELECT EXISTS ({}) OR EXISTS ({})", p.select(Side::Keys, "1", ""), p.select(Side::Tail, "1", ""));
+    let mut sql = format!("SELECT EXISTS ({})", p.select(Side::Keys, "1", ""));
+    if p.has_tail() {
+        sql.push_str(&format!(" OR EXISTS ({})", p.select(Side::Tail, "1", "")));
+    }
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
 }
 
@@ -475,8 +491,9 @@ mod tests {
         crate::query::index::catch_up(&j).unwrap();
         let pool = super::super::conn::Pool::new(super::super::conn::parse(&url).unwrap()).unwrap();
         let q = EventQuery::default();
-        let (found, n) =
-            pool.run(async |c| Ok((search_from(c, &q, 100, 0).await?, count_from(c, &q, 0).await?))).unwrap();
+        let (found, n) = pool
+            .run(async |c| Ok((search_from(c, &q, 100, Some(0)).await?, count_from(c, &q, Some(0)).await?)))
+            .unwrap();
         let mut seqs: Vec<i64> = found.iter().map(|e| e.seq).collect();
         seqs.sort();
         seqs.dedup();
