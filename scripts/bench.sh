@@ -133,6 +133,12 @@ collect() {
   read -r wall user sys rss <"$WORK/time"
   fetch=$(python3 -c "print(f'{$(cat "$WORK/collected") - $t0:.2f}')")
   rm -f "$WORK/collected"
+  # Verification of the hash chain over the whole journal (`tines-audit verify`).
+  local v0
+  v0=$(date +%s.%N)
+  "$BIN" verify --data-dir "$WORK/data" --no-progress --log-level warn >"$WORK/verify.out" ||
+    { echo "verify failed:"; cat "$WORK/verify.out"; exit 1; }
+  verify=$(python3 -c "print(f'{$(date +%s.%N) - $v0:.2f}')")
   if [ "$kind" = postgres ]; then
     sleep 1 # the server reaps the collector's backends
     pg=$(python3 -c "print(f'{$(pg_cpu) - $cpu0:.2f}')")
@@ -148,11 +154,11 @@ collect() {
 }
 
 report() { # label, n
-  python3 - "$1" "$2" "$wall" "$fetch" "$user" "$sys" "$rss" "$pg" "$got" "$size" <<'PY'
+  python3 - "$1" "$2" "$wall" "$fetch" "$user" "$sys" "$rss" "$pg" "$got" "$size" "$verify" <<'PY'
 import sys
-label, n, wall, fetch, user, sys_, rss, pg, got, size = sys.argv[1:]
-n, wall, fetch, cpu = int(n), float(wall), float(fetch), float(user) + float(sys_)
-print(f"{label:44} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7}")
+label, n, wall, fetch, user, sys_, rss, pg, got, size, verify = sys.argv[1:]
+n, wall, fetch, cpu, verify = int(n), float(wall), float(fetch), float(user) + float(sys_), float(verify)
+print(f"{label:44} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7} {verify:>8.2f} {n/verify:>9,.0f}")
 if got != "?" and int(got) != n:
     print(f"  WARNING: journal holds {got} events, expected {n}")
 PY
@@ -162,8 +168,9 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}'
 echo
 # collect s / ev/s: fetch + commit of every window (the collection); total s / ev/s: the whole
 # command, which then indexes for search. CPU s and RSS: the collector process; db CPU s:
-# the PostgreSQL server during the command; db MiB: the journal on disk (tables and indexes).
-printf '%-44s %9s %7s %9s %7s %9s %7s %7s %7s %7s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "db CPU" "RSS MiB" "db MiB"
+# the PostgreSQL server during the command; db MiB: the journal on disk (tables and indexes);
+# verify s / ev/s: `tines-audit verify` over the whole journal afterwards.
+printf '%-44s %9s %7s %9s %7s %9s %7s %7s %7s %7s %8s %9s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "db CPU" "RSS MiB" "db MiB" "verify s" "ev/s"
 for n in $EVENTS; do
   port=$(free_port)
   start_mock "$port" --history "$n" --span 365d --rate-limit 0
