@@ -28,7 +28,6 @@ use crate::source::tines::endpoint::Endpoint;
 use crate::timeutil::{format_rfc3339, now_secs, parse_time_arg};
 
 pub use exit::{Exit, exit_code};
-pub use verify::verify_journal;
 
 /// Collect every Tines audit log exactly once into a local journal, and deliver it.
 ///

@@ -7,14 +7,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{SourceArgs, journal_location, open_at};
-use crate::journal::chain::{ChainReport, Verifier};
-use crate::journal::{Access, Journal, JournalError};
+use crate::journal::Access;
+use crate::journal::chain::verify_journal;
 
 /// Exit code when verification finds a problem.
 pub const EXIT_VERIFY: u8 = 13;
-
-/// Events read per query: memory stays bounded whatever the journal's size.
-const PAGE: usize = 5_000;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -26,30 +23,6 @@ pub struct VerifyArgs {
     /// No progress bar on standard error.
     #[arg(long)]
     pub no_progress: bool,
-}
-
-/// Verifies every event of `journal` in seq order, calling `on_page` with the last seq
-/// read (blocking).
-pub fn verify_journal(journal: &Journal, on_page: &dyn Fn(i64)) -> Result<ChainReport, JournalError> {
-    let since = journal.chain_since_seq()?;
-    let chains = journal.tenant_chains()?;
-    let mut v = Verifier::new(since, &chains);
-    let mut after = 0i64;
-    loop {
-        let rows = journal.chain_rows(after, PAGE)?;
-        for r in &rows {
-            v.feed(r);
-        }
-        match rows.last() {
-            Some(last) => after = last.seq,
-            None => break,
-        }
-        on_page(after);
-        if rows.len() < PAGE {
-            break;
-        }
-    }
-    Ok(v.finish(&chains))
 }
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {

@@ -97,7 +97,7 @@ fn chained(kind: Kind) -> super::testing::Fresh {
 }
 
 fn verified(j: &Journal) -> chain::ChainReport {
-    crate::cli::verify_journal(j, &|_| {}).unwrap()
+    crate::journal::chain::verify_journal(j, &|_| {}).unwrap()
 }
 
 fn an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named(kind: Kind) {

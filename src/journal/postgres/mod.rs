@@ -1269,7 +1269,7 @@ mod tests {
         let q = EventQuery { emails: vec!["ann@x.test".into()], ..EventQuery::default() };
         assert_eq!(j.search(&q, 100).unwrap().len(), 10, "indexed and not yet indexed alike");
         assert_eq!(j.chain_since_seq().unwrap(), 13);
-        let before = crate::cli::verify_journal(&j, &|_| {}).unwrap();
+        let before = crate::journal::chain::verify_journal(&j, &|_| {}).unwrap();
         assert_eq!((before.unchained, before.verified, before.problems.len()), (10, 0, 0));
         j.start_progress("acme", "cursor", 0, None, "").unwrap();
         let raw = "{\"id\":11}";
@@ -1284,7 +1284,7 @@ mod tests {
         };
         let w = crate::journal::WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 3000, fetched: 1 };
         assert_eq!(j.commit_window(&w, [r]).unwrap(), 1);
-        let after = crate::cli::verify_journal(&j, &|_| {}).unwrap();
+        let after = crate::journal::chain::verify_journal(&j, &|_| {}).unwrap();
         assert_eq!((after.unchained, after.verified, after.problems.len()), (10, 1, 0), "{after:?}");
         assert_eq!(j.read_after(10, 10, usize::MAX).unwrap().last_seq(), Some(13));
     }
