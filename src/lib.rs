@@ -11,7 +11,7 @@
 //! - [`detect`]: Sigma rules and correlations over the journal, GeoIP, alerts and their delivery;
 //! - [`query`]: search (filters, free text, stable pages), the search indexer, compliance reports;
 //! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;
-//! - [`config`], [`catalog`] (operation names), [`secret`], [`timeutil`], [`cli`], [`demo`].
+//! - [`config`], [`catalog`] (operation names), [`secret`], [`signing`] (the key that signs checkpoints and digests), [`timeutil`], [`cli`], [`demo`].
 
 pub mod catalog;
 pub mod cli;
@@ -27,6 +27,7 @@ pub mod mock;
 pub mod query;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod sinks;
 pub mod source;
 pub mod status;
