@@ -59,6 +59,19 @@ pub struct RawConfig {
     /// Detection rules and alerting (`[detect]`); off when absent.
     #[serde(default)]
     pub detect: Option<crate::detect::RawDetect>,
+    /// The key that signs checkpoints and digests (`[integrity]`).
+    #[serde(default)]
+    pub integrity: RawIntegrity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntegrity {
+    /// An Ed25519 private key (PKCS#8 PEM) to sign with; default: `signing-key.pem` in the
+    /// data directory, created on first use. `TINES_AUDIT_SIGNING_KEY` overrides it.
+    pub signing_key: Option<PathBuf>,
+    /// How often the daemon signs a checkpoint of each tenant's chain (default 1h).
+    pub checkpoint_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +212,17 @@ pub struct Settings {
     pub retention: Option<Duration>,
     pub retention_every: Duration,
     pub detect: Option<crate::detect::DetectSettings>,
+    /// `[integrity] signing_key`; see [`Settings::signing_key`].
+    pub signing_key_path: Option<PathBuf>,
+    pub checkpoint_every: Duration,
+}
+
+impl Settings {
+    /// Where the signing key is: `TINES_AUDIT_SIGNING_KEY`, else `[integrity] signing_key`,
+    /// else the data directory.
+    pub fn signing_key(&self) -> crate::signing::KeyLocation {
+        crate::signing::KeyLocation::resolve(self.signing_key_path.as_deref(), &self.data_dir)
+    }
 }
 
 /// Parses a size such as `512MB`, `50GiB` or a plain number of bytes.
@@ -502,12 +526,21 @@ impl RawConfig {
         if lease_ttl < Duration::from_secs(3) {
             return Err(invalid("journal.lease_ttl must be at least 3s (leases are renewed every third of it)"));
         }
+        let checkpoint_every =
+            dur_field("integrity.checkpoint_every", &self.integrity.checkpoint_every, Duration::from_secs(3600))?;
+        if !(Duration::from_secs(60)..=Duration::from_secs(3600)).contains(&checkpoint_every) {
+            return Err(invalid(
+                "integrity.checkpoint_every must be between 1m and 1h (a checkpoint is signed at least hourly)",
+            ));
+        }
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let journal = match &self.journal.url {
             Some(u) => journal_url(u, "journal.url")?,
             None => Location::Dir(data_dir.clone()),
         };
         Ok(Settings {
+            signing_key_path: self.integrity.signing_key,
+            checkpoint_every,
             detect,
             retention_every,
             silence_after,

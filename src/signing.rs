@@ -51,6 +51,17 @@ pub enum KeyLocation {
 }
 
 impl KeyLocation {
+    /// `TINES_AUDIT_SIGNING_KEY`, else the configured path, else the data directory.
+    pub fn resolve(configured: Option<&Path>, data_dir: &Path) -> KeyLocation {
+        match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
+            Some(p) => KeyLocation::Given(p.into()),
+            None => match configured {
+                Some(p) => KeyLocation::Given(p.to_path_buf()),
+                None => KeyLocation::DataDir(data_dir.to_path_buf()),
+            },
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         match self {
             KeyLocation::Given(p) => p.clone(),

@@ -74,6 +74,7 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
             || cause.downcast_ref::<crate::source::tines::endpoint::EndpointError>().is_some()
             || cause.downcast_ref::<crate::timeutil::TimeArgError>().is_some()
             || cause.downcast_ref::<crate::catalog::UnknownOperation>().is_some()
+            || cause.downcast_ref::<crate::signing::KeyError>().is_some()
         {
             return Exit::Usage;
         }

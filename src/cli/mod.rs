@@ -3,6 +3,7 @@
 //! line and a distinct exit code.
 
 mod exit;
+mod keys;
 mod output;
 mod reader;
 mod reconcile;
@@ -85,6 +86,8 @@ pub enum Command {
     /// Check the journal's hash chain: name every record changed, deleted, inserted or
     /// reordered since it was collected. Exit 0 when everything verifies, 13 when not.
     Verify(verify::VerifyArgs),
+    /// The Ed25519 key that signs checkpoints and digests: `keys public` prints what auditors need.
+    Keys(keys::KeysArgs),
 }
 
 /// Where settings come from: a config file, or flags alone.
@@ -327,6 +330,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::search(args).await,
         Command::Report(args) => search::report(args).await,
         Command::Verify(args) => verify::verify(args).await,
+        Command::Keys(args) => keys::keys(args),
     }
 }
 

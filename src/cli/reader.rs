@@ -21,6 +21,8 @@ pub struct ReaderConfig {
     /// `--journal-url` replaces it.
     pub journal_url: Option<Result<Location, ConfigError>>,
     pub geo: Arc<dyn CountryLookup>,
+    /// `[integrity] signing_key`.
+    pub signing_key: Option<PathBuf>,
 }
 
 /// Where a reader's journal is: `--journal-url`, else the config's `[journal] url`, else SQLite
@@ -80,7 +82,11 @@ pub fn load(path: &Path) -> Result<ReaderConfig, ConfigError> {
         && raw.tenants.iter().all(|t| {
             t.domain.as_deref().and_then(|d| Endpoint::parse(d).ok()).is_some_and(|e| e.base().scheme() == "http")
         });
-    Ok(ReaderConfig { data_dir, journal_url, geo: crate::query::geo::for_parts(&geoip, emulated) })
+    let signing_key = raw.integrity.signing_key.clone();
+    if let Some(k) = &signing_key {
+        check("integrity.signing_key", &k.to_string_lossy())?;
+    }
+    Ok(ReaderConfig { data_dir, journal_url, geo: crate::query::geo::for_parts(&geoip, emulated), signing_key })
 }
 
 #[cfg(test)]
