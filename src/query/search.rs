@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::filter::{EventFilter, FilterError, UserSpec};
+use super::filter::{EventFilter, FilterError, IpNet, UserSpec};
 use super::geo::CountryLookup;
 use crate::catalog;
 use crate::journal::text::user_name_of;
@@ -223,7 +223,17 @@ pub(crate) fn plan(
     if !f.ips.is_empty() && hosts_only && f.countries.is_empty() {
         q.ips = f.ips.iter().map(|n| n.addr.to_string()).collect();
     } else if !f.ips.is_empty() || !f.countries.is_empty() {
-        for ip in journal.seen_values("ip")? {
+        // IPv4 networks are read by their text prefixes; countries and IPv6 need every address.
+        let prefixes: Option<Vec<String>> = if f.countries.is_empty() {
+            f.ips.iter().map(text_prefixes).collect::<Option<Vec<Vec<String>>>>().map(|p| p.concat())
+        } else {
+            None
+        };
+        let seen = match prefixes {
+            Some(p) => journal.seen_values_prefixed("ip", &p)?,
+            None => journal.seen_values("ip")?,
+        };
+        for ip in seen {
             let Ok(addr) = ip.parse::<IpAddr>() else { continue };
             let ip_ok = f.ips.is_empty() || f.ips.iter().any(|n| n.contains(addr));
             let country_ok = f.countries.is_empty() || geo.country(&ip).is_some_and(|c| f.countries.contains(&c));
@@ -231,6 +241,8 @@ pub(crate) fn plan(
                 q.ips.push(ip);
             }
         }
+        q.ips.sort();
+        q.ips.dedup(); // overlapping prefixes (`10.0.0.1` and `10.0.0.10`) read some twice
         if q.ips.is_empty() {
             return Ok(None);
         }
@@ -239,6 +251,29 @@ pub(crate) fn plan(
         q.text = text_terms(t)?;
     }
     Ok(Some(q))
+}
+
+/// Text prefixes every IPv4 address of `n` starts with, as written (`86.40.0.0/16` is
+/// `86.40.`; `172.16.0.0/12` is `172.16.` to `172.31.`); a prefix may also cover
+/// addresses outside `n` (`10.0.0.1` covers `10.0.0.12`), which the caller drops.
+/// `None` for IPv6 (its text forms do not nest) and for networks needing over 64 prefixes.
+fn text_prefixes(n: &IpNet) -> Option<Vec<String>> {
+    let IpAddr::V4(a) = n.addr else { return None };
+    let (octets, full, rest) = (a.octets(), usize::from(n.bits / 8), u32::from(n.bits % 8));
+    if full == 4 {
+        return Some(vec![a.to_string()]);
+    }
+    let head: String = octets[..full].iter().map(|o| format!("{o}.")).collect();
+    if rest == 0 {
+        return Some(vec![head]);
+    }
+    let count = 1u32 << (8 - rest);
+    if count > 64 {
+        return None;
+    }
+    let first = u32::from(octets[full]) & !(count - 1);
+    let dot = if full == 3 { "" } else { "." };
+    Some((first..first + count).map(|o| format!("{head}{o}{dot}")).collect())
 }
 
 fn to_row(e: FoundEvent, geo: &dyn CountryLookup) -> EventRow {
@@ -355,6 +390,33 @@ pub fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv4_network_becomes_the_text_prefixes_of_its_addresses() {
+        let p = |s: &str| text_prefixes(&IpNet::parse(s).unwrap());
+        assert_eq!(p("86.40.0.0/16"), Some(vec!["86.40.".to_string()]));
+        assert_eq!(p("10.0.0.0/8"), Some(vec!["10.".to_string()]));
+        assert_eq!(p("192.0.2.7"), Some(vec!["192.0.2.7".to_string()]));
+        let twelve = p("172.20.1.2/12").unwrap();
+        assert_eq!((twelve.len(), twelve[0].as_str(), twelve[15].as_str()), (16, "172.16.", "172.31."));
+        assert_eq!(p("10.0.0.16/28").unwrap(), (16..32).map(|o| format!("10.0.0.{o}")).collect::<Vec<_>>());
+        assert_eq!(p("0.0.0.0/0"), Some(vec![String::new()]));
+        assert_eq!(p("10.0.0.0/9"), None, "128 prefixes: read every address instead");
+        assert_eq!(p("2001:db8::/32"), None);
+        // Every address of the network starts with one of its prefixes.
+        for s in ["172.16.0.0/12", "10.0.0.16/28", "100.64.0.0/10", "203.0.113.192/26"] {
+            let n = IpNet::parse(s).unwrap();
+            let pre = text_prefixes(&n).unwrap();
+            for i in 0..2000u32 {
+                let IpAddr::V4(base) = n.addr else { unreachable!() };
+                let mask = u32::MAX.checked_shl(32 - u32::from(n.bits)).unwrap_or(0);
+                let a = std::net::Ipv4Addr::from((u32::from(base) & mask) | (i.wrapping_mul(2_654_435_761) & !mask));
+                assert!(n.contains(IpAddr::V4(a)));
+                assert!(pre.iter().any(|p| a.to_string().starts_with(p.as_str())), "{a} in {s}");
+            }
+        }
+        assert_eq!(crate::journal::prefix_end("86.40."), "86.40/");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_defused() {
