@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::{Settings, TenantConfig};
 use crate::journal::{Journal, JournalError, Progress, Pruned, Readers};
 use crate::lease::{Gate, while_held};
+use crate::signing::SigningKey;
 use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::source::tines::client::TinesClient;
 use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
@@ -222,6 +223,7 @@ pub fn job_names(settings: &Settings) -> Vec<String> {
 /// With a journal shared by several instances, each of these jobs runs on the one
 /// instance holding its lease ([`crate::lease`]).
 pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let key = Arc::new(signing_key(&settings)?);
     let appended = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
     let gate = if journal.shared() {
@@ -231,10 +233,10 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
     };
     for tenant in tenants(&settings)? {
         let tenant = Arc::new(tenant);
-        let (settings, appended) = (settings.clone(), appended.clone());
+        let (settings, appended, key) = (settings.clone(), appended.clone(), key.clone());
         let job = format!("tenant:{}", tenant.config.name);
         tasks.spawn(while_held(gate.clone(), job, journal.clone(), shutdown.clone(), move |journal, stop| {
-            tenant_loop(journal, tenant.clone(), settings.clone(), appended.clone(), stop)
+            tenant_loop(journal, tenant.clone(), settings.clone(), appended.clone(), key.clone(), stop)
         }));
     }
     consumers(&settings)?; // every sink's configuration is checked once, before any job starts
@@ -278,12 +280,13 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
         });
     }
     if let Some(keep) = settings.retention {
-        let (journal, readers, mut stop, every) =
-            (journal.clone(), retention_readers(&settings), shutdown.clone(), settings.retention_every);
+        let (journal, readers, mut stop, every, key) =
+            (journal.clone(), retention_readers(&settings), shutdown.clone(), settings.retention_every, key.clone());
         tasks.spawn(async move {
             loop {
                 let (j, r) = (journal.clone(), readers.clone());
-                match journal.call(move |_| prune_passed(&j, &r, keep)).await {
+                let key = key.clone();
+                match journal.call(move |_| prune_passed(&j, &r, keep, &key)).await {
                     Ok(p) if p.deleted == 0 => {
                         tracing::debug!(slowest = %p.slowest.0, position = p.slowest.1, "retention: nothing to prune")
                     }
@@ -336,9 +339,12 @@ async fn tenant_loop(
     tenant: Arc<Tenant>,
     settings: Arc<Settings>,
     appended: Arc<Notify>,
+    key: Arc<SigningKey>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
+    // The first checkpoint follows the first sync; then one every `checkpoint_every`.
+    let mut next_checkpoint = tokio::time::Instant::now();
     // The first pass runs after the first good sync: it also covers whatever the
     // service was down for.
     let mut next_reconcile = tokio::time::Instant::now();
@@ -379,6 +385,15 @@ async fn tenant_loop(
                     }
                 },
                 _ = stopped(&mut stop) => return,
+            }
+        }
+        if tokio::time::Instant::now() >= next_checkpoint {
+            let (name, key) = (tenant.config.name.clone(), key.clone());
+            match journal.call(move |j| checkpoint_tenant(j, &name, &key, "scheduled")).await {
+                Ok(_) => next_checkpoint = tokio::time::Instant::now() + settings.checkpoint_every,
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.config.name, "signing a checkpoint failed, will try again: {e}")
+                }
             }
         }
         let wait = settings.interval.saturating_sub(started.elapsed());
@@ -479,9 +494,38 @@ pub fn retention_readers(settings: &Settings) -> Readers {
     readers
 }
 
+/// The installation's signing key, created in the data directory on first use.
+pub fn signing_key(settings: &Settings) -> anyhow::Result<SigningKey> {
+    let at = settings.signing_key();
+    let (key, created) = at.load_or_create()?;
+    if created {
+        tracing::info!(path = %at.path().display(), fingerprint = %key.public().fingerprint(), "created a signing key for checkpoints and digests (back it up; `tines-audit keys public` prints the public key)");
+    }
+    Ok(key)
+}
+
+/// Signs a checkpoint of `tenant`'s chain (blocking); `None` when the journal has no such
+/// tenant yet (nothing collected).
+pub fn checkpoint_tenant(
+    journal: &Journal,
+    tenant: &str,
+    key: &SigningKey,
+    reason: &str,
+) -> Result<Option<crate::journal::checkpoint::StoredCheckpoint>, JournalError> {
+    if !journal.tenants()?.iter().any(|t| t == tenant) {
+        return Ok(None);
+    }
+    crate::journal::checkpoint::sign(journal, tenant, key, reason, 0).map(Some)
+}
+
 /// Deletes events older than `keep` that every reader has passed (blocking).
-pub fn prune_passed(journal: &Journal, readers: &Readers, keep: Duration) -> Result<Pruned, JournalError> {
-    let pruned = journal.prune_passed(now_secs() - keep.as_secs() as i64, readers)?;
+pub fn prune_passed(
+    journal: &Journal,
+    readers: &Readers,
+    keep: Duration,
+    key: &SigningKey,
+) -> Result<Pruned, JournalError> {
+    let pruned = journal.prune_passed(now_secs() - keep.as_secs() as i64, readers, Some(key))?;
     crate::metrics::metrics().events_pruned.inc_by(pruned.deleted);
     Ok(pruned)
 }

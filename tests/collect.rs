@@ -204,11 +204,28 @@ async fn collector_killed_mid_backfill_resumes_without_loss_or_doubles() {
     let d = data.display().to_string();
     let out = run_bin_async(vec!["verify".into(), "--data-dir".into(), d.clone()]).await;
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("journal verified: 60000 events checked across 1 tenants, 0 problem(s)"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("journal verified: 60000 events and "), "{}", text(&out));
+    assert!(text(&out).contains("across 1 tenants, 0 problem(s)"), "{}", text(&out));
+    assert!(text(&out).contains(&format!("tenant {TENANT}: newest checkpoint ")), "{}", text(&out));
+    // An auditor holding only the public key gets the same answer; another key is refused.
+    let keys = |dir: &std::path::Path| {
+        let out = std::process::Command::new(BIN)
+            .args(["keys", "public", "--data-dir", &dir.display().to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let pem = dir.with_extension("pub.pem");
+        std::fs::write(&pem, &out.stdout).unwrap();
+        pem.display().to_string()
+    };
+    let (ours, theirs) = (keys(&data), keys(&dir.path().join("elsewhere")));
+    let with_key = |key: &str| vec!["verify".into(), "--data-dir".into(), d.clone(), "--public-key".into(), key.into()];
+    let out = run_bin_async(with_key(&ours)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run_bin_async([with_key(&theirs), vec!["--format".into(), "json".into()]].concat()).await;
+    assert_eq!(out.status.code(), Some(13), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "signature_invalid", "{report}");
     // A record changed behind the journal's back is named, with exit 13 and in JSON.
     let conn = rusqlite::Connection::open(data.join("journal.db")).unwrap();
     conn.execute("UPDATE events SET raw = replace(raw, '\"id\"', '\"id\" ') WHERE seq = 1234", []).unwrap();

@@ -467,6 +467,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     if settings.tenants.is_empty() {
         bail!(crate::config::ConfigError::Invalid("the configuration has no [[tenants]]".into()));
     }
+    let key = Arc::new(service::signing_key(&settings)?);
     let journal = open_journal(&settings).await?;
     let progress = progress_reporter(!args.no_progress);
     let mut failures = Vec::new();
@@ -490,6 +491,11 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let names: Vec<String> = tenants.iter().map(|t| t.config.name.clone()).collect();
+    if let Err(e) = sign_checkpoints(&journal, &key, names, "collect").await {
+        eprintln!("error: {}", redact(&e.to_string()));
+        failures.push(anyhow::Error::new(e));
+    }
     index_for_search(&journal).await;
     let mut consumers = service::consumers(&settings)?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
@@ -505,6 +511,25 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         None => Ok(ExitCode::SUCCESS),
         Some(e) => Ok(ExitCode::from(exit_code(&e) as u8)),
     }
+}
+
+/// Signs a checkpoint of each named tenant's chain, and says so.
+async fn sign_checkpoints(
+    journal: &Journal,
+    key: &Arc<crate::signing::SigningKey>,
+    tenants: Vec<String>,
+    reason: &'static str,
+) -> Result<(), crate::journal::JournalError> {
+    for name in tenants {
+        let key = key.clone();
+        let n = name.clone();
+        if let Some(cp) = journal.call(move |j| service::checkpoint_tenant(j, &n, &key, reason)).await?
+            && let Some(c) = cp.parse()
+        {
+            println!("{name}: checkpoint {} signed at chain position {} ({})", c.number, c.chain_n, c.key);
+        }
+    }
+    Ok(())
 }
 
 /// Brings the search index up to date, as the daemon does: `search` and `report` only
@@ -645,8 +670,10 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("Tines keeps audit logs for two years; the start of this range is older than that");
     }
     let tenant = service::Tenant::new(tenant_cfg.clone(), &settings)?;
+    let key = Arc::new(service::signing_key(&settings)?);
     let progress = progress_reporter(!args.no_progress);
     let (job, o) = service::backfill(&journal, &tenant, &settings, start, end, args.restart, progress).await?;
+    sign_checkpoints(&journal, &key, vec![tenant_cfg.name.clone()], "backfill").await?;
     println!(
         "{}: {} {} new events ({} fetched in {} pages); position {}",
         tenant_cfg.name,
@@ -829,7 +856,8 @@ mod tests {
         let mut stack: Vec<&clap::Command> = vec![&cli];
         while let Some(c) = stack.pop() {
             stack.extend(c.get_subcommands());
-            if !c.get_arguments().any(|a| a.get_id() == "data_dir") || c.get_name() == "demo" {
+            // `demo` makes its own journal; `keys public` reads only the key in the data directory.
+            if !c.get_arguments().any(|a| a.get_id() == "data_dir") || ["demo", "public"].contains(&c.get_name()) {
                 continue;
             }
             let arg = c.get_arguments().find(|a| a.get_long() == Some("journal-url"));

@@ -281,6 +281,10 @@ pub struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// A public key (PEM) whose signed checkpoints the integrity section trusts (repeatable;
+    /// default: this installation's signing key).
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_key: Vec<PathBuf>,
 }
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -292,9 +296,11 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         return Err(ConfigError::Invalid("--from must be before --to".into()).into());
     }
     let (journal, geo) = open(&args.journal).await?;
+    let keys =
+        super::verify::keyring(&args.public_key, args.journal.config.as_deref(), args.journal.data_dir.as_deref())?;
     let (framework, tenants) = (args.framework, args.tenants.clone());
     let report = journal
-        .call(move |j| Ok(query::report::build(j, framework, from, to, &tenants, geo.as_ref())))
+        .call(move |j| Ok(query::report::build(j, framework, from, to, &tenants, geo.as_ref(), &keys)))
         .await?
         .map_err(|e| match e {
             query::SearchError::Journal(j) => anyhow::Error::new(j),

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::chain::{ChainRow, TenantChain};
+use super::checkpoint::{Basis, StoredCheckpoint};
 use super::dump::Row;
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined, QuarantinedRow,
@@ -289,6 +290,14 @@ pub trait Backend: Send + Sync {
     /// linked to an alert whose seq is above `alerts_delivered`, in chunks short enough
     /// that collection is never held up long. Returns how many went.
     fn delete_old(&self, before: i64, up_to_seq: i64, alerts_delivered: i64) -> Result<u64, JournalError>;
+    /// Per tenant, the highest chain position [`Backend::delete_old`] with the same
+    /// arguments would remove (an upper bound: an alert raised meanwhile only keeps more).
+    fn prune_bounds(
+        &self,
+        before: i64,
+        up_to_seq: i64,
+        alerts_delivered: i64,
+    ) -> Result<Vec<(String, i64)>, JournalError>;
 
     // --- search --------------------------------------------------------------------------
 
@@ -302,6 +311,12 @@ pub trait Backend: Send + Sync {
     fn seen_user_names(&self) -> Result<Vec<(i64, String)>, JournalError>;
     /// Every distinct value of a kind (`ip`, `op`) the indexer has seen.
     fn seen_values(&self, kind: &str) -> Result<Vec<String>, JournalError>;
+    /// The values of `kind` starting with one of `prefixes` (bytewise): a network's
+    /// addresses without reading every address seen.
+    fn seen_values_prefixed(&self, kind: &str, prefixes: &[String]) -> Result<Vec<String>, JournalError> {
+        let all = self.seen_values(kind)?;
+        Ok(all.into_iter().filter(|v| prefixes.iter().any(|p| v.starts_with(p.as_str()))).collect())
+    }
     /// Whether any event has this operation name.
     fn operation_exists(&self, name: &str) -> Result<bool, JournalError>;
     /// Events matching `q`, newest first (by `created_at`, then seq), at most `limit`.
@@ -361,6 +376,15 @@ pub trait Backend: Send + Sync {
     fn tenant_chains(&self) -> Result<Vec<TenantChain>, JournalError>;
     /// Up to `max` events after `after_seq`, in seq order, with their links.
     fn chain_rows(&self, after_seq: i64, max: usize) -> Result<Vec<ChainRow>, JournalError>;
+    /// What the tenant's next checkpoint is made from (`None`: no such tenant).
+    fn checkpoint_basis(&self, tenant: &str) -> Result<Option<Basis>, JournalError>;
+    /// Stores a checkpoint under `fence`; `false` when its number is taken already (another
+    /// writer signed one first: make it again from a fresh basis).
+    fn append_checkpoint(&self, cp: &StoredCheckpoint, fence: Option<&Fence>) -> Result<bool, JournalError>;
+    /// Every checkpoint whose `to_seq` is in `(after, through]`, by `to_seq`, tenant, number.
+    fn checkpoints_between(&self, after: i64, through: i64) -> Result<Vec<StoredCheckpoint>, JournalError>;
+    /// Each tenant's newest checkpoint.
+    fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, JournalError>;
 
     // --- moving between databases ----------------------------------------------------------
 

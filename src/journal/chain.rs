@@ -10,6 +10,8 @@
 //! events around them are pruned. The tenant's head (`n` and hash of its newest event)
 //! is written in the same transaction as the events.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -127,6 +129,17 @@ pub enum Problem {
     ChainBroken { tenant: String, id: i64, seq: i64, n: i64 },
     /// The tenant's recorded head is not its newest event.
     HeadMismatch { tenant: String, head_n: i64, found_n: i64 },
+    /// A checkpoint whose signature does not verify with the keys given.
+    SignatureInvalid { tenant: String, number: i64, why: String },
+    /// Checkpoints `from..=to` of the tenant are gone.
+    CheckpointMissing { tenant: String, from: i64, to: i64 },
+    /// A checkpoint does not carry the signature of the one before it.
+    CheckpointChainBroken { tenant: String, number: i64 },
+    /// The event at chain position `n` is not the one the checkpoint signed: the chain up
+    /// to it was rewritten.
+    CheckpointMismatch { tenant: String, number: i64, n: i64, seq: i64 },
+    /// The event a checkpoint signed as the head (chain position `n`) is gone.
+    CheckpointHeadMissing { tenant: String, number: i64, n: i64, seq: i64 },
 }
 
 impl std::fmt::Display for Problem {
@@ -155,6 +168,24 @@ impl std::fmt::Display for Problem {
                 f,
                 "chain head mismatch: tenant {tenant} recorded {head_n} events in its chain, the journal holds up to {found_n}"
             ),
+            Problem::SignatureInvalid { tenant, number, why } => {
+                write!(f, "signature invalid: tenant {tenant}, checkpoint {number}: {why}")
+            }
+            Problem::CheckpointMissing { tenant, from, to } => {
+                write!(f, "checkpoint missing: tenant {tenant}, checkpoint(s) {from}..={to} deleted")
+            }
+            Problem::CheckpointChainBroken { tenant, number } => write!(
+                f,
+                "checkpoint chain broken: tenant {tenant}, checkpoint {number} does not carry the previous checkpoint's signature"
+            ),
+            Problem::CheckpointMismatch { tenant, number, n, seq } => write!(
+                f,
+                "records changed before checkpoint: tenant {tenant}, checkpoint {number} signed a different event at chain position {n} (journal seq {seq}): the chain up to it was rewritten"
+            ),
+            Problem::CheckpointHeadMissing { tenant, number, n, seq } => write!(
+                f,
+                "record deleted: tenant {tenant}, the event checkpoint {number} signed at chain position {n} (journal seq {seq}) is gone"
+            ),
         }
     }
 }
@@ -167,7 +198,21 @@ pub struct ChainReport {
     /// Events stored before the chain began (nothing to check them against).
     pub unchained: u64,
     pub tenants: u64,
+    /// Signed checkpoints whose signature checked.
+    pub checkpoints: u64,
+    /// Each tenant's newest valid checkpoint: the last moment the chain was signed.
+    pub newest_checkpoints: Vec<NewestCheckpoint>,
     pub problems: Vec<Problem>,
+}
+
+/// A tenant's newest valid checkpoint, as a report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewestCheckpoint {
+    pub tenant: String,
+    pub number: i64,
+    pub time: String,
+    pub chain_n: i64,
+    pub key: String,
 }
 
 #[derive(Default)]
@@ -287,15 +332,50 @@ impl Verifier {
 /// Events read per query: memory stays bounded whatever the journal's size.
 const PAGE: usize = 5_000;
 
-/// Verifies every event of `journal` in seq order, calling `on_page` with the last seq
-/// read (blocking).
-pub fn verify_journal(journal: &super::Journal, on_page: &dyn Fn(i64)) -> Result<ChainReport, super::JournalError> {
-    let chains = journal.tenant_chains()?;
+/// Verifies every event of `journal` in seq order, and every checkpoint against `keys`
+/// and the events, calling `on_page` with the last seq read (blocking). Checkpoints are
+/// read beside the events by the seq of the head they signed, so memory stays bounded.
+pub fn verify_journal(
+    journal: &super::Journal,
+    keys: &crate::signing::Keyring,
+    on_page: &dyn Fn(i64),
+) -> Result<ChainReport, super::JournalError> {
+    use super::checkpoint::{CheckpointVerifier, signed_pruned};
+    let mut chains = journal.tenant_chains()?;
+    // Retention's mark counts only as far as a checkpoint signed it (retention signs one
+    // before it deletes), so a mark moved by hand does not excuse a deletion.
+    let signed = signed_pruned(keys, &journal.latest_checkpoints()?);
+    for c in &mut chains {
+        if let Some(p) = signed.get(&c.tenant) {
+            c.pruned_through = *p;
+        }
+    }
+    let pruned: HashMap<String, i64> = chains.iter().map(|c| (c.tenant.clone(), c.pruned_through)).collect();
+    let pruned_of = |t: &str| pruned.get(t).copied().unwrap_or(0);
     let mut v = Verifier::new(journal.chain_since_seq()?, &chains);
-    let mut after = 0i64;
+    let mut cv = CheckpointVerifier::new(keys.clone());
+    let (mut after, mut cp_after) = (0i64, i64::MIN);
     loop {
         let rows = journal.chain_rows(after, PAGE)?;
-        rows.iter().for_each(|r| v.feed(r));
+        let through = match rows.last() {
+            Some(last) if rows.len() == PAGE => last.seq,
+            _ => i64::MAX,
+        };
+        let cps = journal.checkpoints_between(cp_after, through)?;
+        cp_after = through;
+        let mut cps = cps.iter().peekable();
+        for r in &rows {
+            while let Some(c) = cps.next_if(|c| c.to_seq < r.seq) {
+                cv.check(c, None, pruned_of(&c.tenant), &mut v.report.problems);
+            }
+            v.feed(r);
+            while let Some(c) = cps.next_if(|c| c.to_seq == r.seq) {
+                cv.check(c, Some(r), pruned_of(&c.tenant), &mut v.report.problems);
+            }
+        }
+        for c in cps {
+            cv.check(c, None, pruned_of(&c.tenant), &mut v.report.problems);
+        }
         let Some(last) = rows.last() else { break };
         after = last.seq;
         on_page(after);
@@ -303,7 +383,16 @@ pub fn verify_journal(journal: &super::Journal, on_page: &dyn Fn(i64)) -> Result
             break;
         }
     }
-    Ok(v.finish(&chains))
+    let mut report = v.finish(&chains);
+    report.checkpoints = cv.checked;
+    let mut newest: Vec<NewestCheckpoint> = cv
+        .newest
+        .into_values()
+        .map(|c| NewestCheckpoint { tenant: c.tenant, number: c.number, time: c.time, chain_n: c.chain_n, key: c.key })
+        .collect();
+    newest.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    report.newest_checkpoints = newest;
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ fn chained(kind: Kind) -> super::testing::Fresh {
 }
 
 fn verified(j: &Journal) -> chain::ChainReport {
-    crate::journal::chain::verify_journal(j, &|_| {}).unwrap()
+    crate::journal::chain::verify_journal(j, &crate::signing::Keyring::default(), &|_| {}).unwrap()
 }
 
 fn an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named(kind: Kind) {
@@ -157,7 +157,7 @@ fn an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named(
 fn a_chain_pruned_by_retention_still_verifies_and_a_copy_carries_it(kind: Kind) {
     let j = chained(kind);
     // Everything created before 103 (acme 1 and 2, globex 1 and 2) has gone, by retention.
-    assert_eq!(j.prune(103, i64::MAX).unwrap(), 4);
+    assert_eq!(j.prune(103, i64::MAX, None).unwrap(), 4);
     let report = verified(&j);
     assert_eq!((report.verified, report.problems.clone()), (3, vec![]), "{report:?}");
     let pruned: Vec<_> = j.tenant_chains().unwrap().iter().map(|c| (c.tenant.clone(), c.pruned_through)).collect();
@@ -179,6 +179,125 @@ fn a_chain_pruned_by_retention_still_verifies_and_a_copy_carries_it(kind: Kind) 
         to.commit_window(&w, [Record { created_at: 250, ..rec(8, raw) }]).unwrap();
         let after = verified(&to);
         assert_eq!((after.verified, after.problems), (8, vec![]));
+    }
+}
+
+/// A byte string as an SQL literal of the backend.
+fn blob(kind: Kind, bytes: &[u8]) -> String {
+    let hex = crate::signing::hex(bytes);
+    match kind {
+        Kind::Sqlite => format!("X'{hex}'"),
+        Kind::Postgres => format!("'\\x{hex}'::bytea"),
+    }
+}
+
+/// SQL that rewrites acme's event `id` to `raw` and recomputes every hash after it and
+/// the tenant's head, as someone with write access to the database (but not the key) can.
+fn recompute_chain_sql(j: &Journal, kind: Kind, id: i64, raw: &str) -> String {
+    let rows: Vec<chain::ChainRow> = j.chain_rows(0, 100).unwrap().into_iter().filter(|r| r.tenant == "acme").collect();
+    let mut sql = String::new();
+    let mut head = chain::Head::default();
+    for r in rows {
+        let body = if r.id == id { raw.to_string() } else { r.raw.clone() };
+        let l = head.next("acme", r.id, r.seq, &body);
+        sql += &format!(
+            "UPDATE events SET raw = '{body}', chain_prev = {}, chain = {} WHERE seq = {};\n",
+            blob(kind, &l.prev),
+            blob(kind, &l.hash),
+            r.seq
+        );
+    }
+    sql + &format!("UPDATE tenants SET chain_head = {} WHERE name = 'acme';", blob(kind, &head.hash))
+}
+
+fn signed_checkpoints_name_a_forger_who_recomputes_the_chain_and_survive_retention_and_copy(kind: Kind) {
+    use crate::journal::checkpoint::sign_all;
+    use crate::signing::{Keyring, SigningKey};
+    use chain::Problem::*;
+    let key = SigningKey::ephemeral();
+    let keys = Keyring::new(vec![*key.public()]);
+    let verify = |j: &Journal| crate::journal::chain::verify_journal(j, &keys, &|_| {}).unwrap();
+    // Two checkpoints per tenant: acme's first at chain position 5 (seq 7), its second at 6 (seq 8).
+    let signed = || {
+        let j = chained(kind);
+        assert_eq!(sign_all(&j, &key, "collect").unwrap(), 2);
+        let raw = "{\"id\":6,\"operation_name\":\"Login\"}";
+        let w = WindowCommit { tenant: "acme", job: "cursor", from: 200, to: 300, fetched: 1 };
+        j.commit_window(&w, [Record { created_at: 250, ..rec(6, raw) }]).unwrap();
+        sign_all(&j, &key, "scheduled").unwrap();
+        j
+    };
+    let j = signed();
+    let ok = verify(&j);
+    assert_eq!((ok.verified, ok.checkpoints, ok.problems.clone()), (8, 4, vec![]), "{ok:?}");
+    let newest: Vec<_> = ok.newest_checkpoints.iter().map(|c| (c.tenant.as_str(), c.number, c.chain_n)).collect();
+    assert_eq!(newest, [("acme", 2, 6), ("globex", 2, 2)]);
+
+    let t = || "acme".to_string();
+    let acme = "(SELECT id FROM tenants WHERE name = 'acme')";
+    let problems = |sql: &dyn Fn(&Journal) -> String| {
+        let j = signed();
+        j.tamper(&sql(&j));
+        verify(&j).problems
+    };
+    // The chain alone cannot see a rewrite with every hash recomputed; the signed heads can.
+    let forged = "{\"id\":2,\"operation_name\":\"Forged\"}";
+    assert_eq!(
+        problems(&|j| recompute_chain_sql(j, kind, 2, forged)),
+        vec![
+            CheckpointMismatch { tenant: t(), number: 1, n: 5, seq: 7 },
+            CheckpointMismatch { tenant: t(), number: 2, n: 6, seq: 8 }
+        ]
+    );
+    // The newest event deleted and the head moved back to match.
+    let truncate = |j: &Journal| {
+        let five = j.chain_rows(6, 1).unwrap().remove(0).link.unwrap();
+        format!(
+            "DELETE FROM events WHERE seq = 8; UPDATE tenants SET chain_n = 5, chain_head = {} WHERE name = 'acme';",
+            blob(kind, &five.hash)
+        )
+    };
+    assert_eq!(problems(&truncate), vec![CheckpointHeadMissing { tenant: t(), number: 2, n: 6, seq: 8 }]);
+    assert_eq!(
+        problems(&|_| format!("DELETE FROM checkpoints WHERE tenant = {acme} AND number = 1")),
+        vec![CheckpointMissing { tenant: t(), from: 1, to: 1 }]
+    );
+    let edited = problems(&|_| {
+        format!(
+            "UPDATE checkpoints SET body = replace(body, '\"events\":5', '\"events\":4') WHERE tenant = {acme} AND number = 1"
+        )
+    });
+    assert!(
+        matches!(&edited[..], [SignatureInvalid { tenant, number: 1, why }] if tenant == "acme" && why.contains("does not match")),
+        "{edited:?}"
+    );
+    // Old events deleted and retention's mark raised by hand to excuse it: the signed mark says otherwise.
+    assert_eq!(
+        problems(&|_| format!(
+            "DELETE FROM events WHERE tenant = {acme} AND id IN (1, 2); UPDATE tenants SET chain_pruned_n = 2 WHERE name = 'acme';"
+        )),
+        vec![RecordsDeleted { tenant: t(), from_n: 1, to_n: 2, after_id: None }]
+    );
+    // Checked with a key that did not sign them, nothing passes.
+    let stranger = Keyring::new(vec![*SigningKey::ephemeral().public()]);
+    let p = crate::journal::chain::verify_journal(&j, &stranger, &|_| {}).unwrap().problems;
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(p.iter().all(|p| matches!(p, SignatureInvalid { why, .. } if why.contains("not among"))), "{p:?}");
+
+    // Retention signs its mark before it deletes: the pruned journal verifies, and so does a copy.
+    assert_eq!(j.prune(103, i64::MAX, Some(&key)).unwrap(), 4);
+    let pruned = verify(&j);
+    assert_eq!((pruned.checkpoints, pruned.problems.clone()), (6, vec![]), "{pruned:?}");
+    let last = j.latest_checkpoints().unwrap();
+    assert!(last.iter().all(|c| c.parse().unwrap().reason == "retention" && c.parse().unwrap().pruned_through == 2));
+    for to_kind in [Kind::Sqlite, Kind::Postgres] {
+        let to = fresh(to_kind);
+        dump::copy(&j, &to, &|_| {}).unwrap();
+        let copied = verify(&to);
+        assert_eq!((copied.checkpoints, copied.problems), (6, vec![]));
+        // The copy goes on signing after the copied checkpoints.
+        sign_all(&to, &key, "scheduled").unwrap();
+        assert_eq!(verify(&to).problems, vec![]);
     }
 }
 
@@ -204,12 +323,12 @@ fn prune_removes_only_old_events_every_consumer_has_passed(kind: Kind) {
     let j = fresh(kind);
     fill(&j, 100);
     // Old enough: created before 1_050 (ids 1..=50); passed by all consumers: seq <= 30.
-    assert_eq!(j.prune(1_050, 30).unwrap(), 30);
+    assert_eq!(j.prune(1_050, 30, None).unwrap(), 30);
     let ids = j.ids("t").unwrap();
     assert_eq!(ids.first(), Some(&31));
     assert_eq!(ids.len(), 70);
     // Nothing a consumer still needs goes, whatever its age.
-    assert_eq!(j.prune(i64::MAX, 30).unwrap(), 0);
+    assert_eq!(j.prune(i64::MAX, 30, None).unwrap(), 0);
 }
 
 fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled(kind: Kind) {
@@ -246,6 +365,7 @@ crate::on_every_backend!(
     a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in,
     an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named,
     a_chain_pruned_by_retention_still_verifies_and_a_copy_carries_it,
+    signed_checkpoints_name_a_forger_who_recomputes_the_chain_and_survive_retention_and_copy,
     consumers_read_in_order_and_commit_honestly,
     prune_removes_only_old_events_every_consumer_has_passed,
     alerts_commit_with_the_offset_link_their_events_and_are_never_doubled,
@@ -384,7 +504,7 @@ fn populated(kind: Kind) -> super::testing::Fresh {
     };
     j.record_reconcile_find(&find).unwrap();
     // The newest event (u's, seq 21, created long ago) goes; its number must never come back.
-    assert_eq!(j.prune(500, 21).unwrap(), 1);
+    assert_eq!(j.prune(500, 21, None).unwrap(), 1);
     assert_eq!((j.max_seq().unwrap(), j.count_events(None).unwrap()), (21, 20));
     j
 }

@@ -18,8 +18,11 @@ pub enum Row {
     Tenant {
         name: String,
         created_at: i64,
-        /// The tenant's hash chain: its head, and the events retention removed.
+        /// The tenant's hash chain: its head, the head event's seq (kept even once
+        /// retention removed the event: checkpoints are ordered by it), and the events
+        /// retention removed.
         head: Head,
+        head_seq: i64,
         pruned_through: i64,
     },
     /// An event with its place in its tenant's chain (`None` before the chain began).
@@ -65,6 +68,8 @@ pub enum Row {
     },
     ReconcilePass(ReconcilePass),
     ReconcileFind(ReconcileFind),
+    /// A signed checkpoint of a tenant's chain.
+    Checkpoint(super::checkpoint::StoredCheckpoint),
     /// The highest numbers ever handed out (deleted rows included), so none is reused.
     HighWater {
         events: i64,

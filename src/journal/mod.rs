@@ -10,6 +10,7 @@
 
 mod backend;
 pub mod chain;
+pub mod checkpoint;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod dump;
@@ -28,6 +29,21 @@ pub use backend::{
     Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place, TextTerm,
 };
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
+
+/// The first string past every string starting with `prefix` (bytewise; an ASCII prefix).
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    if !prefix.is_ascii() {
+        return "\u{10ffff}".to_string();
+    }
+    let mut b = prefix.as_bytes().to_vec();
+    while let Some(last) = b.pop() {
+        if last < 0x7f {
+            b.push(last + 1);
+            return String::from_utf8(b).expect("ASCII");
+        }
+    }
+    "\u{10ffff}".to_string()
+}
 pub use sqlite::SCHEMA_VERSION;
 #[cfg(test)]
 pub(crate) use sqlite::three_events;

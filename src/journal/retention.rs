@@ -35,7 +35,16 @@ impl Journal {
     /// still there when it arrives). A configured reader with no offset yet has never run
     /// and will start at the beginning, so it holds everything. Readers no longer
     /// configured (a sink removed from the config) hold nothing.
-    pub fn prune_passed(&self, before: i64, readers: &Readers) -> Result<Pruned, JournalError> {
+    ///
+    /// With a signing key, each tenant's retention mark is signed in a checkpoint before
+    /// anything goes (journal::checkpoint): verification then tells these deletions from
+    /// others, and a crash in between leaves a mark ahead of the deletion, never behind.
+    pub fn prune_passed(
+        &self,
+        before: i64,
+        readers: &Readers,
+        key: Option<&crate::signing::SigningKey>,
+    ) -> Result<Pruned, JournalError> {
         let (offsets, index) = self.reader_positions()?;
         // Offsets only move forward, so positions read now are safe to delete up to later.
         let position = |name: &str| offsets.get(name).copied().unwrap_or(0);
@@ -47,14 +56,47 @@ impl Journal {
             }
         }
         let alerts_delivered = readers.alert_outputs.iter().map(|n| position(n)).min().unwrap_or(i64::MAX);
+        if let Some(key) = key {
+            self.sign_prune(key, before, slowest.1, alerts_delivered)?;
+        }
         let deleted = self.delete_old(before, slowest.1, alerts_delivered)?;
         Ok(Pruned { deleted, slowest })
     }
 
     /// Deletes events created before `before` whose seq is at most `up_to_seq`, whatever
-    /// reads them (the caller vouches that every reader has passed them).
-    pub fn prune(&self, before: i64, up_to_seq: i64) -> Result<u64, JournalError> {
+    /// reads them (the caller vouches that every reader has passed them), signing the
+    /// retention marks first when given a key.
+    pub fn prune(
+        &self,
+        before: i64,
+        up_to_seq: i64,
+        key: Option<&crate::signing::SigningKey>,
+    ) -> Result<u64, JournalError> {
+        if let Some(key) = key {
+            self.sign_prune(key, before, up_to_seq, i64::MAX)?;
+        }
         self.delete_old(before, up_to_seq, i64::MAX)
+    }
+
+    /// Signs a `retention` checkpoint for each tenant whose mark the deletion will raise.
+    fn sign_prune(
+        &self,
+        key: &crate::signing::SigningKey,
+        before: i64,
+        up_to_seq: i64,
+        alerts_delivered: i64,
+    ) -> Result<(), JournalError> {
+        let signed: std::collections::HashMap<String, i64> = self
+            .latest_checkpoints()?
+            .iter()
+            .filter_map(|c| c.parse().map(|p| (c.tenant.clone(), p.pruned_through)))
+            .collect();
+        for (tenant, bound) in self.prune_bounds(before, up_to_seq, alerts_delivered)? {
+            if signed.get(&tenant).is_none_or(|s| *s < bound) {
+                super::checkpoint::sign(self, &tenant, key, "retention", bound)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -108,7 +150,7 @@ mod tests {
 
     fn seq_is_never_reused_after_the_newest_events_are_pruned(kind: Kind) {
         let j = journal(kind, &[("file:a", 100)]);
-        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 100);
+        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap().deleted, 100);
         assert_eq!(j.count_events(None).unwrap(), 0);
         assert_eq!(j.max_seq().unwrap(), 100, "the high-water mark survives the rows");
         add(&j, 101..=110);
@@ -118,7 +160,7 @@ mod tests {
         // And the mark is durable: pruned again and reopened, numbering goes on.
         j.commit_offset("file:a", 100, 110, None).unwrap();
         crate::query::index::catch_up(&j).unwrap();
-        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 10);
+        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap().deleted, 10);
         let j = j.reopen();
         add(&j, 111..=111);
         assert_eq!(seqs(&j), vec![111]);
@@ -127,7 +169,7 @@ mod tests {
     #[test]
     fn the_high_water_mark_travels_with_an_export() {
         let j = journal(Kind::Sqlite, &[("file:a", 100)]);
-        j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap();
+        j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let backup = dir.path().join("backup.db");
         j.export(&backup).unwrap();
@@ -139,22 +181,22 @@ mod tests {
 
     fn retention_stops_at_the_slowest_sink_and_at_the_detector(kind: Kind) {
         let j = journal(kind, &[("file:a", 70), ("detector", 40)]);
-        let p = j.prune_passed(i64::MAX, &readers(&["file:a", "detector"], &[])).unwrap();
+        let p = j.prune_passed(i64::MAX, &readers(&["file:a", "detector"], &[]), None).unwrap();
         assert_eq!((p.deleted, p.slowest), (40, ("detector".to_string(), 40)));
         assert_eq!(seqs(&j).first(), Some(&41));
-        let p = j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap();
+        let p = j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap();
         assert_eq!((p.deleted, p.slowest), (30, ("file:a".to_string(), 70)));
     }
 
     fn a_configured_reader_that_never_ran_holds_everything(kind: Kind) {
         let j = journal(kind, &[("file:a", 100)]);
         for never_ran in ["file:new", "detector"] {
-            let p = j.prune_passed(i64::MAX, &readers(&["file:a", never_ran], &[])).unwrap();
+            let p = j.prune_passed(i64::MAX, &readers(&["file:a", never_ran], &[]), None).unwrap();
             assert_eq!((p.deleted, p.slowest), (0, (never_ran.to_string(), 0)), "{never_ran}");
         }
         // A reader no longer configured (its offset row lingers) holds nothing.
         j.consumer("file:removed", 0).unwrap();
-        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 100);
+        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap().deleted, 100);
     }
 
     fn retention_waits_for_the_search_indexer(kind: Kind) {
@@ -163,10 +205,10 @@ mod tests {
         crate::query::index::index_batch(&j, 25).unwrap();
         j.consumer("file:a", 0).unwrap();
         j.commit_offset("file:a", 0, 100, None).unwrap();
-        let p = j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap();
+        let p = j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap();
         assert_eq!((p.deleted, p.slowest), (25, (SEARCH_INDEXER.to_string(), 25)));
         crate::query::index::catch_up(&j).unwrap();
-        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[])).unwrap().deleted, 75);
+        assert_eq!(j.prune_passed(i64::MAX, &readers(&["file:a"], &[]), None).unwrap().deleted, 75);
     }
 
     fn an_alerts_events_stay_until_every_alert_output_has_delivered_it(kind: Kind) {
@@ -187,19 +229,19 @@ mod tests {
         // One output delivered it, one never ran: the alert's two events stay, the rest go.
         j.consumer(outputs[0], 0).unwrap();
         j.commit_offset(outputs[0], 0, alert_seq, None).unwrap();
-        assert_eq!(j.prune_passed(i64::MAX, &r).unwrap().deleted, 98);
+        assert_eq!(j.prune_passed(i64::MAX, &r, None).unwrap().deleted, 98);
         assert_eq!(seqs(&j), vec![55, 60]);
         // Once every output has delivered it, they go too.
         j.consumer(outputs[1], 0).unwrap();
         j.commit_offset(outputs[1], 0, alert_seq, None).unwrap();
-        assert_eq!(j.prune_passed(i64::MAX, &r).unwrap().deleted, 2);
+        assert_eq!(j.prune_passed(i64::MAX, &r, None).unwrap().deleted, 2);
         assert!(seqs(&j).is_empty());
     }
 
     fn only_events_older_than_the_cutoff_go(kind: Kind) {
         let j = journal(kind, &[("file:a", 100)]);
         // Created at 1_001..=1_100: before 1_031 means ids 1..=30.
-        assert_eq!(j.prune_passed(1_031, &readers(&["file:a"], &[])).unwrap().deleted, 30);
+        assert_eq!(j.prune_passed(1_031, &readers(&["file:a"], &[]), None).unwrap().deleted, 30);
         assert_eq!(seqs(&j).first(), Some(&31));
     }
 

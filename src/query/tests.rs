@@ -270,7 +270,7 @@ fn text_sees_new_events_once_indexed_and_forgets_pruned_ones(kind: Kind) {
     assert_eq!(zebra(), ids("acme", &[50]));
     assert_eq!(state(&j).unwrap().behind(), 0);
     // Retention removes everything; the text index goes with the events.
-    j.prune(i64::MAX, i64::MAX).unwrap();
+    j.prune(i64::MAX, i64::MAX, None).unwrap();
     assert!(zebra().is_empty());
 }
 
@@ -393,7 +393,9 @@ fn markdown_report_escapes_pipes_html_and_control_characters_from_records(kind: 
     };
     commit(&j, "acme", &[&evil]);
     catch_up(&j).unwrap();
-    let r = report::build(&j, report::Framework::Soc2, T0, T0 + 10 * 86_400, &[], &EmulatorCountries).unwrap();
+    let r =
+        report::build(&j, report::Framework::Soc2, T0, T0 + 10 * 86_400, &[], &EmulatorCountries, &Default::default())
+            .unwrap();
     let md = report::markdown(&r);
     assert!(!md.contains("<script>"), "HTML passed through");
     assert!(!md.contains('\u{1b}'), "an ESC reached the report");

@@ -284,17 +284,18 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
                 rates,
                 query::index::state(j)?,
                 j.size_bytes(),
-                j.quarantine_counts()?,
+                (j.quarantine_counts()?, j.latest_checkpoints()?),
             ))
         })
         .await;
-    let (progress, consumers, max_seq, total, (last5, last60), index, bytes, quarantined) = match snapshot {
-        Ok(s) => s,
-        Err(e) => {
-            return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())))
-                .into_response();
-        }
-    };
+    let (progress, consumers, max_seq, total, (last5, last60), index, bytes, (quarantined, checkpoints)) =
+        match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())))
+                    .into_response();
+            }
+        };
     let now = now_secs();
     let tenants = crate::status::tenants();
     let sinks = crate::status::sinks();
@@ -372,6 +373,27 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
             off.position,
             max_seq - off.position,
             st.last_success.map_or("—".to_string(), |t| format!("{} ago", age(now - t)))
+        );
+    }
+    // The last signed checkpoint of each tenant's chain: what `tines-audit verify` and an
+    // auditor with the public key can hold the journal to.
+    body.push_str("</table><h2>Signed checkpoints</h2><table id=\"checkpoints\"><tr><th>Tenant</th><th>Last checkpoint</th><th>Signed</th><th>Chain position</th><th>Why</th><th>Key</th></tr>");
+    if checkpoints.is_empty() {
+        body.push_str("<tr><td colspan=\"6\">none yet: the first is signed after the first collection</td></tr>");
+    }
+    for c in &checkpoints {
+        let Some(p) = c.parse() else { continue };
+        let signed = crate::timeutil::parse_rfc3339(&p.time)
+            .map_or(p.time.clone(), |t| format!("{} ({} ago)", p.time, age(now - t)));
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(&c.tenant),
+            p.number,
+            esc(&signed),
+            p.chain_n,
+            esc(&p.reason),
+            esc(&p.key)
         );
     }
     body.push_str("</table>");

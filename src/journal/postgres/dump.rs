@@ -37,14 +37,18 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         .await?;
     // The loading side may make this transaction wait between pages (a slow target): let it.
     tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0").await?;
-    each(&tx, "SELECT name, created_at, chain_n, chain_head, chain_pruned_n FROM tenants ORDER BY id", out, |r| {
-        Row::Tenant {
+    each(
+        &tx,
+        "SELECT name, created_at, chain_n, chain_head, chain_pruned_n, chain_seq FROM tenants ORDER BY id",
+        out,
+        |r| Row::Tenant {
             name: r.get(0),
             created_at: r.get(1),
             head: Head::from_stored(r.get(2), r.get::<_, Option<&[u8]>>(3)),
             pruned_through: r.get(4),
-        }
-    })
+            head_seq: r.get(5),
+        },
+    )
     .await?;
     // Events in pages by seq, so neither side holds more than a page.
     let mut after = 0i64;
@@ -161,6 +165,14 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         |r| Row::ReconcileFind(row_to_find(r, r.get(0), 1)),
     )
     .await?;
+    each(
+        &tx,
+        "SELECT t.name, c.number, c.to_seq, c.body, c.signature FROM checkpoints c JOIN tenants t ON t.id = c.tenant
+         ORDER BY c.tenant, c.number",
+        out,
+        |r| Row::Checkpoint(super::checkpoint_row(r)),
+    )
+    .await?;
     let hw = tx
         .query_one(
             "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
@@ -258,13 +270,13 @@ pub(super) async fn load(
             events.flush(&tx).await?;
         }
         match row {
-            Row::Tenant { name, created_at, head, pruned_through } => {
+            Row::Tenant { name, created_at, head, head_seq, pruned_through } => {
                 let hash = (head.n > 0).then_some(&head.hash[..]);
                 let id: i64 = tx
                     .query_one(
-                        "INSERT INTO tenants (name, created_at, chain_n, chain_head, chain_pruned_n)
-                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                        &[&name, &created_at, &head.n, &hash, &pruned_through],
+                        "INSERT INTO tenants (name, created_at, chain_n, chain_head, chain_pruned_n, chain_seq)
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                        &[&name, &created_at, &head.n, &hash, &pruned_through, &head_seq],
                     )
                     .await?
                     .get(0);
@@ -338,6 +350,13 @@ pub(super) async fn load(
             }
             Row::ReconcilePass(p) => super::insert_pass(&tx, tid(&tenants, &p.tenant)?, &p).await?,
             Row::ReconcileFind(f) => super::insert_find(&tx, tid(&tenants, &f.tenant)?, &f).await?,
+            Row::Checkpoint(c) => {
+                tx.execute(
+                    "INSERT INTO checkpoints (tenant, number, to_seq, body, signature) VALUES ($1, $2, $3, $4, $5)",
+                    &[&tid(&tenants, &c.tenant)?, &c.number, &c.to_seq, &c.body, &c.signature],
+                )
+                .await?;
+            }
             Row::HighWater { events, alerts, chain_since_seq } => {
                 high_water = (high_water.0.max(events), high_water.1.max(alerts));
                 tx.execute("UPDATE integrity SET chain_since_seq = $1 WHERE id = 1", &[&chain_since_seq]).await?;

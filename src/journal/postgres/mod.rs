@@ -30,6 +30,7 @@ use super::backend::{
     Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
 };
 use super::chain;
+use super::checkpoint;
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -186,6 +187,16 @@ fn chained<'r>(
 ) -> (Vec<(i64, chain::Link, &'r Record<'r>)>, chain::Head) {
     let rows = (first..).zip(records).map(|(seq, r)| (seq, head.next(tenant, r.id, seq, r.raw), *r)).collect();
     (rows, head)
+}
+
+fn checkpoint_row(r: &tokio_postgres::Row) -> checkpoint::StoredCheckpoint {
+    checkpoint::StoredCheckpoint {
+        tenant: r.get(0),
+        number: r.get(1),
+        to_seq: r.get(2),
+        body: r.get(3),
+        signature: r.get(4),
+    }
 }
 
 /// Copies numbered, linked records in (binary `COPY`); fails with a unique violation if
@@ -432,6 +443,7 @@ impl Backend for Postgres {
                         .await?
                         .get(0);
                     let (rows, mut after) = chained(commit.tenant, head, first, &fresh);
+                    let mut head_seq = rows.last().map(|r| r.0);
                     let copy = tx.savepoint("copy_events").await?;
                     match copy_events(&copy, tid, &rows).await {
                         Ok(n) => {
@@ -445,13 +457,14 @@ impl Backend for Postgres {
                             fresh.retain(|r| !held.contains(&r.id));
                             let (rows, head) = chained(commit.tenant, head, first, &fresh);
                             after = head;
+                            head_seq = rows.last().map(|r| r.0);
                             inserted = copy_events(&tx, tid, &rows).await?;
                         }
                         Err(e) => return Err(e.into()),
                     }
                     tx.execute(
-                        "UPDATE tenants SET chain_n = $2, chain_head = $3 WHERE id = $1",
-                        &[&tid, &after.n, &&after.hash[..]],
+                        "UPDATE tenants SET chain_n = $2, chain_head = $3, chain_seq = COALESCE($4, chain_seq) WHERE id = $1",
+                        &[&tid, &after.n, &&after.hash[..], &head_seq],
                     )
                     .await?;
                 }
@@ -894,6 +907,26 @@ impl Backend for Postgres {
         }
     }
 
+    fn prune_bounds(
+        &self,
+        before: i64,
+        up_to_seq: i64,
+        alerts_delivered: i64,
+    ) -> Result<Vec<(String, i64)>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, MAX(e.chain_n) FROM events e JOIN tenants t ON t.id = e.tenant
+                     WHERE e.seq <= $1 AND e.created_at < $2 AND e.chain_n IS NOT NULL
+                       AND e.seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > $3)
+                     GROUP BY t.name ORDER BY t.name",
+                    &[&up_to_seq, &before, &alerts_delivered],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     fn index_state(&self) -> Result<IndexState, JournalError> {
         self.run(async |c| search::index_state(c).await)
     }
@@ -919,6 +952,22 @@ impl Backend for Postgres {
     fn seen_values(&self, kind: &str) -> Result<Vec<String>, JournalError> {
         self.run(async |c| {
             let rows = c.query("SELECT value FROM search_values WHERE kind = $1", &[&kind]).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn seen_values_prefixed(&self, kind: &str, prefixes: &[String]) -> Result<Vec<String>, JournalError> {
+        let (low, high): (Vec<&str>, Vec<String>) =
+            prefixes.iter().map(|p| (p.as_str(), crate::journal::prefix_end(p))).unzip();
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT s.value FROM unnest($2::text[], $3::text[]) AS r(lo, hi)
+                     JOIN search_values s ON s.kind = $1
+                      AND s.value COLLATE \"C\" >= r.lo COLLATE \"C\" AND s.value COLLATE \"C\" < r.hi COLLATE \"C\"",
+                    &[&kind, &low, &high],
+                )
+                .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -1047,6 +1096,82 @@ impl Backend for Postgres {
                     link: chain::Link::from_stored(r.get(4), r.get(5), r.get(6)),
                 })
                 .collect())
+        })
+    }
+
+    fn checkpoint_basis(&self, tenant: &str) -> Result<Option<checkpoint::Basis>, JournalError> {
+        self.run(async |c| {
+            // One snapshot: the head and the last checkpoint agree.
+            let tx =
+                c.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).start().await?;
+            let Some(r) = tx
+                .query_opt(
+                    "SELECT id, chain_n, chain_head, chain_seq, chain_pruned_n FROM tenants WHERE name = $1",
+                    &[&tenant],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let tid: i64 = r.get(0);
+            let head = chain::Head::from_stored(r.get(1), r.get::<_, Option<&[u8]>>(2));
+            let last = tx
+                .query_opt(
+                    "SELECT $2::text, number, to_seq, body, signature FROM checkpoints WHERE tenant = $1
+                     ORDER BY number DESC LIMIT 1",
+                    &[&tid, &tenant],
+                )
+                .await?
+                .map(|r| checkpoint_row(&r));
+            tx.commit().await?;
+            Ok(Some(checkpoint::Basis { head, head_seq: r.get(3), pruned_through: r.get(4), last }))
+        })
+    }
+
+    fn append_checkpoint(
+        &self,
+        cp: &checkpoint::StoredCheckpoint,
+        fence: Option<&Fence>,
+    ) -> Result<bool, JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, &cp.tenant).await?;
+            let tx = c.transaction().await?;
+            check_fence(&tx, fence).await?;
+            let n = tx
+                .execute(
+                    "INSERT INTO checkpoints (tenant, number, to_seq, body, signature) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant, number) DO NOTHING",
+                    &[&tid, &cp.number, &cp.to_seq, &cp.body, &cp.signature],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn checkpoints_between(&self, after: i64, through: i64) -> Result<Vec<checkpoint::StoredCheckpoint>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, c.number, c.to_seq, c.body, c.signature FROM checkpoints c JOIN tenants t ON t.id = c.tenant
+                     WHERE c.to_seq > $1 AND c.to_seq <= $2 ORDER BY c.to_seq, t.name, c.number",
+                    &[&after, &through],
+                )
+                .await?;
+            Ok(rows.iter().map(checkpoint_row).collect())
+        })
+    }
+
+    fn latest_checkpoints(&self) -> Result<Vec<checkpoint::StoredCheckpoint>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT DISTINCT ON (t.name) t.name, c.number, c.to_seq, c.body, c.signature
+                     FROM checkpoints c JOIN tenants t ON t.id = c.tenant ORDER BY t.name, c.number DESC",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(checkpoint_row).collect())
         })
     }
 
@@ -1269,7 +1394,7 @@ mod tests {
         let q = EventQuery { emails: vec!["ann@x.test".into()], ..EventQuery::default() };
         assert_eq!(j.search(&q, 100).unwrap().len(), 10, "indexed and not yet indexed alike");
         assert_eq!(j.chain_since_seq().unwrap(), 13);
-        let before = crate::journal::chain::verify_journal(&j, &|_| {}).unwrap();
+        let before = crate::journal::chain::verify_journal(&j, &crate::signing::Keyring::default(), &|_| {}).unwrap();
         assert_eq!((before.unchained, before.verified, before.problems.len()), (10, 0, 0));
         j.start_progress("acme", "cursor", 0, None, "").unwrap();
         let raw = "{\"id\":11}";
@@ -1284,7 +1409,7 @@ mod tests {
         };
         let w = crate::journal::WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 3000, fetched: 1 };
         assert_eq!(j.commit_window(&w, [r]).unwrap(), 1);
-        let after = crate::journal::chain::verify_journal(&j, &|_| {}).unwrap();
+        let after = crate::journal::chain::verify_journal(&j, &crate::signing::Keyring::default(), &|_| {}).unwrap();
         assert_eq!((after.unchained, after.verified, after.problems.len()), (10, 1, 0), "{after:?}");
         assert_eq!(j.read_after(10, 10, usize::MAX).unwrap().last_seq(), Some(13));
     }

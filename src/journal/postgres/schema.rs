@@ -213,6 +213,25 @@ const MIGRATIONS: &[&str] = &[
         (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
         (SELECT COALESCE(MAX(seq), 0) FROM events)));
     "#,
+    // 5: signed checkpoints (journal::checkpoint), as SQLite's migration 7.
+    r#"
+    ALTER TABLE tenants ADD COLUMN chain_seq bigint NOT NULL DEFAULT 0;
+    UPDATE tenants SET chain_seq = m.s
+        FROM (SELECT tenant, MAX(seq) AS s FROM events WHERE chain_n IS NOT NULL GROUP BY tenant) AS m
+        WHERE m.tenant = tenants.id;
+    CREATE TABLE checkpoints (
+        tenant     bigint NOT NULL REFERENCES tenants(id),
+        number     bigint NOT NULL,
+        to_seq     bigint NOT NULL,
+        body       text NOT NULL,
+        signature  bytea NOT NULL,
+        PRIMARY KEY (tenant, number)
+    );
+    CREATE INDEX checkpoints_to_seq ON checkpoints (to_seq);
+    -- A network filter reads the addresses under its text prefixes (`86.40.`) by range:
+    -- byte order, whatever the database's collation.
+    CREATE INDEX search_values_bytes ON search_values (kind, value COLLATE "C");
+    "#,
 ];
 
 /// The schema version this build writes.

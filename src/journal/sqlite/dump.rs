@@ -61,11 +61,12 @@ impl Sqlite {
         let mut high_water = 0i64;
         for row in rows {
             match row? {
-                Row::Tenant { name, created_at, head, pruned_through } => {
+                Row::Tenant { name, created_at, head, head_seq, pruned_through } => {
                     let hash = (head.n > 0).then_some(&head.hash[..]);
                     tx.execute(
-                        "INSERT INTO tenants (name, created_at, chain_n, chain_head, chain_pruned_n) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![name, created_at, head.n, hash, pruned_through],
+                        "INSERT INTO tenants (name, created_at, chain_n, chain_head, chain_pruned_n, chain_seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![name, created_at, head.n, hash, pruned_through, head_seq],
                     )?;
                     tenants.insert(name, tx.last_insert_rowid());
                 }
@@ -141,6 +142,18 @@ impl Sqlite {
                 }
                 Row::ReconcilePass(p) => super::quarantine::insert_pass(&tx, tid(&tenants, &p.tenant)?, &p)?,
                 Row::ReconcileFind(f) => super::quarantine::insert_find(&tx, tid(&tenants, &f.tenant)?, &f)?,
+                Row::Checkpoint(c) => {
+                    tx.prepare_cached(
+                        "INSERT INTO checkpoints (tenant, number, to_seq, body, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        tid(&tenants, &c.tenant)?,
+                        c.number,
+                        c.to_seq,
+                        c.body,
+                        c.signature
+                    ])?;
+                }
                 Row::HighWater { events, alerts: _, chain_since_seq } => {
                     high_water = high_water.max(events);
                     tx.execute("UPDATE integrity SET chain_since_seq = ?1 WHERE id = 1", [chain_since_seq])?;
@@ -162,15 +175,21 @@ impl Sqlite {
 }
 
 fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
-    each(conn, "SELECT name, created_at, chain_n, chain_head, chain_pruned_n FROM tenants ORDER BY id", out, |r| {
-        let head: Option<Vec<u8>> = r.get(3)?;
-        Ok(Row::Tenant {
-            name: r.get(0)?,
-            created_at: r.get(1)?,
-            head: Head::from_stored(r.get(2)?, head.as_deref()),
-            pruned_through: r.get(4)?,
-        })
-    })?;
+    each(
+        conn,
+        "SELECT name, created_at, chain_n, chain_head, chain_pruned_n, chain_seq FROM tenants ORDER BY id",
+        out,
+        |r| {
+            let head: Option<Vec<u8>> = r.get(3)?;
+            Ok(Row::Tenant {
+                name: r.get(0)?,
+                created_at: r.get(1)?,
+                head: Head::from_stored(r.get(2)?, head.as_deref()),
+                pruned_through: r.get(4)?,
+                head_seq: r.get(5)?,
+            })
+        },
+    )?;
     each(
         conn,
         "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw,
@@ -272,6 +291,13 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
          FROM reconcile_finds f JOIN tenants t ON t.id = f.tenant ORDER BY f.rowid",
         out,
         |r| Ok(Row::ReconcileFind(super::quarantine::find_from_row(r, r.get(0)?, 1)?)),
+    )?;
+    each(
+        conn,
+        "SELECT t.name, c.number, c.to_seq, c.body, c.signature FROM checkpoints c JOIN tenants t ON t.id = c.tenant
+         ORDER BY c.tenant, c.number",
+        out,
+        |r| Ok(Row::Checkpoint(super::checkpoint_row(r)?)),
     )?;
     let (events, alerts, chain_since_seq): (i64, i64, i64) = conn.query_row(
         "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),

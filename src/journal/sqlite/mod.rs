@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::backend::{Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, Ledger, Place};
 use super::chain;
+use super::checkpoint;
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
@@ -290,6 +291,16 @@ impl Sqlite {
     }
 }
 
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<checkpoint::StoredCheckpoint> {
+    Ok(checkpoint::StoredCheckpoint {
+        tenant: r.get(0)?,
+        number: r.get(1)?,
+        to_seq: r.get(2)?,
+        body: r.get(3)?,
+        signature: r.get(4)?,
+    })
+}
+
 /// A tenant's chain head and the last seq handed out, read in the writer's transaction.
 fn chain_state(tx: &rusqlite::Transaction<'_>, tid: i64) -> Result<(chain::Head, i64), JournalError> {
     let head = tx.query_row("SELECT chain_n, chain_head FROM tenants WHERE id = ?1", [tid], |r| {
@@ -423,8 +434,8 @@ impl Backend for Sqlite {
             }
             if inserted > 0 {
                 tx.execute(
-                    "UPDATE tenants SET chain_n = ?2, chain_head = ?3 WHERE id = ?1",
-                    params![tid, head.n, &head.hash[..]],
+                    "UPDATE tenants SET chain_n = ?2, chain_head = ?3, chain_seq = ?4 WHERE id = ?1",
+                    params![tid, head.n, &head.hash[..], seq],
                 )?;
             }
         }
@@ -737,6 +748,25 @@ impl Backend for Sqlite {
         }
     }
 
+    fn prune_bounds(
+        &self,
+        before: i64,
+        up_to_seq: i64,
+        alerts_delivered: i64,
+    ) -> Result<Vec<(String, i64)>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT t.name, MAX(e.chain_n) FROM events e JOIN tenants t ON t.id = e.tenant
+             WHERE e.seq <= ?1 AND e.created_at < ?2 AND e.chain_n IS NOT NULL
+               AND e.seq NOT IN (SELECT event_seq FROM alert_events WHERE alert_seq > ?3)
+             GROUP BY t.name ORDER BY t.name",
+        )?;
+        let rows = stmt
+            .query_map(params![up_to_seq, before, alerts_delivered], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn index_state(&self) -> Result<IndexState, JournalError> {
         Sqlite::index_state(self)
     }
@@ -755,6 +785,20 @@ impl Backend for Sqlite {
 
     fn seen_values(&self, kind: &str) -> Result<Vec<String>, JournalError> {
         Sqlite::seen_values(self, kind)
+    }
+
+    fn seen_values_prefixed(&self, kind: &str, prefixes: &[String]) -> Result<Vec<String>, JournalError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT value FROM search_values WHERE kind = ?1 AND value >= ?2 AND value < ?3")?;
+        let mut out = Vec::new();
+        for p in prefixes {
+            let rows = stmt.query_map(params![kind, p, crate::journal::prefix_end(p)], |r| r.get::<_, String>(0))?;
+            for v in rows {
+                out.push(v?);
+            }
+        }
+        Ok(out)
     }
 
     fn operation_exists(&self, name: &str) -> Result<bool, JournalError> {
@@ -827,6 +871,76 @@ impl Backend for Sqlite {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn checkpoint_basis(&self, tenant: &str) -> Result<Option<checkpoint::Basis>, JournalError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let Some((tid, n, hash, seq, pruned)) = tx
+            .query_row(
+                "SELECT id, chain_n, chain_head, chain_seq, chain_pruned_n FROM tenants WHERE name = ?1",
+                [tenant],
+                |r| {
+                    let hash: Option<Vec<u8>> = r.get(2)?;
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, hash, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+                },
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let last = tx
+            .query_row(
+                "SELECT number, to_seq, body, signature FROM checkpoints WHERE tenant = ?1 ORDER BY number DESC LIMIT 1",
+                [tid],
+                |r| {
+                    Ok(checkpoint::StoredCheckpoint {
+                        tenant: tenant.to_string(),
+                        number: r.get(0)?,
+                        to_seq: r.get(1)?,
+                        body: r.get(2)?,
+                        signature: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        let head = chain::Head::from_stored(n, hash.as_deref());
+        Ok(Some(checkpoint::Basis { head, head_seq: seq, pruned_through: pruned, last }))
+    }
+
+    fn append_checkpoint(
+        &self,
+        cp: &checkpoint::StoredCheckpoint,
+        _fence: Option<&Fence>,
+    ) -> Result<bool, JournalError> {
+        let conn = self.writer();
+        let tid = self.tenant_id(&conn, &cp.tenant)?;
+        let n = conn.execute(
+            "INSERT INTO checkpoints (tenant, number, to_seq, body, signature) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant, number) DO NOTHING",
+            params![tid, cp.number, cp.to_seq, cp.body, cp.signature],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn checkpoints_between(&self, after: i64, through: i64) -> Result<Vec<checkpoint::StoredCheckpoint>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.name, c.number, c.to_seq, c.body, c.signature FROM checkpoints c JOIN tenants t ON t.id = c.tenant
+             WHERE c.to_seq > ?1 AND c.to_seq <= ?2 ORDER BY c.to_seq, t.name, c.number",
+        )?;
+        let rows = stmt.query_map(params![after, through], checkpoint_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn latest_checkpoints(&self) -> Result<Vec<checkpoint::StoredCheckpoint>, JournalError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.name, c.number, c.to_seq, c.body, c.signature FROM checkpoints c JOIN tenants t ON t.id = c.tenant
+             WHERE c.number = (SELECT MAX(number) FROM checkpoints d WHERE d.tenant = c.tenant) ORDER BY t.name",
+        )?;
+        let rows = stmt.query_map([], checkpoint_row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 

@@ -209,7 +209,26 @@ const MIGRATIONS: &[&str] = &[
         (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
         (SELECT COALESCE(MAX(seq), 0) FROM events)));
     "#,
+    // 7: signed checkpoints (journal::checkpoint), and the seq of each tenant's head event
+    // (what a checkpoint's `to_seq` is).
+    r#"
+    ALTER TABLE tenants ADD COLUMN chain_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE checkpoints (
+        tenant     INTEGER NOT NULL REFERENCES tenants(id),
+        number     INTEGER NOT NULL,
+        to_seq     INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        signature  BLOB NOT NULL,
+        PRIMARY KEY (tenant, number)
+    );
+    CREATE INDEX checkpoints_to_seq ON checkpoints (to_seq);
+    "#,
 ];
+
+/// Sets each tenant's `chain_seq` from its events (migration 7).
+pub const SET_CHAIN_SEQ: &str = "UPDATE tenants SET chain_seq = m.s
+    FROM (SELECT tenant, MAX(seq) AS s FROM events WHERE chain_n IS NOT NULL GROUP BY tenant) AS m
+    WHERE m.tenant = tenants.id";
 
 /// The schema version this build writes.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -227,6 +246,9 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), JournalError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == 7 {
+            tx.execute_batch(SET_CHAIN_SEQ)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
@@ -265,6 +287,28 @@ mod tests {
         assert_eq!(one(&conn, "SELECT chain_since_seq FROM integrity"), 4);
         assert_eq!(one(&conn, "SELECT COUNT(*) FROM events WHERE chain_n IS NULL"), 2);
         assert_eq!(one(&conn, "SELECT chain_n FROM tenants"), 0);
+    }
+
+    /// A journal whose chain predates checkpoints learns each tenant's head seq, so its
+    /// first checkpoint signs the right event.
+    #[test]
+    fn migration_7_finds_each_tenants_head_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        migrate_to(&mut conn, 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at, chain_n) VALUES (1, 'a', 0, 2), (2, 'b', 0, 1), (3, 'c', 0, 0);
+             INSERT INTO events (seq, tenant, id, created_at, operation_name, raw, chain_n) VALUES
+                 (5, 1, 1, 1, 'Login', '{}', 1), (6, 2, 1, 1, 'Login', '{}', 1), (7, 1, 2, 2, 'Login', '{}', 2);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let heads = rows(&conn, "SELECT name, chain_seq FROM tenants ORDER BY name");
+        let want: Vec<Vec<rusqlite::types::Value>> = [("a", 7), ("b", 6), ("c", 0)]
+            .iter()
+            .map(|(n, s)| vec![n.to_string().into(), (*s as i64).into()])
+            .collect();
+        assert_eq!(heads, want);
     }
 
     /// A journal at schema 3 that already pruned its newest events (11..=15, delivered to a sink),

@@ -205,6 +205,16 @@ pub fn continuity_controls(f: Framework) -> &'static [Control] {
     }
 }
 
+/// The integrity section: the journal's hash chain and signed checkpoints, verified.
+pub const INTEGRITY_TITLE: &str = "Integrity of the audit trail";
+pub fn integrity_controls(f: Framework) -> &'static [Control] {
+    match f {
+        Framework::Soc2 => &[CC7_2],
+        Framework::Iso27001 => &[A8_15],
+        Framework::Gdpr => &[ART5_2, ART32],
+    }
+}
+
 /// The alerts section: detection raised on the events.
 pub const ALERTS_TITLE: &str = "Alerts raised";
 pub fn alerts_controls(f: Framework) -> &'static [Control] {

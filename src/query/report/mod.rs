@@ -151,6 +151,41 @@ pub struct Report {
     pub continuity: Vec<Continuity>,
     /// `None` when the journal has no alerts table (detection never ran).
     pub alerts: Option<Vec<AlertEntry>>,
+    pub integrity: Integrity,
+}
+
+/// What `tines-audit verify` says of the whole journal, as the report shows it.
+#[derive(Debug)]
+pub struct Integrity {
+    pub result: crate::journal::chain::ChainReport,
+    /// The fingerprints of the keys whose signatures were trusted.
+    pub keys: Vec<String>,
+    /// The oldest and newest event the verification covered (its period).
+    pub span: Option<(i64, i64)>,
+}
+
+impl Integrity {
+    /// One sentence on the verification, for every format.
+    pub fn summary(&self) -> String {
+        let r = &self.result;
+        let period = self.span.map_or("the journal holds no events".to_string(), |(a, b)| {
+            format!(
+                "the whole journal, events dated {} to {}",
+                crate::timeutil::format_rfc3339(a),
+                crate::timeutil::format_rfc3339(b)
+            )
+        });
+        let keys = if self.keys.is_empty() { "no signing key".to_string() } else { self.keys.join(", ") };
+        let verdict = if r.problems.is_empty() {
+            "Verified: no record changed, deleted, inserted or reordered".to_string()
+        } else {
+            format!("FAILED: {} problem(s)", r.problems.len())
+        };
+        format!(
+            "{verdict}. Checked {} events and {} signed checkpoints across {} tenants, covering {period}; signatures checked with {keys}.",
+            r.verified, r.checkpoints, r.tenants
+        )
+    }
 }
 
 /// Reads the alerts raised for events in `[from, to)` (newest first), if detection ever ran.
@@ -319,6 +354,7 @@ pub fn build(
     to: i64,
     tenants: &[String],
     geo: &dyn CountryLookup,
+    keys: &crate::signing::Keyring,
 ) -> Result<Report, SearchError> {
     let tenants: Vec<String> = if tenants.is_empty() { journal.tenants()? } else { tenants.to_vec() };
     let base = EventFilter { tenants: tenants.clone(), from: Some(from), to: Some(to), ..Default::default() };
@@ -331,7 +367,13 @@ pub fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let continuity = tenants.iter().map(|t| continuity(journal, t, from, to)).collect::<Result<Vec<_>, _>>()?;
     let alerts = read_alerts(journal, from, to, &tenants, 10_000)?;
+    let integrity = Integrity {
+        result: crate::journal::chain::verify_journal(journal, keys, &|_| {})?,
+        keys: keys.fingerprints(),
+        span: journal.span(&crate::journal::EventQuery::default())?,
+    };
     Ok(Report {
+        integrity,
         framework,
         from,
         to,

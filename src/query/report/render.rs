@@ -91,6 +91,17 @@ pub fn html(r: &Report) -> String {
     );
     let _ = write!(
         o,
+        "<tr><td><a href=\"#integrity\">{}</a></td><td>{}</td><td>{}</td></tr>",
+        super::controls::INTEGRITY_TITLE,
+        esc(&super::controls::integrity_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+        if r.integrity.result.problems.is_empty() {
+            "<span class=\"ok\">verified</span>".to_string()
+        } else {
+            format!("<span class=\"bad\">{} problem(s)</span>", r.integrity.result.problems.len())
+        }
+    );
+    let _ = write!(
+        o,
         "<tr><td><a href=\"#alerts\">{}</a></td><td>{}</td><td class=\"num\">{}</td></tr></table>",
         super::controls::ALERTS_TITLE,
         esc(&super::controls::alerts_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
@@ -195,6 +206,38 @@ pub fn html(r: &Report) -> String {
             }
             o.push_str("</table>");
         }
+    }
+    o.push_str("</section>");
+    let i = &r.integrity;
+    let _ = write!(
+        o,
+        "<section id=\"integrity\"><h2>{}</h2><p>Each tenant's events are linked in a hash chain as they are collected, and the chain's head is signed with the installation's Ed25519 key at every collect, at least hourly and before retention prunes. This is the result of <code>tines-audit verify</code> run as the report was generated.</p><div class=\"controls\"><b>Evidences:</b> {}</div><p class=\"{}\">{}</p>",
+        super::controls::INTEGRITY_TITLE,
+        esc(&controls_text(super::controls::integrity_controls(r.framework))),
+        if i.result.problems.is_empty() { "ok" } else { "bad" },
+        esc(&i.summary())
+    );
+    if !i.result.problems.is_empty() {
+        o.push_str("<ul>");
+        for p in i.result.problems.iter().take(LISTED) {
+            let _ = write!(o, "<li>{}</li>", esc(&p.to_string()));
+        }
+        o.push_str("</ul>");
+    }
+    if !i.result.newest_checkpoints.is_empty() {
+        o.push_str("<table><tr><th>Tenant</th><th>Newest checkpoint</th><th>Signed</th><th>Chain position</th><th>Key</th></tr>");
+        for c in &i.result.newest_checkpoints {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
+                esc(&c.tenant),
+                c.number,
+                esc(&c.time),
+                c.chain_n,
+                esc(&c.key)
+            );
+        }
+        o.push_str("</table>");
     }
     o.push_str("</section>");
     let _ = write!(
@@ -332,6 +375,28 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         o,
+        "## {}\n\n**Evidences:** {}\n\n{}\n",
+        super::controls::INTEGRITY_TITLE,
+        controls_text(super::controls::integrity_controls(r.framework)),
+        md_cell(&r.integrity.summary())
+    );
+    for p in r.integrity.result.problems.iter().take(LISTED) {
+        let _ = writeln!(o, "- {}", md_cell(&p.to_string()));
+    }
+    for c in &r.integrity.result.newest_checkpoints {
+        let _ = writeln!(
+            o,
+            "- tenant {}: newest checkpoint {} signed {} at chain position {} by {}",
+            md_cell(&c.tenant),
+            c.number,
+            md_cell(&c.time),
+            c.chain_n,
+            md_cell(&c.key)
+        );
+    }
+    o.push('\n');
+    let _ = writeln!(
+        o,
         "## {}\n\n**Evidences:** {}\n",
         super::controls::ALERTS_TITLE,
         controls_text(super::controls::alerts_controls(r.framework))
@@ -403,6 +468,11 @@ pub fn csv(r: &Report) -> String {
                 f(&format!("{what} until {}", format_rfc3339(g.to)))
             );
         }
+    }
+    let ic = super::controls::integrity_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
+    let _ = writeln!(o, "integrity,{},,,,,,,,{}", f(&ic), f(&r.integrity.summary()));
+    for p in &r.integrity.result.problems {
+        let _ = writeln!(o, "integrity,{},,,,,,,,{}", f(&ic), f(&p.to_string()));
     }
     let al = super::controls::alerts_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
     for a in r.alerts.iter().flatten() {
