@@ -159,6 +159,15 @@ impl Orphans {
     }
 }
 
+/// What a batch comes to: objects to write, the orphans still to adopt, the adoptions to
+/// commit, and the digest entries of the orphans it began adopting.
+struct Plan {
+    objects: Vec<NewObject>,
+    orphans: Orphans,
+    adopting: Vec<Adopting>,
+    adopted: Vec<Entry>,
+}
+
 /// An object to write.
 struct NewObject {
     path: Path,
@@ -278,7 +287,7 @@ impl ObjectStoreSink {
 
         let orphans = std::mem::take(&mut self.orphans);
         let (encoder, prefix, url) = (self.encoder.clone(), self.dest.prefix.clone(), self.dest.url.clone());
-        let (objects, orphans, adopting, mut entries) =
+        let Plan { objects, orphans, adopting, adopted: mut entries } =
             blocking(move || plan(&batch, &encoder, &prefix, orphans, &url)).await.and_then(|r| r)?;
         self.orphans = orphans;
         for o in objects {
@@ -531,7 +540,7 @@ fn plan(
     prefix: &Path,
     mut orphans: Orphans,
     url: &str,
-) -> Result<(Vec<NewObject>, Orphans, Vec<Adopting>, Vec<Entry>), SinkError> {
+) -> Result<Plan, SinkError> {
     struct Part<'a> {
         tenant: &'a str,
         hour: i64,
@@ -581,7 +590,7 @@ fn plan(
         let path = partition_dir(prefix, p.tenant, p.hour).join(object_name(p.first, p.last));
         objects.push(NewObject { path, first: p.first, last: p.last, events: p.events, raw: p.buf, gz });
     }
-    Ok((objects, orphans, adopting, adopted))
+    Ok(Plan { objects, orphans, adopting, adopted })
 }
 
 pub(super) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {

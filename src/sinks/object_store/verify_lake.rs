@@ -361,7 +361,7 @@ pub(crate) async fn verify_lake(
     }
     let mut deleted: Vec<LakeProblem> =
         listed.into_iter().map(|(key, (_, digest))| LakeProblem::ObjectDeleted { key, digest }).collect();
-    deleted.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    deleted.sort_by_key(|p| p.to_string());
     report.problems.extend(deleted);
 
     // 5. Every listed object's bytes.
@@ -395,7 +395,7 @@ pub(crate) async fn verify_lake(
             report.bytes_verified += size;
         }
     }
-    changed.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    changed.sort_by_key(|p| p.to_string());
     report.problems.extend(changed);
     report.ok = report.problems.is_empty();
     Ok(report)
