@@ -3,17 +3,23 @@
 //! (a real S3 implementation on loopback, started by scripts/start-moto.sh
 //! unless TINES_AUDIT_TEST_S3_ENDPOINT names one). Prints events/s and CPU
 //! seconds per million events of this process (journal read, encoding, gzip,
-//! HTTP client), and moto's own CPU apart.
+//! HTTP client), and moto's own CPU apart. The sink signs digests as it runs;
+//! each lake is then verified against them (`verify --object-store`'s work:
+//! every digest checked, every object listed, downloaded and hashed), in
+//! events/s and objects/s.
 //!
 //!   cargo bench --bench object_store              # 500,000 events
-//!   EVENTS=100000 cargo bench --bench object_store
+//!   EVENTS=1000000 cargo bench --bench object_store
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tines_audit::format::{Encoder, Shape};
 use tines_audit::journal::{Journal, Record, WindowCommit};
+use tines_audit::signing::{Keyring, SigningKey};
 use tines_audit::sinks::object_store::ObjectStoreConfig;
+use tines_audit::sinks::object_store::verify_lake::Lake;
 use tines_audit::sinks::runner::{Consumer, Flush};
 
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -121,8 +127,36 @@ struct Row {
     gz_mib: f64,
 }
 
-async fn run(label: &str, cfg: &ObjectStoreConfig, j: &Journal, server: Option<u32>) -> Row {
-    let sink = cfg.build(Encoder::new(Shape::Raw, None)).expect("sink config");
+/// A verification of a lake.
+struct Verified {
+    label: String,
+    digests: usize,
+    objects: usize,
+    events: u64,
+    bytes: u64,
+    wall: f64,
+    cpu: f64,
+}
+
+async fn verify(label: &str, cfg: &ObjectStoreConfig, key: &SigningKey) -> Verified {
+    let lake = Lake::of(cfg).expect("lake");
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    let r = lake.verify(&Keyring::new(vec![*key.public()]), Arc::new(|_| {})).await.expect("verify");
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0);
+    assert!(r.ok && r.not_yet_covered == 0, "{label}: {:?}", r.problems);
+    Verified {
+        label: label.to_string(),
+        digests: r.digests,
+        objects: r.objects_verified,
+        events: r.events_verified,
+        bytes: r.bytes_verified,
+        wall,
+        cpu,
+    }
+}
+
+async fn run(label: &str, cfg: &ObjectStoreConfig, j: &Journal, server: Option<u32>, key: &Arc<SigningKey>) -> Row {
+    let sink = cfg.build(Encoder::new(Shape::Raw, None)).expect("sink config").with_digests(key.clone());
     let mut consumer = Consumer::new(Box::new(sink));
     let (server0, cpu0, t0) = (server.and_then(process_cpu_secs), cpu_secs(), Instant::now());
     let events = consumer.drain(j, Flush::All).await.expect("drain");
@@ -184,16 +218,26 @@ fn main() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let moto = Moto::start();
+    let key = Arc::new(SigningKey::ephemeral());
     let mut rows = Vec::new();
+    let mut verified = Vec::new();
     rt.block_on(async {
         let local = |extra: &str, dir: &str| -> ObjectStoreConfig {
             toml::from_str(&format!("url = \"file://{}\"\n{extra}", work.path().join(dir).display())).unwrap()
         };
-        rows.push(run("local dir, roll 100k events/64 MiB", &local("", "local-default"), &j, None).await);
-        rows.push(run("local dir, roll 10k events", &local("roll_events = 10000", "local-10k"), &j, None).await);
-        for (label, extra) in
-            [("moto S3, roll 100k events/64 MiB", ""), ("moto S3, roll 10k events", "roll_events = 10000")]
-        {
+        for (label, extra, dir) in [
+            ("local dir, roll 100k events/64 MiB", "", "local-default"),
+            ("local dir, roll 10k events", "roll_events = 10000", "local-10k"),
+        ] {
+            let cfg = local(extra, dir);
+            rows.push(run(label, &cfg, &j, None, &key).await);
+            verified.push(verify(label, &cfg, &key).await);
+        }
+        for (label, extra) in [
+            ("moto S3, roll 100k events/64 MiB", ""),
+            ("moto S3, roll 10k events", "roll_events = 10000"),
+            ("moto S3, roll 1k events", "roll_events = 1000"),
+        ] {
             let bucket = format!("bench-{}-{}", std::process::id(), rows.len());
             let resp = reqwest::Client::new().put(format!("{}/{bucket}", moto.endpoint)).send().await.unwrap();
             assert!(resp.status().is_success(), "create bucket: {}", resp.status());
@@ -203,7 +247,8 @@ fn main() {
                 moto.endpoint
             ))
             .unwrap();
-            rows.push(run(label, &cfg, &j, moto.pid).await);
+            rows.push(run(label, &cfg, &j, moto.pid, &key).await);
+            verified.push(verify(label, &cfg, &key).await);
         }
     });
 
@@ -223,6 +268,25 @@ fn main() {
             r.objects,
             r.raw_mib,
             r.gz_mib
+        );
+    }
+
+    println!(
+        "\n{:<34} {:>8} {:>8} {:>9} {:>8} {:>10} {:>10} {:>8} {:>10}",
+        "verify --object-store", "digests", "objects", "events", "wall s", "events/s", "objects/s", "MiB/s", "CPU s"
+    );
+    for v in verified {
+        println!(
+            "{:<34} {:>8} {:>8} {:>9} {:>8.2} {:>10.0} {:>10.0} {:>8.1} {:>10.2}",
+            v.label,
+            v.digests,
+            v.objects,
+            v.events,
+            v.wall,
+            v.events as f64 / v.wall,
+            v.objects as f64 / v.wall,
+            v.bytes as f64 / 1_048_576.0 / v.wall,
+            v.cpu
         );
     }
 }

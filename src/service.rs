@@ -184,13 +184,29 @@ pub async fn backfill(
     Ok((job, outcome))
 }
 
-/// Builds a consumer for each configured sink.
+/// Builds a consumer for each configured sink; object-store sinks sign their digests with
+/// the installation's key, loaded (or created) once if any is configured.
 pub fn consumers(settings: &Settings) -> Result<Vec<Consumer>, crate::config::ConfigError> {
+    let mut loaded: Option<Arc<crate::signing::SigningKey>> = None;
+    let mut key = || -> Result<Arc<crate::signing::SigningKey>, String> {
+        if let Some(k) = &loaded {
+            return Ok(k.clone());
+        }
+        let at = settings.signing_key();
+        let (k, created) = at.load_or_create().map_err(|e| e.to_string())?;
+        if created {
+            tracing::info!(
+                path = %at.path().display(),
+                "created the signing key for the lake's digests (mode 0600): back it up, and give auditors the output of `tines-audit keys public`"
+            );
+        }
+        Ok(loaded.insert(Arc::new(k)).clone())
+    };
     settings
         .sinks
         .iter()
         .map(|s| {
-            s.build()
+            s.build_signed(&mut key)
                 .map(Consumer::new)
                 .map_err(|e| crate::config::ConfigError::Invalid(format!("sink {}: {e}", s.name())))
         })

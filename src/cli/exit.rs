@@ -2,6 +2,7 @@
 
 use crate::config::ConfigError;
 use crate::journal::JournalError;
+use crate::sinks::object_store::verify_lake::VerifyLakeError;
 use crate::sinks::runner::DrainError;
 use crate::source::tines::client::FetchError;
 use crate::source::tines::collector::CollectError;
@@ -62,6 +63,12 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
         }
         if let Some(j) = cause.downcast_ref::<JournalError>() {
             return from_journal(j);
+        }
+        if let Some(v) = cause.downcast_ref::<VerifyLakeError>() {
+            return match v {
+                VerifyLakeError::Config(_) => Exit::Usage,
+                VerifyLakeError::Store(_) => Exit::Sink,
+            };
         }
         if let Some(d) = cause.downcast_ref::<DrainError>() {
             return match d {

@@ -9,6 +9,7 @@ mod reader;
 mod reconcile;
 mod search;
 mod verify;
+mod verify_lake;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

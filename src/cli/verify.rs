@@ -30,6 +30,16 @@ pub struct VerifyArgs {
     /// No progress bar on standard error.
     #[arg(long)]
     pub no_progress: bool,
+    /// Verify an object-store lake against its signed digests instead of the journal: the
+    /// name of an object_store sink in --config (its credentials and digest_prefix are used),
+    /// or the lake's URL (s3://bucket/prefix, gs://, az://, file:///dir; credentials from the
+    /// environment). See docs/verifying.md.
+    #[arg(long = "object-store", value_name = "SINK_OR_URL")]
+    pub object_store: Option<String>,
+    /// A public key (PEM, from `tines-audit keys public`) the signatures may be made with;
+    /// repeatable. Default: the public half of this installation's signing key.
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_key: Vec<PathBuf>,
 }
 
 /// The keys to trust: those given with `--public-key`, else the local signing key's
@@ -55,6 +65,9 @@ pub fn keyring(
 }
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(lake) = &args.object_store {
+        return super::verify_lake::verify_lake(&args, lake).await;
+    }
     let journal = open_at(&journal_location(&args.source)?, Access::ReadOnly).await?;
     let keys = keyring(&args.public_key, args.source.config.as_deref(), args.source.data_dir.as_deref())?;
     if keys.is_empty() && !journal.call(|j| j.latest_checkpoints()).await?.is_empty() {

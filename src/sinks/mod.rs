@@ -59,6 +59,14 @@ pub trait Sink: Send {
         Box::pin(async { Ok(None) })
     }
 
+    /// A state to commit at the current offset when a final drain (a one-shot `collect`,
+    /// the daemon stopping) has delivered everything: e.g. the object-store sink signs the
+    /// digest of what it wrote so far rather than leave it for the next run. `None`: nothing
+    /// to record.
+    fn seal(&mut self) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// How big a batch may be, and how long a small backlog may wait to fill one.
     fn policy(&self) -> BatchPolicy {
         BatchPolicy::default()
@@ -195,6 +203,21 @@ impl SinkConfig {
             SinkConfig::ObjectStore(c) => c.format = raw,
         }
         self
+    }
+
+    /// Builds the sink that delivers journal events: as [`SinkConfig::build`], and an
+    /// object-store sink also signs a digest of each period with `key()`, the installation's
+    /// signing key (asked for only when such a sink is configured).
+    pub fn build_signed(
+        &self,
+        key: &mut dyn FnMut() -> Result<Arc<crate::signing::SigningKey>, String>,
+    ) -> Result<Box<dyn Sink>, String> {
+        match self {
+            SinkConfig::ObjectStore(c) => {
+                Ok(Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?.with_digests(key()?)))
+            }
+            _ => self.build(),
+        }
     }
 
     /// Builds the sink, ready for [`Sink::recover`]; says what is wrong with its settings otherwise.

@@ -128,6 +128,11 @@ impl Consumer {
             let batch = journal.call(move |j| j.read_after(after, max_events, max_bytes)).await?;
             let Some(last) = batch.last_seq() else {
                 self.pending_since = None;
+                if flush == Flush::All
+                    && let Some(state) = self.sink.seal().await.map_err(|e| self.sink_err(e))?
+                {
+                    self.commit(journal, self.position, Some(state)).await?;
+                }
                 return Ok(delivered);
             };
             let full = batch.len() >= max_events || batch.raw_bytes() >= max_bytes;

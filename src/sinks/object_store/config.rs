@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use ::object_store::azure::MicrosoftAzureBuilder;
 use ::object_store::gcp::GoogleCloudStorageBuilder;
 use ::object_store::local::LocalFileSystem;
@@ -15,7 +15,7 @@ use ::object_store::path::Path;
 use ::object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use serde::Deserialize;
 
-use super::sink::ObjectStoreSink;
+use super::sink::{CHECK_OBJECT as CHECK_PREFIX, ObjectStoreSink};
 use crate::format::{Encoder, Shape};
 use crate::secret::Secret;
 use crate::sinks::BatchPolicy;
@@ -94,6 +94,11 @@ pub struct ObjectStoreConfig {
     /// Timeout of one request to the store (default `120s`).
     #[serde(default)]
     pub request_timeout: Option<String>,
+    /// Where the signed digests go, in the same bucket or container (for `file://`, an
+    /// absolute directory); default: `<prefix>.digests`, beside the data prefix so that a
+    /// feed reading the data never loads them. Required when the data has no prefix.
+    #[serde(default)]
+    pub digest_prefix: Option<String>,
 }
 
 fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
@@ -141,6 +146,9 @@ pub(crate) struct Destination {
     pub backend: Backend,
     /// The directory of a `file://` destination (created on recovery).
     pub local_dir: Option<PathBuf>,
+    /// Where the digests go: never inside `prefix`, except under a bucket-root prefix
+    /// where the operator named it (`digest_prefix`). `None`: a bucket-root prefix without it.
+    pub digests: Option<Path>,
 }
 
 impl ObjectStoreConfig {
@@ -167,7 +175,8 @@ impl ObjectStoreConfig {
             ));
         }
         url.set_path(&format!("{prefix}.alerts"));
-        Ok(ObjectStoreConfig { url: url.to_string(), ..self.clone() })
+        // Alerts are not audit records and carry no digests; the events' digest_prefix is not theirs.
+        Ok(ObjectStoreConfig { url: url.to_string(), digest_prefix: None, ..self.clone() })
     }
 
     /// Batching: roll an object at `roll_events`, `roll_bytes` (raw), or after `roll_age`.
@@ -208,6 +217,14 @@ impl ObjectStoreConfig {
         }
         let policy = self.policy().map_err(err)?;
         let dest = self.destination().map_err(err)?;
+        if dest.digests.is_none() {
+            return Err(err(format!(
+                "url {:?} has no prefix, so a feed reading it reads the whole bucket and the signed digests have no \
+                 place outside it: give the data a prefix (digests then go beside it, to <prefix>.digests), or set \
+                 digest_prefix and keep the feed from reading it (for Snowpipe, PATTERN = '.*tenant=.*')",
+                self.url
+            )));
+        }
         Ok(ObjectStoreSink::new(self.name(), dest, encoder, policy))
     }
 
@@ -302,14 +319,20 @@ impl ObjectStoreConfig {
             }
             Backend::Local => unreachable!("handled above"),
         };
-        Ok(Destination { store, prefix, url: display, backend, local_dir: None })
+        let digests = self.digest_location(&prefix, |p| {
+            Path::parse(p.trim_matches('/')).map_err(|e| format!("digest_prefix {p:?} is not a valid object path: {e}"))
+        })?;
+        Ok(Destination { store, prefix, url: display, backend, local_dir: None, digests })
     }
 
     fn s3(&self, bucket: &str, options: ClientOptions) -> Result<::object_store::aws::AmazonS3, String> {
+        // A SHA-256 of every upload (x-amz-checksum-sha256): S3 checks it on arrival, and a
+        // bucket with S3 Object Lock refuses uploads without a checksum.
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_client_options(options)
-            .with_retry(retry_config());
+            .with_retry(retry_config())
+            .with_checksum_algorithm(Checksum::SHA256);
         if let Some(r) = &self.region {
             b = b.with_region(r);
         }
@@ -355,13 +378,51 @@ impl ObjectStoreConfig {
         let prefix = Path::parse(text.trim_start_matches('/'))
             .map_err(|e| format!("directory {} cannot be used as an object path: {e}", dir.display()))?;
         let store = LocalFileSystem::new().with_fsync(true);
+        let digests = self.digest_location(&prefix, |p| {
+            let d = std::path::Path::new(p);
+            if !d.is_absolute() {
+                return Err(format!("digest_prefix {p:?} must be an absolute directory for a file:// destination"));
+            }
+            Path::parse(p.trim_matches('/'))
+                .map_err(|e| format!("digest_prefix {p:?} cannot be used as an object path: {e}"))
+        })?;
         Ok(Destination {
             store: Arc::new(store),
             prefix,
             url: format!("file://{}", dir.display()),
             backend: Backend::Local,
             local_dir: Some(dir),
+            digests,
         })
+    }
+
+    /// The digests' prefix: `digest_prefix` (parsed by `parse`), else `<prefix>.digests`; it may
+    /// not hold the data nor lie inside it, where a feed would load digests as audit records.
+    fn digest_location(
+        &self,
+        prefix: &Path,
+        parse: impl Fn(&str) -> Result<Path, String>,
+    ) -> Result<Option<Path>, String> {
+        let Some(given) = &self.digest_prefix else {
+            return Ok((!prefix.as_ref().is_empty()).then(|| Path::from(format!("{prefix}.digests"))));
+        };
+        let d = parse(given)?;
+        if d.as_ref().is_empty() {
+            return Err("digest_prefix may not be empty: name a prefix beside the data".into());
+        }
+        let within = |a: &Path, b: &Path| a == b || a.as_ref().starts_with(&format!("{b}/"));
+        if prefix.as_ref().is_empty() {
+            // The bucket root is the data prefix: only a name no data object takes.
+            if d.as_ref().starts_with("tenant=") || d.as_ref().starts_with(CHECK_PREFIX) {
+                return Err(format!("digest_prefix {given:?} collides with the data objects' names (tenant=...)"));
+            }
+        } else if within(&d, prefix) || within(prefix, &d) {
+            return Err(format!(
+                "digest_prefix {given:?} and the data prefix {prefix:?} contain one another: a feed reading the data \
+                 would load the digests; put them beside it, such as {prefix}.digests"
+            ));
+        }
+        Ok(Some(d))
     }
 
     /// Settings for one kind of store given to another are mistakes worth a message.

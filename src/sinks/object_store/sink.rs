@@ -17,6 +17,10 @@
 //! committed state (how many bytes of the object matched so far), so a
 //! second crash resumes it. Content that does not match is a permanent error:
 //! someone else writes to this prefix.
+//!
+//! With a signing key, every object written or adopted is also recorded (key,
+//! SHA-256 as stored, size, seqs) in the open period of the committed state, and
+//! the period's signed digest is written once it ends ([`super::digest`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -30,10 +34,12 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Backend, Destination};
+use super::digest::{self, Close, Entry, OpenPeriod, Signer};
 use super::errors::classify;
 use super::layout::{hour_of, object_name, parse_name, partition_dir};
 use crate::format::Encoder;
 use crate::journal::EventBatch;
+use crate::signing::{SigningKey, hex};
 use crate::sinks::{BatchPolicy, BoxFuture, Sink, SinkError};
 
 /// gzip level: 6 (zlib's default) compresses Tines JSON about 8:1 at well over the journal's read speed.
@@ -48,6 +54,9 @@ pub(crate) struct SinkState {
     /// Orphans the committed batches ended inside of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopting: Vec<Adopting>,
+    /// The digest period being recorded (with a signing key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<OpenPeriod>,
 }
 
 /// An orphan partly adopted: `verified` bytes of its uncompressed body matched committed events.
@@ -68,6 +77,9 @@ struct Orphan {
     /// (a feed that deletes what it ingested): its events count as delivered.
     body: Option<Vec<u8>>,
     verified: usize,
+    /// How a digest lists it, until the batch that starts adopting it records it there
+    /// (`None` once a committed state has: an adoption resumed after a restart).
+    entry: Option<Entry>,
 }
 
 impl Orphan {
@@ -112,11 +124,14 @@ impl Orphans {
     }
 
     /// After a batch ending at `upto`: orphans ending there or before must be fully matched
-    /// (and are done); those the batch ended inside of are returned, to be committed.
-    fn settle(&mut self, upto: i64, url: &str) -> Result<Vec<Adopting>, SinkError> {
+    /// (and are done); those the batch ended inside of are returned, to be committed; so are
+    /// the digest entries of the orphans this batch began adopting.
+    fn settle(&mut self, upto: i64, url: &str) -> Result<(Vec<Adopting>, Vec<Entry>), SinkError> {
         let mut adopting = Vec::new();
+        let mut entries = Vec::new();
         for hours in self.by_partition.values_mut() {
             for list in hours.values_mut() {
+                entries.extend(list.iter_mut().filter(|o| o.first <= upto).filter_map(|o| o.entry.take()));
                 for o in list.iter().filter(|o| o.last <= upto) {
                     if !o.complete() {
                         return Err(SinkError::Permanent(format!(
@@ -139,13 +154,25 @@ impl Orphans {
         self.by_partition.retain(|_, h| !h.is_empty());
         self.count = self.by_partition.values().flat_map(|h| h.values()).map(Vec::len).sum();
         adopting.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(adopting)
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((adopting, entries))
     }
+}
+
+/// What a batch comes to: objects to write, the orphans still to adopt, the adoptions to
+/// commit, and the digest entries of the orphans it began adopting.
+struct Plan {
+    objects: Vec<NewObject>,
+    orphans: Orphans,
+    adopting: Vec<Adopting>,
+    adopted: Vec<Entry>,
 }
 
 /// An object to write.
 struct NewObject {
     path: Path,
+    first: i64,
+    last: i64,
     events: usize,
     raw: Vec<u8>,
     gz: Vec<u8>,
@@ -162,6 +189,10 @@ pub struct ObjectStoreSink {
     /// Partitions listed for orphans since the last recovery.
     listed: HashSet<(String, i64)>,
     orphans: Orphans,
+    /// Signs a digest of each period; `None`: no digests (alerts).
+    signer: Option<Signer>,
+    /// The committed state had no digest period yet: adoptions it resumes were never listed.
+    chain_begins: bool,
 }
 
 impl ObjectStoreSink {
@@ -174,7 +205,48 @@ impl ObjectStoreSink {
             committed: SinkState { v: 1, ..Default::default() },
             listed: HashSet::new(),
             orphans: Orphans::default(),
+            signer: None,
+            chain_begins: false,
         }
+    }
+
+    /// Records every object in signed digests, one a period (see [`super::digest`]).
+    pub fn with_digests(mut self, key: Arc<SigningKey>) -> Self {
+        self.signer = Some(Signer { key, clock: Arc::new(crate::timeutil::now_secs) });
+        self
+    }
+
+    /// The clock digest periods are measured by (tests: closing an hour without waiting one).
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        if let Some(s) = &mut self.signer {
+            s.clock = clock;
+        }
+        self
+    }
+
+    /// Writes the open period's digest if `how` says it is time; the committed state then
+    /// holds the next period (to be committed by the caller).
+    async fn close_period(&mut self, how: Close) -> Result<bool, SinkError> {
+        let (Some(signer), Some(open)) = (&self.signer, &self.committed.digest) else { return Ok(false) };
+        let offset = self.committed.offset.unwrap_or(open.from_offset);
+        match digest::close(&self.dest, &self.name, signer, open, offset, how).await? {
+            Some(next) => {
+                self.committed.digest = Some(next);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The committed state after `close_period` changed it, to commit at the current offset.
+    async fn close_and_state(&mut self, how: Close) -> Result<Option<String>, SinkError> {
+        let closed = self.close_period(how).await;
+        if closed.is_err() {
+            self.listed.clear();
+            self.orphans = Orphans::default();
+        }
+        Ok(closed?.then(|| serde_json::to_string(&self.committed).expect("state serialises")))
     }
 
     /// The destination as shown to users (`s3://bucket/prefix`).
@@ -187,6 +259,8 @@ impl ObjectStoreSink {
             return Ok(self.committed.clone());
         };
         let floor = self.committed.offset.unwrap_or(first - 1);
+        // A period that ended is signed before anything of the next one is written.
+        self.close_period(Close::IfDue).await?;
         if first <= floor {
             return Err(SinkError::Permanent(format!(
                 "{}: the batch starts at seq {first} but this sink's state says seq {floor} is committed: \
@@ -213,14 +287,26 @@ impl ObjectStoreSink {
 
         let orphans = std::mem::take(&mut self.orphans);
         let (encoder, prefix, url) = (self.encoder.clone(), self.dest.prefix.clone(), self.dest.url.clone());
-        let (objects, orphans, adopting) =
+        let Plan { objects, orphans, adopting, adopted: mut entries } =
             blocking(move || plan(&batch, &encoder, &prefix, orphans, &url)).await.and_then(|r| r)?;
         self.orphans = orphans;
         for o in objects {
-            put_create(&self.dest, &o.path, &o.raw, o.gz).await?;
+            let stored = put_create(&self.dest, &o.path, &o.raw, o.gz).await?;
             tracing::debug!(object = %o.path, events = o.events, "object-store sink: delivered");
+            entries.push(Entry {
+                key: digest::relative(o.path.as_ref(), &self.dest.prefix).unwrap_or(o.path.as_ref()).to_string(),
+                sha256: stored.sha256,
+                size: stored.size,
+                first_seq: o.first,
+                last_seq: o.last,
+                events: o.events as u64,
+            });
         }
-        self.committed = SinkState { v: 1, offset: Some(last), adopting };
+        let mut open = self.committed.digest.clone();
+        if let Some(open) = &mut open {
+            open.objects.extend(entries);
+        }
+        self.committed = SinkState { v: 1, offset: Some(last), adopting, digest: open };
         Ok(self.committed.clone())
     }
 
@@ -254,7 +340,16 @@ impl ObjectStoreSink {
                     )));
                 }
             };
-            let body = fetch(&self.dest, &meta.location).await?;
+            let Fetched { body, sha256, size } = fetch(&self.dest, &meta.location).await?;
+            // Recorded in a digest by the batch that starts adopting it; a resumed adoption already was.
+            let entry = (committed.is_none() || self.chain_begins).then(|| Entry {
+                key: digest::relative(&key, &self.dest.prefix).unwrap_or(&key).to_string(),
+                sha256,
+                size,
+                first_seq: first,
+                last_seq: last,
+                events: body.iter().filter(|b| **b == b'\n').count() as u64,
+            });
             if verified > body.len() || (verified > 0 && body[verified - 1] != b'\n') {
                 return Err(SinkError::Permanent(format!(
                     "{}: {key} changed since {verified} bytes of it were matched and committed (it now holds {}): \
@@ -269,7 +364,11 @@ impl ObjectStoreSink {
                  its commit); adopting it instead of writing its events again"
             );
             found.insert(key);
-            self.orphans.add(tenant, hour, Orphan { key: meta.location, first, last, body: Some(body), verified });
+            self.orphans.add(
+                tenant,
+                hour,
+                Orphan { key: meta.location, first, last, body: Some(body), verified, entry },
+            );
         }
         let dir_prefix = format!("{dir}/");
         for a in &self.committed.adopting {
@@ -281,15 +380,35 @@ impl ObjectStoreSink {
                     "object-store sink: an object being adopted is gone (deleted after ingestion?); \
                      its remaining events count as delivered"
                 );
-                self.orphans.add(tenant, hour, Orphan { key, first, last: a.last, body: None, verified: a.verified });
+                let orphan = Orphan { key, first, last: a.last, body: None, verified: a.verified, entry: None };
+                self.orphans.add(tenant, hour, orphan);
             }
         }
         Ok(())
     }
 }
 
-/// An object's uncompressed content.
-pub(super) async fn fetch(dest: &Destination, path: &Path) -> Result<Vec<u8>, SinkError> {
+/// An object as read: its uncompressed content, and the SHA-256 (hex) and size of its bytes as stored.
+pub(super) struct Fetched {
+    pub body: Vec<u8>,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What a create-only write left in the store: the SHA-256 (hex) and size of the object.
+#[derive(Debug)]
+pub(super) struct Stored {
+    pub sha256: String,
+    pub size: u64,
+}
+
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// An object's content, and the digest of its stored bytes.
+pub(super) async fn fetch(dest: &Destination, path: &Path) -> Result<Fetched, SinkError> {
     let got = dest.store.get(path).await;
     let bytes = match got {
         Ok(r) => r.bytes().await,
@@ -305,34 +424,37 @@ pub(super) async fn fetch(dest: &Destination, path: &Path) -> Result<Vec<u8>, Si
     let url = dest.url.clone();
     let key = path.to_string();
     blocking(move || {
-        gunzip(&bytes).map_err(|e| {
+        let body = gunzip(&bytes).map_err(|e| {
             SinkError::Permanent(format!(
                 "{url}: {key} is named like this sink's objects but is not gzip ({e}): another writer uses this \
                  prefix; move it away"
             ))
-        })
+        })?;
+        Ok(Fetched { body, sha256: sha256_hex(&bytes), size: bytes.len() as u64 })
     })
     .await?
 }
 
 /// Writes an object only if its key is free (`If-None-Match: *`); a key already
 /// holding the same content (`raw`, uncompressed) counts as written.
-pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: Vec<u8>) -> Result<(), SinkError> {
+pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: Vec<u8>) -> Result<Stored, SinkError> {
     let mut attributes = Attributes::new();
     if dest.backend != Backend::Local {
         attributes.insert(Attribute::ContentType, "application/gzip".into());
     }
     let opts = PutOptions { mode: PutMode::Create, attributes, ..Default::default() };
     let size = gz.len();
+    let sha256 = sha256_hex(&gz);
     match dest.store.put_opts(path, PutPayload::from(gz), opts).await {
         Ok(_) => {
             tracing::debug!(object = %path, bytes = size, "object-store sink: wrote");
-            Ok(())
+            Ok(Stored { sha256, size: size as u64 })
         }
         Err(::object_store::Error::AlreadyExists { .. } | ::object_store::Error::Precondition { .. }) => {
-            if fetch(dest, path).await? == raw {
+            let there = fetch(dest, path).await?;
+            if there.body == raw {
                 tracing::info!(object = %path, "object-store sink: already written by an earlier attempt");
-                return Ok(());
+                return Ok(Stored { sha256: there.sha256, size: there.size });
             }
             Err(SinkError::Permanent(format!(
                 "{}: {path} already exists with other content: another writer (or another journal) uses this \
@@ -345,7 +467,7 @@ pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: 
 }
 
 /// The start of `check`'s probe object names: never a name this sink's objects take.
-const CHECK_OBJECT: &str = ".tines-audit-check-";
+pub(crate) const CHECK_OBJECT: &str = ".tines-audit-check-";
 
 /// `check`: does what a delivery does, on an empty object of its own under the prefix
 /// (`<prefix>/.tines-audit-check-<nanos>`), so that ok means uploads work: a create-only
@@ -418,7 +540,7 @@ fn plan(
     prefix: &Path,
     mut orphans: Orphans,
     url: &str,
-) -> Result<(Vec<NewObject>, Orphans, Vec<Adopting>), SinkError> {
+) -> Result<Plan, SinkError> {
     struct Part<'a> {
         tenant: &'a str,
         hour: i64,
@@ -461,14 +583,14 @@ fn plan(
         p.last = e.seq;
         p.events += 1;
     }
-    let adopting = orphans.settle(batch.last_seq().unwrap_or(0), url)?;
+    let (adopting, adopted) = orphans.settle(batch.last_seq().unwrap_or(0), url)?;
     let mut objects = Vec::with_capacity(parts.len());
     for p in parts {
         let gz = gzip(&p.buf).map_err(|e| SinkError::Transient(format!("{url}: gzip failed: {e}")))?;
         let path = partition_dir(prefix, p.tenant, p.hour).join(object_name(p.first, p.last));
-        objects.push(NewObject { path, events: p.events, raw: p.buf, gz });
+        objects.push(NewObject { path, first: p.first, last: p.last, events: p.events, raw: p.buf, gz });
     }
-    Ok((objects, orphans, adopting))
+    Ok(Plan { objects, orphans, adopting, adopted })
 }
 
 pub(super) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -508,6 +630,14 @@ impl Sink for ObjectStoreSink {
                 )));
             }
             // Everything learnt since the last commit is forgotten; listing again finds it.
+            let mut state = state;
+            self.chain_begins = self.signer.is_some() && state.digest.is_none();
+            if let Some(s) = &self.signer
+                && state.digest.is_none()
+            {
+                // The chain begins: objects up to this offset (written before digests were on) predate it.
+                state.digest = Some(OpenPeriod::first((s.clock)(), state.offset.unwrap_or(0)));
+            }
             self.committed = state;
             self.listed.clear();
             self.orphans = Orphans::default();
@@ -532,6 +662,15 @@ impl Sink for ObjectStoreSink {
                 }
             }
         })
+    }
+
+    fn checkpoint(&mut self) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
+        // An idle sink still signs each period within one drain interval of its end.
+        Box::pin(self.close_and_state(Close::IfDue))
+    }
+
+    fn seal(&mut self) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
+        Box::pin(self.close_and_state(Close::Seal))
     }
 
     fn policy(&self) -> BatchPolicy {

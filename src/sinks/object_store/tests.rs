@@ -22,6 +22,8 @@ use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::sinks::{Sink, SinkError};
 use crate::timeutil::format_rfc3339;
 
+mod lake;
+
 /// 2024-03-10T23:00:00Z: events run over midnight, so partitions change day and hour.
 const BASE: i64 = 1_710_111_600;
 const TENANTS: [&str; 2] = ["acme", "globex"];
@@ -309,6 +311,20 @@ macro_rules! server_suite {
             #[tokio::test]
             async fn outage_is_transient_leaves_the_offset_and_recovers_exactly_once() {
                 outage_on($server).await
+            }
+
+            #[tokio::test]
+            async fn digests_cover_every_object_across_restarts() {
+                let store = TestStore::start($server).await;
+                let bucket = store.bucket("digests").await;
+                lake::digests_cover_every_object_across_restarts(store.config(&bucket, "")).await
+            }
+
+            #[tokio::test]
+            async fn tampering_in_each_way_is_named() {
+                let store = TestStore::start($server).await;
+                let bucket = store.bucket("tamper").await;
+                lake::tampering_in_each_way_is_named(store.config(&bucket, "")).await
             }
 
             #[tokio::test]
