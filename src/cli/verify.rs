@@ -36,10 +36,6 @@ pub struct VerifyArgs {
     /// environment). See docs/verifying.md.
     #[arg(long = "object-store", value_name = "SINK_OR_URL")]
     pub object_store: Option<String>,
-    /// A public key (PEM, from `tines-audit keys public`) the signatures may be made with;
-    /// repeatable. Default: the public half of this installation's signing key.
-    #[arg(long = "public-key", value_name = "FILE")]
-    pub public_key: Vec<PathBuf>,
 }
 
 /// The keys to trust: those given with `--public-key`, else the local signing key's
@@ -54,7 +50,7 @@ pub fn keyring(
             .iter()
             .map(|f| {
                 let text = std::fs::read_to_string(f)
-                    .map_err(|e| anyhow::anyhow!("--public-key {}: cannot read it: {e}", f.display()))?;
+                    .map_err(|source| crate::signing::KeyError::Io { path: f.clone(), source })?;
                 Ok(PublicKey::from_pem(&text, &f.display().to_string())?)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::verify::{EXIT_VERIFY, VerifyArgs};
 use crate::config::{ConfigError, RawConfig};
-use crate::signing::{KeyError, Keyring, PublicKey};
+use crate::signing::Keyring;
 use crate::sinks::SinkConfig;
 use crate::sinks::object_store::ObjectStoreConfig;
 use crate::sinks::object_store::verify_lake::{Lake, LakeReport, Progress};
@@ -115,26 +115,17 @@ fn sink_config(config: Option<&Path>, target: &str) -> anyhow::Result<ObjectStor
     .into())
 }
 
-/// The keys given with --public-key, else this installation's own public key.
+/// The keys given with --public-key, else this installation's own public key; one is needed.
 fn keyring(files: &[PathBuf], config: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Keyring> {
-    let mut keys = Vec::with_capacity(files.len());
-    for f in files {
-        let text = std::fs::read_to_string(f).map_err(|source| KeyError::Io { path: f.clone(), source })?;
-        keys.push(PublicKey::from_pem(&text, &f.display().to_string())?);
-    }
+    let keys = super::verify::keyring(files, config, data_dir)?;
     if keys.is_empty() {
         let at = super::keys::location(config, data_dir)?;
-        match at.load()? {
-            Some(k) => keys.push(*k.public()),
-            None => {
-                return Err(ConfigError::Invalid(format!(
-                    "no public key to verify with: there is no signing key at {}; give the lake's public key with \
-                     --public-key FILE (the output of `tines-audit keys public` where the lake is written)",
-                    at.path().display()
-                ))
-                .into());
-            }
-        }
+        return Err(ConfigError::Invalid(format!(
+            "no public key to verify with: there is no signing key at {}; give the lake's public key with \
+             --public-key FILE (the output of `tines-audit keys public` where the lake is written)",
+            at.path().display()
+        ))
+        .into());
     }
-    Ok(Keyring::new(keys))
+    Ok(keys)
 }
