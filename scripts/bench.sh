@@ -129,7 +129,7 @@ collect() {
   local t0
   t0=$(date +%s.%N)
   /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn |
-    while IFS= read -r line; do [[ $line == *" new events "* ]] && date +%s.%N >"$WORK/collected"; done
+    while IFS= read -r line; do if [[ $line == *" new events "* ]]; then date +%s.%N >"$WORK/collected"; fi; done
   read -r wall user sys rss <"$WORK/time"
   fetch=$(python3 -c "print(f'{$(cat "$WORK/collected") - $t0:.2f}')")
   rm -f "$WORK/collected"

@@ -56,6 +56,18 @@ async fn retention_reused_sequence_numbers_and_sinks_skipped_new_events() {
     let j = Journal::open_shared(&data).unwrap();
     let after: Vec<i64> = j.read_after(0, 1_000, usize::MAX).unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(after, (501..=600).collect::<Vec<_>>(), "the new events are numbered after the pruned ones");
+    // The daemon signed a checkpoint after its first sync, and retention signed its mark
+    // before deleting: the pruned journal verifies against the daemon's key.
+    let all = j.checkpoints_between(i64::MIN, i64::MAX).unwrap();
+    let parsed: Vec<_> = all.iter().map(|c| c.parse().unwrap()).collect();
+    assert!(parsed.iter().any(|c| c.reason == "scheduled"), "{parsed:?}");
+    assert!(parsed.iter().any(|c| c.reason == "retention" && c.pruned_through == 500), "{parsed:?}");
+    let out = run_bin(&["verify", "--data-dir", &data.display().to_string(), "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert_eq!(report["verified"], 100, "{report}");
+    assert_eq!(report["checkpoints"], all.len(), "{report}");
     mock.shutdown().await;
 }
 

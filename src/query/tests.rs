@@ -406,6 +406,29 @@ fn markdown_report_escapes_pipes_html_and_control_characters_from_records(kind: 
     assert!(row.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\|mallory@evil.example\\\\u{1b}\\[2J"), "{row}");
 }
 
+fn the_report_carries_the_verification_of_the_journal_and_its_key(kind: Kind) {
+    use crate::signing::{Keyring, SigningKey};
+    let j = journal(kind);
+    let key = SigningKey::ephemeral();
+    let keys = Keyring::new(vec![*key.public()]);
+    assert_eq!(crate::journal::checkpoint::sign_all(&j, &key, "collect").unwrap(), 2);
+    let build = || {
+        report::build(&j, report::Framework::Iso27001, T0, T0 + 10 * 86_400, &[], &EmulatorCountries, &keys).unwrap()
+    };
+    let r = build();
+    let summary = r.integrity.summary();
+    assert!(summary.starts_with("Verified: no record changed"), "{summary}");
+    assert!(summary.contains("2 signed checkpoints") && summary.contains(&key.public().fingerprint()), "{summary}");
+    assert!(summary.contains(&format!("events dated {}", crate::timeutil::format_rfc3339(T0))), "{summary}");
+    let html = report::html(&r);
+    assert!(html.contains("id=\"integrity\"") && html.contains("A.8.15"), "the section and its control");
+    assert!(report::markdown(&r).contains("newest checkpoint 1 signed"));
+    j.tamper("UPDATE events SET raw = raw || ' ' WHERE seq = (SELECT MIN(seq) FROM events)");
+    let r = build();
+    assert!(r.integrity.summary().starts_with("FAILED: 1 problem(s)"), "{}", r.integrity.summary());
+    assert!(report::csv(&r).contains("integrity,A.8.15,,,,,,,,\"record changed: tenant acme"), "{}", report::csv(&r));
+}
+
 crate::on_every_backend!(
     no_filter_returns_everything_newest_first_with_ties_by_seq,
     each_filter_alone,
@@ -419,4 +442,5 @@ crate::on_every_backend!(
     operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog,
     scim_placeholder_filter_matches_the_real_scim_events,
     markdown_report_escapes_pipes_html_and_control_characters_from_records,
+    the_report_carries_the_verification_of_the_journal_and_its_key,
 );

@@ -174,6 +174,12 @@ impl Sqlite {
     }
 }
 
+/// Every event in seq order (by the primary key; see `READ_AFTER` in the parent module).
+pub(super) const DUMP_EVENTS: &str =
+    "SELECT e.seq, (SELECT name FROM tenants WHERE id = e.tenant), e.id, e.created_at, e.operation_name, e.user_id,
+            e.user_email, e.request_ip, e.raw, e.chain_n, e.chain_prev, e.chain
+     FROM events e ORDER BY e.seq";
+
 fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
     each(
         conn,
@@ -190,18 +196,11 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
             })
         },
     )?;
-    each(
-        conn,
-        "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw,
-                e.chain_n, e.chain_prev, e.chain
-         FROM events e JOIN tenants t ON t.id = e.tenant ORDER BY e.seq",
-        out,
-        |r| {
-            let (prev, hash): (Option<Vec<u8>>, Option<Vec<u8>>) = (r.get(10)?, r.get(11)?);
-            let link = Link::from_stored(r.get(9)?, prev.as_deref(), hash.as_deref());
-            Ok(Row::Event(super::search::row_to_found(r)?, link))
-        },
-    )?;
+    each(conn, DUMP_EVENTS, out, |r| {
+        let (prev, hash): (Option<Vec<u8>>, Option<Vec<u8>>) = (r.get(10)?, r.get(11)?);
+        let link = Link::from_stored(r.get(9)?, prev.as_deref(), hash.as_deref());
+        Ok(Row::Event(super::search::row_to_found(r)?, link))
+    })?;
     each(
         conn,
         "SELECT t.name, p.job, p.range_start, p.range_end, p.position, p.filter, p.updated_at, p.finished_at
