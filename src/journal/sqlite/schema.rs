@@ -243,8 +243,21 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), JournalError> {
     if version > CURRENT {
         return Err(JournalError::TooNew { found: version, supported: CURRENT });
     }
+    apply(conn, version, target)
+}
+
+/// Applies the migrations after `version` (as read before; maybe stale) up to `target`.
+fn apply(conn: &mut Connection, version: i64, target: i64) -> Result<(), JournalError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(version as usize) {
-        let tx = conn.transaction()?;
+        // The version is read again under the write lock: another process (the daemon
+        // creating the journal while a test or a reader opens it) may have applied this
+        // migration since, and applying migration 4 (which rebuilds `events`) twice
+        // dropped the columns of every later one.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
         tx.execute_batch(sql)?;
         if i + 1 == 7 {
             tx.execute_batch(SET_CHAIN_SEQ)?;
@@ -287,6 +300,34 @@ mod tests {
         assert_eq!(one(&conn, "SELECT chain_since_seq FROM integrity"), 4);
         assert_eq!(one(&conn, "SELECT COUNT(*) FROM events WHERE chain_n IS NULL"), 2);
         assert_eq!(one(&conn, "SELECT chain_n FROM tenants"), 0);
+    }
+
+    /// `runs_periodic_reconciliation_collects_late_events_and_reports_them` failed now and
+    /// then: the test polled the journal while the daemon created it, both migrated, and the
+    /// poll applied migration 4 (which rebuilds `events`) after the daemon had applied 5 to
+    /// 7, leaving the journal at version 4 without the chain's columns.
+    #[test]
+    fn two_processes_migrating_one_journal_at_once_rolled_its_schema_back() {
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("journal.db");
+            let open = || {
+                let c = Connection::open(&path).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                c.pragma_update(None, "journal_mode", "WAL").unwrap();
+                c
+            };
+            let (mut a, mut b) = (open(), open());
+            // The second read the version while the first was partway (a poll of the
+            // journal the daemon is creating), and goes on from there once the first is done.
+            migrate_to(&mut a, 3).unwrap();
+            let version: i64 = b.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(version, 3);
+            migrate(&mut a).unwrap();
+            apply(&mut b, version, CURRENT).unwrap();
+            assert_eq!(one(&b, "PRAGMA user_version"), CURRENT);
+            assert_eq!(one(&b, "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'chain_n'"), 1);
+        }
     }
 
     /// A journal whose chain predates checkpoints learns each tenant's head seq, so its
