@@ -356,11 +356,59 @@ async fn tenant_loop(
     settings: Arc<Settings>,
     appended: Arc<Notify>,
     key: Arc<SigningKey>,
+    stop: watch::Receiver<bool>,
+) {
+    let (synced, first_sync) = watch::channel(false);
+    let every = settings.checkpoint_every;
+    let name = tenant.config.name.clone();
+    tokio::join!(
+        collect_loop(journal.clone(), tenant, settings, appended, synced, stop.clone()),
+        checkpoint_loop(journal, name, key, every, first_sync, stop),
+    );
+}
+
+/// Signs a checkpoint of the tenant's chain after its first sync (its row exists by
+/// then), then every `every`, whether or not a sync is running: a long backfill does not
+/// hold the hourly checkpoint up.
+async fn checkpoint_loop(
+    journal: Journal,
+    tenant: String,
+    key: Arc<SigningKey>,
+    every: Duration,
+    mut first_sync: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        r = first_sync.wait_for(|done| *done) => if r.is_err() { return },
+        _ = stopped(&mut stop) => return,
+    }
+    loop {
+        let (name, k) = (tenant.clone(), key.clone());
+        let wait = match journal.call(move |j| checkpoint_tenant(j, &name, &k, "scheduled")).await {
+            Ok(_) => every,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, "signing a checkpoint failed, will try again in a minute: {e}");
+                every.min(Duration::from_secs(60))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Syncs the tenant every `interval` (and reconciles it), until `stop`; `synced` turns true
+/// after the first sync.
+async fn collect_loop(
+    journal: Journal,
+    tenant: Arc<Tenant>,
+    settings: Arc<Settings>,
+    appended: Arc<Notify>,
+    synced: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
-    // The first checkpoint follows the first sync; then one every `checkpoint_every`.
-    let mut next_checkpoint = tokio::time::Instant::now();
     // The first pass runs after the first good sync: it also covers whatever the
     // service was down for.
     let mut next_reconcile = tokio::time::Instant::now();
@@ -381,6 +429,7 @@ async fn tenant_loop(
             },
             _ = stopped(&mut stop) => return,
         }
+        synced.send_replace(true);
         if let Some(every) = settings.reconcile.every
             && failures == 0
             && tokio::time::Instant::now() >= next_reconcile
@@ -401,15 +450,6 @@ async fn tenant_loop(
                     }
                 },
                 _ = stopped(&mut stop) => return,
-            }
-        }
-        if tokio::time::Instant::now() >= next_checkpoint {
-            let (name, key) = (tenant.config.name.clone(), key.clone());
-            match journal.call(move |j| checkpoint_tenant(j, &name, &key, "scheduled")).await {
-                Ok(_) => next_checkpoint = tokio::time::Instant::now() + settings.checkpoint_every,
-                Err(e) => {
-                    tracing::warn!(tenant = %tenant.config.name, "signing a checkpoint failed, will try again: {e}")
-                }
             }
         }
         let wait = settings.interval.saturating_sub(started.elapsed());
