@@ -250,11 +250,13 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
     };
     let csv = stdout(&report("csv", "soc2").await);
     let mut by_section: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut gaps = Vec::new();
+    let (mut gaps, mut integrity) = (Vec::new(), Vec::new());
     for row in csv.lines().skip(1) {
         let cols: Vec<&str> = row.split(',').collect();
         if cols[0] == "continuity" {
             gaps.push(row.to_string());
+        } else if cols[0] == "integrity" {
+            integrity.push(row.to_string());
         } else if cols[0] != "alerts" {
             by_section.entry(cols[0].to_string()).or_default().insert(cols[8].parse().unwrap());
         }
@@ -270,6 +272,13 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
         assert!(!want.is_empty() || s.id == "login_notice", "the history exercises {}", s.id);
     }
     assert!(by_section.is_empty(), "rows of unknown sections: {by_section:?}");
+    // The journal verifies, its checkpoints checked with the installation's own key.
+    assert!(
+        integrity.len() == 1
+            && integrity[0].contains("Verified: no record changed")
+            && integrity[0].contains("sha256:"),
+        "{integrity:?}"
+    );
     // Exactly one hole: [b, c), never collected.
     let holes: Vec<_> = gaps.iter().filter(|g| g.contains(",gap until ")).collect();
     assert_eq!(holes.len(), 1, "{gaps:?}");
