@@ -217,7 +217,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let tenant = service::Tenant::new(settings.tenants[0].clone(), &settings)?;
     service::sync_tenant(&journal, &tenant, &settings, None).await?;
-    let mut consumers = service::consumers(&settings)?;
+    let mut consumers = service::consumers(&settings, None)?;
     for (_, r) in service::drain_all(&journal, &mut consumers).await {
         r?;
     }

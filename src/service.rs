@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::{Settings, TenantConfig};
+use crate::config::{ConfigError, Settings, TenantConfig};
 use crate::journal::{Journal, JournalError, Progress, Pruned, Readers};
 use crate::lease::{Gate, while_held};
 use crate::signing::SigningKey;
@@ -184,33 +184,26 @@ pub async fn backfill(
     Ok((job, outcome))
 }
 
-/// Builds a consumer for each configured sink; object-store sinks sign their digests with
-/// the installation's key, loaded (or created) once if any is configured.
-pub fn consumers(settings: &Settings) -> Result<Vec<Consumer>, crate::config::ConfigError> {
-    let mut loaded: Option<Arc<crate::signing::SigningKey>> = None;
-    let mut key = || -> Result<Arc<crate::signing::SigningKey>, String> {
-        if let Some(k) = &loaded {
-            return Ok(k.clone());
-        }
-        let at = settings.signing_key();
-        let (k, created) = at.load_or_create().map_err(|e| e.to_string())?;
-        if created {
-            tracing::info!(
-                path = %at.path().display(),
-                "created the signing key for the lake's digests (mode 0600): back it up, and give auditors the output of `tines-audit keys public`"
-            );
-        }
-        Ok(loaded.insert(Arc::new(k)).clone())
-    };
-    settings
-        .sinks
-        .iter()
-        .map(|s| {
-            s.build_signed(&mut key)
-                .map(Consumer::new)
-                .map_err(|e| crate::config::ConfigError::Invalid(format!("sink {}: {e}", s.name())))
-        })
-        .collect()
+/// Builds a consumer for each configured sink. Object-store sinks sign their digests with
+/// `key`, or, when the caller has not loaded it, with [`signing_key`] (read once, and only
+/// if such a sink is configured).
+pub fn consumers(settings: &Settings, key: Option<&Arc<SigningKey>>) -> Result<Vec<Consumer>, ConfigError> {
+    let mut key = key.cloned();
+    let mut out = Vec::with_capacity(settings.sinks.len());
+    for s in &settings.sinks {
+        let bad = |e: String| ConfigError::Invalid(format!("sink {}: {e}", s.name()));
+        let sink = if matches!(s, crate::sinks::SinkConfig::ObjectStore(_)) {
+            let k = match &key {
+                Some(k) => k.clone(),
+                None => key.insert(Arc::new(signing_key(settings).map_err(|e| bad(e.to_string()))?)).clone(),
+            };
+            s.build_signed(k)
+        } else {
+            s.build()
+        };
+        out.push(Consumer::new(sink.map_err(bad)?));
+    }
+    Ok(out)
 }
 
 /// Drains every sink once; returns (sink name, delivered or error).
@@ -255,13 +248,13 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
             tenant_loop(journal, tenant.clone(), settings.clone(), appended.clone(), key.clone(), stop)
         }));
     }
-    consumers(&settings)?; // every sink's configuration is checked once, before any job starts
+    consumers(&settings, Some(&key))?; // every sink's configuration is checked once, before any job starts
     for (i, sink) in settings.sinks.iter().enumerate() {
-        let (settings2, appended) = (settings.clone(), appended.clone());
+        let (settings2, appended, key) = (settings.clone(), appended.clone(), key.clone());
         let job = format!("sink:{}", sink.name());
         tasks.spawn(while_held(gate.clone(), job, journal.clone(), shutdown.clone(), move |journal, stop| {
             // A fresh consumer each time the lease is taken: it reads its offset from the journal.
-            let consumer = consumers(&settings2).map(|mut all| all.swap_remove(i));
+            let consumer = consumers(&settings2, Some(&key)).map(|mut all| all.swap_remove(i));
             let (appended, interval) = (appended.clone(), settings2.interval);
             async move {
                 match consumer {
@@ -384,7 +377,7 @@ async fn checkpoint_loop(
     }
     loop {
         let (name, k) = (tenant.clone(), key.clone());
-        let wait = match journal.call(move |j| checkpoint_tenant(j, &name, &k, "scheduled")).await {
+        let wait = match journal.call(move |j| crate::journal::checkpoint::sign(j, &name, &k, "scheduled", 0)).await {
             Ok(_) => every,
             Err(e) => {
                 tracing::warn!(tenant = %tenant, "signing a checkpoint failed, will try again in a minute: {e}");
@@ -558,20 +551,6 @@ pub fn signing_key(settings: &Settings) -> anyhow::Result<SigningKey> {
         tracing::info!(path = %at.path().display(), fingerprint = %key.public().fingerprint(), "created a signing key for checkpoints and digests (back it up; `tines-audit keys public` prints the public key)");
     }
     Ok(key)
-}
-
-/// Signs a checkpoint of `tenant`'s chain (blocking); `None` when the journal has no such
-/// tenant yet (nothing collected).
-pub fn checkpoint_tenant(
-    journal: &Journal,
-    tenant: &str,
-    key: &SigningKey,
-    reason: &str,
-) -> Result<Option<crate::journal::checkpoint::StoredCheckpoint>, JournalError> {
-    if !journal.tenants()?.iter().any(|t| t == tenant) {
-        return Ok(None);
-    }
-    crate::journal::checkpoint::sign(journal, tenant, key, reason, 0).map(Some)
 }
 
 /// Deletes events older than `keep` that every reader has passed (blocking).

@@ -28,7 +28,7 @@ const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("signing key {path}: {source}")]
+    #[error("key file {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
         "signing key {path}: not an Ed25519 private key in PKCS#8 PEM ({why}); make one with `openssl genpkey -algorithm ed25519`"
@@ -231,15 +231,20 @@ impl PublicKey {
     }
 }
 
-/// The keys a verification trusts, by fingerprint.
+/// The keys a verification trusts, by fingerprint (computed once: it is looked up for
+/// every checkpoint and digest).
 #[derive(Debug, Default, Clone)]
-pub struct Keyring(Vec<PublicKey>);
+pub struct Keyring(Vec<(String, PublicKey)>);
 
 impl Keyring {
     pub fn new(keys: Vec<PublicKey>) -> Keyring {
-        let mut keys = keys;
-        keys.dedup();
-        Keyring(keys)
+        let mut ring: Vec<(String, PublicKey)> = Vec::with_capacity(keys.len());
+        for k in keys {
+            if !ring.iter().any(|(_, have)| *have == k) {
+                ring.push((k.fingerprint(), k));
+            }
+        }
+        Keyring(ring)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -247,12 +252,12 @@ impl Keyring {
     }
 
     pub fn fingerprints(&self) -> Vec<String> {
-        self.0.iter().map(PublicKey::fingerprint).collect()
+        self.0.iter().map(|(f, _)| f.clone()).collect()
     }
 
     /// The trusted key with this fingerprint.
     pub fn get(&self, fingerprint: &str) -> Option<&PublicKey> {
-        self.0.iter().find(|k| k.fingerprint() == fingerprint)
+        self.0.iter().find(|(f, _)| f == fingerprint).map(|(_, k)| k)
     }
 }
 

@@ -498,7 +498,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         failures.push(anyhow::Error::new(e));
     }
     index_for_search(&journal).await;
-    let mut consumers = service::consumers(&settings)?;
+    let mut consumers = service::consumers(&settings, Some(&key))?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         match r {
             Ok(n) => println!("sink {name}: delivered {n} events"),
@@ -524,7 +524,7 @@ async fn sign_checkpoints(
     for name in tenants {
         let key = key.clone();
         let n = name.clone();
-        if let Some(cp) = journal.call(move |j| service::checkpoint_tenant(j, &n, &key, reason)).await?
+        if let Some(cp) = journal.call(move |j| crate::journal::checkpoint::sign(j, &n, &key, reason, 0)).await?
             && let Some(c) = cp.parse()
         {
             println!("{name}: checkpoint {} signed at chain position {} ({})", c.number, c.chain_n, c.key);
@@ -685,7 +685,7 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         format_rfc3339(o.to)
     );
     index_for_search(&journal).await;
-    let mut consumers = service::consumers(&settings)?;
+    let mut consumers = service::consumers(&settings, Some(&key))?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         println!("sink {name}: delivered {} events", r?);
     }
@@ -829,7 +829,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for mut consumer in service::consumers(&settings)? {
+    for mut consumer in service::consumers(&settings, None)? {
         match consumer.health_check().await {
             Ok(what) => println!("sink {}: ok ({})", consumer.name(), redact(&what)),
             Err(e) => {

@@ -77,7 +77,7 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut consumers = service::consumers(&settings)?;
+    let mut consumers = service::consumers(&settings, None)?;
     for (name, r) in service::drain_all(&journal, &mut consumers).await {
         match r {
             Ok(n) => println!("sink {name}: delivered {n} events"),

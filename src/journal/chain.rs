@@ -10,8 +10,6 @@
 //! events around them are pruned. The tenant's head (`n` and hash of its newest event)
 //! is written in the same transaction as the events.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -241,6 +239,11 @@ impl Verifier {
         }
     }
 
+    /// The chain position retention removed `tenant`'s events through.
+    pub fn pruned_through(&self, tenant: &str) -> i64 {
+        self.pruned.get(tenant).copied().unwrap_or(0)
+    }
+
     pub fn feed(&mut self, row: &ChainRow) {
         let Some(l) = row.link else {
             if row.seq < self.chain_since_seq {
@@ -251,7 +254,7 @@ impl Verifier {
             }
             return;
         };
-        let pruned = self.pruned.get(&row.tenant).copied().unwrap_or(0);
+        let pruned = self.pruned_through(&row.tenant);
         let seen = self.tenants.entry(row.tenant.clone()).or_default();
         let problems = &mut self.report.problems;
         let (tenant, id, seq) = (&row.tenant, row.id, row.seq);
@@ -350,8 +353,6 @@ pub fn verify_journal(
             c.pruned_through = *p;
         }
     }
-    let pruned: HashMap<String, i64> = chains.iter().map(|c| (c.tenant.clone(), c.pruned_through)).collect();
-    let pruned_of = |t: &str| pruned.get(t).copied().unwrap_or(0);
     let mut v = Verifier::new(journal.chain_since_seq()?, &chains);
     let mut cv = CheckpointVerifier::new(keys.clone());
     let (mut after, mut cp_after) = (0i64, i64::MIN);
@@ -366,15 +367,15 @@ pub fn verify_journal(
         let mut cps = cps.iter().peekable();
         for r in &rows {
             while let Some(c) = cps.next_if(|c| c.to_seq < r.seq) {
-                cv.check(c, None, pruned_of(&c.tenant), &mut v.report.problems);
+                cv.check(c, None, v.pruned_through(&c.tenant), &mut v.report.problems);
             }
             v.feed(r);
             while let Some(c) = cps.next_if(|c| c.to_seq == r.seq) {
-                cv.check(c, Some(r), pruned_of(&c.tenant), &mut v.report.problems);
+                cv.check(c, Some(r), v.pruned_through(&c.tenant), &mut v.report.problems);
             }
         }
         for c in cps {
-            cv.check(c, None, pruned_of(&c.tenant), &mut v.report.problems);
+            cv.check(c, None, v.pruned_through(&c.tenant), &mut v.report.problems);
         }
         let Some(last) = rows.last() else { break };
         after = last.seq;

@@ -66,6 +66,21 @@ impl StoredCheckpoint {
     pub fn parse(&self) -> Option<Checkpoint> {
         serde_json::from_str(&self.body).ok()
     }
+
+    /// What it attests, once its signature checks with a key of `keys` and the row's
+    /// columns agree with what was signed; otherwise why not.
+    pub fn verified(&self, keys: &Keyring) -> Result<Checkpoint, String> {
+        let c = self.parse().ok_or("its signed content is not a checkpoint")?;
+        let key =
+            keys.get(&c.key).ok_or_else(|| format!("signed by key {}, which is not among the keys given", c.key))?;
+        if !key.verifies(self.body.as_bytes(), &self.signature) {
+            return Err("the signature does not match its content".into());
+        }
+        if c.tenant != self.tenant || c.number != self.number || c.to_seq != self.to_seq {
+            return Err("the row's tenant, number or seq differ from what was signed".into());
+        }
+        Ok(c)
+    }
 }
 
 /// What a tenant's next checkpoint is made from, read in one snapshot.
@@ -117,33 +132,31 @@ pub fn make(
     StoredCheckpoint { tenant: tenant.to_string(), number, to_seq: c.to_seq, body, signature }
 }
 
-/// Signs and stores the next checkpoint of every tenant (blocking). Another writer
-/// taking a number first (retention on another instance) is retried. Returns how many
+/// Signs and stores the next checkpoint of every tenant (blocking). Returns how many
 /// were written.
 pub fn sign_all(journal: &Journal, key: &SigningKey, reason: &str) -> Result<usize, JournalError> {
     let mut n = 0;
     for tenant in journal.tenants()? {
-        sign(journal, &tenant, key, reason, 0)?;
-        n += 1;
+        n += usize::from(sign(journal, &tenant, key, reason, 0)?.is_some());
     }
     Ok(n)
 }
 
-/// Signs and stores the next checkpoint of `tenant` (blocking), under the journal's fence.
+/// Signs and stores the next checkpoint of `tenant` (blocking), under the journal's fence;
+/// `None` when the journal has no such tenant yet (nothing collected). Another writer
+/// taking a number first (retention on another instance) is retried.
 pub fn sign(
     journal: &Journal,
     tenant: &str,
     key: &SigningKey,
     reason: &str,
     pruning_through: i64,
-) -> Result<StoredCheckpoint, JournalError> {
+) -> Result<Option<StoredCheckpoint>, JournalError> {
     for _ in 0..8 {
-        let Some(basis) = journal.checkpoint_basis(tenant)? else {
-            return Err(JournalError::Config(format!("no tenant {tenant:?} in the journal to checkpoint")));
-        };
+        let Some(basis) = journal.checkpoint_basis(tenant)? else { return Ok(None) };
         let cp = make(tenant, &basis, key, reason, crate::timeutil::now_secs(), pruning_through);
         if journal.backend.append_checkpoint(&cp, journal.fence())? {
-            return Ok(cp);
+            return Ok(Some(cp));
         }
     }
     Err(JournalError::Config(format!("tenant {tenant:?}: checkpoint numbers kept being taken by another writer")))
@@ -162,14 +175,7 @@ pub struct CheckpointVerifier {
 /// Per tenant, the chain position retention may have removed events through, as the newest
 /// valid checkpoint signed it (`None`: no valid checkpoint, so the recorded mark stands).
 pub fn signed_pruned(keys: &Keyring, latest: &[StoredCheckpoint]) -> HashMap<String, i64> {
-    latest
-        .iter()
-        .filter_map(|s| {
-            let c = s.parse()?;
-            let k = keys.get(&c.key)?;
-            k.verifies(s.body.as_bytes(), &s.signature).then(|| (s.tenant.clone(), c.pruned_through))
-        })
-        .collect()
+    latest.iter().filter_map(|s| Some((s.tenant.clone(), s.verified(keys).ok()?.pruned_through))).collect()
 }
 
 impl CheckpointVerifier {
@@ -193,22 +199,10 @@ impl CheckpointVerifier {
         // Its place is taken, valid or not: the next one is judged against it, so one
         // forged checkpoint is named once, not also as a gap.
         let prev = self.last.insert(tenant.clone(), (number, s.signature.clone()));
-        let Some(c) = s.parse() else {
-            problems.push(invalid("its signed content is not a checkpoint".into()));
-            return;
+        let c = match s.verified(&self.keys) {
+            Ok(c) => c,
+            Err(why) => return problems.push(invalid(why)),
         };
-        let Some(key) = self.keys.get(&c.key) else {
-            problems.push(invalid(format!("signed by key {}, which is not among the keys given", c.key)));
-            return;
-        };
-        if !key.verifies(s.body.as_bytes(), &s.signature) {
-            problems.push(invalid("the signature does not match its content".into()));
-            return;
-        }
-        if c.tenant != s.tenant || c.number != s.number || c.to_seq != s.to_seq {
-            problems.push(invalid("the row's tenant, number or seq differ from what was signed".into()));
-            return;
-        }
         self.checked += 1;
         let expected = prev.as_ref().map_or(1, |(n, _)| n + 1);
         if c.number > expected {

@@ -206,16 +206,11 @@ impl SinkConfig {
     }
 
     /// Builds the sink that delivers journal events: as [`SinkConfig::build`], and an
-    /// object-store sink also signs a digest of each period with `key()`, the installation's
-    /// signing key (asked for only when such a sink is configured).
-    pub fn build_signed(
-        &self,
-        key: &mut dyn FnMut() -> Result<Arc<crate::signing::SigningKey>, String>,
-    ) -> Result<Box<dyn Sink>, String> {
+    /// object-store sink also signs a digest of each period with `key`, the installation's
+    /// signing key.
+    pub fn build_signed(&self, key: Arc<crate::signing::SigningKey>) -> Result<Box<dyn Sink>, String> {
         match self {
-            SinkConfig::ObjectStore(c) => {
-                Ok(Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?.with_digests(key()?)))
-            }
+            SinkConfig::ObjectStore(c) => Ok(Box::new(c.build(encoder(c.format, &c.pseudonymize)?)?.with_digests(key))),
             _ => self.build(),
         }
     }

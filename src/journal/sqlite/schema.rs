@@ -222,13 +222,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, number)
     );
     CREATE INDEX checkpoints_to_seq ON checkpoints (to_seq);
+    UPDATE tenants SET chain_seq = m.s
+        FROM (SELECT tenant, MAX(seq) AS s FROM events WHERE chain_n IS NOT NULL GROUP BY tenant) AS m
+        WHERE m.tenant = tenants.id;
     "#,
 ];
-
-/// Sets each tenant's `chain_seq` from its events (migration 7).
-pub const SET_CHAIN_SEQ: &str = "UPDATE tenants SET chain_seq = m.s
-    FROM (SELECT tenant, MAX(seq) AS s FROM events WHERE chain_n IS NOT NULL GROUP BY tenant) AS m
-    WHERE m.tenant = tenants.id";
 
 /// The schema version this build writes.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -259,9 +257,6 @@ fn apply(conn: &mut Connection, version: i64, target: i64) -> Result<(), Journal
             continue;
         }
         tx.execute_batch(sql)?;
-        if i + 1 == 7 {
-            tx.execute_batch(SET_CHAIN_SEQ)?;
-        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
