@@ -112,8 +112,11 @@ async fn three_instances_killed_at_random_keep_every_event_exactly_once_and_a_pa
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
+    // A data directory of the test's own: the instances keep their signing key there (one
+    // key for all three, as for a real cluster), never in the working directory.
     let mut cfg_text = format!(
-        r#"[journal]
+        r#"data_dir = "{}"
+[journal]
 url = "{url}"
 lease_ttl = "3s"
 [collect]
@@ -127,6 +130,7 @@ url = "file://{}"
 roll_events = 300
 roll_age = "1s"
 "#,
+        dir.path().join("data").display(),
         lake.display()
     );
     for (i, m) in mocks.iter().enumerate() {
@@ -340,7 +344,8 @@ async fn the_daemon_pauses_while_its_database_is_down_and_resumes_without_losing
     std::fs::write(
         &cfg,
         format!(
-            r#"[journal]
+            r#"data_dir = "{}"
+[journal]
 url = "{}"
 lease_ttl = "3s"
 [collect]
@@ -356,6 +361,7 @@ since = "40d"
 bind = "127.0.0.1:{port}"
 token_env = "WEB_TOKEN"
 "#,
+            dir.path().join("data").display(),
             server.url,
             mock.base_url(),
             file_sink(&out)
