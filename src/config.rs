@@ -444,7 +444,7 @@ impl RawConfig {
                 return Err(invalid("collect.window_events must be at least per_page"));
             }
             windows.window_events = w;
-            windows.buffered_events = w * 2;
+            windows.buffered_events = w;
         }
         if let Some(r) = c.requests_per_minute {
             if r > 1000 {

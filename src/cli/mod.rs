@@ -272,6 +272,7 @@ pub struct CheckArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     crate::secret::install_panic_hook();
     init_logging(&cli.global);
@@ -288,6 +289,23 @@ pub fn main() -> ExitCode {
             let code = exit_code(&e);
             eprintln!("error: {}", exit::describe(&e));
             ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// glibc gives each thread that allocates under contention an arena of its own, up to
+/// eight per core, and an arena keeps what was freed in it. The collector's pages are
+/// parsed on blocking threads, committed on another and freed on a worker, so every
+/// arena ends up holding its own high-water mark: a 1M-event backfill peaked at 123 MiB
+/// with the default and 99 MiB with two arenas, at the same speed (BENCHMARKS.md,
+/// "Memory"). `MALLOC_ARENA_MAX` in the environment still wins: glibc reads it first.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in main, before any thread exists; mallopt only sets
+        // a tunable of the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

@@ -35,7 +35,9 @@ pub struct WindowSettings {
     pub window_events: u64,
     /// Page requests in flight at once for one tenant.
     pub concurrency: usize,
-    /// Records held in memory awaiting commit (bounds memory, whatever the history).
+    /// Records fetched ahead while a window commits (bounds memory, whatever the
+    /// history): with the window being committed, at most about twice `window_events`
+    /// are held. One window ahead keeps the commit busy; more only costs memory.
     pub buffered_events: u64,
     /// Times a window that changed while being read is read again before giving up.
     pub max_rereads: u32,
@@ -49,7 +51,7 @@ impl Default for WindowSettings {
             per_page: 500,
             window_events: 25_000,
             concurrency: 4,
-            buffered_events: 50_000,
+            buffered_events: 25_000,
             max_rereads: 3,
         }
     }
