@@ -7,6 +7,7 @@
 #   EVENTS="100000" RATE_EVENTS=100000 scripts/bench.sh   # quicker
 #   JOURNAL=postgres RATE_EVENTS=0 scripts/bench.sh        # the journal in PostgreSQL
 #   JOURNAL="sqlite postgres" RATE_EVENTS=0 scripts/bench.sh   # both, side by side
+#   EVENTS="100000 1000000 3000000" SINK=file RATE_EVENTS=0 scripts/bench.sh  # with the file sink
 #
 # JOURNAL lists the journals to run each size against: `sqlite` (the data
 # directory, the default) and/or `postgres`. For `postgres` the script starts
@@ -22,6 +23,9 @@ cd "$(dirname "$0")/.."
 EVENTS=${EVENTS-"100000 1000000"}
 RATE_EVENTS=${RATE_EVENTS:-1000000}
 JOURNAL=${JOURNAL:-sqlite}
+# SINK: `none` (collection only) or `file` (the collect also delivers everything to a file sink).
+SINK=${SINK:-none}
+case $SINK in none | file) ;; *) echo "SINK: unknown sink '$SINK' (none, file)" >&2; exit 2 ;; esac
 for j in $JOURNAL; do
   case $j in sqlite | postgres) ;; *) echo "JOURNAL: unknown journal '$j' (sqlite, postgres)" >&2; exit 2 ;; esac
 done
@@ -118,6 +122,11 @@ fresh_schema() {
 collect() {
   local kind=$1
   rm -rf "$WORK/data"
+  local sink_args=()
+  if [ "$SINK" = file ]; then
+    rm -rf "$WORK/sink" && mkdir -p "$WORK/sink"
+    sink_args=(--sink "file:$WORK/sink/events.ndjson")
+  fi
   if [ "$kind" = postgres ]; then
     fresh_schema
     cpu0=$(pg_cpu)
@@ -128,7 +137,7 @@ collect() {
   # brings the search index up to date: the time of that line splits the two phases.
   local t0
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn |
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" env BENCH_KEY=bench-key "$BIN" collect --config "$WORK/c.toml" --no-progress --log-level warn "${sink_args[@]}" |
     while IFS= read -r line; do if [[ $line == *" new events "* ]]; then date +%s.%N >"$WORK/collected"; fi; done
   read -r wall user sys rss <"$WORK/time"
   fetch=$(python3 -c "print(f'{$(cat "$WORK/collected") - $t0:.2f}')")
@@ -158,7 +167,7 @@ report() { # label, n
 import sys
 label, n, wall, fetch, user, sys_, rss, pg, got, size, verify = sys.argv[1:]
 n, wall, fetch, cpu, verify = int(n), float(wall), float(fetch), float(user) + float(sys_), float(verify)
-print(f"{label:44} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7} {verify:>8.2f} {n/verify:>9,.0f}")
+print(f"{label:44} {n:>9} {fetch:>7.2f} {n/fetch:>9,.0f} {wall:>7.2f} {n/wall:>9,.0f} {cpu:>7.2f} {cpu/n*1e6:>7.1f} {pg:>7} {int(rss)/1024:>7.1f} {size:>7} {verify:>8.2f} {n/verify:>9,.0f}")
 if got != "?" and int(got) != n:
     print(f"  WARNING: journal holds {got} events, expected {n}")
 PY
@@ -168,16 +177,16 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}'
 echo
 # collect s / ev/s: fetch + commit of every window (the collection); total s / ev/s: the whole
 # command, which then indexes for search. CPU s and RSS: the collector process; db CPU s:
-# the PostgreSQL server during the command; db MiB: the journal on disk (tables and indexes);
+# the PostgreSQL server during the command; µs/ev: the collector's CPU per event; db MiB: the journal on disk (tables and indexes);
 # verify s / ev/s: `tines-audit verify` over the whole journal afterwards.
-printf '%-44s %9s %7s %9s %7s %9s %7s %7s %7s %7s %8s %9s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "db CPU" "RSS MiB" "db MiB" "verify s" "ev/s"
+printf '%-44s %9s %7s %9s %7s %9s %7s %7s %7s %7s %7s %8s %9s\n' "run" "events" "collect" "ev/s" "total s" "ev/s" "CPU s" "µs/ev" "db CPU" "RSS MiB" "db MiB" "verify s" "ev/s"
 for n in $EVENTS; do
   port=$(free_port)
   start_mock "$port" --history "$n" --span 365d --rate-limit 0
   config "$port" 0
   for j in $JOURNAL; do
     collect "$j"
-    report "backfill, unthrottled, $j" "$n"
+    report "backfill, unthrottled, $j, sink $SINK" "$n"
   done
   stop_mock
 done
