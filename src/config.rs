@@ -447,6 +447,10 @@ impl RawConfig {
             windows.buffered_events = w * 2;
         }
         if let Some(r) = c.requests_per_minute {
+            // The pacer remembers one send time per request of the window.
+            if r > 60_000 {
+                return Err(invalid("collect.requests_per_minute must be at most 60000 (0 turns pacing off)"));
+            }
             if r > 1000 {
                 tracing::warn!(
                     "collect.requests_per_minute = {r} is above the API's 1000/min limit for audit logs; expect 429s"
@@ -733,6 +737,9 @@ mod tests {
         let s = raw.build().unwrap();
         assert_eq!(s.interval, Duration::from_secs(30));
         assert_eq!(s.client.requests_per_minute, 900);
+        let huge = RawConfig::parse("[collect]\nrequests_per_minute = 4000000000\n", "c", &env).unwrap();
+        assert!(huge.build().err().unwrap().to_string().contains("collect.requests_per_minute must be at most 60000"));
+        assert_eq!(RawConfig::default().build().unwrap().client.requests_per_minute, 1000);
         assert_eq!(s.sinks.len(), 2);
     }
 
