@@ -5,8 +5,9 @@
 # The rate-limited run paces at the default 1000 requests per key in any 60 s
 # (plus the pacer's 0.5 s margin) against the emulator's strictest counting (a
 # sliding window closed at both ends), from a cursor at the start of the
-# emulated history (`since = 30d`, the history's span), so every request reads
-# history; 1,000,000 events are about two minutes of requests at the ceiling.
+# emulated history (`since` = the history's fixed anchor minus its 30 d span),
+# so every request reads history; 1,000,000 events are about two minutes of
+# requests at the ceiling.
 #
 #   scripts/bench.sh            # full: 100k and 1M events, then the rate-limited run
 #   EVENTS="100000" RATE_EVENTS=100000 scripts/bench.sh   # quicker
@@ -190,8 +191,10 @@ done
 [ "$RATE_EVENTS" -gt 0 ] || exit 0
 for j in $JOURNAL; do
   port=$(free_port)
-  start_mock "$port" --history "$RATE_EVENTS" --span 30d --rate-limit 1000 --latency 100ms
-  config "$port" 1000 30d
+  # The cursor starts where the history does: every request reads history.
+  anchor=$(date -u -d '-1 min' +%Y-%m-%dT%H:%M:%SZ) # a minute ago: all of it past the settle delay
+  start_mock "$port" --history "$RATE_EVENTS" --span 30d --anchor "$anchor" --rate-limit 1000 --latency 100ms
+  config "$port" 1000 "$(python3 -c "import datetime as d; print((d.datetime.strptime('$anchor', '%Y-%m-%dT%H:%M:%SZ') - d.timedelta(days=30)).strftime('%Y-%m-%dT%H:%M:%SZ'))")"
   collect "$j"
   report "1000 req/min limit, 100 ms latency, $j" "$RATE_EVENTS"
   stats=$(curl -fsS "http://127.0.0.1:$port/_mock/stats")
