@@ -26,7 +26,8 @@ pub struct ClientSettings {
     pub rate_window: Duration,
     /// Added to the window: a request is counted by the API when it arrives, not when we
     /// send it, so two sends a window apart can arrive less than that apart by however much
-    /// their latencies (and our scheduling) differ.
+    /// their latencies (and our scheduling) differ. Never zero (at least 1 ms is used): two
+    /// sends exactly a window apart share a window closed at both ends.
     pub rate_margin: Duration,
     pub max_attempts: u32,
     pub backoff_base: Duration,
@@ -213,7 +214,7 @@ type Pacers = Mutex<HashMap<(String, u32, Duration), Arc<KeyPacer>>>;
 
 fn pacer_for(key: &Secret, s: &ClientSettings) -> Arc<KeyPacer> {
     static PACERS: OnceLock<Pacers> = OnceLock::new();
-    let span = s.rate_window + s.rate_margin;
+    let span = s.rate_window + s.rate_margin.max(Duration::from_millis(1));
     let mut map = PACERS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     map.entry((key.fingerprint(), s.requests_per_minute, span))
         .or_insert_with(|| {
@@ -525,13 +526,15 @@ mod tests {
 
     proptest! {
         /// Whatever the demand (bursts, pauses, steady streams), no window of the API's
-        /// length ever holds more than `limit` sends, counting the steady use assumed
-        /// before the start; and no send waits longer than the limit makes it.
+        /// length, closed at both ends, ever holds more than `limit` sends, counting the
+        /// steady use assumed before the start; and no send waits longer than the limit
+        /// makes it. (Without a margin, two sends exactly a window apart would share a
+        /// closed window: the margin is never zero.)
         #[test]
         fn no_window_ever_holds_more_than_the_limit(
             limit in 1u32..40,
             window_ms in 100u64..5_000,
-            margin_ms in 0u64..500,
+            margin_ms in 1u64..500,
             gaps_ms in proptest::collection::vec(proptest::prop_oneof![Just(0u64), 0u64..50, 0u64..10_000], 1..400),
         ) {
             let window = Duration::from_millis(window_ms);
