@@ -131,6 +131,8 @@ pub struct RawCollect {
     pub max_attempts: Option<u32>,
     pub request_timeout: Option<String>,
     pub reconcile_every: Option<String>,
+    /// A look at the newest page between syncs this often (default 5s), or "off".
+    pub quick_look_every: Option<String>,
     pub reconcile_window: Option<String>,
     pub reconcile_slice: Option<String>,
 }
@@ -198,6 +200,9 @@ pub struct Settings {
     /// Where the journal is: `journal.url`, else SQLite in `data_dir`.
     pub journal: Location,
     pub interval: Duration,
+    /// `collect.quick_look_every`: a look at each tenant's newest page between syncs
+    /// (`source::tines::quick_look`); `None` is off.
+    pub quick_look: Option<Duration>,
     pub client: ClientSettings,
     pub windows: WindowSettings,
     pub reconcile: crate::source::tines::reconcile::ReconcileSettings,
@@ -408,6 +413,18 @@ impl RawConfig {
         if interval < Duration::from_secs(1) {
             return Err(invalid("collect.interval must be at least 1s"));
         }
+        let quick_look = match c.quick_look_every.as_deref().map(str::trim) {
+            Some(off) if off.eq_ignore_ascii_case("off") => None,
+            v => {
+                let every = dur("quick_look_every", &v.map(str::to_string), Duration::from_secs(5))?;
+                if every < Duration::from_secs(1) {
+                    return Err(invalid(
+                        "collect.quick_look_every must be at least 1s (each look is one request), or \"off\"",
+                    ));
+                }
+                Some(every)
+            }
+        };
         windows.settle_secs = dur("settle_delay", &c.settle_delay, Duration::from_secs(10))?.as_secs() as i64;
         windows.overlap_secs = dur("overlap", &c.overlap, Duration::from_secs(60))?.as_secs() as i64;
         client.clock_tolerance_secs = windows.settle_secs as u64;
@@ -447,6 +464,10 @@ impl RawConfig {
             windows.buffered_events = w;
         }
         if let Some(r) = c.requests_per_minute {
+            // The pacer remembers one send time per request of the window.
+            if r > 60_000 {
+                return Err(invalid("collect.requests_per_minute must be at most 60000 (0 turns pacing off)"));
+            }
             if r > 1000 {
                 tracing::warn!(
                     "collect.requests_per_minute = {r} is above the API's 1000/min limit for audit logs; expect 429s"
@@ -550,6 +571,7 @@ impl RawConfig {
             data_dir,
             journal,
             interval,
+            quick_look,
             client,
             windows,
             reconcile,
@@ -733,7 +755,22 @@ mod tests {
         let s = raw.build().unwrap();
         assert_eq!(s.interval, Duration::from_secs(30));
         assert_eq!(s.client.requests_per_minute, 900);
+        let huge = RawConfig::parse("[collect]\nrequests_per_minute = 4000000000\n", "c", &env).unwrap();
+        assert!(huge.build().err().unwrap().to_string().contains("collect.requests_per_minute must be at most 60000"));
+        assert_eq!(RawConfig::default().build().unwrap().client.requests_per_minute, 1000);
         assert_eq!(s.sinks.len(), 2);
+    }
+
+    #[test]
+    fn quick_look_is_on_every_5s_by_default_can_be_turned_off_and_is_validated() {
+        let build = |collect: &str| RawConfig::parse(&format!("[collect]\n{collect}\n"), "c", &env).unwrap().build();
+        assert_eq!(build("").unwrap().quick_look, Some(Duration::from_secs(5)));
+        assert_eq!(build("quick_look_every = \"2s\"").unwrap().quick_look, Some(Duration::from_secs(2)));
+        assert_eq!(build("quick_look_every = \"off\"").unwrap().quick_look, None);
+        let e = build("quick_look_every = \"500ms\"").err().unwrap().to_string();
+        assert!(e.contains("collect.quick_look_every must be at least 1s"), "{e}");
+        let e = build("quick_look_every = \"soon\"").err().unwrap().to_string();
+        assert!(e.contains("collect.quick_look_every") && e.contains("is not a duration"), "{e}");
     }
 
     #[test]

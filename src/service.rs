@@ -14,6 +14,7 @@ use crate::signing::SigningKey;
 use crate::sinks::runner::{Consumer, DrainError, Flush};
 use crate::source::tines::client::TinesClient;
 use crate::source::tines::collector::{CollectError, Sync, SyncOutcome, SyncProgress};
+use crate::source::tines::quick_look::QuickLook;
 use crate::source::tines::reconcile::{Reconcile, ReconcileOutcome};
 use crate::timeutil::{format_rfc3339, now_secs};
 
@@ -391,8 +392,8 @@ async fn checkpoint_loop(
     }
 }
 
-/// Syncs the tenant every `interval` (and reconciles it), until `stop`; `synced` turns true
-/// after the first sync.
+/// Syncs the tenant every `interval` (and reconciles it), with quick looks between syncs,
+/// until `stop`; `synced` turns true after the first sync.
 async fn collect_loop(
     journal: Journal,
     tenant: Arc<Tenant>,
@@ -405,12 +406,16 @@ async fn collect_loop(
     // The first pass runs after the first good sync: it also covers whatever the
     // service was down for.
     let mut next_reconcile = tokio::time::Instant::now();
+    let mut look = QuickLook::default();
     loop {
         let started = tokio::time::Instant::now();
+        // Where this sync left the cursor, if it succeeded: quick looks start from there.
+        let mut cursor: Option<i64> = None;
         tokio::select! {
             r = sync_tenant(&journal, &tenant, &settings, None) => match r {
                 Ok(o) => {
                     failures = 0;
+                    cursor = Some(o.to);
                     if o.inserted > 0 {
                         appended.notify_waiters();
                     }
@@ -445,10 +450,54 @@ async fn collect_loop(
                 _ = stopped(&mut stop) => return,
             }
         }
-        let wait = settings.interval.saturating_sub(started.elapsed());
+        let due = started + settings.interval;
+        // Until the next sync, a quick look at the newest page every `quick_look_every`,
+        // the first at once (the settle delay's worth of events the sync left unread).
+        if let (Some(every), Some(cursor)) = (settings.quick_look, cursor) {
+            while tokio::time::Instant::now() < due {
+                tokio::select! {
+                    r = quick_look(&journal, &tenant, &settings, &mut look, cursor) => {
+                        if r > 0 {
+                            appended.notify_waiters();
+                        }
+                    }
+                    _ = stopped(&mut stop) => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until((tokio::time::Instant::now() + every).min(due)) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(due) => {}
             _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// One quick look at a tenant's newest page (see `source::tines::quick_look`); returns
+/// how many events it added to the journal. A failure only costs freshness: the settled
+/// sync, which reports its own errors, collects the same events.
+async fn quick_look(journal: &Journal, tenant: &Tenant, settings: &Settings, look: &mut QuickLook, cursor: i64) -> u64 {
+    let name = &tenant.config.name;
+    let lookback = settings.windows.settle_secs;
+    let per_page = settings.windows.per_page;
+    match look.look(&tenant.client, journal, &tenant.config.filters, cursor, lookback, per_page).await {
+        Ok(o) => {
+            if o.inserted > 0 {
+                crate::status::events_seen(name);
+                crate::metrics::metrics()
+                    .events_collected
+                    .get_or_create(&crate::metrics::tenant(name))
+                    .inc_by(o.inserted);
+                tracing::debug!(tenant = %name, fetched = o.fetched, new = o.inserted, "quick look");
+            }
+            o.inserted
+        }
+        Err(e) => {
+            tracing::debug!(tenant = %name, "quick look failed, the next sync collects the same events: {e}");
+            0
         }
     }
 }

@@ -100,6 +100,12 @@ pub fn sync_ok(tenant: &str, inserted: u64) {
     });
 }
 
+/// New events reached the journal between syncs (the quick look).
+pub fn events_seen(tenant: &str) {
+    let now = now_secs();
+    with(|i| i.tenants.entry(tenant.to_string()).or_default().last_event_seen = Some(now));
+}
+
 pub fn sync_failed(tenant: &str, error: &str) {
     let now = now_secs();
     with(|i| {

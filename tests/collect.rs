@@ -6,7 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tines_audit::mock::{Burst, Faults, MockConfig};
+use tines_audit::config::{RawConfig, Since, TenantConfig};
+use tines_audit::journal::Journal;
+use tines_audit::mock::{Burst, DEMO_KEY, Faults, MockConfig};
+use tines_audit::secret::Secret;
+use tines_audit::service;
+use tines_audit::source::tines::collector::Filters;
+use tines_audit::source::tines::endpoint::Endpoint;
 
 fn args(config: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let mut v = vec!["collect".to_string(), "--config".into(), config.display().to_string(), "--no-progress".into()];
@@ -335,5 +341,70 @@ async fn filters_are_passed_to_the_api() {
     assert!(n > 0, "some logins were collected");
     let batch = j.read_after(0, 100_000, usize::MAX).unwrap();
     assert!(batch.iter().all(|e| e.raw.contains("\"operation_name\":\"Login\"")), "only Login records");
+    mock.shutdown().await;
+}
+
+/// Syncs the emulator's tenant once in this process, paced at `limit` requests per
+/// `window` (0: not paced); returns the tenant's client statistics' limiter wait in ms.
+async fn sync_paced(mock: &tines_audit::mock::MockServer, limit: u32, window: Duration) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = RawConfig::default().build().unwrap();
+    settings.client.requests_per_minute = limit;
+    settings.client.rate_window = window;
+    settings.client.rate_margin = Duration::from_millis(200);
+    settings.client.max_attempts = 20;
+    settings.windows.settle_secs = 1;
+    settings.windows.per_page = 100;
+    settings.windows.window_events = 1_000;
+    settings.windows.buffered_events = 2_000;
+    settings.windows.concurrency = 8;
+    settings.tenants.push(TenantConfig {
+        name: TENANT.into(),
+        endpoint: Endpoint::parse(&mock.base_url()).unwrap(),
+        api_key: Secret::new(DEMO_KEY),
+        since: Since::Ago(Duration::from_secs(2 * 3600)),
+        filters: Filters::default(),
+    });
+    let journal = Journal::open(dir.path()).unwrap();
+    let tenant = service::Tenant::new(settings.tenants[0].clone(), &settings).unwrap();
+    service::sync_tenant(&journal, &tenant, &settings, None).await.unwrap();
+    drop(journal);
+    assert_exactly_once(dir.path(), mock);
+    tenant.client.stats.limiter_wait_ms.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The pacer spends the whole budget (its limit equals the API's) against the emulator's
+/// strictest counting, a sliding window closed at both ends, with latencies that differ by
+/// up to 100 ms, and draws no 429. A 2 s window stands in for the API's 60 s one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacer_at_the_full_limit_draws_no_429_from_a_strict_sliding_window() {
+    let window = Duration::from_secs(2);
+    let emulator = || MockConfig {
+        history: 3_000,
+        history_span: Duration::from_secs(3600),
+        seed: 16,
+        rate_limit_per_minute: 10,
+        rate_window: window,
+        faults: Faults {
+            latency: Duration::from_millis(10),
+            latency_spike_rate: 0.3,
+            latency_spike: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mock = start_mock(emulator()).await;
+    wait_settled(&mock).await;
+    let waited_ms = sync_paced(&mock, 10, window).await;
+    let stats = mock.stats();
+    assert_eq!(stats.rate_limited, 0, "{stats:?}");
+    assert!(stats.requests > 30 && waited_ms > 0, "the limit paced the sync: {stats:?}, waited {waited_ms} ms");
+    mock.shutdown().await;
+
+    // The control: unpaced, the same sync meets the limit (and still loses nothing).
+    let mock = start_mock(emulator()).await;
+    wait_settled(&mock).await;
+    sync_paced(&mock, 0, window).await;
+    assert!(mock.stats().rate_limited > 0, "{:?}", mock.stats());
     mock.shutdown().await;
 }

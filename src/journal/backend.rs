@@ -199,6 +199,11 @@ pub trait Backend: Send + Sync {
         fence: Option<&Fence>,
     ) -> Result<(u64, u64), JournalError>;
 
+    /// Appends records that arrived ahead of their window (the quick look), skipping a
+    /// tenant's ids already stored, without moving any position or writing the ledger: the
+    /// window that covers them later finds them held. Returns how many were new.
+    fn append_events(&self, tenant: &str, records: &[Record<'_>], fence: Option<&Fence>) -> Result<u64, JournalError>;
+
     // --- consumers -----------------------------------------------------------------------
 
     /// The offset of a consumer, creating it at `initial` if it is new.

@@ -78,6 +78,32 @@ fn a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in
     assert_eq!(j.count_events(Some("acme")).unwrap(), 9);
 }
 
+/// The quick look appends records past the cursor before the settled window that covers
+/// them: they are stored once, move no position, and the window later finds them held,
+/// storing only what the quick look missed; the chain over both verifies.
+fn records_appended_ahead_of_their_window_are_stored_once_and_the_window_skips_them(kind: Kind) {
+    let j = fresh(kind);
+    j.start_progress("acme", "cursor", 0, None, "").unwrap();
+    let raws: Vec<String> = (0..=9).map(|id| format!("{{\"id\":{id}}}")).collect();
+    let at = |id: usize, created_at| Record { created_at, ..rec(id as i64, &raws[id]) };
+    let c = WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 100, fetched: 2 };
+    assert_eq!(j.commit_window(&c, [at(1, 10), at(2, 20)]).unwrap(), 2);
+    // Newest first as a page comes, one held already (an old record on the page).
+    assert_eq!(j.append_events("acme", [at(5, 150), at(4, 140), at(2, 20)]).unwrap(), 2);
+    assert_eq!(j.append_events("acme", [at(5, 150), at(4, 140)]).unwrap(), 0, "a second look stores nothing");
+    let p = j.progress("acme", "cursor").unwrap().unwrap();
+    assert_eq!(p.position, 100, "the cursor stays where the settled read left it");
+    // The settled window over the same time stores only what the quick look missed.
+    let c = WindowCommit { tenant: "acme", job: "cursor", from: 100, to: 200, fetched: 4 };
+    assert_eq!(j.commit_window(&c, [at(3, 130), at(4, 140), at(5, 150), at(6, 160)]).unwrap(), 2);
+    let read = j.read_after(0, 100, usize::MAX).unwrap();
+    assert_eq!(read.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 5, 4, 3, 6]);
+    let seqs: Vec<i64> = read.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let report = verified(&j);
+    assert_eq!((report.verified, report.problems.clone()), (6, vec![]), "{report:?}");
+}
+
 /// Five events of tenant `acme` in two windows (one with a record held already), and
 /// two of `globex`.
 fn chained(kind: Kind) -> super::testing::Fresh {
@@ -363,6 +389,7 @@ fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled(kind: K
 crate::on_every_backend!(
     window_commit_is_atomic_idempotent_and_checks_its_start,
     a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in,
+    records_appended_ahead_of_their_window_are_stored_once_and_the_window_skips_them,
     an_untouched_chain_verifies_and_each_tampering_through_the_database_is_named,
     a_chain_pruned_by_retention_still_verifies_and_a_copy_carries_it,
     signed_checkpoints_name_a_forger_who_recomputes_the_chain_and_survive_retention_and_copy,
@@ -408,6 +435,8 @@ fn a_stale_holders_commits_are_refused_after_a_take_over() {
     assert!(j.ids("t").unwrap().is_empty(), "nothing of the refused window is stored");
     assert_eq!(j.progress("t", "cursor").unwrap().unwrap().position, 0);
     assert_eq!(fresh_holder.commit_window(&c, [rec(1, "{\"id\":1}")]).unwrap(), 1);
+    assert!(matches!(stale.append_events("t", [rec(2, "{\"id\":2}")]), Err(JournalError::Fenced { .. })));
+    assert_eq!(j.ids("t").unwrap(), vec![1], "nothing of the refused quick look is stored");
 
     j.consumer("s3:lake", 0).unwrap();
     assert!(matches!(stale.commit_offset("s3:lake", 0, 1, None), Err(JournalError::Fenced { .. })));

@@ -427,6 +427,19 @@ impl Journal {
         self.commit_window_quarantining(commit, records, std::iter::empty()).map(|(inserted, _)| inserted)
     }
 
+    /// Appends records ahead of the window that will cover them (the quick look), skipping
+    /// ids already stored; moves no position. They take the next seqs and places in the
+    /// tenant's chain like any commit, and the window that reads them again later finds
+    /// them held. Returns how many were new.
+    pub fn append_events<'a>(
+        &self,
+        tenant: &str,
+        records: impl IntoIterator<Item = Record<'a>>,
+    ) -> Result<u64, JournalError> {
+        let records: Vec<Record<'a>> = records.into_iter().collect();
+        self.backend.append_events(tenant, &records, self.fence.as_deref())
+    }
+
     /// [`Journal::commit_window`], also keeping the window's records that cannot
     /// be events in the quarantine, in the same transaction. Returns how many
     /// events and how many quarantined records were new.

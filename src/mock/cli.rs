@@ -147,9 +147,14 @@ pub struct MockArgs {
     #[arg(long, value_name = "FILE")]
     pub geoip_out: Option<std::path::PathBuf>,
 
-    /// Requests per key allowed in any 60 s window, like Tines's audit_logs limit (0 = unlimited).
+    /// Requests per key allowed in any 60 s window (sliding, closed at both ends: the strictest
+    /// reading of Tines's audit_logs limit; 0 = unlimited).
     #[arg(long, default_value_t = 1000, value_name = "PER_MINUTE")]
     pub rate_limit: u32,
+
+    /// The window --rate-limit counts in (60s like the API; shorter for quick experiments).
+    #[arg(long, default_value = "60s", value_parser = parse_span, value_name = "DURATION")]
+    pub rate_window: Duration,
 
     /// The server's clock relative to this machine's, such as 5m or -5m: records are dated and the
     /// Date header written by it.
@@ -226,6 +231,7 @@ impl MockArgs {
                 latency_spike: self.latency_spike,
             },
             rate_limit_per_minute: self.rate_limit,
+            rate_window: self.rate_window,
             keys: vec![MockKey { key, can_read_audit_logs: true }],
             scenarios: self.scenarios,
             quirks: super::Quirks {

@@ -68,8 +68,10 @@ pub struct MockConfig {
     /// Leave `next_page_number` out of `meta`, as older Tines responses did.
     pub omit_next_page_number: bool,
     pub faults: Faults,
-    /// Sliding-window limit per key, requests in any 60 s; 0 disables it.
+    /// Sliding-window limit per key, requests in any `rate_window`; 0 disables it.
     pub rate_limit_per_minute: u32,
+    /// The window the limit counts in: 60 s like the API; shorter only to keep tests quick.
+    pub rate_window: Duration,
     pub keys: Vec<MockKey>,
     /// Play the scripted detection scenarios (see `scenario`) in the first half minute.
     pub scenarios: bool,
@@ -123,6 +125,7 @@ impl Default for MockConfig {
             omit_next_page_number: false,
             faults: Faults::default(),
             rate_limit_per_minute: 1000,
+            rate_window: Duration::from_secs(60),
             keys: vec![MockKey { key: DEMO_KEY.to_string(), can_read_audit_logs: true }],
             scenarios: false,
             quirks: Quirks::default(),

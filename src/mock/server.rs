@@ -40,17 +40,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// At most `per_minute` accepted requests per key in any 60 s; refused ones are not recorded.
+/// At most `per_minute` accepted requests per key in any `window` (60 s), counted the
+/// strictest way: a sliding window, closed at both ends (two requests exactly a window
+/// apart are in one window), by the time each request reached the limit check (after the
+/// emulated latency). Refused ones are not recorded.
 pub(crate) struct RateLimiter {
     per_minute: u32,
+    window: Duration,
     hits: HashMap<String, VecDeque<Instant>>,
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
-
 impl RateLimiter {
-    pub(crate) fn new(per_minute: u32) -> Self {
-        RateLimiter { per_minute, hits: HashMap::new() }
+    pub(crate) fn new(per_minute: u32, window: Duration) -> Self {
+        RateLimiter { per_minute, window, hits: HashMap::new() }
     }
 
     /// `Err(secs)` is the whole seconds until the oldest request leaves the window.
@@ -62,11 +64,11 @@ impl RateLimiter {
             self.hits.insert(key.to_string(), VecDeque::new());
         }
         let q = self.hits.get_mut(key).expect("inserted above");
-        while q.front().is_some_and(|&t| now.saturating_duration_since(t) >= WINDOW) {
+        while q.front().is_some_and(|&t| now.saturating_duration_since(t) > self.window) {
             q.pop_front();
         }
         if q.len() >= self.per_minute as usize {
-            let wait = WINDOW.saturating_sub(now.saturating_duration_since(q[0]));
+            let wait = self.window.saturating_sub(now.saturating_duration_since(q[0]));
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(secs.max(1));
         }
@@ -554,6 +556,10 @@ impl MockServer {
         check_probability("late_fraction", config.late_fraction)?;
         check_probability("null_fields_fraction", config.quirks.null_fields_fraction)?;
         ensure!(config.live_rate.is_finite() && config.live_rate >= 0.0, "live_rate must be a non-negative number");
+        ensure!(
+            config.rate_limit_per_minute == 0 || !config.rate_window.is_zero(),
+            "rate_window must be longer than zero"
+        );
 
         let mut addr = listener.local_addr().context("reading the listener's address")?;
         if addr.ip().is_unspecified() {
@@ -589,7 +595,7 @@ impl MockServer {
             quirks: config.quirks,
             faults: RwLock::new(config.faults),
             fault_seq: AtomicU64::new(0),
-            limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute)),
+            limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute, config.rate_window)),
             stats: Stats::default(),
             live_on: AtomicBool::new(true),
             live: Live {
@@ -748,7 +754,7 @@ mod tests {
 
     #[test]
     fn sliding_window_refuses_the_n_plus_first_and_says_when_to_retry() {
-        let mut rl = RateLimiter::new(3);
+        let mut rl = RateLimiter::new(3, Duration::from_secs(60));
         let t0 = Instant::now();
         for i in 0..3 {
             assert_eq!(rl.check("k", t0 + Duration::from_secs(i * 10)), Ok(()));
@@ -756,9 +762,15 @@ mod tests {
         // Oldest hit was at t0; at t0+25.5 s it leaves the window in 34.5 s → 35.
         assert_eq!(rl.check("k", t0 + Duration::from_millis(25_500)), Err(35));
         assert_eq!(rl.check("other", t0 + Duration::from_secs(25)), Ok(()));
-        assert_eq!(rl.check("k", t0 + Duration::from_secs(60)), Ok(()));
+        // Closed at both ends: a request exactly a window after the oldest is still in its window.
+        assert_eq!(rl.check("k", t0 + Duration::from_secs(60)), Err(1));
+        assert_eq!(rl.check("k", t0 + Duration::from_millis(60_001)), Ok(()));
         assert_eq!(rl.check("k", t0 + Duration::from_secs(61)), Err(9));
-        assert_eq!(RateLimiter::new(0).check("k", t0), Ok(()));
+        assert_eq!(RateLimiter::new(0, Duration::from_secs(60)).check("k", t0), Ok(()));
+        // A shorter window, for tests that must not take minutes.
+        let mut rl = RateLimiter::new(2, Duration::from_secs(2));
+        assert_eq!((rl.check("k", t0), rl.check("k", t0), rl.check("k", t0)), (Ok(()), Ok(()), Err(2)));
+        assert_eq!(rl.check("k", t0 + Duration::from_millis(2_001)), Ok(()));
     }
 
     #[test]

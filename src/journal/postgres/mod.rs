@@ -163,6 +163,75 @@ async fn insert_pass(c: &impl GenericClient, tid: i64, p: &ReconcilePass) -> Res
     Ok(())
 }
 
+/// Numbers (in commit order, under the events lock) and chains the records the journal
+/// does not hold yet after the tenant's chain head, in `tx`; returns how many were new.
+/// Records older than `look_up_before` are looked up first (mostly held: the overlap a
+/// window reads again); newer ones are assumed new, and a copy that meets one held after
+/// all is undone and done again without it.
+async fn insert_chained(
+    tx: &mut tokio_postgres::Transaction<'_>,
+    tid: i64,
+    tenant: &str,
+    records: &[Record<'_>],
+    look_up_before: i64,
+) -> Result<u64, JournalError> {
+    let mut inserted = 0u64;
+    if !records.is_empty() {
+        // Numbers are taken in commit order: see the module documentation.
+        lock(&*tx, schema::EVENTS_LOCK).await?;
+        let r = tx.query_one("SELECT chain_n, chain_head FROM tenants WHERE id = $1", &[&tid]).await?;
+        let head = chain::Head::from_stored(r.get(0), r.get::<_, Option<&[u8]>>(1));
+        // A record the journal holds takes neither a number nor a place in the
+        // chain. Repeats within the batch go first; then the records older than
+        // `look_up_before` (for a window, the overlap read again), mostly held, are looked up.
+        let mut ids = std::collections::HashSet::new();
+        let mut fresh: Vec<&Record<'_>> = records.iter().filter(|r| ids.insert(r.id)).collect();
+        let overlap: Vec<i64> = fresh.iter().filter(|r| r.created_at < look_up_before).map(|r| r.id).collect();
+        let held = held_ids(tx, tid, &overlap).await?;
+        fresh.retain(|r| !held.contains(&r.id));
+        if !fresh.is_empty() {
+            // One block of numbers, in record order; the rows go in by binary COPY,
+            // the server's fastest way. Should one be held after all (another job's
+            // record past the position), the copy is undone, every id looked up,
+            // and the rest copied again under the same lock.
+            let n = fresh.len() as i64;
+            let first: i64 = tx
+                .query_one(
+                    "SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1",
+                    &[&n],
+                )
+                .await?
+                .get(0);
+            let (rows, mut after) = chained(tenant, head, first, &fresh);
+            let mut head_seq = rows.last().map(|r| r.0);
+            let copy = tx.savepoint("copy_events").await?;
+            match copy_events(&copy, tid, &rows).await {
+                Ok(n) => {
+                    copy.commit().await?;
+                    inserted = n;
+                }
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    copy.rollback().await?;
+                    let all: Vec<i64> = fresh.iter().map(|r| r.id).collect();
+                    let held = held_ids(tx, tid, &all).await?;
+                    fresh.retain(|r| !held.contains(&r.id));
+                    let (rows, head) = chained(tenant, head, first, &fresh);
+                    after = head;
+                    head_seq = rows.last().map(|r| r.0);
+                    inserted = copy_events(tx, tid, &rows).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tx.execute(
+                "UPDATE tenants SET chain_n = $2, chain_head = $3, chain_seq = COALESCE($4, chain_seq) WHERE id = $1",
+                &[&tid, &after.n, &&after.hash[..], &head_seq],
+            )
+            .await?;
+        }
+    }
+    Ok(inserted)
+}
+
 /// Takes one of the schema's advisory locks until the transaction ends.
 /// Which of `ids` the tenant's events hold.
 async fn held_ids(
@@ -415,60 +484,7 @@ impl Backend for Postgres {
                 .await?
                 .get(0);
             crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
-            let mut inserted = 0u64;
-            if !records.is_empty() {
-                // Numbers are taken in commit order: see the module documentation.
-                lock(&tx, schema::EVENTS_LOCK).await?;
-                let r = tx.query_one("SELECT chain_n, chain_head FROM tenants WHERE id = $1", &[&tid]).await?;
-                let head = chain::Head::from_stored(r.get(0), r.get::<_, Option<&[u8]>>(1));
-                // A record the journal holds takes neither a number nor a place in the
-                // chain. Repeats within the window go first; then the overlap the collector
-                // reads again (older than the stored position), mostly held, is looked up.
-                let mut ids = std::collections::HashSet::new();
-                let mut fresh: Vec<&Record<'_>> = records.iter().filter(|r| ids.insert(r.id)).collect();
-                let overlap: Vec<i64> = fresh.iter().filter(|r| r.created_at < commit.from).map(|r| r.id).collect();
-                let held = held_ids(&tx, tid, &overlap).await?;
-                fresh.retain(|r| !held.contains(&r.id));
-                if !fresh.is_empty() {
-                    // One block of numbers, in record order; the rows go in by binary COPY,
-                    // the server's fastest way. Should one be held after all (another job's
-                    // record past the position), the copy is undone, every id looked up,
-                    // and the rest copied again under the same lock.
-                    let n = fresh.len() as i64;
-                    let first: i64 = tx
-                        .query_one(
-                            "SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1",
-                            &[&n],
-                        )
-                        .await?
-                        .get(0);
-                    let (rows, mut after) = chained(commit.tenant, head, first, &fresh);
-                    let mut head_seq = rows.last().map(|r| r.0);
-                    let copy = tx.savepoint("copy_events").await?;
-                    match copy_events(&copy, tid, &rows).await {
-                        Ok(n) => {
-                            copy.commit().await?;
-                            inserted = n;
-                        }
-                        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                            copy.rollback().await?;
-                            let all: Vec<i64> = fresh.iter().map(|r| r.id).collect();
-                            let held = held_ids(&tx, tid, &all).await?;
-                            fresh.retain(|r| !held.contains(&r.id));
-                            let (rows, head) = chained(commit.tenant, head, first, &fresh);
-                            after = head;
-                            head_seq = rows.last().map(|r| r.0);
-                            inserted = copy_events(&tx, tid, &rows).await?;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    tx.execute(
-                        "UPDATE tenants SET chain_n = $2, chain_head = $3, chain_seq = COALESCE($4, chain_seq) WHERE id = $1",
-                        &[&tid, &after.n, &&after.hash[..], &head_seq],
-                    )
-                    .await?;
-                }
-            }
+            let inserted = insert_chained(&mut tx, tid, commit.tenant, records, commit.from).await?;
             let now = now_secs();
             tx.execute(
                 "UPDATE progress SET position = $3::bigint, updated_at = $4::bigint,
@@ -496,6 +512,18 @@ impl Backend for Postgres {
             }
             tx.commit().await?;
             Ok((inserted, quarantined))
+        })
+    }
+
+    fn append_events(&self, tenant: &str, records: &[Record<'_>], fence: Option<&Fence>) -> Result<u64, JournalError> {
+        self.run(async |c| {
+            let tid = self.tenant_id(c, tenant).await?;
+            let mut tx = c.transaction().await?;
+            check_fence(&tx, fence).await?;
+            // Every id is looked up first: a quick look mostly sees records it stored before.
+            let inserted = insert_chained(&mut tx, tid, tenant, records, i64::MAX).await?;
+            tx.commit().await?;
+            Ok(inserted)
         })
     }
 

@@ -314,6 +314,57 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<checkpoint::StoredC
     })
 }
 
+/// Numbers and chains the records the journal does not hold yet (a tenant's id is stored
+/// once) after the tenant's chain head, in `tx`; returns how many were new.
+fn insert_chained(
+    tx: &rusqlite::Transaction<'_>,
+    tid: i64,
+    tenant: &str,
+    records: &[Record<'_>],
+) -> Result<u64, JournalError> {
+    let mut inserted = 0u64;
+    if !records.is_empty() {
+        // Numbered and chained here, so each row is written once with its link; a record
+        // the journal holds takes neither a number nor a place in the chain.
+        let (mut head, mut seq) = chain_state(tx, tid)?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
+                                 chain_n, chain_prev, chain)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(tenant, id) DO NOTHING",
+        )?;
+        for r in records {
+            let mut next = head;
+            let l = next.next(tenant, r.id, seq + 1, r.raw);
+            let n = stmt.execute(params![
+                seq + 1,
+                tid,
+                r.id,
+                r.created_at,
+                r.operation_name,
+                r.user_id,
+                r.user_email,
+                r.request_ip,
+                r.raw,
+                l.n,
+                &l.prev[..],
+                &l.hash[..]
+            ])?;
+            if n > 0 {
+                inserted += 1;
+                seq += 1;
+                head = next;
+            }
+        }
+        if inserted > 0 {
+            tx.execute(
+                "UPDATE tenants SET chain_n = ?2, chain_head = ?3, chain_seq = ?4 WHERE id = ?1",
+                params![tid, head.n, &head.hash[..], seq],
+            )?;
+        }
+    }
+    Ok(inserted)
+}
+
 /// A tenant's chain head and the last seq handed out, read in the writer's transaction.
 fn chain_state(tx: &rusqlite::Transaction<'_>, tid: i64) -> Result<(chain::Head, i64), JournalError> {
     let head = tx.query_row("SELECT chain_n, chain_head FROM tenants WHERE id = ?1", [tid], |r| {
@@ -412,46 +463,7 @@ impl Backend for Sqlite {
             |r| r.get(0),
         )?;
         crate::journal::check_position(commit.tenant, commit.job, commit.from, found)?;
-        let mut inserted = 0u64;
-        if !records.is_empty() {
-            // Numbered and chained here, so each row is written once with its link; a record
-            // the journal holds takes neither a number nor a place in the chain.
-            let (mut head, mut seq) = chain_state(&tx, tid)?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
-                                     chain_n, chain_prev, chain)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(tenant, id) DO NOTHING",
-            )?;
-            for r in records {
-                let mut next = head;
-                let l = next.next(commit.tenant, r.id, seq + 1, r.raw);
-                let n = stmt.execute(params![
-                    seq + 1,
-                    tid,
-                    r.id,
-                    r.created_at,
-                    r.operation_name,
-                    r.user_id,
-                    r.user_email,
-                    r.request_ip,
-                    r.raw,
-                    l.n,
-                    &l.prev[..],
-                    &l.hash[..]
-                ])?;
-                if n > 0 {
-                    inserted += 1;
-                    seq += 1;
-                    head = next;
-                }
-            }
-            if inserted > 0 {
-                tx.execute(
-                    "UPDATE tenants SET chain_n = ?2, chain_head = ?3, chain_seq = ?4 WHERE id = ?1",
-                    params![tid, head.n, &head.hash[..], seq],
-                )?;
-            }
-        }
+        let inserted = insert_chained(&tx, tid, commit.tenant, records)?;
         let now = now_secs();
         tx.execute(
             "UPDATE progress SET position = ?3, updated_at = ?4,
@@ -467,6 +479,15 @@ impl Backend for Sqlite {
         let quarantined = quarantine::insert(&tx, tid, commit, rejected.iter().copied(), now)?;
         tx.commit()?;
         Ok((inserted, quarantined))
+    }
+
+    fn append_events(&self, tenant: &str, records: &[Record<'_>], _fence: Option<&Fence>) -> Result<u64, JournalError> {
+        let mut conn = self.writer();
+        let tid = self.tenant_id(&conn, tenant)?;
+        let tx = conn.transaction()?;
+        let inserted = insert_chained(&tx, tid, tenant, records)?;
+        tx.commit()?;
+        Ok(inserted)
     }
 
     /// The offset of a consumer, creating it at `initial` if it is new.

@@ -1,15 +1,13 @@
 //! HTTP client for one tenant's audit-log endpoint: builds page URLs itself,
-//! stays under the per-key rate limit with a token bucket, and retries what
+//! stays under the per-key rate limit with a sliding-window pacer, and retries what
 //! is worth retrying (429, 5xx, timeouts, broken bodies) with exponential
 //! backoff and full jitter, honouring `Retry-After`.
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, DATE, HeaderValue, RETRY_AFTER};
 use tokio::time::Instant;
@@ -22,8 +20,15 @@ use crate::timeutil::format_rfc3339;
 /// How requests are paced and retried.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    /// Requests per minute per API key; 0 turns the limiter off.
+    /// Requests per API key in any `rate_window` (60 s: per minute); 0 turns the pacer off.
     pub requests_per_minute: u32,
+    /// The window the API counts requests in.
+    pub rate_window: Duration,
+    /// Added to the window: a request is counted by the API when it arrives, not when we
+    /// send it, so two sends a window apart can arrive less than that apart by however much
+    /// their latencies (and our scheduling) differ. Never zero (at least 1 ms is used): two
+    /// sends exactly a window apart share a window closed at both ends.
+    pub rate_margin: Duration,
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
@@ -35,7 +40,9 @@ pub struct ClientSettings {
 impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings {
-            requests_per_minute: 980,
+            requests_per_minute: 1000,
+            rate_window: Duration::from_secs(60),
+            rate_margin: Duration::from_millis(500),
             max_attempts: 8,
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(30),
@@ -156,25 +163,66 @@ pub fn parse_http_date(v: &str) -> Option<i64> {
     Some(t.assume_utc().unix_timestamp())
 }
 
-/// Pacing shared by every client using the same key: the token bucket and a
-/// "hold until" instant set by the server's `Retry-After`.
+/// At most `limit` sends in any window of `span`, allowing bursts: a send may go once
+/// the `limit`-th send before it is `span` old, so a slot left unused (the collector
+/// waiting for a probe or a commit) is spent later in the same window instead of being
+/// lost, as a token bucket with a burst of 1 loses it. Send times are reserved in order,
+/// so concurrent callers each get their own slot.
+///
+/// It starts as if the key had been used at the steady rate (`limit` per `span`) for the
+/// last window: a restarted process, whose predecessor's requests the API still counts,
+/// paces from its first request instead of bursting into a 429.
+#[derive(Debug)]
+pub struct SlidingWindow {
+    span: Duration,
+    /// The last `limit` reserved send times, oldest first (never empty).
+    sends: VecDeque<Instant>,
+}
+
+impl SlidingWindow {
+    /// `limit` must be at least 1.
+    pub fn new(limit: u32, span: Duration, now: Instant) -> Self {
+        let limit = limit.max(1);
+        let sends = (0..limit)
+            .map(|i| {
+                let ago = span - span.mul_f64(f64::from(i) / f64::from(limit));
+                // A monotonic clock younger than the window: count those slots as used just now.
+                now.checked_sub(ago).unwrap_or(now)
+            })
+            .collect();
+        SlidingWindow { span, sends }
+    }
+
+    /// Reserves the earliest send time at or after `now` that keeps every window of
+    /// `span` at `limit` sends or fewer, and returns it.
+    pub fn reserve(&mut self, now: Instant) -> Instant {
+        let oldest = self.sends.pop_front().expect("a window holds at least one send");
+        let at = now.max(oldest + self.span);
+        self.sends.push_back(at);
+        at
+    }
+}
+
+/// Pacing shared by every client using the same key: the sliding window and a "hold
+/// until" instant set by the server's `Retry-After`.
 struct KeyPacer {
-    limiter: Option<DefaultDirectRateLimiter>,
+    window: Option<Mutex<SlidingWindow>>,
     hold_until: Mutex<Option<Instant>>,
 }
 
-type Pacers = Mutex<HashMap<(String, u32), Arc<KeyPacer>>>;
+type Pacers = Mutex<HashMap<(String, u32, Duration), Arc<KeyPacer>>>;
 
-fn pacer_for(key: &Secret, rpm: u32) -> Arc<KeyPacer> {
+fn pacer_for(key: &Secret, s: &ClientSettings) -> Arc<KeyPacer> {
     static PACERS: OnceLock<Pacers> = OnceLock::new();
+    let span = s.rate_window + s.rate_margin.max(Duration::from_millis(1));
     let mut map = PACERS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    map.entry((key.fingerprint(), rpm))
+    map.entry((key.fingerprint(), s.requests_per_minute, span))
         .or_insert_with(|| {
-            // Burst 1: at most `rpm` requests in any 60 s window, so a server
-            // counting per fixed minute or per sliding minute never sees more.
-            let limiter =
-                NonZeroU32::new(rpm).map(|n| RateLimiter::direct(Quota::per_minute(n).allow_burst(NonZeroU32::MIN)));
-            Arc::new(KeyPacer { limiter, hold_until: Mutex::new(None) })
+            // `span` is longer than the API's window by the margin, so a server counting any
+            // window of that length (sliding, or fixed minutes) never sees more than the limit.
+            let window = (s.requests_per_minute > 0)
+                .then(|| Mutex::new(SlidingWindow::new(s.requests_per_minute, span, Instant::now())));
+            Arc::new(KeyPacer { window, hold_until: Mutex::new(None) })
         })
         .clone()
 }
@@ -215,7 +263,7 @@ impl TinesClient {
             tenant: tenant.to_string(),
             endpoint,
             auth,
-            pacer: pacer_for(key, settings.requests_per_minute),
+            pacer: pacer_for(key, &settings),
             settings,
             stats: Arc::default(),
             clock: Arc::new(ApiClock::new()),
@@ -268,8 +316,9 @@ impl TinesClient {
         {
             tokio::time::sleep_until(until).await;
         }
-        if let Some(l) = &self.pacer.limiter {
-            l.until_ready().await;
+        if let Some(w) = &self.pacer.window {
+            let at = w.lock().unwrap_or_else(|p| p.into_inner()).reserve(Instant::now());
+            tokio::time::sleep_until(at).await;
         }
         let waited = started.elapsed();
         self.stats.limiter_wait_ms.fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
@@ -434,7 +483,112 @@ fn describe(e: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Every send of `all` (in order) has at most `limit` sends, itself included, in the
+    /// closed window of `window` that it starts.
+    fn max_in_any_window(all: &[Instant], window: Duration) -> usize {
+        (0..all.len()).map(|i| all[i..].iter().take_while(|t| **t - all[i] <= window).count()).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn sliding_window_paces_steadily_from_a_cold_start() {
+        let t0 = Instant::now();
+        let span = Duration::from_secs(60);
+        let mut w = SlidingWindow::new(4, span, t0);
+        // As if the key had been used at 4 a minute: one send now, then one every 15 s.
+        let got: Vec<Duration> = (0..6).map(|_| w.reserve(t0) - t0).collect();
+        let want: Vec<Duration> = [0, 15, 30, 45, 60, 75].iter().map(|s| Duration::from_secs(*s)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn unused_slots_are_spent_later_in_the_window() {
+        let t0 = Instant::now();
+        let span = Duration::from_secs(60);
+        let mut w = SlidingWindow::new(4, span, t0);
+        // Idle for a whole window: every slot is free, and all four go at once.
+        let t1 = t0 + span;
+        for _ in 0..4 {
+            assert_eq!(w.reserve(t1), t1);
+        }
+        // The fifth waits for the first of them to leave the window.
+        assert_eq!(w.reserve(t1), t1 + span);
+        // Two slots missed in a quiet stretch are used together when work comes back.
+        let mut w = SlidingWindow::new(2, span, t0);
+        assert_eq!(w.reserve(t0), t0);
+        let late = t0 + Duration::from_secs(100);
+        assert_eq!((w.reserve(late), w.reserve(late)), (late, late));
+        assert_eq!(w.reserve(late), late + span);
+    }
+
+    proptest! {
+        /// Whatever the demand (bursts, pauses, steady streams), no window of the API's
+        /// length, closed at both ends, ever holds more than `limit` sends, counting the
+        /// steady use assumed before the start; and no send waits longer than the limit
+        /// makes it. (Without a margin, two sends exactly a window apart would share a
+        /// closed window: the margin is never zero.)
+        #[test]
+        fn no_window_ever_holds_more_than_the_limit(
+            limit in 1u32..40,
+            window_ms in 100u64..5_000,
+            margin_ms in 1u64..500,
+            gaps_ms in proptest::collection::vec(proptest::prop_oneof![Just(0u64), 0u64..50, 0u64..10_000], 1..400),
+        ) {
+            let window = Duration::from_millis(window_ms);
+            let span = window + Duration::from_millis(margin_ms);
+            let t0 = Instant::now() + Duration::from_secs(3600);
+            let mut w = SlidingWindow::new(limit, span, t0);
+            let mut all: Vec<Instant> = w.sends.iter().copied().collect();
+            let mut now = t0;
+            for gap in gaps_ms {
+                now += Duration::from_millis(gap);
+                let before: Vec<Instant> = w.sends.iter().copied().collect();
+                let at = w.reserve(now);
+                prop_assert!(at >= now && at >= *all.last().unwrap(), "sends are in order, never early");
+                if at > now {
+                    // It waited only because the last `limit` sends fill the window before it.
+                    prop_assert_eq!(before.iter().filter(|t| at - **t <= span).count(), limit as usize);
+                }
+                all.push(at);
+            }
+            let most = max_in_any_window(&all, window);
+            prop_assert!(most <= limit as usize, "{most} sends in one window of {window:?}, limit {limit}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_on_one_key_share_its_window() {
+        let settings = ClientSettings {
+            requests_per_minute: 5,
+            rate_window: Duration::from_secs(10),
+            rate_margin: Duration::from_millis(100),
+            ..ClientSettings::default()
+        };
+        let key = Secret::new("concurrent_requests_on_one_key_share_its_window");
+        let ep = Endpoint::parse("acme.tines.com").unwrap();
+        // Two tenants with the same key: one budget.
+        let a = TinesClient::new("a", ep.clone(), &key, settings.clone()).unwrap();
+        let b = TinesClient::new("b", ep, &key, settings).unwrap();
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(30)).await; // idle: the whole window is free
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..23 {
+            let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.spawn(async move {
+                c.pace().await;
+                Instant::now()
+            });
+        }
+        let mut sent: Vec<Instant> = tasks.join_all().await;
+        sent.sort();
+        assert!(max_in_any_window(&sent, Duration::from_secs(10)) <= 5);
+        // The first five went at once (unused slots), the rest paced a window apart.
+        assert!(sent[4] - t0 == Duration::from_secs(30), "{:?}", sent[4] - t0);
+        assert_eq!(sent[22] - sent[0], Duration::from_millis(4 * 10_100));
+    }
 
     #[test]
     fn backoff_is_bounded_by_the_exponential_ceiling() {

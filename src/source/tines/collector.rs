@@ -646,7 +646,7 @@ pub fn split_window(start: i64, end: i64, count: u64, window_events: u64) -> Vec
 }
 
 /// A window's records in time order (then id), each id once.
-fn ordered_records(pages: &[Page]) -> impl Iterator<Item = crate::journal::Record<'_>> {
+pub(crate) fn ordered_records(pages: &[Page]) -> impl Iterator<Item = crate::journal::Record<'_>> {
     let mut order: Vec<(i64, i64, u32, u32)> = pages
         .iter()
         .enumerate()
