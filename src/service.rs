@@ -455,9 +455,11 @@ async fn collect_loop(
         // the first at once (the settle delay's worth of events the sync left unread).
         if let (Some(every), Some(cursor)) = (settings.quick_look, cursor) {
             while tokio::time::Instant::now() < due {
+                // A look still retrying when the sync is due gives way to it.
+                let looked = tokio::time::timeout_at(due, quick_look(&journal, &tenant, &settings, &mut look, cursor));
                 tokio::select! {
-                    r = quick_look(&journal, &tenant, &settings, &mut look, cursor) => {
-                        if r > 0 {
+                    r = looked => {
+                        if r.is_ok_and(|n| n > 0) {
                             appended.notify_waiters();
                         }
                     }
