@@ -763,6 +763,8 @@ fn encode(
     })
 }
 
+/// A whole buffer gzipped as the sink does (tests build objects with it).
+#[cfg(test)]
 pub(super) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 6 + 64), Compression::new(GZIP_LEVEL));
     enc.write_all(data)?;
