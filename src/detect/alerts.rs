@@ -413,7 +413,12 @@ impl Output {
                 // As the sink runner does: committed before the sink writes anything.
                 if let Some(prepared) = sink.prepare(&batch) {
                     let name = self.name.clone();
-                    journal.call(move |j| j.commit_offset(&name, after, after, Some(&prepared))).await?;
+                    let committed = journal.call(move |j| j.commit_offset(&name, after, after, Some(&prepared))).await;
+                    if committed.is_err() {
+                        // The sink believes it prepared: recover from what the journal holds instead.
+                        *recovered = false;
+                    }
+                    committed?;
                 }
                 let r = sink.deliver(Arc::new(batch)).await;
                 r.map_err(|e| {
