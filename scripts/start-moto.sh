@@ -8,6 +8,8 @@
 #
 # so `eval "$(scripts/start-moto.sh)"` sets both; stop it with `kill "$MOTO_PID"`.
 # The tests also work without it: each then starts (and stops) its own moto.
+# MOTO_LOG=FILE keeps moto's log (one line per request) in FILE, for counting
+# requests (scripts/bench-lambda.sh); by default it is removed once moto answers.
 # moto 5.2.1 is pinned: it answers PutObject with `If-None-Match: *` on an
 # existing key with 412, which the sink's create-only writes rely on.
 set -euo pipefail
@@ -19,7 +21,7 @@ if [ "$installed" != "$MOTO_VERSION" ] || ! "$PY" -c 'import moto.server, flask,
   "$PY" -m pip install --quiet "moto[server]==$MOTO_VERSION" >&2
 fi
 
-log=$(mktemp "${TMPDIR:-/tmp}/moto.XXXXXX.log")
+log=${MOTO_LOG:-$(mktemp "${TMPDIR:-/tmp}/moto.XXXXXX.log")}
 "$PY" -m moto.server -H 127.0.0.1 -p 0 >"$log" 2>&1 &
 pid=$!
 
@@ -38,7 +40,7 @@ if [ -z "$port" ]; then
 fi
 for _ in $(seq 1 300); do
   if "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/', timeout=1)" 2>/dev/null; then
-    rm -f "$log" # moto keeps logging to the unlinked file; it goes with the process
+    [ -n "${MOTO_LOG:-}" ] || rm -f "$log" # moto keeps logging to the unlinked file; it goes with the process
     echo "export TINES_AUDIT_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
     echo "export MOTO_PID=$pid"
     exit 0

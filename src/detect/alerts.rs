@@ -351,7 +351,14 @@ impl Output {
         &self.name
     }
 
-    async fn deliver(&mut self, alerts: &[AlertRow], state: Option<String>) -> Result<Option<String>, OutputError> {
+    /// Delivers alerts past `after`; `state` is the committed one, for a sink to recover from.
+    async fn deliver(
+        &mut self,
+        journal: &Journal,
+        after: i64,
+        alerts: &[AlertRow],
+        state: Option<String>,
+    ) -> Result<Option<String>, OutputError> {
         match &mut self.target {
             Target::Stdout(format) => {
                 use std::io::Write;
@@ -403,6 +410,16 @@ impl Output {
                 for a in alerts {
                     batch.push(a.seq, &a.tenant, a.seq, a.event_time, &a.body);
                 }
+                // As the sink runner does: committed before the sink writes anything.
+                if let Some(prepared) = sink.prepare(&batch) {
+                    let name = self.name.clone();
+                    let committed = journal.call(move |j| j.commit_offset(&name, after, after, Some(&prepared))).await;
+                    if committed.is_err() {
+                        // The sink believes it prepared: recover from what the journal holds instead.
+                        *recovered = false;
+                    }
+                    committed?;
+                }
                 let r = sink.deliver(Arc::new(batch)).await;
                 r.map_err(|e| {
                     *recovered = false;
@@ -423,7 +440,7 @@ impl Output {
             let after = position;
             let batch = journal.call(move |j| j.alerts_after(after, 200)).await?;
             let Some(last) = batch.last().map(|a| a.seq) else { return Ok(n) };
-            let new_state = self.deliver(&batch, state.clone()).await?;
+            let new_state = self.deliver(journal, after, &batch, state.clone()).await?;
             let name = self.name.clone();
             let st = new_state.clone().or(state.clone());
             journal.call(move |j| j.commit_offset(&name, after, last, st.as_deref())).await?;

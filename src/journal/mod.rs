@@ -201,6 +201,16 @@ impl EventBatch {
         self.buf.push_str(raw);
         self.items.push(BatchItem { seq, tenant: tenant.to_string(), id, created_at, raw: start..self.buf.len() });
     }
+    /// The event at position `i` of the batch.
+    pub fn get(&self, i: usize) -> Option<StoredEvent<'_>> {
+        self.items.get(i).map(|i| StoredEvent {
+            seq: i.seq,
+            tenant: &i.tenant,
+            id: i.id,
+            created_at: i.created_at,
+            raw: &self.buf[i.raw.clone()],
+        })
+    }
     pub fn iter(&self) -> impl Iterator<Item = StoredEvent<'_>> {
         self.items.iter().map(|i| StoredEvent {
             seq: i.seq,

@@ -50,6 +50,14 @@ pub trait Sink: Send {
         Box::pin(async { Ok(()) })
     }
 
+    /// Called with each batch before `deliver`: a state the runner commits at the current
+    /// offset first, for a sink that must know after a crash what an interrupted delivery
+    /// may have left at the destination (the object-store sink: how far the objects it is
+    /// about to write reach). `None`: nothing to commit.
+    fn prepare(&mut self, _batch: &EventBatch) -> Option<String> {
+        None
+    }
+
     /// Delivers a batch; returns the state to commit with the batch's last seq.
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>>;
 

@@ -148,6 +148,9 @@ impl Consumer {
                     JournalError::Fenced { job: f.job.clone(), holder: f.holder.clone(), token: f.token }.into()
                 );
             }
+            if let Some(state) = self.sink.prepare(&batch) {
+                self.commit(journal, self.position, Some(state)).await?;
+            }
             let state = self.sink.deliver(Arc::new(batch)).await.map_err(|e| self.sink_err(e))?;
             self.commit(journal, last, state).await?;
             self.pending_since = None;

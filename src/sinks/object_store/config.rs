@@ -15,7 +15,7 @@ use ::object_store::path::Path;
 use ::object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use serde::Deserialize;
 
-use super::sink::{CHECK_OBJECT as CHECK_PREFIX, ObjectStoreSink};
+use super::sink::{CHECK_OBJECT as CHECK_PREFIX, DEFAULT_WRITE_CONCURRENCY, ObjectStoreSink};
 use crate::format::{Encoder, Shape};
 use crate::secret::Secret;
 use crate::sinks::BatchPolicy;
@@ -30,6 +30,8 @@ pub const DEFAULT_ROLL_AGE: Duration = Duration::from_secs(60);
 /// A batch is held in memory while it is encoded and compressed; this bounds it.
 pub const MAX_ROLL_BYTES: u64 = 1024 * 1024 * 1024;
 pub const MAX_ROLL_EVENTS: usize = 1_000_000;
+/// The most object writes in flight at once that `write_concurrency` may ask for.
+pub const MAX_WRITE_CONCURRENCY: usize = 256;
 
 /// A destination the layout is tuned for; see `docs/object-store.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -66,6 +68,10 @@ pub struct ObjectStoreConfig {
     /// ... or once the oldest waiting event has waited this long (default `60s`).
     #[serde(default)]
     pub roll_age: Option<String>,
+    /// Objects written at once: a batch spanning many hours (a backfill) is one object per
+    /// tenant and hour (default 16, at most 256).
+    #[serde(default)]
+    pub write_concurrency: Option<usize>,
     /// S3 region (else `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
     #[serde(default)]
     pub region: Option<String>,
@@ -216,6 +222,12 @@ impl ObjectStoreConfig {
             )));
         }
         let policy = self.policy().map_err(err)?;
+        let concurrency = self.write_concurrency.unwrap_or(DEFAULT_WRITE_CONCURRENCY);
+        if !(1..=MAX_WRITE_CONCURRENCY).contains(&concurrency) {
+            return Err(err(format!(
+                "write_concurrency must be between 1 and {MAX_WRITE_CONCURRENCY}, got {concurrency}"
+            )));
+        }
         let dest = self.destination().map_err(err)?;
         if dest.digests.is_none() {
             return Err(err(format!(
@@ -225,7 +237,7 @@ impl ObjectStoreConfig {
                 self.url
             )));
         }
-        Ok(ObjectStoreSink::new(self.name(), dest, encoder, policy))
+        Ok(ObjectStoreSink::new(self.name(), dest, encoder, policy, concurrency))
     }
 
     fn request_timeout(&self) -> Result<Duration, String> {

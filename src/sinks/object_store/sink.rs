@@ -9,14 +9,25 @@
 //! events arrived, or the roll size changed), so writing it again under new
 //! names would duplicate events, and deleting the orphans would not undo
 //! their ingestion (Snowpipe and SecOps feeds pick objects up within
-//! seconds). Instead, before the first write to a partition after a
-//! (re)start, the sink lists it; every object there whose last seq is past
-//! the committed offset is downloaded and *adopted*: the events it covers are
-//! checked line by line against what this sink would write for them and are
-//! not written again. An adoption the batch ends inside of is recorded in the
-//! committed state (how many bytes of the object matched so far), so a
-//! second crash resumes it. Content that does not match is a permanent error:
-//! someone else writes to this prefix.
+//! seconds). Instead, the orphans are found and *adopted*: the events each
+//! covers are checked line by line against what this sink would write for
+//! them and are not written again. An adoption the batch ends inside of is
+//! recorded in the committed state (how many bytes of the object matched so
+//! far), so a second crash resumes it. Content that does not match is a
+//! permanent error: someone else writes to this prefix.
+//!
+//! Finding orphans costs no listing on the way of a clean delivery: before a
+//! batch is written, the runner commits (through [`Sink::prepare`]) the seq up
+//! to which objects past the offset may now exist (`pending`). After a crash,
+//! or a failed delivery, only the partitions of events up to it are listed,
+//! each once, before their first write. A state that cannot say (none yet, or
+//! one an older tines-audit wrote) is settled at recovery by one sweep of the
+//! prefix: the highest seq an object there names.
+//!
+//! A batch's objects (one per tenant and hour it spans: a backfill spans many)
+//! are encoded and gzipped one at a time off the async threads, and written
+//! `write_concurrency` at a time. Memory is the batch, bounded by the roll
+//! size, plus the compressed objects in flight.
 //!
 //! With a signing key, every object written or adopted is also recorded (key,
 //! SHA-256 as stored, size, seqs) in the open period of the committed state, and
@@ -28,9 +39,12 @@ use std::sync::Arc;
 
 use ::object_store::path::Path;
 use ::object_store::{Attribute, Attributes, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Backend, Destination};
@@ -54,9 +68,21 @@ pub(crate) struct SinkState {
     /// Orphans the committed batches ended inside of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopting: Vec<Adopting>,
+    /// Objects past `offset` may hold events up to this seq (a delivery was under way, or
+    /// orphans are still to be adopted); `null`: none do. Absent from a state written before
+    /// this was recorded, which therefore cannot say ([`UNKNOWN`]).
+    #[serde(default = "unknown_pending")]
+    pub pending: Option<i64>,
     /// The digest period being recorded (with a signing key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<OpenPeriod>,
+}
+
+/// What `pending` says when it cannot say: the prefix is swept at recovery instead.
+pub(crate) const UNKNOWN: i64 = i64::MAX;
+
+fn unknown_pending() -> Option<i64> {
+    Some(UNKNOWN)
 }
 
 /// An orphan partly adopted: `verified` bytes of its uncompressed body matched committed events.
@@ -159,24 +185,37 @@ impl Orphans {
     }
 }
 
-/// What a batch comes to: objects to write, the orphans still to adopt, the adoptions to
-/// commit, and the digest entries of the orphans it began adopting.
+/// What a batch comes to: its events grouped into objects to write, the orphans still to
+/// adopt, the adoptions to commit, and the digest entries of the orphans it began adopting.
 struct Plan {
-    objects: Vec<NewObject>,
+    parts: Vec<Part>,
     orphans: Orphans,
     adopting: Vec<Adopting>,
     adopted: Vec<Entry>,
 }
 
-/// An object to write.
+/// The events of a batch that go into one object: one tenant and hour, in seq order.
+struct Part {
+    tenant: String,
+    hour: i64,
+    first: i64,
+    last: i64,
+    /// Positions in the batch.
+    events: Vec<u32>,
+}
+
+/// An object encoded and compressed, ready to write; `index` is its part's place in the plan.
 struct NewObject {
+    index: usize,
     path: Path,
     first: i64,
     last: i64,
     events: usize,
-    raw: Vec<u8>,
     gz: Vec<u8>,
 }
+
+/// Default for `write_concurrency`: object writes in flight at once.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
 
 /// Writes journal batches as gzipped NDJSON objects; see the module docs.
 pub struct ObjectStoreSink {
@@ -184,8 +223,13 @@ pub struct ObjectStoreSink {
     dest: Destination,
     encoder: Encoder,
     policy: BatchPolicy,
-    /// As of the last recovery or successful delivery.
+    /// Object writes (and partition listings) in flight at once.
+    concurrency: usize,
+    /// As of the last recovery or successful delivery (and `pending` as of the last `prepare`).
     committed: SinkState,
+    /// Orphans may hold events up to this seq (as of the last recovery): the partitions of
+    /// events past the offset up to it are listed before their first write.
+    horizon: i64,
     /// Partitions listed for orphans since the last recovery.
     listed: HashSet<(String, i64)>,
     orphans: Orphans,
@@ -196,13 +240,21 @@ pub struct ObjectStoreSink {
 }
 
 impl ObjectStoreSink {
-    pub(crate) fn new(name: String, dest: Destination, encoder: Encoder, policy: BatchPolicy) -> Self {
+    pub(crate) fn new(
+        name: String,
+        dest: Destination,
+        encoder: Encoder,
+        policy: BatchPolicy,
+        concurrency: usize,
+    ) -> Self {
         ObjectStoreSink {
             name,
             dest,
             encoder,
             policy,
+            concurrency: concurrency.max(1),
             committed: SinkState { v: 1, ..Default::default() },
+            horizon: 0,
             listed: HashSet::new(),
             orphans: Orphans::default(),
             signer: None,
@@ -268,124 +320,228 @@ impl ObjectStoreSink {
                 self.dest.url
             )));
         }
-        let mut partitions: Vec<(&str, i64)> = Vec::new();
-        for e in batch.iter() {
-            let p = (e.tenant, hour_of(e.created_at));
-            if partitions.last() != Some(&p) {
-                partitions.push(p);
-            }
+        if self.committed.pending.is_none_or(|p| p < last) {
+            // Without it, a crash during this delivery would leave objects no restart looks for.
+            return Err(SinkError::Permanent(format!(
+                "{}: internal error: a batch up to seq {last} was delivered without first committing the state \
+                 its prepare() returned",
+                self.dest.url
+            )));
         }
-        partitions.sort_unstable();
-        partitions.dedup();
-        for (tenant, hour) in partitions {
-            let key = (tenant.to_string(), hour);
-            if !self.listed.contains(&key) {
-                self.discover(tenant, hour, floor).await?;
-                self.listed.insert(key);
-            }
+        if self.horizon > floor {
+            self.discover(&batch, floor).await?;
         }
 
         let orphans = std::mem::take(&mut self.orphans);
-        let (encoder, prefix, url) = (self.encoder.clone(), self.dest.prefix.clone(), self.dest.url.clone());
-        let Plan { objects, orphans, adopting, adopted: mut entries } =
-            blocking(move || plan(&batch, &encoder, &prefix, orphans, &url)).await.and_then(|r| r)?;
+        let (encoder, url) = (self.encoder.clone(), self.dest.url.clone());
+        let b = batch.clone();
+        let Plan { parts, orphans, adopting, adopted: mut entries } =
+            blocking(move || plan(&b, &encoder, orphans, &url)).await.and_then(|r| r)?;
         self.orphans = orphans;
-        for o in objects {
-            let stored = put_create(&self.dest, &o.path, &o.raw, o.gz).await?;
-            tracing::debug!(object = %o.path, events = o.events, "object-store sink: delivered");
-            entries.push(Entry {
-                key: digest::relative(o.path.as_ref(), &self.dest.prefix).unwrap_or(o.path.as_ref()).to_string(),
-                sha256: stored.sha256,
-                size: stored.size,
-                first_seq: o.first,
-                last_seq: o.last,
-                events: o.events as u64,
-            });
-        }
+        entries.extend(self.write(batch, parts).await?);
         let mut open = self.committed.digest.clone();
         if let Some(open) = &mut open {
             open.objects.extend(entries);
         }
-        self.committed = SinkState { v: 1, offset: Some(last), adopting, digest: open };
+        // Orphans past this batch (a restart's) are still to be adopted.
+        let pending = (self.horizon > last).then_some(self.horizon);
+        self.committed = SinkState { v: 1, offset: Some(last), adopting, pending, digest: open };
         Ok(self.committed.clone())
     }
 
-    /// Lists a partition for objects past the committed offset and loads them for adoption.
-    async fn discover(&mut self, tenant: &str, hour: i64, floor: i64) -> Result<(), SinkError> {
-        let dir = partition_dir(&self.dest.prefix, tenant, hour);
-        let listing = self
-            .dest
-            .store
-            .list_with_delimiter(Some(&dir))
-            .await
-            .map_err(|e| classify(e, &self.dest, &format!("listing {dir}")))?;
-        let mut found = HashSet::new();
-        for meta in listing.objects {
-            let Some((first, last)) = meta.location.filename().and_then(parse_name) else { continue };
-            if last <= floor {
-                continue;
+    /// Lists, `concurrency` at a time, each partition of the batch's events up to the horizon
+    /// not listed since the last recovery, and loads the orphans there for adoption.
+    async fn discover(&mut self, batch: &EventBatch, floor: i64) -> Result<(), SinkError> {
+        let horizon = self.horizon;
+        let mut todo: Vec<(&str, i64)> = Vec::new();
+        for e in batch.iter().take_while(|e| e.seq <= horizon) {
+            let p = (e.tenant, hour_of(e.created_at));
+            if todo.last() != Some(&p) {
+                todo.push(p);
             }
-            let key = meta.location.to_string();
-            let committed = self.committed.adopting.iter().find(|a| a.key == key);
-            let verified = match committed {
-                Some(a) => a.verified,
-                None if first > floor => 0,
-                None => {
-                    return Err(SinkError::Permanent(format!(
-                        "{}: {key} holds journal seqs {first}..={last}, across the committed offset {floor}, which \
-                         this sink never writes: was the journal restored from an older backup, or does another \
-                         tines-audit write to this prefix? Move the object away (its events past {floor} will be \
-                         written again) or give this sink its own prefix",
-                        self.dest.url
-                    )));
-                }
-            };
-            let Fetched { body, sha256, size } = fetch(&self.dest, &meta.location).await?;
-            // Recorded in a digest by the batch that starts adopting it; a resumed adoption already was.
-            let entry = (committed.is_none() || self.chain_begins).then(|| Entry {
-                key: digest::relative(&key, &self.dest.prefix).unwrap_or(&key).to_string(),
-                sha256,
-                size,
-                first_seq: first,
-                last_seq: last,
-                events: body.iter().filter(|b| **b == b'\n').count() as u64,
-            });
-            if verified > body.len() || (verified > 0 && body[verified - 1] != b'\n') {
-                return Err(SinkError::Permanent(format!(
-                    "{}: {key} changed since {verified} bytes of it were matched and committed (it now holds {}): \
-                     another writer uses this prefix",
-                    self.dest.url,
-                    body.len()
-                )));
-            }
-            tracing::info!(
-                object = %key, first, last, committed = floor,
-                "object-store sink: found an object written after the last commit (a restart between a write and \
-                 its commit); adopting it instead of writing its events again"
-            );
-            found.insert(key);
-            self.orphans.add(
-                tenant,
-                hour,
-                Orphan { key: meta.location, first, last, body: Some(body), verified, entry },
-            );
         }
-        let dir_prefix = format!("{dir}/");
-        for a in &self.committed.adopting {
-            if a.key.starts_with(&dir_prefix) && !found.contains(&a.key) {
-                let Some((first, _)) = a.key.rsplit('/').next().and_then(parse_name) else { continue };
-                let Ok(key) = Path::parse(&a.key) else { continue };
-                tracing::warn!(
-                    object = %a.key,
-                    "object-store sink: an object being adopted is gone (deleted after ingestion?); \
-                     its remaining events count as delivered"
-                );
-                let orphan = Orphan { key, first, last: a.last, body: None, verified: a.verified, entry: None };
-                self.orphans.add(tenant, hour, orphan);
+        todo.sort_unstable();
+        todo.dedup();
+        todo.retain(|(t, h)| !self.listed.contains(&(t.to_string(), *h)));
+        let (dest, committed, chain_begins) = (&self.dest, &self.committed, self.chain_begins);
+        let mut todo = todo.into_iter();
+        let mut running = FuturesUnordered::new();
+        let mut found = Vec::new();
+        loop {
+            while running.len() < self.concurrency
+                && let Some((tenant, hour)) = todo.next()
+            {
+                running.push(discover_partition(dest, committed, chain_begins, tenant, hour, floor));
             }
+            match running.next().await {
+                Some(listed) => found.push(listed?),
+                None => break,
+            }
+        }
+        drop(running);
+        for (tenant, hour, orphans) in found {
+            for o in orphans {
+                self.orphans.add(tenant, hour, o);
+            }
+            self.listed.insert((tenant.to_string(), hour));
         }
         Ok(())
     }
+
+    /// Encodes and gzips the parts one at a time off the async threads, and writes them
+    /// `concurrency` at a time as they come; returns their digest entries in plan order.
+    async fn write(&self, batch: Arc<EventBatch>, parts: Vec<Part>) -> Result<Vec<Entry>, SinkError> {
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<NewObject, SinkError>>(1);
+        let (encoder, prefix, url) = (self.encoder.clone(), self.dest.prefix.clone(), self.dest.url.clone());
+        let producer = tokio::task::spawn_blocking(move || {
+            for (index, part) in parts.into_iter().enumerate() {
+                let object = encode(&batch, &encoder, &prefix, &url, index, part);
+                let failed = object.is_err();
+                // A closed channel: a write failed and the delivery is abandoned.
+                if tx.blocking_send(object).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let written = self.put_all(rx).await;
+        // The receiver is gone: the producer stops at its next object.
+        producer.await.map_err(|e| SinkError::Transient(format!("object-store sink task failed: {e}")))?;
+        let mut written = written?;
+        written.sort_unstable_by_key(|(i, _)| *i);
+        Ok(written.into_iter().map(|(_, e)| e).collect())
+    }
+}
+
+impl ObjectStoreSink {
+    /// Writes the objects as they come, `concurrency` at a time; stops at the first failure.
+    async fn put_all(
+        &self,
+        mut rx: tokio::sync::mpsc::Receiver<Result<NewObject, SinkError>>,
+    ) -> Result<Vec<(usize, Entry)>, SinkError> {
+        let mut running = FuturesUnordered::new();
+        let mut written = Vec::new();
+        let mut more = true;
+        loop {
+            tokio::select! {
+                next = rx.recv(), if more && running.len() < self.concurrency => match next {
+                    Some(object) => running.push(put_object(&self.dest, object?)),
+                    None => more = false,
+                },
+                Some(done) = running.next(), if !running.is_empty() => written.push(done?),
+                else => return Ok(written),
+            }
+        }
+    }
+}
+
+/// Writes one object; returns its place in the plan and how a digest lists it.
+async fn put_object(dest: &Destination, o: NewObject) -> Result<(usize, Entry), SinkError> {
+    let stored = put_create(dest, &o.path, o.gz).await?;
+    tracing::debug!(object = %o.path, events = o.events, "object-store sink: delivered");
+    let key = digest::relative(o.path.as_ref(), &dest.prefix).unwrap_or(o.path.as_ref()).to_string();
+    let entry = Entry {
+        key,
+        sha256: stored.sha256,
+        size: stored.size,
+        first_seq: o.first,
+        last_seq: o.last,
+        events: o.events as u64,
+    };
+    Ok((o.index, entry))
+}
+
+/// Lists a partition for objects past the committed offset and loads them for adoption
+/// (and, for adoptions the committed state resumes whose object is gone, notes them so).
+async fn discover_partition<'a>(
+    dest: &Destination,
+    committed: &SinkState,
+    chain_begins: bool,
+    tenant: &'a str,
+    hour: i64,
+    floor: i64,
+) -> Result<(&'a str, i64, Vec<Orphan>), SinkError> {
+    let dir = partition_dir(&dest.prefix, tenant, hour);
+    let listing =
+        dest.store.list_with_delimiter(Some(&dir)).await.map_err(|e| classify(e, dest, &format!("listing {dir}")))?;
+    let mut found = HashSet::new();
+    let mut orphans = Vec::new();
+    for meta in listing.objects {
+        let Some((first, last)) = meta.location.filename().and_then(parse_name) else { continue };
+        if last <= floor {
+            continue;
+        }
+        let key = meta.location.to_string();
+        let resumed = committed.adopting.iter().find(|a| a.key == key);
+        let verified = match resumed {
+            Some(a) => a.verified,
+            None if first > floor => 0,
+            None => {
+                return Err(SinkError::Permanent(format!(
+                    "{}: {key} holds journal seqs {first}..={last}, across the committed offset {floor}, which \
+                     this sink never writes: was the journal restored from an older backup, or does another \
+                     tines-audit write to this prefix? Move the object away (its events past {floor} will be \
+                     written again) or give this sink its own prefix",
+                    dest.url
+                )));
+            }
+        };
+        let Fetched { body, sha256, size } = fetch(dest, &meta.location).await?;
+        // Recorded in a digest by the batch that starts adopting it; a resumed adoption already was.
+        let entry = (resumed.is_none() || chain_begins).then(|| Entry {
+            key: digest::relative(&key, &dest.prefix).unwrap_or(&key).to_string(),
+            sha256,
+            size,
+            first_seq: first,
+            last_seq: last,
+            events: body.iter().filter(|b| **b == b'\n').count() as u64,
+        });
+        if verified > body.len() || (verified > 0 && body[verified - 1] != b'\n') {
+            return Err(SinkError::Permanent(format!(
+                "{}: {key} changed since {verified} bytes of it were matched and committed (it now holds {}): \
+                 another writer uses this prefix",
+                dest.url,
+                body.len()
+            )));
+        }
+        tracing::info!(
+            object = %key, first, last, committed = floor,
+            "object-store sink: found an object written after the last commit (a restart between a write and \
+             its commit); adopting it instead of writing its events again"
+        );
+        found.insert(key);
+        orphans.push(Orphan { key: meta.location, first, last, body: Some(body), verified, entry });
+    }
+    let dir_prefix = format!("{dir}/");
+    for a in &committed.adopting {
+        if a.key.starts_with(&dir_prefix) && !found.contains(&a.key) {
+            let Some((first, _)) = a.key.rsplit('/').next().and_then(parse_name) else { continue };
+            let Ok(key) = Path::parse(&a.key) else { continue };
+            tracing::warn!(
+                object = %a.key,
+                "object-store sink: an object being adopted is gone (deleted after ingestion?); \
+                 its remaining events count as delivered"
+            );
+            orphans.push(Orphan { key, first, last: a.last, body: None, verified: a.verified, entry: None });
+        }
+    }
+    Ok((tenant, hour, orphans))
+}
+
+/// The highest seq any object under the prefix names (0 for none): what a state that cannot
+/// say how far its objects go is taken to have pending. One listing of the whole prefix.
+async fn sweep(dest: &Destination) -> Result<i64, SinkError> {
+    let mut listing = dest.store.list(Some(&dest.prefix));
+    let mut highest = 0;
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(|e| classify(e, dest, &format!("listing {}", dest.prefix)))?;
+        if let Some((_, last)) = meta.location.filename().and_then(parse_name) {
+            highest = highest.max(last);
+        }
+    }
+    Ok(highest)
 }
 
 /// An object as read: its uncompressed content, and the SHA-256 (hex) and size of its bytes as stored.
@@ -436,8 +592,8 @@ pub(super) async fn fetch(dest: &Destination, path: &Path) -> Result<Fetched, Si
 }
 
 /// Writes an object only if its key is free (`If-None-Match: *`); a key already
-/// holding the same content (`raw`, uncompressed) counts as written.
-pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: Vec<u8>) -> Result<Stored, SinkError> {
+/// holding the same content (uncompressed: gzip may differ) counts as written.
+pub(super) async fn put_create(dest: &Destination, path: &Path, gz: Vec<u8>) -> Result<Stored, SinkError> {
     let mut attributes = Attributes::new();
     if dest.backend != Backend::Local {
         attributes.insert(Attribute::ContentType, "application/gzip".into());
@@ -445,14 +601,18 @@ pub(super) async fn put_create(dest: &Destination, path: &Path, raw: &[u8], gz: 
     let opts = PutOptions { mode: PutMode::Create, attributes, ..Default::default() };
     let size = gz.len();
     let sha256 = sha256_hex(&gz);
-    match dest.store.put_opts(path, PutPayload::from(gz), opts).await {
+    let gz = Bytes::from(gz);
+    match dest.store.put_opts(path, PutPayload::from(gz.clone()), opts).await {
         Ok(_) => {
             tracing::debug!(object = %path, bytes = size, "object-store sink: wrote");
             Ok(Stored { sha256, size: size as u64 })
         }
         Err(::object_store::Error::AlreadyExists { .. } | ::object_store::Error::Precondition { .. }) => {
             let there = fetch(dest, path).await?;
-            if there.body == raw {
+            let ours = blocking(move || gunzip(&gz)).await?.map_err(|e| {
+                SinkError::Transient(format!("{}: cannot read back the object just compressed: {e}", dest.url))
+            })?;
+            if there.body == ours {
                 tracing::info!(object = %path, "object-store sink: already written by an earlier attempt");
                 return Ok(Stored { sha256: there.sha256, size: there.size });
             }
@@ -533,66 +693,78 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| SinkError::Transient(format!("object-store sink task failed: {e}")))
 }
 
-/// Splits a batch into objects by partition, skipping (and checking) events that orphans already hold.
-fn plan(
-    batch: &EventBatch,
-    encoder: &Encoder,
-    prefix: &Path,
-    mut orphans: Orphans,
-    url: &str,
-) -> Result<Plan, SinkError> {
-    struct Part<'a> {
-        tenant: &'a str,
-        hour: i64,
-        first: i64,
-        last: i64,
-        events: usize,
-        buf: Vec<u8>,
-    }
-    let mut parts: Vec<Part<'_>> = Vec::new();
+/// Groups a batch into objects by partition, skipping (and checking) events that orphans already hold.
+fn plan(batch: &EventBatch, encoder: &Encoder, mut orphans: Orphans, url: &str) -> Result<Plan, SinkError> {
+    let mut parts: Vec<Part> = Vec::new();
     let mut index: HashMap<(&str, i64), usize> = HashMap::new();
     let mut current: Option<(&str, i64, usize)> = None;
     let mut line = Vec::new();
-    let format_err = |e: crate::format::FormatError| SinkError::Permanent(format!("{url}: {e}"));
-    for e in batch.iter() {
+    for (i, e) in batch.iter().enumerate() {
         let hour = hour_of(e.created_at);
         if let Some(o) = orphans.covering(e.tenant, hour, e.seq) {
             line.clear();
-            encoder.encode_into(&e, &mut line).map_err(format_err)?;
+            encoder.encode_into(&e, &mut line).map_err(|err| SinkError::Permanent(format!("{url}: {err}")))?;
             line.push(b'\n');
             o.verify(&line, e.seq, url)?;
             continue;
         }
-        let i = match current {
-            Some((t, h, i)) if t == e.tenant && h == hour => i,
+        let p = match current {
+            Some((t, h, p)) if t == e.tenant && h == hour => p,
             _ => {
-                let i = *index.entry((e.tenant, hour)).or_insert_with(|| {
-                    // The first partition is usually the only one: size it for the whole batch.
-                    let cap = if parts.is_empty() { batch.raw_bytes() + batch.len() } else { 0 };
-                    let buf = Vec::with_capacity(cap);
-                    parts.push(Part { tenant: e.tenant, hour, first: e.seq, last: e.seq, events: 0, buf });
+                let p = *index.entry((e.tenant, hour)).or_insert_with(|| {
+                    let tenant = e.tenant.to_string();
+                    parts.push(Part { tenant, hour, first: e.seq, last: e.seq, events: Vec::new() });
                     parts.len() - 1
                 });
-                current = Some((e.tenant, hour, i));
-                i
+                current = Some((e.tenant, hour, p));
+                p
             }
         };
-        let p = &mut parts[i];
-        encoder.encode_into(&e, &mut p.buf).map_err(format_err)?;
-        p.buf.push(b'\n');
-        p.last = e.seq;
-        p.events += 1;
+        let part = &mut parts[p];
+        part.events.push(u32::try_from(i).expect("a batch holds at most a million events"));
+        part.last = e.seq;
     }
     let (adopting, adopted) = orphans.settle(batch.last_seq().unwrap_or(0), url)?;
-    let mut objects = Vec::with_capacity(parts.len());
-    for p in parts {
-        let gz = gzip(&p.buf).map_err(|e| SinkError::Transient(format!("{url}: gzip failed: {e}")))?;
-        let path = partition_dir(prefix, p.tenant, p.hour).join(object_name(p.first, p.last));
-        objects.push(NewObject { path, first: p.first, last: p.last, events: p.events, raw: p.buf, gz });
-    }
-    Ok(Plan { objects, orphans, adopting, adopted })
+    Ok(Plan { parts, orphans, adopting, adopted })
 }
 
+/// One part's events, encoded a line each and gzipped as they are encoded (the uncompressed
+/// object is never held whole).
+fn encode(
+    batch: &EventBatch,
+    encoder: &Encoder,
+    prefix: &Path,
+    url: &str,
+    index: usize,
+    part: Part,
+) -> Result<NewObject, SinkError> {
+    const CHUNK: usize = 64 * 1024;
+    let gzip_err = |e: std::io::Error| SinkError::Transient(format!("{url}: gzip failed: {e}"));
+    let mut gz = GzEncoder::new(Vec::new(), Compression::new(GZIP_LEVEL));
+    let mut chunk = Vec::with_capacity(2 * CHUNK);
+    for &i in &part.events {
+        let e = batch.get(i as usize).expect("a position in this batch");
+        encoder.encode_into(&e, &mut chunk).map_err(|err| SinkError::Permanent(format!("{url}: {err}")))?;
+        chunk.push(b'\n');
+        if chunk.len() >= CHUNK {
+            gz.write_all(&chunk).map_err(gzip_err)?;
+            chunk.clear();
+        }
+    }
+    gz.write_all(&chunk).map_err(gzip_err)?;
+    let gz = gz.finish().map_err(gzip_err)?;
+    Ok(NewObject {
+        index,
+        path: partition_dir(prefix, &part.tenant, part.hour).join(object_name(part.first, part.last)),
+        first: part.first,
+        last: part.last,
+        events: part.events.len(),
+        gz,
+    })
+}
+
+/// A whole buffer gzipped as the sink does (tests build objects with it).
+#[cfg(test)]
 pub(super) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 6 + 64), Compression::new(GZIP_LEVEL));
     enc.write_all(data)?;
@@ -617,6 +789,7 @@ impl Sink for ObjectStoreSink {
 
     fn recover(&mut self, state: Option<String>) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
+            let had_state = state.is_some();
             let state = match state {
                 None => SinkState { v: 1, ..Default::default() },
                 Some(s) => serde_json::from_str::<SinkState>(&s).map_err(|e| {
@@ -646,8 +819,26 @@ impl Sink for ObjectStoreSink {
                     .await?
                     .map_err(|(dir, e)| SinkError::Permanent(format!("cannot create {}: {e}", dir.display())))?;
             }
+            let floor = self.committed.offset.unwrap_or(0);
+            self.horizon = match self.committed.pending {
+                // No state (an older tines-audit may have written before its first commit, or
+                // the sink was renamed over a lake), or one from before `pending`: ask the prefix.
+                _ if !had_state => sweep(&self.dest).await?,
+                Some(UNKNOWN) => sweep(&self.dest).await?,
+                pending => pending.unwrap_or(floor),
+            };
+            self.committed.pending = (self.horizon > floor).then_some(self.horizon);
             Ok(())
         })
+    }
+
+    fn prepare(&mut self, batch: &EventBatch) -> Option<String> {
+        let last = batch.last_seq()?;
+        if self.committed.pending.is_some_and(|p| p >= last) {
+            return None;
+        }
+        self.committed.pending = Some(last);
+        Some(serde_json::to_string(&self.committed).expect("state serialises"))
     }
 
     fn deliver(&mut self, batch: Arc<EventBatch>) -> BoxFuture<'_, Result<Option<String>, SinkError>> {
@@ -655,9 +846,11 @@ impl Sink for ObjectStoreSink {
             match self.deliver_batch(batch).await {
                 Ok(state) => Ok(Some(serde_json::to_string(&state).expect("state serialises"))),
                 Err(e) => {
-                    // What this attempt learnt may be half-applied: list again on the next one.
+                    // What this attempt learnt may be half-applied, and it may have written
+                    // objects up to what it prepared: list again on the next one.
                     self.listed.clear();
                     self.orphans = Orphans::default();
+                    self.horizon = self.horizon.max(self.committed.pending.unwrap_or(0));
                     Err(e)
                 }
             }

@@ -96,6 +96,8 @@ pub(crate) struct Proxy {
     pub endpoint: String,
     up: watch::Sender<bool>,
     lose_puts: Arc<AtomicU32>,
+    /// The request line of every request forwarded (`GET /bucket?list-type=2&... HTTP/1.1`).
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -106,24 +108,30 @@ impl Proxy {
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
         let (up, rx) = watch::channel(true);
         let lose_puts = Arc::new(AtomicU32::new(0));
-        let lose = lose_puts.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (lose, seen) = (lose_puts.clone(), requests.clone());
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let mut rx = rx.clone();
                 if !*rx.borrow() {
                     continue;
                 }
-                let (target, lose) = (target.clone(), lose.clone());
+                let (target, lose, seen) = (target.clone(), lose.clone(), seen.clone());
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&target).await else { return };
                     tokio::select! {
-                        _ = forward(inbound, outbound, &lose) => {}
+                        _ = forward(inbound, outbound, &lose, &seen) => {}
                         _ = rx.wait_for(|up| !*up) => {}
                     }
                 });
             }
         });
-        Proxy { endpoint, up, lose_puts, task }
+        Proxy { endpoint, up, lose_puts, requests, task }
+    }
+
+    /// The request lines forwarded since the last call, in order.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
     }
 
     pub fn set_up(&self, up: bool) {
@@ -144,7 +152,12 @@ impl Proxy {
 /// Copies both ways. HTTP/1.1 clients send a request only once the previous response
 /// has arrived, so the first bytes from the client after a response start a request:
 /// a PUT is marked to lose its response while `lose` is above zero.
-async fn forward(mut inbound: TcpStream, mut outbound: TcpStream, lose: &AtomicU32) {
+async fn forward(
+    mut inbound: TcpStream,
+    mut outbound: TcpStream,
+    lose: &AtomicU32,
+    seen: &std::sync::Mutex<Vec<String>>,
+) {
     let (mut from_client, mut to_client) = inbound.split();
     let (mut from_server, mut to_server) = outbound.split();
     let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
@@ -155,6 +168,8 @@ async fn forward(mut inbound: TcpStream, mut outbound: TcpStream, lose: &AtomicU
                 let Ok(n @ 1..) = n else { return };
                 if new_request {
                     new_request = false;
+                    let line = up[..n].split(|b| *b == b'\r').next().unwrap_or_default();
+                    seen.lock().unwrap().push(String::from_utf8_lossy(line).into_owned());
                     losing = up[..n].starts_with(b"PUT ")
                         && lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1)).is_ok();
                 }

@@ -153,14 +153,28 @@ async fn list_keys(dest: &Destination) -> Vec<String> {
     keys
 }
 
+/// What the runner does with a batch up to the delivery: commits the state `prepare`
+/// returns (at the unchanged offset), then delivers. The delivery's state is not committed.
+pub(super) async fn prepare_and_deliver(
+    s: &mut Box<dyn Sink>,
+    j: &Journal,
+    batch: crate::journal::EventBatch,
+) -> Result<Option<String>, SinkError> {
+    if let Some(state) = s.prepare(&batch) {
+        let at = j.consumer(s.name(), 0).unwrap().position;
+        j.commit_offset(s.name(), at, at, Some(&state)).unwrap();
+    }
+    s.deliver(Arc::new(batch)).await
+}
+
 /// A crash after `deliver` wrote its objects but before the runner committed the offset:
-/// the sink is called directly and dropped, and nothing is committed.
+/// the sink is called directly and dropped, and nothing but what `prepare` said is committed.
 async fn deliver_and_crash(cfg: &ObjectStoreConfig, f: &Fixture, after: i64, max_events: usize) -> Option<String> {
     let mut s = sink(cfg);
     let state = f.j.consumer(s.name(), 0).unwrap().state;
     s.recover(state).await.unwrap();
     let batch = f.j.read_after(after, max_events, usize::MAX).unwrap();
-    s.deliver(Arc::new(batch)).await.unwrap()
+    prepare_and_deliver(&mut s, &f.j, batch).await.unwrap()
 }
 
 /// The three ways a restart can meet objects written after the last commit.
@@ -200,12 +214,11 @@ async fn crash_scenarios(make: impl Fn(usize, &str) -> ObjectStoreConfig) {
     deliver_and_crash(&big, &f, 0, 100).await;
     let orphans = list_keys(&dest).await;
     let mut s = sink(&small);
-    s.recover(None).await.unwrap();
+    s.recover(f.j.consumer(&small.name(), 0).unwrap().state).await.unwrap();
     let batch = f.j.read_after(0, 30, usize::MAX).unwrap();
     let last = batch.last_seq().unwrap();
-    let state = s.deliver(Arc::new(batch)).await.unwrap().unwrap();
+    let state = prepare_and_deliver(&mut s, &f.j, batch).await.unwrap().unwrap();
     assert!(state.contains("\"adopting\""), "the batch ended inside an orphan: {state}");
-    f.j.consumer(&small.name(), 0).unwrap();
     f.j.commit_offset(&small.name(), 0, last, Some(&state)).unwrap();
     drop(s);
     assert_eq!(list_keys(&dest).await, orphans, "adopting writes nothing");
@@ -221,11 +234,10 @@ async fn crash_scenarios(make: impl Fn(usize, &str) -> ObjectStoreConfig) {
     let dest = big.destination().unwrap();
     deliver_and_crash(&big, &f, 0, 100).await;
     let mut s = sink(&small);
-    s.recover(None).await.unwrap();
+    s.recover(f.j.consumer(&small.name(), 0).unwrap().state).await.unwrap();
     let batch = f.j.read_after(0, 30, usize::MAX).unwrap();
     let last = batch.last_seq().unwrap();
-    let state = s.deliver(Arc::new(batch)).await.unwrap().unwrap();
-    f.j.consumer(&small.name(), 0).unwrap();
+    let state = prepare_and_deliver(&mut s, &f.j, batch).await.unwrap().unwrap();
     f.j.commit_offset(&small.name(), 0, last, Some(&state)).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     let mut consumed = Vec::new();
@@ -240,6 +252,26 @@ async fn crash_scenarios(make: impl Fn(usize, &str) -> ObjectStoreConfig) {
         dest.store.put(&path, PutPayload::from(bytes)).await.unwrap();
     }
     check_exactly_once(&dest, &f).await;
+
+    // 5. A backfill over many hours, written eight objects at a time, killed part way: any
+    //    subset of its objects may have landed. Every other one is removed, standing for the
+    //    writes still in flight; the restart (at a smaller roll, so that batches end inside
+    //    the objects that landed) adopts those and writes the rest, each event once.
+    let mut f = Fixture::new();
+    f.add(1200);
+    let big = make(4, "roll_events = 1200\nwrite_concurrency = 8");
+    let small = make(4, "roll_events = 350\nwrite_concurrency = 8");
+    let dest = big.destination().unwrap();
+    deliver_and_crash(&big, &f, 0, 1200).await;
+    let landed = list_keys(&dest).await;
+    assert!(landed.len() >= 30, "one object per tenant and hour: {landed:?}");
+    for k in landed.iter().skip(1).step_by(2) {
+        dest.store.delete(&Path::parse(k).unwrap()).await.unwrap();
+    }
+    f.add(50);
+    assert_eq!(drain(&small, &f).await.unwrap(), 1250);
+    let keys = check_exactly_once(&dest, &f).await;
+    assert!(landed.iter().step_by(2).all(|k| keys.contains(k)), "the objects that landed were adopted");
 }
 
 #[tokio::test]
@@ -276,6 +308,87 @@ async fn local_directory_crash_between_write_and_commit_is_exactly_once() {
     crash_scenarios(|run, extra| local_config(&out.path().join(format!("run{run}")), extra)).await;
 }
 
+/// Issue 14: each hour partition was listed before its first write after a (re)start, in
+/// sequence, so a 30-day backfill made 721 LISTs beside its 721 PUTs. Counted at the S3
+/// server: a sink without state sweeps its prefix once, a restart after a clean stop lists
+/// nothing, and a restart after a kill lists only the partitions the killed delivery wrote.
+#[tokio::test]
+async fn s3_backfill_over_many_hours_lists_no_partition_on_the_way() {
+    let store = TestStore::start(Server::S3).await;
+    let bucket = store.bucket("lists").await;
+    let proxy = Proxy::start(&store.endpoint).await;
+    let cfg = store.config_via(&proxy.endpoint, &bucket, "roll_events = 100000");
+    let direct = store.config(&bucket, "").destination().unwrap();
+    let lists = |reqs: &[String]| reqs.iter().filter(|r| r.starts_with("GET ") && r.contains("list-type=2")).count();
+    let puts = |reqs: &[String]| reqs.iter().filter(|r| r.starts_with("PUT ")).count();
+    let mut f = Fixture::new();
+    // Two tenants, about 27 hours each: over 50 partitions in one batch.
+    f.add(2000);
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 2000);
+    let objects = list_keys(&direct).await.len();
+    assert!(objects > 50, "{objects} objects");
+    let reqs = proxy.take_requests();
+    assert_eq!(lists(&reqs), 1, "one sweep of the prefix by a sink with no state: {reqs:#?}");
+    assert_eq!(puts(&reqs), objects, "{reqs:#?}");
+
+    f.add(2000);
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 2000);
+    let reqs = proxy.take_requests();
+    assert_eq!(lists(&reqs), 0, "a restart after a clean stop lists nothing: {reqs:#?}");
+    assert_eq!(puts(&reqs), list_keys(&direct).await.len() - objects);
+
+    // Killed after writing a batch over many hours: its partitions, and only they, are listed.
+    f.add(1000);
+    let before = list_keys(&direct).await.len();
+    deliver_and_crash(&cfg, &f, f.position(&cfg.name()), 100_000).await;
+    let interrupted = list_keys(&direct).await.len() - before;
+    f.add(500);
+    let reqs = proxy.take_requests();
+    assert_eq!(lists(&reqs), 0, "{reqs:#?}");
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 1500);
+    let reqs = proxy.take_requests();
+    assert_eq!(lists(&reqs), interrupted, "one listing per partition the killed delivery wrote: {reqs:#?}");
+    check_exactly_once(&direct, &f).await;
+}
+
+/// The runner commits what `prepare` returns before each delivery; a delivery it did not
+/// prepare could leave objects no restart would look for, so it is refused.
+#[tokio::test]
+async fn a_delivery_that_was_not_prepared_is_refused() {
+    let mut f = Fixture::new();
+    f.add(10);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = local_config(&out.path().join("lake"), "");
+    let mut s = sink(&cfg);
+    s.recover(None).await.unwrap();
+    let err = s.deliver(Arc::new(f.j.read_after(0, 100, usize::MAX).unwrap())).await.unwrap_err();
+    assert!(matches!(&err, SinkError::Permanent(m) if m.contains("prepare")), "{err}");
+    assert!(list_keys(&cfg.destination().unwrap()).await.is_empty(), "nothing written");
+}
+
+/// A state committed by an older tines-audit does not say how far its objects go: the
+/// restart sweeps the prefix once and adopts what a kill left, as that version would have.
+#[tokio::test]
+async fn a_state_from_before_pending_was_recorded_is_settled_by_a_sweep() {
+    let mut f = Fixture::new();
+    f.add(100);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = local_config(&out.path().join("lake"), "roll_events = 100");
+    assert_eq!(drain(&cfg, &f).await.unwrap(), 100);
+    f.add(200);
+    deliver_and_crash(&cfg, &f, 100, 100).await;
+    let orphans = list_keys(&cfg.destination().unwrap()).await;
+    let name = cfg.name();
+    let mut state: serde_json::Value = serde_json::from_str(&f.j.consumer(&name, 0).unwrap().state.unwrap()).unwrap();
+    assert_eq!(state["pending"], 200, "{state}");
+    state.as_object_mut().unwrap().remove("pending");
+    f.j.commit_offset(&name, 100, 100, Some(&state.to_string())).unwrap();
+    let small = local_config(&out.path().join("lake"), "roll_events = 30");
+    assert_eq!(drain(&small, &f).await.unwrap(), 200);
+    let keys = check_exactly_once(&cfg.destination().unwrap(), &f).await;
+    assert!(orphans.iter().all(|o| keys.contains(o)), "orphans were adopted, not replaced");
+}
+
 /// The exactly-once suite, once for each real server: `mod s3`, `mod azure`, `mod gcs`.
 /// A server that is missing fails the test (see `testkit`); none is skipped.
 macro_rules! server_suite {
@@ -297,7 +410,7 @@ macro_rules! server_suite {
             async fn crash_between_put_and_commit_adopts_the_leftovers_exactly_once() {
                 let store = TestStore::start($server).await;
                 let mut buckets = Vec::new();
-                for _ in 0..4 {
+                for _ in 0..5 {
                     buckets.push(store.bucket("crash").await);
                 }
                 crash_scenarios(|run, extra| store.config(&buckets[run], extra)).await;
@@ -368,11 +481,11 @@ async fn create_only_write_refuses_another_writer_on(server: Server) {
     let dest = cfg.destination().unwrap();
     let path = dest.prefix.clone().join("tenant=acme").join("dt=2024-03-10").join("hour=23").join(object_name(1, 2));
     let first = b"{\"id\":1}\n{\"id\":2}\n".to_vec();
-    put_create(&dest, &path, &first, gzip(&first).unwrap()).await.unwrap();
+    put_create(&dest, &path, gzip(&first).unwrap()).await.unwrap();
     // The same content again (a retry whose first put did land): delivered.
-    put_create(&dest, &path, &first, gzip(&first).unwrap()).await.unwrap();
+    put_create(&dest, &path, gzip(&first).unwrap()).await.unwrap();
     let other = b"{\"id\":1}\n{\"id\":3}\n".to_vec();
-    let err = put_create(&dest, &path, &other, gzip(&other).unwrap()).await.unwrap_err();
+    let err = put_create(&dest, &path, gzip(&other).unwrap()).await.unwrap_err();
     assert!(matches!(&err, SinkError::Permanent(m) if m.contains("already exists with other content")), "{err}");
     let stored = dest.store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(stored.to_vec(), gzip(&first).unwrap(), "the first object is untouched");
@@ -564,6 +677,12 @@ fn config_roll_settings_become_the_batch_policy() {
     assert!(config("url = \"s3://bkt/x\"\nroll_bytes = 10").policy().is_err());
     assert!(config("url = \"s3://bkt/x\"\nroll_events = 0").policy().is_err());
     assert!(config("url = \"s3://bkt/x\"\nroll_age = \"soon\"").policy().is_err());
+    let raw = || Encoder::new(Shape::Raw, None);
+    for bad in [0, 257] {
+        let e = config(&format!("url = \"s3://bkt/x\"\nwrite_concurrency = {bad}")).build(raw()).err().unwrap();
+        assert!(e.contains("write_concurrency must be between 1 and 256"), "{e}");
+    }
+    assert!(config("url = \"s3://bkt/x\"\nwrite_concurrency = 1").build(raw()).is_ok());
 }
 
 #[test]

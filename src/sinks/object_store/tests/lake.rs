@@ -114,7 +114,7 @@ pub(super) async fn digests_cover_every_object_across_restarts(cfg: ObjectStoreC
     let mut s = lake.sink();
     s.recover(f.j.consumer(s.name(), 0).unwrap().state).await.unwrap();
     let after = f.position(&lake.cfg.name());
-    s.deliver(Arc::new(f.j.read_after(after, 30, usize::MAX).unwrap())).await.unwrap();
+    prepare_and_deliver(&mut s, &f.j, f.j.read_after(after, 30, usize::MAX).unwrap()).await.unwrap();
     drop(s);
     let orphans: Vec<String> = list_keys(&lake.dest).await;
 
