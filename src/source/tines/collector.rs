@@ -50,7 +50,7 @@ impl Default for WindowSettings {
             overlap_secs: 60,
             per_page: 500,
             window_events: 25_000,
-            concurrency: 4,
+            concurrency: 16,
             buffered_events: 25_000,
             max_rereads: 3,
         }
