@@ -84,15 +84,7 @@ path = "{}"
         n == total
     })
     .await;
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let mut exited = None;
-    wait_until("the daemon to exit after SIGTERM", Duration::from_secs(20), || {
-        exited = child.try_wait().unwrap();
-        exited.is_some()
-    })
-    .await;
-    assert_eq!(exited.unwrap().code(), Some(0), "clean exit on SIGTERM");
+    stop(&mut child).await;
     let counts = file_sink_counts(&out);
     assert!(counts.values().all(|c| *c == 1), "no id twice in the file");
     assert_eq!(counts.len(), total);
