@@ -92,10 +92,7 @@ pub async fn sync_tenant(
     };
     crate::status::sync_ok(&tenant.config.name, outcome.inserted);
     crate::status::sync_details(&tenant.config.name, tenant.client.clock.offset(), outcome.quarantined);
-    crate::metrics::metrics()
-        .events_collected
-        .get_or_create(&crate::metrics::tenant(&tenant.config.name))
-        .inc_by(outcome.inserted);
+    count_collected(&tenant.config.name, outcome.inserted);
     tracing::info!(
         tenant = %tenant.config.name,
         fetched = outcome.fetched,
@@ -478,6 +475,11 @@ async fn collect_loop(
     }
 }
 
+/// Adds events a sync or a quick look stored to the tenant's collected count.
+fn count_collected(tenant: &str, n: u64) {
+    crate::metrics::metrics().events_collected.get_or_create(&crate::metrics::tenant(tenant)).inc_by(n);
+}
+
 /// One quick look at a tenant's newest page (see `source::tines::quick_look`); returns
 /// how many events it added to the journal. A failure only costs freshness: the settled
 /// sync, which reports its own errors, collects the same events.
@@ -489,10 +491,7 @@ async fn quick_look(journal: &Journal, tenant: &Tenant, settings: &Settings, loo
         Ok(o) => {
             if o.inserted > 0 {
                 crate::status::events_seen(name);
-                crate::metrics::metrics()
-                    .events_collected
-                    .get_or_create(&crate::metrics::tenant(name))
-                    .inc_by(o.inserted);
+                count_collected(name, o.inserted);
                 tracing::debug!(tenant = %name, fetched = o.fetched, new = o.inserted, "quick look");
             }
             o.inserted

@@ -175,60 +175,58 @@ async fn insert_chained(
     records: &[Record<'_>],
     look_up_before: i64,
 ) -> Result<u64, JournalError> {
-    let mut inserted = 0u64;
-    if !records.is_empty() {
-        // Numbers are taken in commit order: see the module documentation.
-        lock(&*tx, schema::EVENTS_LOCK).await?;
-        let r = tx.query_one("SELECT chain_n, chain_head FROM tenants WHERE id = $1", &[&tid]).await?;
-        let head = chain::Head::from_stored(r.get(0), r.get::<_, Option<&[u8]>>(1));
-        // A record the journal holds takes neither a number nor a place in the
-        // chain. Repeats within the batch go first; then the records older than
-        // `look_up_before` (for a window, the overlap read again), mostly held, are looked up.
-        let mut ids = std::collections::HashSet::new();
-        let mut fresh: Vec<&Record<'_>> = records.iter().filter(|r| ids.insert(r.id)).collect();
-        let overlap: Vec<i64> = fresh.iter().filter(|r| r.created_at < look_up_before).map(|r| r.id).collect();
-        let held = held_ids(tx, tid, &overlap).await?;
-        fresh.retain(|r| !held.contains(&r.id));
-        if !fresh.is_empty() {
-            // One block of numbers, in record order; the rows go in by binary COPY,
-            // the server's fastest way. Should one be held after all (another job's
-            // record past the position), the copy is undone, every id looked up,
-            // and the rest copied again under the same lock.
-            let n = fresh.len() as i64;
-            let first: i64 = tx
-                .query_one(
-                    "SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1",
-                    &[&n],
-                )
-                .await?
-                .get(0);
-            let (rows, mut after) = chained(tenant, head, first, &fresh);
-            let mut head_seq = rows.last().map(|r| r.0);
-            let copy = tx.savepoint("copy_events").await?;
-            match copy_events(&copy, tid, &rows).await {
-                Ok(n) => {
-                    copy.commit().await?;
-                    inserted = n;
-                }
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    copy.rollback().await?;
-                    let all: Vec<i64> = fresh.iter().map(|r| r.id).collect();
-                    let held = held_ids(tx, tid, &all).await?;
-                    fresh.retain(|r| !held.contains(&r.id));
-                    let (rows, head) = chained(tenant, head, first, &fresh);
-                    after = head;
-                    head_seq = rows.last().map(|r| r.0);
-                    inserted = copy_events(tx, tid, &rows).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-            tx.execute(
-                "UPDATE tenants SET chain_n = $2, chain_head = $3, chain_seq = COALESCE($4, chain_seq) WHERE id = $1",
-                &[&tid, &after.n, &&after.hash[..], &head_seq],
-            )
-            .await?;
-        }
+    if records.is_empty() {
+        return Ok(0);
     }
+    // Numbers are taken in commit order: see the module documentation.
+    lock(&*tx, schema::EVENTS_LOCK).await?;
+    let r = tx.query_one("SELECT chain_n, chain_head FROM tenants WHERE id = $1", &[&tid]).await?;
+    let head = chain::Head::from_stored(r.get(0), r.get::<_, Option<&[u8]>>(1));
+    // A record the journal holds takes neither a number nor a place in the
+    // chain. Repeats within the batch go first; then the records older than
+    // `look_up_before` (for a window, the overlap read again), mostly held, are looked up.
+    let mut ids = std::collections::HashSet::new();
+    let mut fresh: Vec<&Record<'_>> = records.iter().filter(|r| ids.insert(r.id)).collect();
+    let overlap: Vec<i64> = fresh.iter().filter(|r| r.created_at < look_up_before).map(|r| r.id).collect();
+    let held = held_ids(tx, tid, &overlap).await?;
+    fresh.retain(|r| !held.contains(&r.id));
+    if fresh.is_empty() {
+        return Ok(0);
+    }
+    // One block of numbers, in record order; the rows go in by binary COPY,
+    // the server's fastest way. Should one be held after all (another job's
+    // record past the position), the copy is undone, every id looked up,
+    // and the rest copied again under the same lock.
+    let n = fresh.len() as i64;
+    let first: i64 = tx
+        .query_one("SELECT setval('events_seq', nextval('events_seq') + $1::bigint - 1) - $1::bigint + 1", &[&n])
+        .await?
+        .get(0);
+    let (rows, mut after) = chained(tenant, head, first, &fresh);
+    let mut head_seq = rows.last().map(|r| r.0);
+    let copy = tx.savepoint("copy_events").await?;
+    let inserted = match copy_events(&copy, tid, &rows).await {
+        Ok(n) => {
+            copy.commit().await?;
+            n
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            copy.rollback().await?;
+            let all: Vec<i64> = fresh.iter().map(|r| r.id).collect();
+            let held = held_ids(tx, tid, &all).await?;
+            fresh.retain(|r| !held.contains(&r.id));
+            let (rows, head) = chained(tenant, head, first, &fresh);
+            after = head;
+            head_seq = rows.last().map(|r| r.0);
+            copy_events(tx, tid, &rows).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.execute(
+        "UPDATE tenants SET chain_n = $2, chain_head = $3, chain_seq = COALESCE($4, chain_seq) WHERE id = $1",
+        &[&tid, &after.n, &&after.hash[..], &head_seq],
+    )
+    .await?;
     Ok(inserted)
 }
 

@@ -322,45 +322,46 @@ fn insert_chained(
     tenant: &str,
     records: &[Record<'_>],
 ) -> Result<u64, JournalError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    // Numbered and chained here, so each row is written once with its link; a record
+    // the journal holds takes neither a number nor a place in the chain.
+    let (mut head, mut seq) = chain_state(tx, tid)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
+                             chain_n, chain_prev, chain)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(tenant, id) DO NOTHING",
+    )?;
     let mut inserted = 0u64;
-    if !records.is_empty() {
-        // Numbered and chained here, so each row is written once with its link; a record
-        // the journal holds takes neither a number nor a place in the chain.
-        let (mut head, mut seq) = chain_state(tx, tid)?;
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO events (seq, tenant, id, created_at, operation_name, user_id, user_email, request_ip, raw,
-                                 chain_n, chain_prev, chain)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT(tenant, id) DO NOTHING",
+    for r in records {
+        let mut next = head;
+        let l = next.next(tenant, r.id, seq + 1, r.raw);
+        let n = stmt.execute(params![
+            seq + 1,
+            tid,
+            r.id,
+            r.created_at,
+            r.operation_name,
+            r.user_id,
+            r.user_email,
+            r.request_ip,
+            r.raw,
+            l.n,
+            &l.prev[..],
+            &l.hash[..]
+        ])?;
+        if n > 0 {
+            inserted += 1;
+            seq += 1;
+            head = next;
+        }
+    }
+    if inserted > 0 {
+        tx.execute(
+            "UPDATE tenants SET chain_n = ?2, chain_head = ?3, chain_seq = ?4 WHERE id = ?1",
+            params![tid, head.n, &head.hash[..], seq],
         )?;
-        for r in records {
-            let mut next = head;
-            let l = next.next(tenant, r.id, seq + 1, r.raw);
-            let n = stmt.execute(params![
-                seq + 1,
-                tid,
-                r.id,
-                r.created_at,
-                r.operation_name,
-                r.user_id,
-                r.user_email,
-                r.request_ip,
-                r.raw,
-                l.n,
-                &l.prev[..],
-                &l.hash[..]
-            ])?;
-            if n > 0 {
-                inserted += 1;
-                seq += 1;
-                head = next;
-            }
-        }
-        if inserted > 0 {
-            tx.execute(
-                "UPDATE tenants SET chain_n = ?2, chain_head = ?3, chain_seq = ?4 WHERE id = ?1",
-                params![tid, head.n, &head.hash[..], seq],
-            )?;
-        }
     }
     Ok(inserted)
 }

@@ -721,7 +721,7 @@ fn plan(batch: &EventBatch, encoder: &Encoder, mut orphans: Orphans, url: &str) 
             }
         };
         let part = &mut parts[p];
-        part.events.push(u32::try_from(i).expect("a batch holds at most a million events"));
+        part.events.push(u32::try_from(i).expect("a batch holds fewer than 2^32 events"));
         part.last = e.seq;
     }
     let (adopting, adopted) = orphans.settle(batch.last_seq().unwrap_or(0), url)?;
