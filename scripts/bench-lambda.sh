@@ -10,6 +10,8 @@
 #   EVENTS=100000 BIG= scripts/bench-lambda.sh      # one size, no 1M run
 #   BIG="1000000" EVENTS= scripts/bench-lambda.sh   # the 1M collect only
 #   DAYS=7 ... ; CONCURRENCY=1 ...                  # history span; the sink's write_concurrency
+#   LATENCY=100ms ...                               # each API response delayed so long (default: none)
+#   REPEAT=3 ...                                    # side-by-side pairs per size; the ratio printed is their median
 #   BIN=/path/to/tines-audit ...                    # a given binary (an older build) instead of building
 #
 # Both clients run unthrottled against an emulator without a rate limit (as the
@@ -28,6 +30,8 @@ EVENTS=${EVENTS-"50000 100000 200000"}
 BIG=${BIG-"1000000"}
 DAYS=${DAYS:-30}
 CONCURRENCY=${CONCURRENCY:-}
+LATENCY=${LATENCY:-}
+REPEAT=${REPEAT:-1}
 PY=${PYTHON:-python3}
 "$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install --quiet boto3 >&2
 if [ -z "${BIN:-}" ]; then # BIN=path runs another build (an older commit's) instead
@@ -55,7 +59,7 @@ start_mock() { # events
   local port
   port=$(free_port)
   TINES_API_KEY=bench-key "$BIN" mock --bind "127.0.0.1:$port" --history "$1" --span "${DAYS}d" --rate-limit 0 \
-    >"$WORK/mock.log" 2>&1 &
+    ${LATENCY:+--latency "$LATENCY"} >"$WORK/mock.log" 2>&1 &
   MOCK_PID=$!
   MOCK="http://127.0.0.1:$port"
   for _ in $(seq 1 600); do
@@ -166,15 +170,19 @@ TOML
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "moto $("$PY" -c 'import moto; print(moto.__version__)'), boto3 $("$PY" -c 'import boto3; print(boto3.__version__)'), history over $DAYS days"
+echo "moto $("$PY" -c 'import moto; print(moto.__version__)'), boto3 $("$PY" -c 'import boto3; print(boto3.__version__)'), history over $DAYS days, API latency ${LATENCY:-none}"
 echo
 printf '%-28s %9s %8s %10s %7s %8s %8s %6s %6s %6s %6s %8s\n' run events "wall s" "events/s" "CPU s" "RSS MiB" \
   objects PUT LIST GET other "moto CPU"
 for n in $EVENTS; do
   start_mock "$n"
-  lambda_run "$n"
-  collect_run "$n"
-  echo "  Lambda / collect wall time: $("$PY" -c "print(f'{$lambda_wall / $wall:.2f}')")x"
+  ratios=""
+  for _ in $(seq 1 "$REPEAT"); do
+    lambda_run "$n"
+    collect_run "$n"
+    ratios="$ratios $("$PY" -c "print(f'{$lambda_wall / $wall:.2f}')")"
+  done
+  echo "  Lambda / collect wall time:$ratios (median $("$PY" -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" $ratios)x)"
   stop_mock
 done
 for n in $BIG; do

@@ -527,9 +527,10 @@ async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {}", redact(&e.to_string()));
         failures.push(anyhow::Error::new(e));
     }
-    index_for_search(&journal).await;
     let mut consumers = service::consumers(&settings, Some(&key))?;
-    for (name, r) in service::drain_all(&journal, &mut consumers).await {
+    // Indexing is the collector's CPU, delivery mostly the destination's wait: side by side.
+    let ((), delivered) = tokio::join!(index_for_search(&journal), service::drain_all(&journal, &mut consumers));
+    for (name, r) in delivered {
         match r {
             Ok(n) => println!("sink {name}: delivered {n} events"),
             Err(e) => {
@@ -714,9 +715,10 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         o.pages,
         format_rfc3339(o.to)
     );
-    index_for_search(&journal).await;
     let mut consumers = service::consumers(&settings, Some(&key))?;
-    for (name, r) in service::drain_all(&journal, &mut consumers).await {
+    // Indexing is the collector's CPU, delivery mostly the destination's wait: side by side.
+    let ((), delivered) = tokio::join!(index_for_search(&journal), service::drain_all(&journal, &mut consumers));
+    for (name, r) in delivered {
         println!("sink {name}: delivered {} events", r?);
     }
     Ok(ExitCode::SUCCESS)
