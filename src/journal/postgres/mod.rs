@@ -166,8 +166,9 @@ async fn insert_pass(c: &impl GenericClient, tid: i64, p: &ReconcilePass) -> Res
 /// Numbers (in commit order, under the events lock) and chains the records the journal
 /// does not hold yet after the tenant's chain head, in `tx`; returns how many were new.
 /// Records older than `look_up_before` are looked up first (mostly held: the overlap a
-/// window reads again); newer ones are assumed new, and a copy that meets one held after
-/// all is undone and done again without it.
+/// window reads again), and so are those up to the newest event held within the batch's
+/// span (a quick look's); newer ones are assumed new, and a copy that meets one held after
+/// all (an id stored with another time) is undone and done again without it.
 async fn insert_chained(
     tx: &mut tokio_postgres::Transaction<'_>,
     tid: i64,
@@ -187,6 +188,22 @@ async fn insert_chained(
     // `look_up_before` (for a window, the overlap read again), mostly held, are looked up.
     let mut ids = std::collections::HashSet::new();
     let mut fresh: Vec<&Record<'_>> = records.iter().filter(|r| ids.insert(r.id)).collect();
+    // Events a quick look stored lie past a window's start: the records up to the newest
+    // event held within the batch's span are looked up too, so meeting them costs a lookup,
+    // not an undone copy. (Nothing held in the span, as in a backfill: nothing more to look up.)
+    let mut look_up_before = look_up_before;
+    if let (true, Some(newest)) = (look_up_before < i64::MAX, fresh.iter().map(|r| r.created_at).max()) {
+        let held_until: Option<i64> = tx
+            .query_one(
+                "SELECT max(created_at) FROM events WHERE tenant = $1 AND created_at >= $2 AND created_at <= $3",
+                &[&tid, &look_up_before, &newest],
+            )
+            .await?
+            .get(0);
+        if let Some(t) = held_until {
+            look_up_before = t.saturating_add(1);
+        }
+    }
     let overlap: Vec<i64> = fresh.iter().filter(|r| r.created_at < look_up_before).map(|r| r.id).collect();
     let held = held_ids(tx, tid, &overlap).await?;
     fresh.retain(|r| !held.contains(&r.id));
