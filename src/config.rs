@@ -105,6 +105,9 @@ pub struct RawWeb {
     /// The token people log in with and scripts send as a Bearer token.
     pub token: Option<String>,
     pub token_env: Option<String>,
+    /// Host names the console answers to besides IP literals and `localhost` (the
+    /// names a reverse proxy or users put in the `Host` header); others get 421.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -635,7 +638,20 @@ pub fn build_web(w: RawWeb, env: &dyn Fn(&str) -> Option<String>) -> Result<crat
     if !bind.ip().is_loopback() {
         tracing::warn!(%bind, "the console listens beyond this machine; put it behind TLS (a reverse proxy) and a firewall");
     }
-    Ok(crate::web::WebSettings { bind, token: Secret::new(token.trim()) })
+    let mut allowed_hosts = Vec::new();
+    for h in w.allowed_hosts.unwrap_or_default() {
+        let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !valid {
+            return Err(invalid(format!(
+                "web.allowed_hosts: {h:?} is not a host name such as audit.example.com (no scheme, port or path)"
+            )));
+        }
+        allowed_hosts.push(name);
+    }
+    Ok(crate::web::WebSettings { bind, token: Secret::new(token.trim()), allowed_hosts })
 }
 
 /// Validates one tenant (config file or flags).

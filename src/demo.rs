@@ -150,6 +150,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let web = crate::web::WebSettings {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.web_port)),
         token: Secret::new(token.clone()),
+        allowed_hosts: Vec::new(),
     };
     let settings = Arc::new(demo_settings(&mock.base_url(), data_dir.clone(), web)?);
     let sink_path = data_dir.join("out/audit.ndjson");

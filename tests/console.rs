@@ -137,11 +137,15 @@ async fn console_in_headless_chromium() {
     b.goto(&format!("{base}/events")).await;
     assert!(b.url().await.ends_with("/login"), "sent to the login page");
     b.screenshot(&shots.join("1-login.png")).await;
+    let width = b.css(&b.find("input[name=token]").await, "box-sizing").await;
+    assert_eq!(width, "border-box", "the login page's inline style is allowed by its CSP hash");
     let field = b.find("input[name=token]").await;
     b.type_text(&field, WEB_TOKEN).await;
     b.click(&b.find("button[type=submit]").await).await;
     b.wait_url("/events").await;
     b.find("details.event").await;
+    let header = b.css(&b.find("header").await, "background-color").await;
+    assert_eq!(header, "rgba(31, 58, 95, 1)", "the console's inline style is allowed by its CSP hash");
     let cookie = b.cookies().await.into_iter().find(|c| c["name"] == "tines_audit_session").expect("session cookie");
     assert_eq!(cookie["httpOnly"], true, "{cookie}");
     assert_eq!(cookie["sameSite"], "Strict", "{cookie}");

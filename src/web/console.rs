@@ -17,13 +17,13 @@ use crate::catalog::Category;
 use crate::query::{self, chart};
 use crate::timeutil::{format_rfc3339, now_secs};
 
-const CSS: &str = include_str!("console.css");
+pub(super) const CSS: &str = include_str!("console.css");
 
 fn login_redirect() -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response()
 }
 
-fn page(title: &str, active: &str, body: &str) -> Html<String> {
+fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
     let nav = [("/events", "Events"), ("/alerts", "Alerts"), ("/status", "Status")]
         .iter()
         .map(|(href, name)| {
@@ -32,8 +32,9 @@ fn page(title: &str, active: &str, body: &str) -> Html<String> {
         })
         .collect::<String>();
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} · tines-audit</title><style>{CSS}</style></head><body><header><b>tines-audit</b><nav>{nav}</nav><form method=\"post\" action=\"/logout\"><button id=\"logout\">Log out</button></form></header><main>{body}</main></body></html>",
-        esc(title)
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} · tines-audit</title><style>{CSS}</style></head><body><header><b>tines-audit</b><nav>{nav}</nav><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button id=\"logout\">Log out</button></form></header><main>{body}</main></body></html>",
+        esc(title),
+        esc(csrf)
     ))
 }
 
@@ -80,6 +81,7 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
     if !state.auth.allows(&headers) {
         return login_redirect();
     }
+    let csrf = state.auth.csrf_token(&headers).unwrap_or_default();
     let parsed = super::api::parse_query(raw.as_deref());
     let args = parsed.as_ref().map(|q| q.args.clone()).unwrap_or_default();
     let alert = parsed.as_ref().ok().and_then(|q| q.alert.clone());
@@ -112,7 +114,7 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
         Ok(q) => q,
         Err(e) => {
             let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", esc(&e));
-            return (StatusCode::BAD_REQUEST, page("Events", "Events", &body)).into_response();
+            return (StatusCode::BAD_REQUEST, page("Events", "Events", &body, &csrf)).into_response();
         }
     };
     if let Some(a) = &alert {
@@ -148,11 +150,11 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", esc(&e.to_string()));
-            return (StatusCode::BAD_REQUEST, page("Events", "Events", &body)).into_response();
+            return (StatusCode::BAD_REQUEST, page("Events", "Events", &body, &csrf)).into_response();
         }
         Err(e) => {
             let _ = write!(body, "<p class=\"error\" id=\"error\">search failed: {}</p>", esc(&e.to_string()));
-            return (StatusCode::INTERNAL_SERVER_ERROR, page("Events", "Events", &body)).into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR, page("Events", "Events", &body, &csrf)).into_response();
         }
     };
     match &hist {
@@ -222,13 +224,14 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
         let _ = write!(body, "<a href=\"/events?{}\" id=\"older\">Older →</a>", esc(&query_string(&pairs)));
     }
     body.push_str("</p>");
-    page("Events", "Events", &body).into_response()
+    page("Events", "Events", &body, &csrf).into_response()
 }
 
 pub(super) async fn alerts(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.auth.allows(&headers) {
         return login_redirect();
     }
+    let csrf = state.auth.csrf_token(&headers).unwrap_or_default();
     let rows = state.journal.call(|j| Ok(query::report::read_alerts(j, i64::MIN, i64::MAX, &[], 500))).await;
     let mut body = String::from("<h1>Alerts</h1>");
     match rows {
@@ -264,13 +267,14 @@ pub(super) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.to_string()));
         }
     }
-    page("Alerts", "Alerts", &body).into_response()
+    page("Alerts", "Alerts", &body, &csrf).into_response()
 }
 
 pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.auth.allows(&headers) {
         return login_redirect();
     }
+    let csrf = state.auth.csrf_token(&headers).unwrap_or_default();
     let snapshot = state
         .journal
         .call(|j| {
@@ -292,7 +296,7 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
         match snapshot {
             Ok(s) => s,
             Err(e) => {
-                return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())))
+                return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())), &csrf)
                     .into_response();
             }
         };
@@ -397,7 +401,7 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
         );
     }
     body.push_str("</table>");
-    page("Status", "Status", &body).into_response()
+    page("Status", "Status", &body, &csrf).into_response()
 }
 
 #[cfg(test)]

@@ -10,13 +10,14 @@ pub mod auth;
 mod console;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{ConnectInfo, Form, Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
@@ -29,6 +30,8 @@ use crate::timeutil::now_secs;
 pub struct WebSettings {
     pub bind: SocketAddr,
     pub token: Secret,
+    /// Host names the console answers to besides IP literals and `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// When the service stops being ready.
@@ -68,7 +71,69 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/histogram", get(api::histogram))
         .route("/api/v1/openapi.json", get(api::openapi))
         .layer(axum::middleware::map_response(redact_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// `style-src` hashes of the two stylesheets the pages carry inline: no other style
+/// and no script runs, whatever a record manages to put on a page.
+static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = |css: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css.as_bytes()));
+    let policy = format!(
+        "default-src 'none'; style-src 'sha256-{}' 'sha256-{}'; img-src 'self' data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+        hash(console::CSS),
+        hash(LOGIN_CSS)
+    );
+    HeaderValue::from_str(&policy).expect("a header value")
+});
+
+/// Every request's first stop: refuses a `Host` that is not this service's (DNS
+/// rebinding) and credentials from an address with too many failures; logs logins
+/// and refused tokens with their source (never the token); and adds the security
+/// headers to every answer.
+async fn guard(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let is_login = req.method() == Method::POST && req.uri().path() == "/login";
+    let has_bearer = req.headers().contains_key(axum::http::header::AUTHORIZATION);
+    let source = peer.ip();
+    let mut resp = if !state.auth.host_allowed(req.headers()) {
+        tracing::warn!(%source, "request refused: its Host header does not name this service (add the name to web.allowed_hosts)");
+        (StatusCode::MISDIRECTED_REQUEST, "this service does not answer to that host name (web.allowed_hosts)\n")
+            .into_response()
+    } else if let Some(wait) = state.auth.throttled(source).filter(|_| is_login || has_bearer) {
+        let secs = wait.as_secs().max(1);
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, secs.to_string())],
+            format!("too many failed logins from this address: try again in {secs}s\n"),
+        )
+            .into_response()
+    } else {
+        let resp = next.run(req).await;
+        let refused = resp.status() == StatusCode::UNAUTHORIZED;
+        if is_login && resp.status() == StatusCode::SEE_OTHER {
+            tracing::info!(%source, "console login succeeded");
+        } else if (is_login || has_bearer) && refused {
+            state.auth.record_failure(source);
+            let how = if is_login { "console login failed" } else { "bearer token refused" };
+            tracing::warn!(%source, "{how}");
+        }
+        resp
+    };
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", CSP.clone());
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// The last guard of every page and API answer: no registered secret leaves in
@@ -96,7 +161,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn unauthorized() -> Response {
@@ -181,13 +248,19 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
-const LOGIN_HTML: &str = r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tines-audit: log in</title>
-<style>body{font:15px system-ui,sans-serif;max-width:24rem;margin:4rem auto;color:#222}input,button{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}.err{color:#b00}</style></head>
+const LOGIN_CSS: &str = "body{font:15px system-ui,sans-serif;max-width:24rem;margin:4rem auto;color:#222}input,button{font:inherit;padding:.4rem;width:100%;box-sizing:border-box;margin:.3rem 0}.err{color:#b00}@media (prefers-color-scheme:dark){body{background:#15171a;color:#e4e6ea}}";
+
+const LOGIN_HTML: &str = r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>tines-audit: log in</title>
+<style>{CSS}</style></head>
 <body><h1>tines-audit</h1><p>Enter the console token (the <code>web.token</code> of the configuration).</p>
 <form method="post" action="/login"><input type="password" name="token" autocomplete="current-password" autofocus aria-label="token"><button type="submit">Log in</button></form>{ERROR}</body></html>"#;
 
+fn login_html(error: &str) -> Html<String> {
+    Html(LOGIN_HTML.replace("{CSS}", LOGIN_CSS).replace("{ERROR}", error))
+}
+
 async fn login_page() -> Html<String> {
-    Html(LOGIN_HTML.replace("{ERROR}", ""))
+    login_html("")
 }
 
 #[derive(serde::Deserialize)]
@@ -197,17 +270,29 @@ struct LoginForm {
 
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     if !state.auth.token_matches(form.token.trim()) {
-        let page = LOGIN_HTML.replace("{ERROR}", r#"<p class="err">That token is not right.</p>"#);
-        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+        return (StatusCode::UNAUTHORIZED, login_html(r#"<p class="err">That token is not right.</p>"#))
+            .into_response();
     }
     let id = state.auth.new_session();
     (StatusCode::SEE_OTHER, [(SET_COOKIE, auth::session_cookie_header(&id)), (LOCATION, "/events".to_string())])
         .into_response()
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+struct LogoutForm {
+    csrf: Option<String>,
+}
+
+/// Ends the session and clears its cookie. A cross-site form cannot log a user out:
+/// the session's CSRF token must come with it.
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
+    if !state.auth.may_change(&headers, form.csrf.as_deref()) {
+        return (StatusCode::FORBIDDEN, "logout refused: the form's CSRF token is missing or stale; reload the page\n")
+            .into_response();
+    }
     state.auth.end_session(&headers);
-    (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response()
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, auth::cleared_cookie_header()), (LOCATION, "/login".to_string())])
+        .into_response()
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -157,6 +157,12 @@ impl Browser {
         self.call(reqwest::Method::GET, &format!("/element/{el}/displayed"), None).await.as_bool().unwrap_or(false)
     }
 
+    /// The computed value of a CSS property: whether the page's styles applied.
+    pub async fn css(&self, el: &str, property: &str) -> String {
+        let path = format!("/element/{el}/css/{property}");
+        self.call(reqwest::Method::GET, &path, None).await.as_str().unwrap_or("").to_string()
+    }
+
     pub async fn cookies(&self) -> Vec<Value> {
         self.call(reqwest::Method::GET, "/cookie", None).await.as_array().cloned().unwrap_or_default()
     }
