@@ -108,6 +108,19 @@ pub struct RawWeb {
     /// Host names the console answers to besides IP literals and `localhost` (the
     /// names a reverse proxy or users put in the `Host` header); others get 421.
     pub allowed_hosts: Option<Vec<String>>,
+    /// People and scripts by name, each with a token and a role; `token` alone is one user.
+    pub users: Option<Vec<RawWebUser>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebUser {
+    pub name: String,
+    /// `viewer` (reads) or `analyst` (also triages alerts); default viewer.
+    pub role: Option<String>,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -620,20 +633,64 @@ fn dur_field(field: &str, v: &Option<String>, default: Duration) -> Result<Durat
 
 /// Validates the `[web]` section.
 pub fn build_web(w: RawWeb, env: &dyn Fn(&str) -> Option<String>) -> Result<crate::web::WebSettings, ConfigError> {
+    use crate::web::auth::{Role, WebUser};
     let bind_text = w.bind.unwrap_or_else(|| "127.0.0.1:8484".into());
     let bind: std::net::SocketAddr = bind_text
         .parse()
         .map_err(|_| invalid(format!("web.bind: {bind_text:?} is not an address such as 127.0.0.1:8484")))?;
-    let token = match (w.token, w.token_env) {
+    let mut users = Vec::new();
+    // The single token of earlier versions is one user, who may triage.
+    let single = match (w.token, w.token_env) {
         (Some(_), Some(_)) => return Err(invalid("web: give token or token_env, not both")),
-        (Some(t), None) => t,
-        (None, Some(var)) => env(&var).ok_or_else(|| invalid(format!("web.token_env: environment variable {var} is not set")))?,
-        (None, None) => env("TINES_AUDIT_WEB_TOKEN").ok_or_else(|| {
-            invalid("web: a token is required (web.token = \"${VAR}\", web.token_env, or TINES_AUDIT_WEB_TOKEN); the console never runs open")
-        })?,
+        (Some(t), None) => Some(t),
+        (None, Some(var)) => {
+            Some(env(&var).ok_or_else(|| invalid(format!("web.token_env: environment variable {var} is not set")))?)
+        }
+        (None, None) if w.users.is_some() => None,
+        (None, None) => Some(env("TINES_AUDIT_WEB_TOKEN").ok_or_else(|| {
+            invalid("web: a token is required (web.token = \"${VAR}\", web.token_env, TINES_AUDIT_WEB_TOKEN, or [[web.users]]); the console never runs open")
+        })?),
     };
-    if token.trim().len() < 16 {
-        return Err(invalid("web: the token must be at least 16 characters"));
+    if let Some(token) = single {
+        users.push(("web".to_string(), "admin".to_string(), Role::Analyst, token));
+    }
+    for (i, u) in w.users.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("web.users[{i}]");
+        let name = u.name.trim().to_string();
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+            return Err(invalid(format!("{at}: name must be 1 to 64 printable characters")));
+        }
+        let role = match u.role.as_deref().unwrap_or("viewer") {
+            "viewer" => Role::Viewer,
+            "analyst" => Role::Analyst,
+            other => return Err(invalid(format!("{at} ({name}): role {other:?} is not viewer or analyst"))),
+        };
+        let token = match (u.token, u.token_env, u.token_file) {
+            (Some(t), None, None) => t,
+            (None, Some(var), None) => env(&var)
+                .ok_or_else(|| invalid(format!("{at} ({name}): environment variable {var} (token_env) is not set")))?,
+            (None, None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| invalid(format!("{at} ({name}): cannot read token_file {}: {e}", path.display())))?,
+            _ => return Err(invalid(format!("{at} ({name}): give exactly one of token, token_env, token_file"))),
+        };
+        users.push((at, name, role, token));
+    }
+    let mut built: Vec<WebUser> = Vec::with_capacity(users.len());
+    for (at, name, role, token) in users {
+        let token = token.trim();
+        crate::secret::register(token);
+        if token.len() < 16 {
+            return Err(invalid(format!("{at}: the token must be at least 16 characters")));
+        }
+        if built.iter().any(|u| u.name == name) {
+            return Err(invalid(format!("{at}: a second user named {name:?}; names identify who triaged what")));
+        }
+        if built.iter().any(|u| u.token.expose() == token) {
+            return Err(invalid(format!("{at} ({name}): the same token as user {:?}; each user needs their own", {
+                built.iter().find(|u| u.token.expose() == token).map_or("", |u| u.name.as_str())
+            })));
+        }
+        built.push(WebUser { name, role, token: Secret::new(token) });
     }
     if !bind.ip().is_loopback() {
         tracing::warn!(%bind, "the console listens beyond this machine; put it behind TLS (a reverse proxy) and a firewall");
@@ -651,7 +708,7 @@ pub fn build_web(w: RawWeb, env: &dyn Fn(&str) -> Option<String>) -> Result<crat
         }
         allowed_hosts.push(name);
     }
-    Ok(crate::web::WebSettings { bind, token: Secret::new(token.trim()), allowed_hosts })
+    Ok(crate::web::WebSettings { bind, users: built, allowed_hosts })
 }
 
 /// Validates one tenant (config file or flags).
@@ -722,6 +779,53 @@ mod tests {
             "ACME_KEY" => Some("secret-acme".into()),
             _ => None,
         }
+    }
+
+    fn web(text: &str) -> Result<crate::web::WebSettings, ConfigError> {
+        let raw: RawWeb = toml::from_str(text).unwrap();
+        let env = |k: &str| match k {
+            "ALICE" => Some("alice-token-0123456789".to_string()),
+            "SHORT" => Some("short".to_string()),
+            _ => None,
+        };
+        build_web(raw, &env)
+    }
+
+    #[test]
+    fn web_users_each_have_their_own_token_and_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bob.token");
+        std::fs::write(&file, "bob-token-0123456789ab\n").unwrap();
+        let w = web(&format!(
+            "token = \"single-token-0123456789\"\n[[users]]\nname = \"alice\"\nrole = \"analyst\"\ntoken_env = \"ALICE\"\n\
+             [[users]]\nname = \"bob\"\ntoken_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let who: Vec<(&str, crate::web::auth::Role)> = w.users.iter().map(|u| (u.name.as_str(), u.role)).collect();
+        use crate::web::auth::Role::*;
+        assert_eq!(who, vec![("admin", Analyst), ("alice", Analyst), ("bob", Viewer)], "the single token is one user");
+        assert_eq!(w.users[2].token.expose(), "bob-token-0123456789ab", "read from the file, trimmed");
+        // Users alone need no single token.
+        assert_eq!(web("[[users]]\nname = \"alice\"\ntoken_env = \"ALICE\"\n").unwrap().users.len(), 1);
+        let refused = |text: &str, says: &str| {
+            let e = web(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(!e.contains("alice-token"), "no token in the error: {e}");
+        };
+        refused("[[users]]\nname = \"a\"\nrole = \"root\"\ntoken_env = \"ALICE\"\n", "is not viewer or analyst");
+        refused("[[users]]\nname = \"a\"\ntoken_env = \"SHORT\"\n", "at least 16 characters");
+        refused("[[users]]\nname = \"a\"\ntoken_env = \"NOPE\"\n", "NOPE (token_env) is not set");
+        refused("[[users]]\nname = \"a\"\n", "exactly one of token, token_env, token_file");
+        refused(
+            "[[users]]\nname = \"a\"\ntoken_env = \"ALICE\"\n[[users]]\nname = \"b\"\ntoken_env = \"ALICE\"\n",
+            "the same token as user \"a\"",
+        );
+        refused(
+            "[[users]]\nname = \"a\"\ntoken_env = \"ALICE\"\n[[users]]\nname = \"a\"\ntoken = \"other-token-0123456789\"\n",
+            "a second user named",
+        );
+        refused("allowed_hosts = [\"https://x.example\"]\ntoken_env = \"ALICE\"\n", "not a host name");
     }
 
     #[test]

@@ -149,7 +149,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let token = fresh_token();
     let web = crate::web::WebSettings {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.web_port)),
-        token: Secret::new(token.clone()),
+        users: vec![crate::web::auth::WebUser {
+            name: "admin".into(),
+            role: crate::web::auth::Role::Analyst,
+            token: Secret::new(token.clone()),
+        }],
         allowed_hosts: Vec::new(),
     };
     let settings = Arc::new(demo_settings(&mock.base_url(), data_dir.clone(), web)?);

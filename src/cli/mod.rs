@@ -661,7 +661,7 @@ pub async fn start_web(
         .with_context(|| format!("cannot listen on {} (web.bind): is another process using it?", w.bind))?;
     let state = crate::web::AppState {
         journal: journal.clone(),
-        auth: Arc::new(crate::web::auth::Auth::new(w.token.clone()).with_allowed_hosts(w.allowed_hosts.clone())),
+        auth: Arc::new(crate::web::auth::Auth::with_users(w.users.clone()).with_allowed_hosts(w.allowed_hosts.clone())),
         tenants: settings.tenants.iter().map(|t| t.name.clone()).collect(),
         sinks: settings.sinks.iter().map(|s| s.name()).collect(),
         readiness: settings.readiness.clone(),

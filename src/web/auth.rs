@@ -24,13 +24,37 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// cannot grow the table without bound (the oldest entry goes).
 const MAX_TRACKED: usize = 10_000;
 
+/// What a user may do: read everything, or also triage alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Analyst,
+}
+
+/// A person or script allowed in, by name (kept with every change they make).
+#[derive(Debug, Clone)]
+pub struct WebUser {
+    pub name: String,
+    pub role: Role,
+    pub token: Secret,
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+}
+
 struct Session {
     expires: Instant,
     csrf: String,
+    user: usize,
 }
 
 pub struct Auth {
-    token: Secret,
+    users: Vec<WebUser>,
     sessions: Mutex<HashMap<String, Session>>,
     /// Host names (besides IP literals and `localhost`) the console answers to.
     allowed_hosts: Vec<String>,
@@ -60,9 +84,14 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Auth {
+    /// One user, `admin`, who may triage: the single token of `[web] token`.
     pub fn new(token: Secret) -> Self {
+        Self::with_users(vec![WebUser { name: "admin".into(), role: Role::Analyst, token }])
+    }
+
+    pub fn with_users(users: Vec<WebUser>) -> Self {
         Auth {
-            token,
+            users,
             sessions: Mutex::new(HashMap::new()),
             allowed_hosts: Vec::new(),
             failures: Mutex::new(HashMap::new()),
@@ -75,18 +104,52 @@ impl Auth {
         self
     }
 
-    pub fn token_matches(&self, given: &str) -> bool {
-        constant_time_eq(given.as_bytes(), self.token.expose().as_bytes())
+    /// The user whose token this is. Every token is compared in full, so the time
+    /// taken says nothing about which matched or how much.
+    fn user_of(&self, given: &str) -> Option<usize> {
+        let mut found = None;
+        for (i, u) in self.users.iter().enumerate() {
+            if constant_time_eq(given.as_bytes(), u.token.expose().as_bytes()) {
+                found = Some(i);
+            }
+        }
+        found
     }
 
-    /// A new session id after a successful login.
-    pub fn new_session(&self) -> String {
+    pub fn token_matches(&self, given: &str) -> bool {
+        self.user_of(given).is_some()
+    }
+
+    fn identity_of(&self, user: usize) -> Identity {
+        let u = &self.users[user];
+        Identity { name: u.name.clone(), role: u.role }
+    }
+
+    /// A new session for the user whose token was given, if any: (session id, who).
+    pub fn log_in(&self, token: &str) -> Option<(String, Identity)> {
+        let user = self.user_of(token)?;
         let id = random_hex();
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         s.retain(|_, v| v.expires > now);
-        s.insert(id.clone(), Session { expires: now + SESSION_TTL, csrf: random_hex() });
-        id
+        s.insert(id.clone(), Session { expires: now + SESSION_TTL, csrf: random_hex(), user });
+        Some((id, self.identity_of(user)))
+    }
+
+    /// A new session id for the first user (tests).
+    pub fn new_session(&self) -> String {
+        let token = self.users[0].token.expose().to_string();
+        self.log_in(&token).expect("the first user's token").0
+    }
+
+    /// Who the request is from: its bearer token's user, or its live session's.
+    pub fn identity(&self, headers: &HeaderMap) -> Option<Identity> {
+        if let Some(t) = bearer(headers) {
+            return self.user_of(t).map(|u| self.identity_of(u));
+        }
+        let id = session_cookie(headers)?;
+        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(&id).filter(|v| v.expires > Instant::now()).map(|v| self.identity_of(v.user))
     }
 
     pub fn end_session(&self, headers: &HeaderMap) {
@@ -97,10 +160,7 @@ impl Auth {
 
     /// Whether the request carries the token or a live session.
     pub fn allows(&self, headers: &HeaderMap) -> bool {
-        if let Some(t) = bearer(headers) {
-            return self.token_matches(t);
-        }
-        self.csrf_token(headers).is_some()
+        self.identity(headers).is_some()
     }
 
     /// The CSRF token of the request's live session (what its forms must send back).
@@ -113,14 +173,17 @@ impl Auth {
     /// Whether a state-changing request may go ahead: the bearer token, or a live
     /// session whose CSRF token came with the request (a form field or `X-CSRF-Token`).
     pub fn may_change(&self, headers: &HeaderMap, form_csrf: Option<&str>) -> bool {
-        if let Some(t) = bearer(headers) {
-            return self.token_matches(t);
+        self.changer(headers, form_csrf).is_some()
+    }
+
+    /// Who makes a state-changing request, if it may go ahead (see [`Auth::may_change`]).
+    pub fn changer(&self, headers: &HeaderMap, form_csrf: Option<&str>) -> Option<Identity> {
+        if bearer(headers).is_some() {
+            return self.identity(headers);
         }
-        let given = form_csrf.or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
-        match (self.csrf_token(headers), given) {
-            (Some(want), Some(given)) => constant_time_eq(given.as_bytes(), want.as_bytes()),
-            _ => false,
-        }
+        let given = form_csrf.or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))?;
+        let want = self.csrf_token(headers)?;
+        constant_time_eq(given.as_bytes(), want.as_bytes()).then(|| self.identity(headers)).flatten()
     }
 
     /// Whether the request's `Host` names this service: an IP literal or `localhost`
@@ -212,6 +275,29 @@ mod tests {
         a.end_session(&c);
         assert!(!a.allows(&c));
         assert!(session_cookie_header(&id).contains("HttpOnly; Secure; SameSite=Strict"));
+    }
+
+    #[test]
+    fn each_user_is_known_by_their_own_token_and_keeps_their_role() {
+        let user = |name: &str, role, token: &str| WebUser { name: name.into(), role, token: Secret::new(token) };
+        let a = Auth::with_users(vec![
+            user("alice", Role::Analyst, "alice-token-0123456789"),
+            user("bob", Role::Viewer, "bob-token-0123456789ab"),
+        ]);
+        let bearer_of = |t: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+            a.identity(&h)
+        };
+        assert_eq!(bearer_of("alice-token-0123456789"), Some(Identity { name: "alice".into(), role: Role::Analyst }));
+        assert_eq!(bearer_of("bob-token-0123456789ab"), Some(Identity { name: "bob".into(), role: Role::Viewer }));
+        assert_eq!(bearer_of("carol-token-0123456789"), None);
+        let (id, who) = a.log_in("bob-token-0123456789ab").unwrap();
+        assert_eq!(who.name, "bob");
+        let mut c = HeaderMap::new();
+        c.insert(COOKIE, format!("{COOKIE_NAME}={id}").parse().unwrap());
+        assert_eq!(a.identity(&c).map(|i| i.name), Some("bob".into()), "the session is bob's");
+        assert!(a.log_in("nobody-0123456789abcdef").is_none());
     }
 
     #[test]

@@ -22,14 +22,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::journal::Journal;
-use crate::secret::Secret;
 use crate::timeutil::now_secs;
 
 /// `[web]` settings, validated.
 #[derive(Debug, Clone)]
 pub struct WebSettings {
     pub bind: SocketAddr,
-    pub token: Secret,
+    /// Who may log in, each with a token and a role (at least one).
+    pub users: Vec<auth::WebUser>,
     /// Host names the console answers to besides IP literals and `localhost`.
     pub allowed_hosts: Vec<String>,
 }
@@ -118,9 +118,8 @@ async fn guard(
     } else {
         let resp = next.run(req).await;
         let refused = resp.status() == StatusCode::UNAUTHORIZED;
-        if is_login && resp.status() == StatusCode::SEE_OTHER {
-            tracing::info!(%source, "console login succeeded");
-        } else if (is_login || has_bearer) && refused {
+        // A successful login is logged by the handler, which knows whose it was.
+        if (is_login || has_bearer) && refused {
             state.auth.record_failure(source);
             let how = if is_login { "console login failed" } else { "bearer token refused" };
             tracing::warn!(%source, "{how}");
@@ -268,12 +267,16 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    if !state.auth.token_matches(form.token.trim()) {
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let Some((id, who)) = state.auth.log_in(form.token.trim()) else {
         return (StatusCode::UNAUTHORIZED, login_html(r#"<p class="err">That token is not right.</p>"#))
             .into_response();
-    }
-    let id = state.auth.new_session();
+    };
+    tracing::info!(user = %who.name, source = %peer.ip(), "console login succeeded");
     (StatusCode::SEE_OTHER, [(SET_COOKIE, auth::session_cookie_header(&id)), (LOCATION, "/events".to_string())])
         .into_response()
 }
