@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use controls::{Control, SectionDef};
+pub(crate) use render::md_cell;
 pub use render::{csv, html, markdown};
 
 use super::filter::EventFilter;

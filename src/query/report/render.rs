@@ -273,7 +273,7 @@ pub fn html(r: &Report) -> String {
 /// (`<script>`) as entities; `|` (which would end a table cell), `\\` and the characters
 /// that start emphasis, code, links or headings backslash-escaped; line breaks as spaces
 /// and other control characters as visible escapes.
-fn md_cell(s: &str) -> String {
+pub(crate) fn md_cell(s: &str) -> String {
     let s = crate::query::search::printable(&s.replace(['\r', '\n'], " ")).into_owned();
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
