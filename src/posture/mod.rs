@@ -239,7 +239,7 @@ fn caveats(history_from: Option<i64>, filters: &[String], unresolved: usize) -> 
     }
     if unresolved > 0 {
         out.push(format!(
-            "{unresolved} record(s) changed the posture without naming what they changed (listed below); the entries they may have changed say so."
+            "{unresolved} record(s) changed the posture without naming what they changed (listed as records that did not say what they changed); the entries they may have changed carry a doubt naming them."
         ));
     }
     out
@@ -285,8 +285,11 @@ pub struct DriftArea {
     pub note: Option<String>,
     /// In the tenant, with no creation in the history.
     pub undocumented: Vec<DriftItem>,
-    /// In force by the history, not in the tenant.
+    /// In force by the history, not in the tenant, and no record explains it.
     pub missing: Vec<DriftItem>,
+    /// Not in the tenant, and a record that did not say which entry it removed explains it
+    /// (the doubt the history carried is settled): not drift.
+    pub explained: Vec<DriftItem>,
     /// In both, but the tenant's fields differ from the history's.
     pub differs: Vec<DriftItem>,
     /// In both, alike.
@@ -314,7 +317,16 @@ impl Drift {
 }
 
 fn area(kind: Kind, checked: bool, note: Option<String>) -> DriftArea {
-    DriftArea { kind, checked, note, undocumented: Vec::new(), missing: Vec::new(), differs: Vec::new(), matched: 0 }
+    DriftArea {
+        kind,
+        checked,
+        note,
+        undocumented: Vec::new(),
+        missing: Vec::new(),
+        explained: Vec::new(),
+        differs: Vec::new(),
+        matched: 0,
+    }
 }
 
 fn history_start(p: &Posture) -> String {
@@ -345,16 +357,27 @@ pub fn drift(p: &Posture, live: &Live) -> Drift {
     Drift { checked_at: live.fetched_at, areas }
 }
 
-/// Why an entry the history holds is not in the tenant.
-fn missing_detail(e: &Entry) -> String {
+/// Files an entry the history holds and the tenant lacks: explained by a record that did
+/// not say which entry it removed, or missing.
+fn absent(a: &mut DriftArea, e: &Entry) {
     let made = e.since.as_ref().map_or("its creation is not in the history".to_string(), |c| {
         format!("{} by {} at {} (event {})", c.operation, c.actor(), c.time, c.event_id)
     });
     match e.doubts.first() {
-        Some(d) => format!("not in the tenant; it {d}: the history could not tell ({made})"),
-        None => format!(
-            "in force by the history ({made}) but not in the tenant: removed without an audit record, or by one not collected"
-        ),
+        Some(d) => a.explained.push(DriftItem {
+            kind: e.kind,
+            id: e.id.clone(),
+            live_id: None,
+            detail: format!("not in the tenant: it {d}, as the history allowed ({made})"),
+        }),
+        None => a.missing.push(DriftItem {
+            kind: e.kind,
+            id: e.id.clone(),
+            live_id: None,
+            detail: format!(
+                "in force by the history ({made}) but not in the tenant: removed without an audit record, or by one not collected"
+            ),
+        }),
     }
 }
 
@@ -415,7 +438,7 @@ fn rules_drift(p: &Posture, kind: Kind, live: &[LiveRule]) -> DriftArea {
     }
     for (i, e) in entries.iter().enumerate() {
         if !seen[i] {
-            a.missing.push(DriftItem { kind, id: e.id.clone(), live_id: None, detail: missing_detail(e) });
+            absent(&mut a, e);
         }
     }
     a
@@ -461,7 +484,7 @@ fn owners_drift(p: &Posture, live: &[LiveUser]) -> DriftArea {
         // The tenant-owner list settles only who is a tenant owner: an admin the records never
         // called tenant owner may rightly be absent from it.
         if e.fields.get("role").is_some_and(|r| r.contains("tenant owner")) {
-            a.missing.push(DriftItem { kind: Kind::Owner, id: e.id.clone(), live_id: None, detail: missing_detail(e) });
+            absent(&mut a, e);
         }
     }
     if entries.iter().any(|e| e.fields.get("role").is_some_and(|r| !r.contains("tenant owner"))) {

@@ -141,14 +141,20 @@ fn drift_table(d: &Drift) -> String {
         }
         let _ = writeln!(
             o,
-            "  {}: {} as in the history, {} undocumented, {} missing from the tenant, {} different",
+            "  {}: {} as in the history, {} undocumented, {} missing from the tenant, {} different, {} removed as the history allowed",
             a.kind.title(),
             a.matched,
             a.undocumented.len(),
             a.missing.len(),
-            a.differs.len()
+            a.differs.len(),
+            a.explained.len()
         );
-        for (label, items) in [("undocumented", &a.undocumented), ("missing", &a.missing), ("differs", &a.differs)] {
+        for (label, items) in [
+            ("undocumented", &a.undocumented),
+            ("missing", &a.missing),
+            ("differs", &a.differs),
+            ("removed", &a.explained),
+        ] {
             for i in items {
                 let live = i.live_id.as_deref().map_or(String::new(), |l| format!(" (tenant id {l})"));
                 let _ = writeln!(o, "    {label:<12} {}{}: {}", p(&i.id), p(&live), p(&i.detail));
@@ -244,14 +250,20 @@ pub fn drift_markdown(d: &Drift) -> String {
         }
         let _ = writeln!(
             o,
-            "- {}: {} as in the history, {} undocumented, {} missing from the tenant, {} different",
+            "- {}: {} as in the history, {} undocumented, {} missing from the tenant, {} different, {} removed as the history allowed",
             a.kind.title(),
             a.matched,
             a.undocumented.len(),
             a.missing.len(),
-            a.differs.len()
+            a.differs.len(),
+            a.explained.len()
         );
-        for (label, items) in [("undocumented", &a.undocumented), ("missing", &a.missing), ("differs", &a.differs)] {
+        for (label, items) in [
+            ("undocumented", &a.undocumented),
+            ("missing", &a.missing),
+            ("differs", &a.differs),
+            ("removed", &a.explained),
+        ] {
             for i in items {
                 let _ = writeln!(o, "  - {label}: {}: {}", md_cell(&i.id), md_cell(&i.detail));
             }

@@ -702,10 +702,11 @@ impl Builder {
         let keep = self.keep_history;
         let s = self.settings.entry(key.clone()).or_default();
         s.label = label;
-        s.value = shown;
-        if s.track.since.is_none() {
+        // In force since the change that set the value it has now.
+        if s.track.since.is_none() || s.value != shown {
             s.track.since = Some(c.clone());
         }
+        s.value = shown;
         s.track.touch(&c, keep);
         self.period(Kind::Setting, &key, &c);
     }
