@@ -145,7 +145,9 @@ async fn tenant_of(journal: &Journal, asked: Option<&str>) -> anyhow::Result<Str
     match tenants.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(invalid("the journal holds no tenant yet: collect one first (`tines-audit collect`)")),
-        many => Err(invalid(format!("the journal holds several tenants ({}): pick one with --tenant", many.join(", ")))),
+        many => {
+            Err(invalid(format!("the journal holds several tenants ({}): pick one with --tenant", many.join(", "))))
+        }
     }
 }
 
@@ -205,9 +207,12 @@ fn live_client(a: &ShowArgs, tenant: &str) -> anyhow::Result<crate::source::tine
             "--live needs {tenant}'s address and API key: give --config with the tenant, or --tenant DOMAIN with $TINES_API_KEY"
         ))
     })?;
-    let t = settings.tenants.iter().find(|t| t.name == tenant).or(settings.tenants.first()).ok_or_else(|| {
-        invalid(format!("--live: no tenant {tenant} in the configuration"))
-    })?;
+    let t = settings
+        .tenants
+        .iter()
+        .find(|t| t.name == tenant)
+        .or(settings.tenants.first())
+        .ok_or_else(|| invalid(format!("--live: no tenant {tenant} in the configuration")))?;
     Ok(crate::service::Tenant::new(t.clone(), &settings)?.client)
 }
 
@@ -249,7 +254,11 @@ async fn annotate(a: AnnotateArgs) -> anyhow::Result<ExitCode> {
         stored.requested_by,
         format_rfc3339(stored.noted_at),
         stored.seq,
-        if earlier > 0 { format!("; supersedes {earlier} earlier note(s), which stay in the history") } else { String::new() }
+        if earlier > 0 {
+            format!("; supersedes {earlier} earlier note(s), which stay in the history")
+        } else {
+            String::new()
+        }
     );
     if entry.is_none() {
         eprintln!(

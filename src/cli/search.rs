@@ -337,9 +337,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let (framework, tenants) = (args.framework, args.tenants.clone());
     let live = live_posture(&args, &tenants).await?;
     let report = journal
-        .call(move |j| {
-            Ok(query::report::build_with_live(j, framework, from, to, &tenants, geo.as_ref(), &keys, &live))
-        })
+        .call(move |j| Ok(query::report::build_with_live(j, framework, from, to, &tenants, geo.as_ref(), &keys, &live)))
         .await?
         .map_err(|e| match e {
             query::SearchError::Journal(j) => anyhow::Error::new(j),

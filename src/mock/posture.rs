@@ -26,21 +26,47 @@ const POSTURE_TAG: u64 = 0x504F_5354_5552_4501;
 /// record of it is appended, and the tenant's state follows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PostureChange {
-    IpRuleCreated { ip: String, description: String },
+    IpRuleCreated {
+        ip: String,
+        description: String,
+    },
     /// The rule now at `ip` gets a new description.
-    IpRuleChanged { ip: String, description: String },
-    IpRuleDeleted { ip: String },
-    EgressRuleCreated { host: String, description: String, action_types: Vec<String> },
-    EgressRuleDeleted { host: String },
+    IpRuleChanged {
+        ip: String,
+        description: String,
+    },
+    IpRuleDeleted {
+        ip: String,
+    },
+    EgressRuleCreated {
+        host: String,
+        description: String,
+        action_types: Vec<String>,
+    },
+    EgressRuleDeleted {
+        host: String,
+    },
     /// The tenant's `user`-th user made tenant owner and admin.
-    OwnerGranted { user: usize },
+    OwnerGranted {
+        user: usize,
+    },
     /// The tenant's `user`-th user made neither.
-    OwnerRevoked { user: usize },
-    ApiKeyCreated { name: String, service: bool },
+    OwnerRevoked {
+        user: usize,
+    },
+    ApiKeyCreated {
+        name: String,
+        service: bool,
+    },
     /// A key deleted by its id (all the record carries).
-    ApiKeyDeleted { key_id: u64 },
+    ApiKeyDeleted {
+        key_id: u64,
+    },
     /// Any other operation, with these `inputs`.
-    Record { operation: String, inputs: Value },
+    Record {
+        operation: String,
+        inputs: Value,
+    },
 }
 
 impl PostureChange {
@@ -117,7 +143,11 @@ impl Model {
     pub(crate) fn build(g: &Generator, t: &Tables, events: &mut [Event]) -> Model {
         let mut m = Model { next_rule_id: 100 + g.seed % 900, ..Model::default() };
         m.families = [
-            family(t, ["IPAccessControlRuleCreation", "IPAccessControlRuleChange", "IPAccessControlRuleDeletion"], false),
+            family(
+                t,
+                ["IPAccessControlRuleCreation", "IPAccessControlRuleChange", "IPAccessControlRuleDeletion"],
+                false,
+            ),
             family(
                 t,
                 ["ActionEgressControlRuleCreation", "ActionEgressControlRuleChange", "ActionEgressControlRuleDeletion"],
@@ -228,7 +258,15 @@ impl Model {
             (true, true) => vec!["http-request".to_string(), "send-email".to_string()],
             (true, false) => vec!["http-request".to_string()],
         };
-        Rule { egress, address, fqdn, description: pick_description(egress, r), action_types, created_at: at, updated_at: at }
+        Rule {
+            egress,
+            address,
+            fqdn,
+            description: pick_description(egress, r),
+            action_types,
+            created_at: at,
+            updated_at: at,
+        }
     }
 
     /// A scripted change: its record's inputs, and the state after it. `None` when it names
@@ -367,7 +405,11 @@ impl Model {
             .iter()
             .enumerate()
             .filter_map(|(i, u)| {
-                let (owner, admin) = if Some(i) == undocumented { (true, true) } else { self.rights.get(&i).copied().unwrap_or((false, false)) };
+                let (owner, admin) = if Some(i) == undocumented {
+                    (true, true)
+                } else {
+                    self.rights.get(&i).copied().unwrap_or((false, false))
+                };
                 if owners_only && !owner {
                     return None;
                 }
@@ -392,7 +434,8 @@ impl Model {
 
 fn pick_description(egress: bool, r: &mut SplitMix64) -> String {
     if egress {
-        ["CRM sync", "Alerts to Slack", "Ticketing", "Threat intel lookups", "Paging", "Mail relay"][r.index(6)].to_string()
+        ["CRM sync", "Alerts to Slack", "Ticketing", "Threat intel lookups", "Paging", "Mail relay"][r.index(6)]
+            .to_string()
     } else {
         IP_DESCRIPTIONS[r.index(IP_DESCRIPTIONS.len())].to_string()
     }
@@ -421,7 +464,8 @@ fn change_inputs(id: u64, r: &Rule) -> Value {
 /// and deletion meets a rule in force, where the counts allow: the same operations, at the
 /// same events' times, in a seeded order.
 fn reorder(events: &mut [Event], f: Family, seed: u64) {
-    let at: Vec<usize> = (0..events.len()).filter(|&i| [f.create, f.change, f.delete].contains(&events[i].op)).collect();
+    let at: Vec<usize> =
+        (0..events.len()).filter(|&i| [f.create, f.change, f.delete].contains(&events[i].op)).collect();
     let count = |op| at.iter().filter(|&&i| events[i].op == op).count();
     let (mut creates, mut changes, mut deletes) = (count(f.create), count(f.change), count(f.delete));
     let mut r = SplitMix64::new(mix(seed ^ POSTURE_TAG, u64::from(f.create)));
@@ -488,8 +532,7 @@ mod tests {
             assert_eq!(before, after, "the same operations, only reordered");
             for f in &m.families {
                 let mut alive = 0i64;
-                let (mut creates_left, mut prehistory_deletes) =
-                    (h.iter().filter(|e| e.op == f.create).count(), 0);
+                let (mut creates_left, mut prehistory_deletes) = (h.iter().filter(|e| e.op == f.create).count(), 0);
                 for e in h.iter().filter(|e| [f.create, f.change, f.delete].contains(&e.op)) {
                     match e.op {
                         o if o == f.create => {
@@ -505,7 +548,10 @@ mod tests {
                     }
                 }
                 let held = if f.egress { m.egress_rules.len() } else { m.ip_rules.len() };
-                assert_eq!(held as i64, alive, "seed {seed}: the tenant holds what the records leave ({prehistory_deletes} older)");
+                assert_eq!(
+                    held as i64, alive,
+                    "seed {seed}: the tenant holds what the records leave ({prehistory_deletes} older)"
+                );
             }
         }
     }
@@ -519,7 +565,9 @@ mod tests {
             m.script(&g, &PostureChange::IpRuleCreated { ip: ip.into(), description: d.into() }, 10).unwrap();
         }
         m.script(&g, &PostureChange::OwnerGranted { user: 2 }, 11).unwrap();
-        let ips = |m: &Model| m.rule_list(false, 20).iter().map(|r| r["ip"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let ips = |m: &Model| {
+            m.rule_list(false, 20).iter().map(|r| r["ip"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
         assert_eq!(ips(&m), vec!["203.0.113.0/24", "198.51.100.0/24"]);
         assert_eq!(m.user_list(&g, true, 20).len(), 1);
         m.drift = true;

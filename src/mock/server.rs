@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::generate::Odd;
-use super::posture::{Model, PostureChange};
 use super::generate::{Event, FIRST_ID, Generator, LIVE_TAG, OpSchedule};
+use super::posture::{Model, PostureChange};
 use super::render::{PageMeta, Tables, push_u64, render_page};
 use super::reset::{ResetListener, ResetSwitch};
 use super::rng::{SplitMix64, mix};
@@ -170,7 +170,8 @@ impl Shared {
         let id = store.last_id() + 1;
         let created_at = self.now();
         let ip = ip.unwrap_or(u.ips[0]);
-        let ev = Event { created_at, id, ip, op, user: user as u8, agent: u.agent, outputs: false, script, odd: Odd::None };
+        let ev =
+            Event { created_at, id, ip, op, user: user as u8, agent: u.agent, outputs: false, script, odd: Odd::None };
         {
             let mut model = write(&self.posture);
             before(&mut model, &ev);
@@ -532,7 +533,10 @@ fn admin_page(base: &str, path: &str, key: &str, items: Vec<serde_json::Value>, 
 /// `GET /api/v1/admin/users`, `.../ip_access_control_rules`, `.../action_egress_control_rules`.
 fn admin(sh: &Shared, parts: &Parts) -> Response {
     let Some(key) = api_key(&parts.headers) else {
-        return json_error(StatusCode::UNAUTHORIZED, "Missing API key: send Authorization: Bearer <key> or X-User-Token");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "Missing API key: send Authorization: Bearer <key> or X-User-Token",
+        );
     };
     if !sh.keys.contains_key(key) {
         return json_error(StatusCode::UNAUTHORIZED, "Invalid API key");
@@ -544,19 +548,26 @@ fn admin(sh: &Shared, parts: &Parts) -> Response {
     let limiter = if path == ADMIN_USERS { &sh.users_limiter } else { &sh.admin_limiter };
     if let Err(secs) = lock(limiter).check(key, Instant::now()) {
         bump(&sh.stats.rate_limited);
-        return with_retry_after(json_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded for this API key"), secs);
+        return with_retry_after(
+            json_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded for this API key"),
+            secs,
+        );
     }
     let query = parts.uri.query().unwrap_or("");
     let now = sh.now();
     let model = read(&sh.posture);
     let (list_key, items) = match path {
         ADMIN_USERS => {
-            let filter = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "filter").map(|(_, v)| v.into_owned());
+            let filter =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "filter").map(|(_, v)| v.into_owned());
             let owners_only = match filter.as_deref() {
                 None | Some("") => false,
                 Some("TENANT_OWNER") => true,
                 Some(other) => {
-                    return json_error(StatusCode::BAD_REQUEST, &format!("Invalid filter {other:?}: expected TENANT_OWNER"));
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Invalid filter {other:?}: expected TENANT_OWNER"),
+                    );
                 }
             };
             ("admin/users", model.user_list(&sh.generator, owners_only, now))
@@ -814,7 +825,8 @@ impl MockServer {
             next_page_string_null: false,
             omit_next_page_number: false,
         };
-        let body = render_page(&events, &self.shared.generator, &self.shared.tables, &meta, &read(&self.shared.posture));
+        let body =
+            render_page(&events, &self.shared.generator, &self.shared.tables, &meta, &read(&self.shared.posture));
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         v["audit_logs"].as_array().cloned().unwrap_or_default()
     }

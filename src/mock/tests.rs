@@ -611,9 +611,12 @@ async fn live_of(s: &MockServer) -> crate::posture::Live {
     crate::posture::Live {
         fetched_at: 0,
         owners: Got(owners),
-        ip_rules: Got(rules(pull_admin(s, "/api/v1/admin/ip_access_control_rules", "admin/ip_access_control_rules", "", 2).await)),
+        ip_rules: Got(rules(
+            pull_admin(s, "/api/v1/admin/ip_access_control_rules", "admin/ip_access_control_rules", "", 2).await,
+        )),
         egress_rules: Got(rules(
-            pull_admin(s, "/api/v1/admin/action_egress_control_rules", "admin/action_egress_control_rules", "", 2).await,
+            pull_admin(s, "/api/v1/admin/action_egress_control_rules", "admin/action_egress_control_rules", "", 2)
+                .await,
         )),
     }
 }
@@ -644,15 +647,22 @@ async fn posture_drift_adds_what_no_record_made_and_drops_what_no_record_removed
         s.push_posture(0, IpRuleCreated { ip: ip.into(), description: d.into() }).unwrap();
     }
     let types = vec!["http-request".to_string()];
-    s.push_posture(0, EgressRuleCreated { host: "hooks.slack.com".into(), description: "alerts".into(), action_types: types })
-        .unwrap();
+    s.push_posture(
+        0,
+        EgressRuleCreated { host: "hooks.slack.com".into(), description: "alerts".into(), action_types: types },
+    )
+    .unwrap();
     assert!(s.push_posture(0, IpRuleDeleted { ip: "10.9.9.0/24".into() }).is_none(), "no such rule: no record");
     let rules = pull_admin(&s, "/api/v1/admin/ip_access_control_rules", "admin/ip_access_control_rules", "", 20).await;
-    assert_eq!(rules.iter().map(|r| r["ip"].as_str().unwrap()).collect::<Vec<_>>(), ["203.0.113.0/24", "198.51.100.0/24"]);
+    assert_eq!(
+        rules.iter().map(|r| r["ip"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["203.0.113.0/24", "198.51.100.0/24"]
+    );
     for field in ["id", "ip", "description", "created_at", "updated_at"] {
         assert!(rules[0].get(field).is_some(), "{field}: {}", rules[0]);
     }
-    let egress = pull_admin(&s, "/api/v1/admin/action_egress_control_rules", "admin/action_egress_control_rules", "", 20).await;
+    let egress =
+        pull_admin(&s, "/api/v1/admin/action_egress_control_rules", "admin/action_egress_control_rules", "", 20).await;
     assert_eq!((egress[0]["fqdn"].as_str(), egress[0]["ip"].is_null()), (Some("hooks.slack.com"), true));
     assert_eq!(egress[0]["allowed_action_types"], serde_json::json!(["http-request"]));
 

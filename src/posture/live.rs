@@ -117,13 +117,7 @@ fn rule(v: &Value, address: &[&str]) -> Option<LiveRule> {
 }
 
 /// Every item of a paged list: pages until one comes back short or `meta` names no next page.
-async fn list(
-    client: &TinesClient,
-    path: &str,
-    key: &str,
-    extra: &[(&str, &str)],
-    what: &str,
-) -> Fetched<Vec<Value>> {
+async fn list(client: &TinesClient, path: &str, key: &str, extra: &[(&str, &str)], what: &str) -> Fetched<Vec<Value>> {
     let mut items = Vec::new();
     for page in 1..=MAX_PAGES {
         let mut q: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
@@ -163,7 +157,8 @@ fn not_checked(e: &FetchError, path: &str, what: &str) -> String {
             "not checked: the API key may not read {what} (403 on GET /{path}); a tenant owner's key (or a user with tenant admin rights) can"
         ),
         FetchError::NotFound { .. } if path.contains("ip_access_control") => {
-            "not checked: this tenant has no IP access control API (404); it exists only on dedicated cloud tenants".into()
+            "not checked: this tenant has no IP access control API (404); it exists only on dedicated cloud tenants"
+                .into()
         }
         FetchError::NotFound { .. } => format!("not checked: GET /{path} is not on this tenant (404)"),
         other => format!("not checked: reading {what} failed: {}", crate::secret::redact(&other.to_string())),
@@ -187,9 +182,12 @@ mod tests {
         let r = rule(&json!({"id": 8, "fqdn": null, "ip": "198.51.100.1"}), &["fqdn", "ip"]).unwrap();
         assert_eq!(r.address, "198.51.100.1");
         assert!(rule(&json!({"id": 9}), &["ip"]).is_none(), "a rule with no address is not a rule");
-        let u = user(&json!({"id": 5, "email": "a@b.c", "admin": true, "tenant_permissions": ["AUDIT_LOG_READ"]}))
-            .unwrap();
-        assert_eq!(u, LiveUser { id: 5, email: "a@b.c".into(), admin: true, permissions: vec!["AUDIT_LOG_READ".into()] });
+        let u =
+            user(&json!({"id": 5, "email": "a@b.c", "admin": true, "tenant_permissions": ["AUDIT_LOG_READ"]})).unwrap();
+        assert_eq!(
+            u,
+            LiveUser { id: 5, email: "a@b.c".into(), admin: true, permissions: vec!["AUDIT_LOG_READ".into()] }
+        );
     }
 
     #[test]

@@ -118,7 +118,9 @@ pub enum Effect {
         how: &'static str,
     },
     /// A user deleted: whatever rights they held are gone.
-    UserRemoved { user: UserRef },
+    UserRemoved {
+        user: UserRef,
+    },
     /// An IP access control rule or an egress allowlist entry.
     Rule {
         kind: Kind,
@@ -175,7 +177,9 @@ fn find<'a>(rec: &'a Value, names: &[&str]) -> Option<&'a Value> {
 /// An id may also come back in `outputs` (seen as `{}`; never seen with an id, but a
 /// creation that did say its id would be used).
 fn find_id(rec: &Value, names: &[&str]) -> Option<String> {
-    find(rec, names).or_else(|| names.iter().find_map(|n| rec["outputs"].get(n).filter(|v| !v.is_null()))).and_then(text)
+    find(rec, names)
+        .or_else(|| names.iter().find_map(|n| rec["outputs"].get(n).filter(|v| !v.is_null())))
+        .and_then(text)
 }
 
 /// A scalar as text (numbers as written); empty and `REDACTED` are nothing.
@@ -246,7 +250,8 @@ fn edited(rec: &Value) -> Effect {
 
 /// SCIM sends the user's `userName` (an e-mail address in practice) rather than `email`.
 fn scim_user(rec: &Value) -> UserRef {
-    let email = email(rec).or_else(|| text_of(rec, &["userName"]).filter(|e| e.contains('@')).map(|e| e.to_lowercase()));
+    let email =
+        email(rec).or_else(|| text_of(rec, &["userName"]).filter(|e| e.contains('@')).map(|e| e.to_lowercase()));
     UserRef { id: int(rec, USER_ID).or_else(|| int(rec, &["id"])), email }
 }
 
@@ -342,7 +347,12 @@ pub static TABLE: &[Mapping] = &[
     row!("UsersInvitation", Owner, "invites a user; with admin or tenant-owner set, grants those rights", invited),
     row!("UserReinvitation", Owner, "invites a user again; the rights it states are the user's", invited),
     row!("UserEdit", Owner, "sets a user's admin, tenant-owner and tenant-permission flags (the new values)", edited),
-    row!("SCIM/2.0/User/create", Owner, "provisions a user through SCIM; rights it states are granted", scim_provisioned),
+    row!(
+        "SCIM/2.0/User/create",
+        Owner,
+        "provisions a user through SCIM; rights it states are granted",
+        scim_provisioned
+    ),
     row!("SCIM/2.0/User/replace", Owner, "replaces a user through SCIM; rights it states are set", scim_provisioned),
     row!("SCIM/2.0/User/update", Owner, "updates a user through SCIM; rights it states are set", scim_provisioned),
     row!("SCIM/2.0/User/destroy", Owner, "deprovisions a user: their rights end", scim_destroyed),
@@ -448,9 +458,8 @@ pub static TABLE: &[Mapping] = &[
         carried(r)
     )),
     row!("TenantFeatureFlagToggle", Setting, "turns a feature flag on or off", |r| {
-        let key = text_of(r, &["flag", "featureFlag", "name"]).map_or("feature_flags".to_string(), |f| {
-            format!("feature_flag:{f}")
-        });
+        let key = text_of(r, &["flag", "featureFlag", "name"])
+            .map_or("feature_flags".to_string(), |f| format!("feature_flag:{f}"));
         setting(&key, "Feature flag", carried(r))
     }),
     row!("TenantAiEnabledToggle", Setting, "turns AI features on or off", |r| setting(
@@ -745,7 +754,8 @@ mod tests {
         assert_eq!(value("SsoConfigurationDefaultSet", json!(null)), ("sso".into(), stated("Tines-powered (default)")));
         assert_eq!(value("SsoConfigurationOidcSet", json!({})), ("sso".into(), stated("OIDC")));
         // Panther's test record: every field but the domain redacted.
-        let saml = json!({"domainId": 12, "fingerprint": "REDACTED", "idpCertificate": "REDACTED", "targetUrl": "REDACTED"});
+        let saml =
+            json!({"domainId": 12, "fingerprint": "REDACTED", "idpCertificate": "REDACTED", "targetUrl": "REDACTED"});
         assert_eq!(value("SsoConfigurationSamlSet", saml), ("sso".into(), stated("SAML")));
         let saml = json!({"inputs": {"targetUrl": "https://idp.example/sso"}});
         assert_eq!(value("SsoConfigurationSamlSet", saml).1, stated("SAML (https://idp.example/sso)"));

@@ -90,6 +90,8 @@ pub struct Entry {
     /// Records that may have removed or changed it without saying so (the newest few).
     pub doubts: Vec<String>,
     pub doubts_total: usize,
+    /// The events behind the doubts.
+    pub doubt_events: Vec<i64>,
     /// What the records did not say about it.
     pub unknown: Vec<String>,
     /// Every change, oldest first (only when asked for).
@@ -357,28 +359,93 @@ pub fn drift(p: &Posture, live: &Live) -> Drift {
     Drift { checked_at: live.fetched_at, areas }
 }
 
-/// Files an entry the history holds and the tenant lacks: explained by a record that did
-/// not say which entry it removed, or missing.
-fn absent(a: &mut DriftArea, e: &Entry) {
-    let made = e.since.as_ref().map_or("its creation is not in the history".to_string(), |c| {
-        format!("{} by {} at {} (event {})", c.operation, c.actor(), c.time, c.event_id)
-    });
-    match e.doubts.first() {
-        Some(d) => a.explained.push(DriftItem {
-            kind: e.kind,
-            id: e.id.clone(),
-            live_id: None,
-            detail: format!("not in the tenant: it {d}, as the history allowed ({made})"),
-        }),
-        None => a.missing.push(DriftItem {
-            kind: e.kind,
-            id: e.id.clone(),
-            live_id: None,
-            detail: format!(
-                "in force by the history ({made}) but not in the tenant: removed without an audit record, or by one not collected"
-            ),
-        }),
+/// Files the entries the history holds and the tenant lacks. A record that removed an
+/// entry without saying which accounts for one absence among the entries it may have
+/// removed: those are explained; an absence no such record is left to account for is
+/// missing (removed without an audit record, or by one not collected).
+fn absent(a: &mut DriftArea, gone: &[&Entry]) {
+    let made = |e: &Entry| {
+        e.since.as_ref().map_or("its creation is not in the history".to_string(), |c| {
+            format!("{} by {} at {} (event {})", c.operation, c.actor(), c.time, c.event_id)
+        })
+    };
+    let by_event = match_records(gone);
+    let mut used: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+    for (e, ev) in gone.iter().zip(&by_event) {
+        if let Some(ev) = ev {
+            used.insert(*ev, e.id.clone());
+        }
     }
+    for (e, ev) in gone.iter().zip(by_event) {
+        match ev {
+            Some(ev) => {
+                a.explained.push(DriftItem {
+                    kind: e.kind,
+                    id: e.id.clone(),
+                    live_id: None,
+                    detail: format!(
+                        "not in the tenant: removed, as the history allowed, by event {ev}, which did not say which ({})",
+                        made(e)
+                    ),
+                });
+            }
+            None => {
+                let taken: Vec<String> = e
+                    .doubt_events
+                    .iter()
+                    .filter_map(|ev| used.get(ev).map(|id| format!("event {ev} by {id}")))
+                    .collect();
+                let detail = if taken.is_empty() {
+                    format!(
+                        "in force by the history ({}) but not in the tenant: removed without an audit record, or by one not collected",
+                        made(e)
+                    )
+                } else {
+                    format!(
+                        "not in the tenant, and the records that may have removed it are accounted for ({}, also absent): one of them was removed without an audit record ({})",
+                        taken.join(", "),
+                        made(e)
+                    )
+                };
+                a.missing.push(DriftItem { kind: e.kind, id: e.id.clone(), live_id: None, detail });
+            }
+        }
+    }
+}
+
+/// Pairs absent entries with the records that may have removed them, each record with one
+/// entry, as many as can be (augmenting paths; the lists are short). Earlier entries win ties.
+fn match_records(gone: &[&Entry]) -> Vec<Option<i64>> {
+    fn assign(
+        i: usize,
+        gone: &[&Entry],
+        owner: &mut std::collections::HashMap<i64, usize>,
+        seen: &mut std::collections::HashSet<i64>,
+    ) -> bool {
+        for &ev in &gone[i].doubt_events {
+            if !seen.insert(ev) {
+                continue;
+            }
+            let free = match owner.get(&ev) {
+                None => true,
+                Some(&j) => assign(j, gone, owner, seen),
+            };
+            if free {
+                owner.insert(ev, i);
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner = std::collections::HashMap::new();
+    for i in 0..gone.len() {
+        assign(i, gone, &mut owner, &mut std::collections::HashSet::new());
+    }
+    let mut out = vec![None; gone.len()];
+    for (ev, i) in owner {
+        out[i] = Some(ev);
+    }
+    out
 }
 
 fn rules_drift(p: &Posture, kind: Kind, live: &[LiveRule]) -> DriftArea {
@@ -433,14 +500,16 @@ fn rules_drift(p: &Posture, kind: Kind, live: &[LiveRule]) -> DriftArea {
         if differs.is_empty() {
             a.matched += 1;
         } else {
-            a.differs.push(DriftItem { kind, id: e.id.clone(), live_id: Some(r.id.clone()), detail: differs.join("; ") });
+            a.differs.push(DriftItem {
+                kind,
+                id: e.id.clone(),
+                live_id: Some(r.id.clone()),
+                detail: differs.join("; "),
+            });
         }
     }
-    for (i, e) in entries.iter().enumerate() {
-        if !seen[i] {
-            absent(&mut a, e);
-        }
-    }
+    let gone: Vec<&Entry> = entries.iter().zip(&seen).filter(|(_, s)| !**s).map(|(e, _)| *e).collect();
+    absent(&mut a, &gone);
     a
 }
 
@@ -477,16 +546,15 @@ fn owners_drift(p: &Posture, live: &[LiveUser]) -> DriftArea {
             }),
         }
     }
-    for (i, e) in entries.iter().enumerate() {
-        if seen[i] {
-            continue;
-        }
-        // The tenant-owner list settles only who is a tenant owner: an admin the records never
-        // called tenant owner may rightly be absent from it.
-        if e.fields.get("role").is_some_and(|r| r.contains("tenant owner")) {
-            absent(&mut a, e);
-        }
-    }
+    // The tenant-owner list settles only who is a tenant owner: an admin the records never
+    // called tenant owner may rightly be absent from it.
+    let gone: Vec<&Entry> = entries
+        .iter()
+        .zip(&seen)
+        .filter(|(e, s)| !**s && e.fields.get("role").is_some_and(|r| r.contains("tenant owner")))
+        .map(|(e, _)| *e)
+        .collect();
+    absent(&mut a, &gone);
     if entries.iter().any(|e| e.fields.get("role").is_some_and(|r| !r.contains("tenant owner"))) {
         a.note = Some(
             "admins the records never call tenant owner are not checked: Tines documents the list as tenant owners only"

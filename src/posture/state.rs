@@ -25,6 +25,8 @@ struct Track {
     history: Vec<Change>,
     doubts: Vec<String>,
     doubts_total: usize,
+    /// The events behind the doubts (bounded like the unresolved records).
+    doubt_events: Vec<i64>,
     unknown: Vec<String>,
 }
 
@@ -36,7 +38,10 @@ impl Track {
         self.last = Some(c.clone());
     }
 
-    fn doubt(&mut self, why: String) {
+    fn doubt(&mut self, why: String, event: i64) {
+        if self.doubt_events.len() < MAX_LISTED {
+            self.doubt_events.push(event);
+        }
         self.doubts_total += 1;
         if self.doubts.len() < MAX_DOUBTS {
             self.doubts.push(why);
@@ -289,12 +294,16 @@ impl Builder {
         c.what = format!(
             "{how}: {}{}",
             said.join(", "),
-            perm_text.as_deref().map_or(String::new(), |p| format!("{}tenant permissions {p}", if said.is_empty() { "" } else { "; " }))
+            perm_text.as_deref().map_or(String::new(), |p| format!(
+                "{}tenant permissions {p}",
+                if said.is_empty() { "" } else { "; " }
+            ))
         );
         if owner.is_some() || admin.is_some() {
             if s.elevated() && !was_elevated {
                 s.rights.since = Some(c.clone());
                 s.rights.doubts.clear();
+                s.rights.doubt_events.clear();
                 s.rights.doubts_total = 0;
             }
             s.rights.touch(&c, keep);
@@ -348,7 +357,11 @@ impl Builder {
                         // Not someone the history shows holding rights: nothing in force changes.
                         return;
                     }
-                    self.unresolved(Kind::Owner, &c, format!("deleted {named}; no one the history shows holding rights could be them"));
+                    self.unresolved(
+                        Kind::Owner,
+                        &c,
+                        format!("deleted {named}; no one the history shows holding rights could be them"),
+                    );
                     return;
                 }
                 let names: Vec<String> = candidates.iter().map(|&i| self.users[i].name()).collect();
@@ -360,10 +373,10 @@ impl Builder {
                 for &i in &candidates {
                     let s = &mut self.users[i];
                     if s.elevated() {
-                        s.rights.doubt(doubt.clone());
+                        s.rights.doubt(doubt.clone(), c.event_id);
                     }
                     if s.has_permissions() {
-                        s.perms.doubt(doubt.clone());
+                        s.perms.doubt(doubt.clone(), c.event_id);
                     }
                 }
                 self.unresolved(Kind::Owner, &c, why);
@@ -428,7 +441,12 @@ impl Builder {
         match (action, target) {
             (RuleAction::Created, existing) => {
                 let i = existing.unwrap_or_else(|| {
-                    self.rules.push(RuleState { kind: Some(kind), alive: true, first_event: c.event_id, ..Default::default() });
+                    self.rules.push(RuleState {
+                        kind: Some(kind),
+                        alive: true,
+                        first_event: c.event_id,
+                        ..Default::default()
+                    });
                     self.rules.len() - 1
                 });
                 let r = &mut self.rules[i];
@@ -454,7 +472,8 @@ impl Builder {
             }
             (RuleAction::Changed, Some(i)) => {
                 let r = &mut self.rules[i];
-                c.what = format!("changed: {}", if said.is_empty() { "the record does not say what".into() } else { said });
+                c.what =
+                    format!("changed: {}", if said.is_empty() { "the record does not say what".into() } else { said });
                 if r.id.is_none() {
                     r.id = id;
                 }
@@ -533,9 +552,12 @@ impl Builder {
                     "deleted {noun} {named}, which no earlier record ties to an address: unknown which {noun}; it may be {}",
                     list_of(&names)
                 );
-                let doubt = format!("may have been deleted by event {} ({}), which does not say which {noun}", c.event_id, c.time);
+                let doubt = format!(
+                    "may have been deleted by event {} ({}), which does not say which {noun}",
+                    c.event_id, c.time
+                );
                 for &i in &candidates {
-                    self.rules[i].track.doubt(doubt.clone());
+                    self.rules[i].track.doubt(doubt.clone(), c.event_id);
                 }
                 self.unresolved(kind, &c, why);
             }
@@ -572,12 +594,21 @@ impl Builder {
             None => "key (type not in the record)",
         };
         c.what = format!("created {kind} {}", name.as_deref().map_or("(unnamed)".to_string(), |n| format!("{n:?}")));
-        let mut k =
-            KeyState { alive: true, id: id.clone(), name, service, team, created_event: c.event_id, ..Default::default() };
+        let mut k = KeyState {
+            alive: true,
+            id: id.clone(),
+            name,
+            service,
+            team,
+            created_event: c.event_id,
+            ..Default::default()
+        };
         k.track.since = Some(c.clone());
         k.track.touch(&c, self.keep_history);
         if k.id.is_none() {
-            k.track.know_unknown("its id (the creation record does not give it, so a deletion naming an id cannot be matched)");
+            k.track.know_unknown(
+                "its id (the creation record does not give it, so a deletion naming an id cannot be matched)",
+            );
         }
         self.keys.push(k);
         let i = self.keys.len() - 1;
@@ -654,9 +685,7 @@ impl Builder {
         let candidates: Vec<usize> = (0..self.keys.len())
             .filter(|&i| {
                 let k = &self.keys[i];
-                k.alive
-                    && (id.is_none() || k.id.is_none())
-                    && name.as_ref().is_none_or(|n| k.name.as_ref() == Some(n))
+                k.alive && (id.is_none() || k.id.is_none()) && name.as_ref().is_none_or(|n| k.name.as_ref() == Some(n))
             })
             .collect();
         let named = id.as_deref().map_or("(the record names none)".to_string(), |i| format!("id {i}"));
@@ -675,7 +704,7 @@ impl Builder {
         );
         let doubt = format!("may have been deleted by event {} ({}), which names only a key id", c.event_id, c.time);
         for &i in &candidates {
-            self.keys[i].track.doubt(doubt.clone());
+            self.keys[i].track.doubt(doubt.clone(), c.event_id);
         }
         self.unresolved(Kind::ApiKey, &c, why);
     }
@@ -716,7 +745,12 @@ impl Builder {
     /// The entries in force, by kind then id.
     pub(super) fn entries(self) -> Vec<Entry> {
         let mut out = Vec::new();
-        let finish = |kind: Kind, id: String, aliases: Vec<String>, title: String, fields: BTreeMap<String, String>, t: &Track| {
+        let finish = |kind: Kind,
+                      id: String,
+                      aliases: Vec<String>,
+                      title: String,
+                      fields: BTreeMap<String, String>,
+                      t: &Track| {
             Entry {
                 kind,
                 id,
@@ -727,6 +761,7 @@ impl Builder {
                 last: t.last.clone(),
                 doubts: t.doubts.clone(),
                 doubts_total: t.doubts_total,
+                doubt_events: t.doubt_events.clone(),
                 unknown: t.unknown.clone(),
                 history: t.history.clone(),
                 note: None,
@@ -760,7 +795,14 @@ impl Builder {
                 if u.how == "invited" {
                     f.insert("status".into(), "invited".into());
                 }
-                let mut t = finish(Kind::Owner, id.clone(), aliases.clone(), format!("{id} ({})", role.join(", ")), f, &u.rights);
+                let mut t = finish(
+                    Kind::Owner,
+                    id.clone(),
+                    aliases.clone(),
+                    format!("{id} ({})", role.join(", ")),
+                    f,
+                    &u.rights,
+                );
                 if u.email.is_none() {
                     t.unknown.push("their e-mail address (the records give only an id)".into());
                 }
@@ -805,7 +847,9 @@ impl Builder {
                 "type".into(),
                 match k.service {
                     Some(true) => "service".into(),
-                    Some(false) => "not a service key (personal, team or tenant owner: the record does not say which)".into(),
+                    Some(false) => {
+                        "not a service key (personal, team or tenant owner: the record does not say which)".into()
+                    }
                     None => "unknown".into(),
                 },
             );

@@ -42,21 +42,63 @@ fn journal_with(events: &[Ev]) -> crate::journal::testing::Fresh {
 fn scripted() -> Vec<Ev> {
     vec![
         (1, 10, "Login", ANN, json!(null)),
-        (2, 20, "UserEdit", ANN, json!({"inputs": {"userId": 5200, "email": "ava@acme.example", "admin": true, "isTenantOwner": true}})),
-        (3, 30, "IPAccessControlRuleCreation", ANN, json!({"inputs": {"ip": "203.0.113.0/24", "description": "office VPN"}})),
-        (4, 40, "IPAccessControlRuleCreation", BOB, json!({"inputs": {"ip": "198.51.100.0/24", "description": "DR site"}})),
-        (5, 50, "IPAccessControlRuleChange", BOB, json!({"inputs": {"id": 11, "ip": "198.51.100.0/24", "description": "DR site (new)"}})),
+        (
+            2,
+            20,
+            "UserEdit",
+            ANN,
+            json!({"inputs": {"userId": 5200, "email": "ava@acme.example", "admin": true, "isTenantOwner": true}}),
+        ),
+        (
+            3,
+            30,
+            "IPAccessControlRuleCreation",
+            ANN,
+            json!({"inputs": {"ip": "203.0.113.0/24", "description": "office VPN"}}),
+        ),
+        (
+            4,
+            40,
+            "IPAccessControlRuleCreation",
+            BOB,
+            json!({"inputs": {"ip": "198.51.100.0/24", "description": "DR site"}}),
+        ),
+        (
+            5,
+            50,
+            "IPAccessControlRuleChange",
+            BOB,
+            json!({"inputs": {"id": 11, "ip": "198.51.100.0/24", "description": "DR site (new)"}}),
+        ),
         (6, 60, "IPAccessControlRuleDeletion", BOB, json!({"inputs": {"id": 11}})),
-        (7, 70, "ActionEgressControlRuleCreation", ANN, json!({"inputs": {"fqdn": "api.crm.example", "description": "CRM", "allowedActionTypes": ["http-request"]}})),
+        (
+            7,
+            70,
+            "ActionEgressControlRuleCreation",
+            ANN,
+            json!({"inputs": {"fqdn": "api.crm.example", "description": "CRM", "allowedActionTypes": ["http-request"]}}),
+        ),
         (8, 80, "AuthenticationTokenCreation", ANN, json!({"inputs": {"name": "SIEM export", "isServiceToken": true}})),
         (9, 90, "AuthenticationTokenCreation", BOB, json!({"inputs": {"name": "laptop", "isServiceToken": false}})),
-        (10, 100, "SsoConfigurationSamlSet", ANN, json!({"domainId": 3, "fingerprint": "REDACTED", "idpCertificate": "REDACTED", "targetUrl": "REDACTED"})),
+        (
+            10,
+            100,
+            "SsoConfigurationSamlSet",
+            ANN,
+            json!({"domainId": 3, "fingerprint": "REDACTED", "idpCertificate": "REDACTED", "targetUrl": "REDACTED"}),
+        ),
         (11, 110, "TenantSessionTimeoutChange", ANN, json!({"inputs": {"sessionTimeout": 720}})),
         // Past the --at of the tests below.
         (12, 200, "AuthenticationTokenDeletion", BOB, json!({"inputs": {"authenticationTokenId": 693}})),
         (13, 210, "IPAccessControlRuleDeletion", ANN, json!({"inputs": {"id": 12}})),
         (14, 220, "SsoConfigurationOidcSet", ANN, json!({})),
-        (15, 230, "UserEdit", BOB, json!({"inputs": {"userId": 5200, "email": "ava@acme.example", "admin": false, "isTenantOwner": false}})),
+        (
+            15,
+            230,
+            "UserEdit",
+            BOB,
+            json!({"inputs": {"userId": 5200, "email": "ava@acme.example", "admin": false, "isTenantOwner": false}}),
+        ),
         (16, 240, "UsersInvitation", BOB, json!({"inputs": {"email": "carol@acme.example", "admin": true}})),
     ]
 }
@@ -89,7 +131,10 @@ fn a_scripted_history_gives_the_state_at_the_end_and_at_a_past_moment() {
     assert!(vpn.doubts[0].contains("event 13"), "{:?}", vpn.doubts);
     assert_eq!(vpn.fields["description"], "office VPN");
     let last = vpn.last.as_ref().unwrap();
-    assert_eq!((last.event_id, last.user_email.as_deref(), last.request_ip.as_deref()), (3, Some(ANN), Some("86.40.0.10")));
+    assert_eq!(
+        (last.event_id, last.user_email.as_deref(), last.request_ip.as_deref()),
+        (3, Some(ANN), Some("86.40.0.10"))
+    );
     // The key deletion names only an id: both keys may be the one.
     for k in ["SIEM export", "laptop"] {
         let e = entry(&end, Kind::ApiKey, k);
@@ -196,7 +241,10 @@ fn drift_names_what_the_tenant_holds_without_a_creation_and_what_it_lacks() {
         ]),
         // The VPN rule (which event 13 might have deleted) is still there; one rule was made
         // with no event; the CRM entry's description was changed with none.
-        ip_rules: Fetched::Got(vec![live_rule("12", "203.0.113.0/24", "office VPN"), live_rule("40", "192.0.2.0/24", "")]),
+        ip_rules: Fetched::Got(vec![
+            live_rule("12", "203.0.113.0/24", "office VPN"),
+            live_rule("40", "192.0.2.0/24", ""),
+        ]),
         egress_rules: Fetched::Got(vec![live_rule("3", "api.crm.example", "CRM (prod)")]),
     };
     let d = drift(&p, &live);
@@ -227,10 +275,8 @@ fn drift_names_what_the_tenant_holds_without_a_creation_and_what_it_lacks() {
     // Carol is an invited admin the records never called tenant owner: not expected in the list.
     let owners = d.areas.iter().find(|a| a.kind == Kind::Owner).unwrap();
     assert!(owners.missing.is_empty() && owners.note.is_some(), "{owners:?}");
-    let refused = Live {
-        egress_rules: Fetched::NotChecked("not checked: the API key may not read it (403)".into()),
-        ..gone
-    };
+    let refused =
+        Live { egress_rules: Fetched::NotChecked("not checked: the API key may not read it (403)".into()), ..gone };
     let d = drift(&p, &refused);
     let egress = d.areas.iter().find(|a| a.kind == Kind::EgressRule).unwrap();
     assert!(!egress.checked && egress.note.as_deref().unwrap().contains("403"));
@@ -252,4 +298,40 @@ fn a_deleted_user_loses_rights_and_one_the_records_cannot_name_casts_doubt() {
     assert!(y.doubts[0].contains("event 4"), "known only by address, y may be user 99: {y:#?}");
     assert_eq!(ids(&p, Kind::Permission), vec!["user:8"]);
     assert_eq!(entry(&p, Kind::Permission, "user:8").fields["permissions"], "AUDIT_LOG_READ");
+}
+
+fn bare(id: &str, doubt_events: &[i64]) -> Entry {
+    Entry {
+        kind: Kind::IpRule,
+        id: id.into(),
+        aliases: vec![],
+        title: id.into(),
+        fields: Default::default(),
+        since: None,
+        last: None,
+        doubts: vec![],
+        doubts_total: doubt_events.len(),
+        doubt_events: doubt_events.to_vec(),
+        unknown: vec![],
+        history: vec![],
+        note: None,
+        notes: vec![],
+        needs_note: false,
+    }
+}
+
+/// Each record that removed an entry without saying which accounts for one absence: as many
+/// absences as can be are explained, whatever the order the entries come in.
+#[test]
+fn records_that_did_not_say_which_explain_one_absence_each_as_many_as_can_be() {
+    let (x, y, z) = (bare("x", &[1, 2]), bare("y", &[1]), bare("z", &[1]));
+    assert_eq!(match_records(&[&x, &y]), vec![Some(2), Some(1)], "x takes record 2 so that y can have 1");
+    let m = match_records(&[&x, &y, &z]);
+    assert_eq!(m.iter().filter(|e| e.is_some()).count(), 2, "two records, three absences: one is missing");
+    let mut a = area(Kind::IpRule, true, None);
+    absent(&mut a, &[&y, &z, &bare("w", &[])]);
+    assert_eq!(a.explained.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["y"]);
+    assert_eq!(a.missing.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["z", "w"]);
+    assert!(a.missing[0].detail.contains("event 1 by y"), "{:?}", a.missing[0]);
+    assert!(a.missing[1].detail.contains("removed without an audit record"), "{:?}", a.missing[1]);
 }

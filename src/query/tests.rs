@@ -444,7 +444,8 @@ fn the_reports_posture_section_has_the_state_at_the_periods_end_its_changes_and_
         noted_at: T0,
     })
     .unwrap();
-    let build = |to| report::build(&j, report::Framework::Soc2, T0, to, &[], &EmulatorCountries, &Default::default()).unwrap();
+    let build =
+        |to| report::build(&j, report::Framework::Soc2, T0, to, &[], &EmulatorCountries, &Default::default()).unwrap();
     let r = build(T0 + 10 * 86_400);
     let acme = r.posture.iter().find(|p| p.tenant == "acme").unwrap();
     let ids: Vec<&str> = acme.end.entries.iter().map(|e| e.id.as_str()).collect();
@@ -452,7 +453,12 @@ fn the_reports_posture_section_has_the_state_at_the_periods_end_its_changes_and_
     assert_eq!(acme.end.changes.iter().map(|c| c.change.event_id).collect::<Vec<_>>(), [7]);
     assert_eq!((acme.without_note(), acme.drift.is_none()), (0, true));
     let md = report::markdown(&r);
-    assert!(md.contains("## Security posture") && md.contains("partner SOC") && md.contains("Not checked against the tenant"), "{md}");
+    assert!(
+        md.contains("## Security posture")
+            && md.contains("partner SOC")
+            && md.contains("Not checked against the tenant"),
+        "{md}"
+    );
     let html = report::html(&r);
     assert!(html.contains("id=\"posture\"") && html.contains("CC6.6"), "the section and its controls");
     assert!(report::csv(&r).contains("change: ip_rule 1.2.3.0/24: created: 1.2.3.0/24"), "{}", report::csv(&r));

@@ -411,7 +411,8 @@ fn posture_section(
         Err(PostureError::Journal(j)) => Err(SearchError::Journal(j)),
         Err(e) => Err(SearchError::Filter(super::FilterError(e.to_string()))),
     };
-    let end = unwrap(compute(journal, tenant, &Options { at: Some(to - 1), history: false, changes_since: Some(from) }))?;
+    let end =
+        unwrap(compute(journal, tenant, &Options { at: Some(to - 1), history: false, changes_since: Some(from) }))?;
     // Drift is between the tenant now and the history up to now, whatever the period.
     let drift = match live {
         Some(l) => Some(drift(&unwrap(compute(journal, tenant, &Options::default()))?, l)),

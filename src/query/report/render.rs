@@ -586,7 +586,12 @@ fn posture_html(o: &mut String, r: &Report) {
             }
             o.push_str("</table>");
         }
-        let _ = write!(o, "<p class=\"{}\">{}</p>", if p.drift.as_ref().is_some_and(|d| d.any()) { "bad" } else { "" }, esc(&p.drift_summary()));
+        let _ = write!(
+            o,
+            "<p class=\"{}\">{}</p>",
+            if p.drift.as_ref().is_some_and(|d| d.any()) { "bad" } else { "" },
+            esc(&p.drift_summary())
+        );
         if let Some(d) = &p.drift {
             o.push_str("<ul>");
             for i in d.undocumented().chain(d.missing()) {
@@ -639,7 +644,14 @@ fn posture_markdown(o: &mut String, r: &Report) {
         }
         let _ = writeln!(o, "\n{} change(s) within the period.\n", end.changes_total);
         for c in end.changes.iter().take(LISTED) {
-            let _ = writeln!(o, "- {} {}: {} ({})", c.kind, md_cell(&c.entry), md_cell(&c.change.what), md_cell(&change_text(&c.change)));
+            let _ = writeln!(
+                o,
+                "- {} {}: {} ({})",
+                c.kind,
+                md_cell(&c.entry),
+                md_cell(&c.change.what),
+                md_cell(&change_text(&c.change))
+            );
         }
         let _ = writeln!(o, "\n{}\n", md_cell(&p.drift_summary()));
         if let Some(d) = &p.drift {
@@ -660,7 +672,8 @@ fn posture_csv(o: &mut String, r: &Report) {
     let pc = super::controls::posture_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
     for p in &r.posture {
         for e in &p.end.entries {
-            let why = e.note.as_ref().map_or(if e.needs_note { "no note".to_string() } else { String::new() }, note_text);
+            let why =
+                e.note.as_ref().map_or(if e.needs_note { "no note".to_string() } else { String::new() }, note_text);
             let _ = writeln!(
                 o,
                 "posture,{},{},{},,,,,,{}",
@@ -689,7 +702,13 @@ fn posture_csv(o: &mut String, r: &Report) {
         let _ = writeln!(o, "posture,{},,{},,,,,,{}", f(&pc), f(&p.tenant), f(&p.drift_summary()));
         if let Some(d) = &p.drift {
             for i in d.undocumented().chain(d.missing()) {
-                let _ = writeln!(o, "posture,{},,{},,,,,,{}", f(&pc), f(&p.tenant), f(&format!("{} {}: {}", i.kind, i.id, i.detail)));
+                let _ = writeln!(
+                    o,
+                    "posture,{},,{},,,,,,{}",
+                    f(&pc),
+                    f(&p.tenant),
+                    f(&format!("{} {}: {}", i.kind, i.id, i.detail))
+                );
             }
         }
     }

@@ -416,7 +416,11 @@ impl TinesClient {
         }
     }
 
-    async fn attempt<T: Send + 'static>(&self, url: &url::Url, parse: fn(String) -> Result<T, WireError>) -> Attempt<T> {
+    async fn attempt<T: Send + 'static>(
+        &self,
+        url: &url::Url,
+        parse: fn(String) -> Result<T, WireError>,
+    ) -> Attempt<T> {
         let sent = self
             .http
             .get(url.clone())
