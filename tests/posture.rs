@@ -5,6 +5,7 @@
 
 mod common;
 #[path = "common/pg.rs"]
+#[allow(dead_code)] // this file uses a part of the helpers
 mod pg;
 
 use std::path::Path;

@@ -88,6 +88,12 @@ pub enum Command {
     /// A tenant's security posture from its audit history (owners, IP access rules, egress
     /// allowlist, API keys, SSO and session settings), optionally checked against the tenant;
     /// `posture annotate` records why an entry exists.
+    ///
+    /// Each entry comes with who changed it last, when, from where and the event it comes
+    /// from. Where a record does not say what it changed (a key's deletion names only an id
+    /// its creation never gave), the output says so instead of guessing, and the entries it
+    /// may have changed carry a doubt naming it. Entries without a note saying why they exist
+    /// are flagged. See docs/posture.md.
     Posture(posture::PostureArgs),
     /// Check the journal's hash chain: name every record changed, deleted, inserted or
     /// reordered since it was collected. Exit 0 when everything verifies, 13 when not.

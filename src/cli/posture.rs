@@ -54,13 +54,7 @@ impl From<KindArg> for Kind {
     }
 }
 
-/// Who owns the tenant, which IP access rules and egress allowlist entries are in force,
-/// which API keys exist and how SSO and sessions are set, rebuilt from the audit history,
-/// each entry with who changed it last, when, from where and the event it comes from.
-///
-/// Where a record does not say what it changed (a key's deletion names only an id its
-/// creation never gave), the output says so instead of guessing. Entries without a note
-/// saying why they exist are flagged; add one with `posture annotate`.
+/// `posture` shows; `posture annotate` writes a note (the help text is on `Command::Posture`).
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct PostureArgs {

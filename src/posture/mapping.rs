@@ -586,6 +586,15 @@ mod tests {
         }
     }
 
+    /// docs/posture.md lists what posture reads: every operation of the table is in it.
+    #[test]
+    fn the_docs_name_every_operation_of_the_table() {
+        let docs = include_str!("../../docs/posture.md");
+        for m in TABLE {
+            assert!(docs.contains(m.operation), "docs/posture.md does not name {}", m.operation);
+        }
+    }
+
     #[test]
     fn users_invitation_grants_the_rights_it_states_to_the_invited_address() {
         assert_eq!(

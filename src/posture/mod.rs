@@ -161,7 +161,7 @@ pub struct Options {
 }
 
 /// Events read per query: memory is this page and the state, whatever the history's length.
-const PAGE: usize = 1_000;
+const PAGE: usize = 5_000;
 
 /// Builds a tenant's posture from the journal (blocking; run it through `Journal::call`).
 pub fn compute(journal: &Journal, tenant: &str, opts: &Options) -> Result<Posture, PostureError> {
