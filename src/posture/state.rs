@@ -146,6 +146,8 @@ pub(super) struct Builder {
     rule_by_id: HashMap<(Kind, String), usize>,
     keys: Vec<KeyState>,
     key_by_id: HashMap<String, usize>,
+    /// Keys in force per name (names are not unique).
+    keys_named: HashMap<String, Vec<usize>>,
     settings: BTreeMap<String, SettingState>,
     pub(super) unresolved: Vec<Unresolved>,
     pub(super) unresolved_total: usize,
@@ -174,6 +176,7 @@ impl Builder {
             rule_by_id: HashMap::new(),
             keys: Vec::new(),
             key_by_id: HashMap::new(),
+            keys_named: HashMap::new(),
             settings: BTreeMap::new(),
             unresolved: Vec::new(),
             unresolved_total: 0,
@@ -612,6 +615,7 @@ impl Builder {
         }
         self.keys.push(k);
         let i = self.keys.len() - 1;
+        self.name_key(i, true);
         if let Some(id) = id {
             self.key_by_id.insert(id, i);
         }
@@ -620,7 +624,18 @@ impl Builder {
     }
 
     fn key_by_name(&self, name: &str) -> Vec<usize> {
-        (0..self.keys.len()).filter(|&i| self.keys[i].alive && self.keys[i].name.as_deref() == Some(name)).collect()
+        self.keys_named.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Adds key `i` to (or removes it from) the keys in force under its name.
+    fn name_key(&mut self, i: usize, add: bool) {
+        let Some(n) = self.keys[i].name.clone() else { return };
+        let v = self.keys_named.entry(n).or_default();
+        if add {
+            v.push(i);
+        } else {
+            v.retain(|&j| j != i);
+        }
     }
 
     fn find_key(&self, id: &Option<String>, name: &Option<String>) -> Option<usize> {
@@ -636,12 +651,13 @@ impl Builder {
     fn key_edited(&mut self, id: Option<String>, name: Option<String>, mut c: Change) {
         match self.find_key(&id, &None) {
             Some(i) => {
-                let k = &mut self.keys[i];
                 c.what = format!("edited{}", name.as_deref().map_or(String::new(), |n| format!(": named {n:?}")));
                 if name.is_some() {
-                    k.name = name;
+                    self.name_key(i, false);
+                    self.keys[i].name = name;
+                    self.name_key(i, true);
                 }
-                k.track.touch(&c, self.keep_history);
+                self.keys[i].track.touch(&c, self.keep_history);
                 let entry = self.key_entry_name(i);
                 self.period(Kind::ApiKey, &entry, &c);
             }
@@ -674,11 +690,12 @@ impl Builder {
 
     fn key_deleted(&mut self, id: Option<String>, name: Option<String>, mut c: Change) {
         if let Some(i) = self.find_key(&id, &name) {
+            let entry = self.key_entry_name(i);
+            self.name_key(i, false);
             let k = &mut self.keys[i];
             k.alive = false;
             c.what = "deleted".into();
             k.track.touch(&c, self.keep_history);
-            let entry = self.key_entry_name(i);
             self.period(Kind::ApiKey, &entry, &c);
             return;
         }
@@ -713,7 +730,7 @@ impl Builder {
     fn key_entry_name(&self, i: usize) -> String {
         let k = &self.keys[i];
         match &k.name {
-            Some(n) if self.keys.iter().filter(|o| o.alive && o.name.as_ref() == Some(n)).count() <= 1 => n.clone(),
+            Some(n) if self.keys_named.get(n).is_none_or(|v| v.len() <= 1) => n.clone(),
             Some(n) => format!("{n}#{}", k.created_event),
             None => format!("key:{}", k.created_event),
         }
