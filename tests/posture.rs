@@ -227,6 +227,23 @@ async fn posture_live_reports_drift_both_ways_against_the_emulators_admin_api() 
     let table = bin(&["posture", "--config", cfg.to_str().unwrap(), "--live"]).await;
     let t = String::from_utf8_lossy(&table.stdout);
     assert!(t.contains("undocumented 192.0.2.0/24") && t.contains(&format!("missing      {A}")), "{t}");
+
+    // A key the tenant refuses (401): a note per area, the key nowhere in the output.
+    let wrong = dir.path().join("wrong-key.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &wrong,
+        text_cfg.replace("api_key_env = \"TEST_TINES_KEY\"", "api_key = \"posture-wrong-key-7731\""),
+    )
+    .unwrap();
+    let out = bin(&["posture", "--config", wrong.to_str().unwrap(), "--live", "--format", "json"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("posture-wrong-key-7731"), "{}", text(&out));
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for kind in ["owner", "ip_rule", "egress_rule"] {
+        let a = drift_area(&refused, kind);
+        assert!(a["checked"] == false && a["note"].as_str().unwrap().contains("(401)"), "{a}");
+    }
     mock.shutdown().await;
 
     // A key that may not read the admin API: a note per area, and the command succeeds.

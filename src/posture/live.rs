@@ -197,5 +197,7 @@ mod tests {
         assert!(n.contains("403") && n.contains("tenant owner"), "{n}");
         let n = not_checked(&FetchError::NotFound { url: "u".into() }, "api/v1/admin/ip_access_control_rules", "x");
         assert!(n.contains("dedicated cloud"), "{n}");
+        let n = not_checked(&FetchError::Unauthorized { tenant: "t".into() }, "api/v1/admin/users", "the users list");
+        assert!(n.starts_with("not checked") && n.contains("401") && n.contains("revoked"), "{n}");
     }
 }
