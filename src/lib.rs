@@ -10,6 +10,7 @@
 //! - [`service`]: collect once, backfill, and the `run` daemon;
 //! - [`detect`]: Sigma rules and correlations over the journal, GeoIP, alerts and their delivery;
 //! - [`query`]: search (filters, free text, stable pages), the search indexer, compliance reports;
+//! - [`posture`]: a tenant's security posture rebuilt from its history, its notes, and its drift from the tenant;
 //! - [`mock`]: a faithful emulator of the Tines audit-log API, for the demo and the tests;
 //! - [`config`], [`catalog`] (operation names), [`secret`], [`signing`] (the key that signs checkpoints and digests), [`timeutil`], [`cli`], [`demo`].
 
@@ -24,6 +25,7 @@ pub mod journal;
 pub mod lease;
 pub mod metrics;
 pub mod mock;
+pub mod posture;
 pub mod query;
 pub mod secret;
 pub mod service;

@@ -7,7 +7,7 @@ use tines_audit::mock::MockConfig;
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["demo", "mock", "collect", "run", "backfill", "state", "operations", "check"] {
+    for sub in ["demo", "mock", "collect", "run", "backfill", "state", "operations", "check", "posture"] {
         let out = run_bin(&[sub, "--help"]);
         assert!(out.status.success(), "{sub}: {}", text(&out));
         let s = String::from_utf8_lossy(&out.stdout);

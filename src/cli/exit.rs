@@ -64,6 +64,12 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
         if let Some(j) = cause.downcast_ref::<JournalError>() {
             return from_journal(j);
         }
+        if let Some(p) = cause.downcast_ref::<crate::posture::PostureError>() {
+            return match p {
+                crate::posture::PostureError::Journal(j) => from_journal(j),
+                crate::posture::PostureError::UnknownTenant(_) => Exit::Usage,
+            };
+        }
         if let Some(v) = cause.downcast_ref::<VerifyLakeError>() {
             return match v {
                 VerifyLakeError::Config(_) => Exit::Usage,

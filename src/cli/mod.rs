@@ -5,6 +5,7 @@
 mod exit;
 mod keys;
 mod output;
+mod posture;
 mod reader;
 mod reconcile;
 mod search;
@@ -84,6 +85,16 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Write a compliance evidence report (SOC 2, ISO 27001, GDPR) for a period.
     Report(search::ReportArgs),
+    /// A tenant's security posture from its audit history (owners, IP access rules, egress
+    /// allowlist, API keys, SSO and session settings), optionally checked against the tenant;
+    /// `posture annotate` records why an entry exists.
+    ///
+    /// Each entry comes with who changed it last, when, from where and the event it comes
+    /// from. Where a record does not say what it changed (a key's deletion names only an id
+    /// its creation never gave), the output says so instead of guessing, and the entries it
+    /// may have changed carry a doubt naming it. Entries without a note saying why they exist
+    /// are flagged. See docs/posture.md.
+    Posture(posture::PostureArgs),
     /// Check the journal's hash chain: name every record changed, deleted, inserted or
     /// reordered since it was collected. Exit 0 when everything verifies, 13 when not.
     Verify(verify::VerifyArgs),
@@ -360,6 +371,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rules(args) => crate::detect::cli::run(args).await,
         Command::Search(args) => search::search(args).await,
         Command::Report(args) => search::report(args).await,
+        Command::Posture(args) => posture::posture(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::Keys(args) => keys::keys(args),
     }

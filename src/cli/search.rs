@@ -285,6 +285,42 @@ pub struct ReportArgs {
     /// default: this installation's signing key).
     #[arg(long = "public-key", value_name = "FILE")]
     pub public_key: Vec<PathBuf>,
+    /// Read each tenant's admin API now (with its key from --config) so the posture section
+    /// lists entries in the tenant that no record created; without it, it says they were not checked.
+    #[arg(long)]
+    pub live: bool,
+}
+
+/// What each configured tenant of the report holds now, for the posture section.
+async fn live_posture(
+    args: &ReportArgs,
+    tenants: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, crate::posture::Live>> {
+    let mut out = std::collections::BTreeMap::new();
+    if !args.live {
+        return Ok(out);
+    }
+    if args.journal.config.is_none() {
+        return Err(ConfigError::Invalid(
+            "--live reads each tenant's admin API with its key: give --config with the tenants".into(),
+        )
+        .into());
+    }
+    let source = super::SourceArgs {
+        config: args.journal.config.clone(),
+        data_dir: args.journal.data_dir.clone(),
+        journal_url: args.journal.journal_url.clone(),
+        ..Default::default()
+    };
+    let settings = super::load_settings(&source, None)?;
+    for t in &settings.tenants {
+        if !tenants.is_empty() && !tenants.contains(&t.name) {
+            continue;
+        }
+        let client = crate::service::Tenant::new(t.clone(), &settings)?.client;
+        out.insert(t.name.clone(), crate::posture::live::fetch(&client).await);
+    }
+    Ok(out)
 }
 
 pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -299,8 +335,9 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let keys =
         super::verify::keyring(&args.public_key, args.journal.config.as_deref(), args.journal.data_dir.as_deref())?;
     let (framework, tenants) = (args.framework, args.tenants.clone());
+    let live = live_posture(&args, &tenants).await?;
     let report = journal
-        .call(move |j| Ok(query::report::build(j, framework, from, to, &tenants, geo.as_ref(), &keys)))
+        .call(move |j| Ok(query::report::build_with_live(j, framework, from, to, &tenants, geo.as_ref(), &keys, &live)))
         .await?
         .map_err(|e| match e {
             query::SearchError::Journal(j) => anyhow::Error::new(j),

@@ -20,8 +20,8 @@ use super::chain::{ChainRow, TenantChain};
 use super::checkpoint::{Basis, StoredCheckpoint};
 use super::dump::Row;
 use super::{
-    AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined, QuarantinedRow,
-    ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress, Quarantined,
+    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
 };
 
 /// How far the search index has got.
@@ -61,6 +61,11 @@ pub struct EventQuery {
     pub text: Vec<TextTerm>,
     /// Keyset: only events strictly older than `(created_at, seq)`.
     pub before: Option<(i64, i64)>,
+    /// Keyset: only events strictly newer than `(created_at, seq)` (for reading oldest first).
+    pub after: Option<(i64, i64)>,
+    /// Results oldest first (by `created_at`, then seq) instead of newest first: what a
+    /// reader that replays history in order (posture) pages through with `after`.
+    pub oldest_first: bool,
 }
 
 /// One term of free text: a word or a phrase (several words in order), optionally a prefix.
@@ -287,6 +292,14 @@ pub trait Backend: Send + Sync {
     /// Finds whose slice overlaps `[from, to)`, by slice start.
     fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError>;
 
+    // --- posture notes --------------------------------------------------------------------
+
+    /// Stores a note (its `seq` is ignored) and returns it as stored, numbered after every
+    /// earlier note. Notes are never changed or deleted (retention leaves them alone).
+    fn add_posture_note(&self, note: &PostureNote) -> Result<PostureNote, JournalError>;
+    /// Every note of a tenant, in the order written.
+    fn posture_notes(&self, tenant: &str) -> Result<Vec<PostureNote>, JournalError>;
+
     // --- retention -----------------------------------------------------------------------
 
     /// Every consumer's offset by name, and the search index's position.
@@ -324,7 +337,8 @@ pub trait Backend: Send + Sync {
     }
     /// Whether any event has this operation name.
     fn operation_exists(&self, name: &str) -> Result<bool, JournalError>;
-    /// Events matching `q`, newest first (by `created_at`, then seq), at most `limit`.
+    /// Events matching `q`, newest first (by `created_at`, then seq), or oldest first when
+    /// `q.oldest_first`, at most `limit`.
     fn search(&self, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError>;
     /// Events matching `q` per bucket of `bucket` seconds (`(start, count)`, oldest first,
     /// only buckets with events; a bucket starts at a multiple of `bucket` seconds).

@@ -535,11 +535,105 @@ fn populated(kind: Kind) -> super::testing::Fresh {
         found_at: 12,
     };
     j.record_reconcile_find(&find).unwrap();
+    j.add_posture_note(&note("t", "ip_rule", "203.0.113.0/24", "office VPN", 40)).unwrap();
     // The newest event (u's, seq 21, created long ago) goes; its number must never come back.
     assert_eq!(j.prune(500, 21, None).unwrap(), 1);
     assert_eq!((j.max_seq().unwrap(), j.count_events(None).unwrap()), (21, 20));
     j
 }
+
+fn note(tenant: &str, kind: &str, entry_id: &str, why: &str, noted_at: i64) -> PostureNote {
+    PostureNote {
+        seq: 0,
+        tenant: tenant.into(),
+        kind: kind.into(),
+        entry_id: entry_id.into(),
+        why: why.into(),
+        requested_by: "ann@acme.example".into(),
+        noted_by: "ops".into(),
+        noted_at,
+    }
+}
+
+/// Notes are numbered in the order written, a later one on the same entry stands beside
+/// the earlier (nothing is replaced), and each tenant sees only its own; a reopened journal
+/// still holds them and numbers the next after them.
+fn posture_notes_are_kept_in_order_per_tenant_and_never_replaced(kind: Kind) {
+    let j = fresh(kind);
+    let a = j.add_posture_note(&note("acme", "ip_rule", "203.0.113.0/24", "office VPN", 10)).unwrap();
+    let b = j.add_posture_note(&note("globex", "ip_rule", "203.0.113.0/24", "theirs", 11)).unwrap();
+    let c = j.add_posture_note(&note("acme", "ip_rule", "203.0.113.0/24", "office VPN, new ISP", 12)).unwrap();
+    assert!(a.seq < b.seq && b.seq < c.seq, "{a:?} {b:?} {c:?}");
+    let acme = j.posture_notes("acme").unwrap();
+    assert_eq!(acme, vec![a.clone(), c.clone()]);
+    assert_eq!(acme[1].why, "office VPN, new ISP");
+    assert_eq!(j.posture_notes("globex").unwrap(), vec![b]);
+    assert!(j.posture_notes("initech").unwrap().is_empty());
+    let j = j.reopen();
+    let d = j.add_posture_note(&note("acme", "owner", "ann@acme.example", "founder", 13)).unwrap();
+    assert!(d.seq > c.seq);
+    assert_eq!(j.posture_notes("acme").unwrap().len(), 3);
+}
+
+crate::on_every_backend!(posture_notes_are_kept_in_order_per_tenant_and_never_replaced);
+
+/// Posture replays a tenant's history oldest first, a page at a time: every matching event
+/// once, in `(created_at, seq)` order, whatever the page size; on PostgreSQL both from the
+/// search keys and from the tail the indexer has not reached.
+fn oldest_first_pages_read_every_matching_event_once_in_time_order(kind: Kind) {
+    let j = fresh(kind);
+    j.start_progress("acme", "cursor", 0, None, "").unwrap();
+    let ops = ["Login", "IPAccessControlRuleCreation", "UserEdit"];
+    let raws: Vec<String> = (0..40).map(|i| format!("{{\"id\":{i}}}")).collect();
+    // Out of time order across two windows, several in one second.
+    let mk = |i: usize| Record {
+        id: i as i64,
+        created_at: 1_000 + (i as i64 * 7) % 13,
+        operation_name: ops[i % 3],
+        user_id: None,
+        user_email: None,
+        request_ip: None,
+        raw: &raws[i],
+    };
+    let c = WindowCommit { tenant: "acme", job: "cursor", from: 0, to: 10, fetched: 20 };
+    j.commit_window(&c, (0..20).map(mk)).unwrap();
+    crate::query::index::catch_up(&j).unwrap();
+    let c = WindowCommit { tenant: "acme", job: "cursor", from: 10, to: 20, fetched: 20 };
+    j.commit_window(&c, (20..40).map(mk)).unwrap();
+    let wanted = vec![ops[1].to_string(), ops[2].to_string()];
+    let mut expected: Vec<(i64, i64)> = j
+        .search(&EventQuery { operations: wanted.clone(), ..EventQuery::default() }, 100)
+        .unwrap()
+        .iter()
+        .map(|e| (e.created_at, e.seq))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(expected.len(), 26);
+    for page in [1, 4, 100] {
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let q = EventQuery {
+                tenants: vec!["acme".into()],
+                operations: wanted.clone(),
+                to: Some(1_012),
+                after,
+                oldest_first: true,
+                ..EventQuery::default()
+            };
+            let rows = j.search(&q, page).unwrap();
+            got.extend(rows.iter().map(|e| (e.created_at, e.seq)));
+            match rows.last() {
+                Some(e) if rows.len() == page => after = Some((e.created_at, e.seq)),
+                _ => break,
+            }
+        }
+        let want: Vec<(i64, i64)> = expected.iter().copied().filter(|e| e.0 < 1_012).collect();
+        assert_eq!(got, want, "pages of {page}");
+    }
+}
+
+crate::on_every_backend!(oldest_first_pages_read_every_matching_event_once_in_time_order);
 
 fn rows(j: &Journal) -> Vec<dump::Row> {
     let mut out = Vec::new();
@@ -558,6 +652,7 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
     let from = populated(kind);
     let want = rows(&from);
     assert!(want.iter().any(|r| matches!(r, dump::Row::Alert { .. })) && want.len() > 10, "{want:?}");
+    assert!(want.iter().any(|r| matches!(r, dump::Row::PostureNote(n) if n.why == "office VPN")), "{want:?}");
     for target in [Kind::Sqlite, Kind::Postgres] {
         let to = fresh(target);
         let copied = dump::copy(&from, &to, &|_| {}).unwrap();
@@ -574,6 +669,9 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
         to.commit_window(&c, [rec(500, "{\"id\":500}")]).unwrap();
         let next = to.read_after(20, 10, usize::MAX).unwrap();
         assert_eq!(next.iter().map(|e| (e.id, e.seq > 21)).collect::<Vec<_>>(), vec![(500, true)]);
+        // A note written after the copy comes after the copied one.
+        let copied_note = to.posture_notes("t").unwrap()[0].seq;
+        assert!(to.add_posture_note(&note("t", "owner", "x", "y", 50)).unwrap().seq > copied_note);
         // Never into a journal that holds anything.
         let again = dump::copy(&from, &to, &|_| {}).unwrap_err();
         assert!(matches!(again, JournalError::NotEmpty(_)), "{again}");

@@ -70,6 +70,8 @@ pub enum Row {
     ReconcileFind(ReconcileFind),
     /// A signed checkpoint of a tenant's chain.
     Checkpoint(super::checkpoint::StoredCheckpoint),
+    /// A note on a posture entry, with its number.
+    PostureNote(super::PostureNote),
     /// The highest numbers ever handed out (deleted rows included), so none is reused.
     HighWater {
         events: i64,

@@ -321,6 +321,25 @@ pub struct SliceCounts {
     pub second_at_end: u64,
 }
 
+/// A note on one entry of a tenant's posture (`tines-audit posture annotate`): why it
+/// exists and who asked for it. Notes are only ever added: a later one on the same entry
+/// supersedes an earlier one without erasing it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PostureNote {
+    /// Order of writing (0 for a note not stored yet).
+    pub seq: i64,
+    pub tenant: String,
+    /// The kind of entry (`ip_rule`, `egress_rule`, `owner`, ...; see `posture::Kind`).
+    pub kind: String,
+    /// The entry's id as `posture` shows it.
+    pub entry_id: String,
+    pub why: String,
+    pub requested_by: String,
+    /// Who wrote the note (the operating-system user that ran `annotate`).
+    pub noted_by: String,
+    pub noted_at: i64,
+}
+
 /// Where a journal is: SQLite in a data directory (the default), or a PostgreSQL
 /// database given by URL (`postgresql://user:password@host:5432/db?sslmode=require`).
 #[derive(Clone, PartialEq, Eq)]

@@ -193,6 +193,16 @@ pub struct MockArgs {
     /// Probability of answering 400 Bad Request.
     #[arg(long, default_value_t = 0.0, value_parser = parse_probability, value_name = "P")]
     pub rate_400: f64,
+
+    /// Make the admin API (users, IP access control and egress rules) drift from the history:
+    /// a rule, an egress entry and a tenant owner no record made, and the oldest rule and
+    /// egress entry gone with no record (also `POST /_mock/posture/drift/on` and `/off`).
+    #[arg(long)]
+    pub posture_drift: bool,
+
+    /// Answer 403 on the admin API, as for a key whose user is not a tenant admin.
+    #[arg(long)]
+    pub admin_forbidden: bool,
 }
 
 impl MockArgs {
@@ -234,6 +244,8 @@ impl MockArgs {
             rate_window: self.rate_window,
             keys: vec![MockKey { key, can_read_audit_logs: true }],
             scenarios: self.scenarios,
+            posture_drift: self.posture_drift,
+            admin_forbidden: self.admin_forbidden,
             quirks: super::Quirks {
                 clock_offset_secs: self.clock_offset,
                 omit_count: self.omit_count,

@@ -68,6 +68,7 @@ enum Shape {
     CredentialBulkDestruction,
     Invitation,
     UserEdit,
+    UserDeletion,
     TeamRole,
     Analytics,
     Schedule,
@@ -101,6 +102,7 @@ static NAMED_SHAPES: &[(&str, Shape)] = &[
     ("UsersInvitation", Shape::Invitation),
     ("UserReinvitation", Shape::Invitation),
     ("UserEdit", Shape::UserEdit),
+    ("UserDeletion", Shape::UserDeletion),
     ("UserTeamRoleChange", Shape::TeamRole),
     ("AnalyticsCapture", Shape::Analytics),
     ("ActionsScheduleChange", Shape::Schedule),
@@ -375,6 +377,37 @@ impl Generator {
             .collect()
     }
 
+    /// The user a `UserEdit` (or `UserDeletion`) event is about, and for an edit the admin and
+    /// tenant-owner flags it sets: drawn as [`Generator::write_inputs`] draws them, so the
+    /// emulated tenant's state (`mock::posture`) follows the records exactly.
+    pub(crate) fn user_change(&self, ev: &Event) -> (usize, bool, bool) {
+        let users = self.tenant.users.len();
+        if ev.script == super::scenario::SCRIPT_OWNER_GRANT {
+            // The target is another user of the tenant, made admin and tenant owner.
+            return ((usize::from(ev.user) + 1) % users, true, true);
+        }
+        let mut r = SplitMix64::new(mix(self.seed ^ INPUTS_TAG, ev.id));
+        // The draws write_inputs makes before its match.
+        r.between(140_000, 149_999);
+        r.between(1_340_000, 1_359_999);
+        r.index(self.tenant.teams.len());
+        let u = r.index(users);
+        let admin = r.chance(0.3);
+        let owner = r.chance(0.1);
+        (u, admin, owner)
+    }
+
+    /// Whether `op` is rendered through [`Generator::user_change`].
+    pub(crate) fn changes_a_user(&self, ev: &Event) -> bool {
+        ev.script == super::scenario::SCRIPT_OWNER_GRANT
+            || matches!(self.shapes[usize::from(ev.op)], Shape::UserEdit | Shape::UserDeletion)
+    }
+
+    /// Whether `ev` is an edit (rather than a deletion) of a user.
+    pub(crate) fn is_user_edit(&self, ev: &Event) -> bool {
+        ev.script == super::scenario::SCRIPT_OWNER_GRANT || self.shapes[usize::from(ev.op)] == Shape::UserEdit
+    }
+
     /// Appends the event's `inputs` value; same seed and id, same bytes.
     pub(crate) fn write_inputs(&self, out: &mut Vec<u8>, ev: &Event) {
         let mut r = SplitMix64::new(mix(self.seed ^ INPUTS_TAG, ev.id));
@@ -385,8 +418,7 @@ impl Generator {
         let team = self.tenant.teams[team_index].id;
         let o = out;
         if ev.script == super::scenario::SCRIPT_OWNER_GRANT {
-            // The target is another user of the tenant, made admin and tenant owner.
-            let target = (usize::from(ev.user) + 1) % self.tenant.users.len();
+            let (target, _, _) = self.user_change(ev);
             o.extend_from_slice(b"{\"inputs\":{\"userId\":");
             push_u64(o, self.tenant.users[target].id);
             o.extend_from_slice(b",\"email\":");
@@ -562,15 +594,21 @@ impl Generator {
                 o.extend_from_slice(b"}}");
             }
             Shape::UserEdit => {
-                let u = r.index(self.tenant.users.len());
+                let (u, admin, owner) = self.user_change(ev);
                 o.extend_from_slice(b"{\"inputs\":{\"userId\":");
                 push_u64(o, self.tenant.users[u].id);
                 o.extend_from_slice(b",\"email\":");
                 o.extend_from_slice(&t.emails[u]);
                 o.extend_from_slice(b",\"admin\":");
-                push_bool(o, r.chance(0.3));
+                push_bool(o, admin);
                 o.extend_from_slice(b",\"isTenantOwner\":");
-                push_bool(o, r.chance(0.1));
+                push_bool(o, owner);
+                o.extend_from_slice(b"}}");
+            }
+            Shape::UserDeletion => {
+                let (u, _, _) = self.user_change(ev);
+                o.extend_from_slice(b"{\"inputs\":{\"userId\":");
+                push_u64(o, self.tenant.users[u].id);
                 o.extend_from_slice(b"}}");
             }
             Shape::TeamRole => {
@@ -782,6 +820,7 @@ mod tests {
                     "CredentialBulkDestruction" => assert!(v["inputs"]["credentialIds"].is_array()),
                     "UsersInvitation" => assert!(v["inputs"]["admin"].is_boolean() && v["inputs"]["email"].is_string()),
                     "UserEdit" => assert!(v["inputs"]["isTenantOwner"].is_boolean()),
+                    "UserDeletion" => assert!(v["inputs"]["userId"].is_u64()),
                     _ => assert!(v.is_object()),
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod generate;
+mod posture;
 mod render;
 mod reset;
 mod rng;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use cli::{MockArgs, run};
+pub use posture::PostureChange;
 pub use scenario::{SCENARIO_COUNTRY, SCENARIO_DELETIONS, SCENARIO_TIMES};
 pub use server::MockServer;
 pub use tenant::{country_of, country_ranges};
@@ -28,12 +30,13 @@ pub use tenant::{country_of, country_ranges};
 pub fn render_history(seed: u64, tenant_id: u64, count: usize, span: Duration, anchor: i64, mut f: impl FnMut(&[u8])) {
     let generator = generate::Generator::new(seed);
     let tables = render::Tables::new(&generator, tenant_id);
-    let events = generator.history(count, span.as_secs(), anchor, None);
+    let mut events = generator.history(count, span.as_secs(), anchor, None);
+    let model = posture::Model::build(&generator, &tables, &mut events);
     let mut ts = render::TsCache::default();
     let mut buf = Vec::with_capacity(2048);
     for ev in &events {
         buf.clear();
-        render::push_record(&mut buf, ev, &generator, &tables, &mut ts);
+        render::push_record(&mut buf, ev, &generator, &tables, &mut ts, &model);
         f(&buf);
     }
 }
@@ -77,6 +80,12 @@ pub struct MockConfig {
     pub scenarios: bool,
     /// Behaviours the API's documentation leaves open, set to their unkind side.
     pub quirks: Quirks,
+    /// The admin API's lists drift from the history: one IP rule, one egress entry and one
+    /// tenant owner more than any record made, and the oldest IP rule and egress entry gone
+    /// with no record (see `mock::posture`).
+    pub posture_drift: bool,
+    /// The admin endpoints answer 403 to every key (a key whose user is not a tenant admin).
+    pub admin_forbidden: bool,
 }
 
 /// What the real API may do where its documentation is silent. Each one is a
@@ -129,6 +138,8 @@ impl Default for MockConfig {
             keys: vec![MockKey { key: DEMO_KEY.to_string(), can_read_audit_logs: true }],
             scenarios: false,
             quirks: Quirks::default(),
+            posture_drift: false,
+            admin_forbidden: false,
         }
     }
 }

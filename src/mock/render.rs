@@ -135,7 +135,14 @@ impl TsCache {
 }
 
 /// Appends one record in the key order Tines uses.
-pub(crate) fn push_record(out: &mut Vec<u8>, ev: &Event, g: &Generator, t: &Tables, ts: &mut TsCache) {
+pub(crate) fn push_record(
+    out: &mut Vec<u8>,
+    ev: &Event,
+    g: &Generator,
+    t: &Tables,
+    ts: &mut TsCache,
+    model: &super::posture::Model,
+) {
     let when = ts.get(ev.created_at);
     out.extend_from_slice(b"{\"created_at\":\"");
     out.extend_from_slice(when);
@@ -145,7 +152,10 @@ pub(crate) fn push_record(out: &mut Vec<u8>, ev: &Event, g: &Generator, t: &Tabl
         push_u64(out, ev.id);
     }
     out.extend_from_slice(b",\"inputs\":");
-    g.write_inputs(out, ev);
+    match model.inputs(ev.id) {
+        Some(inputs) => out.extend_from_slice(inputs),
+        None => g.write_inputs(out, ev),
+    }
     out.extend_from_slice(&t.op_field[usize::from(ev.op)]);
     if ev.outputs {
         out.extend_from_slice(b",\"outputs\":{}");
@@ -237,7 +247,13 @@ impl PageMeta<'_> {
 const RECORD_ESTIMATE: usize = 900;
 
 /// The whole `{"audit_logs":[...],"meta":{...}}` body.
-pub(crate) fn render_page(events: &[Event], g: &Generator, t: &Tables, meta: &PageMeta<'_>) -> Vec<u8> {
+pub(crate) fn render_page(
+    events: &[Event],
+    g: &Generator,
+    t: &Tables,
+    meta: &PageMeta<'_>,
+    model: &super::posture::Model,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + events.len() * RECORD_ESTIMATE);
     let mut ts = TsCache::default();
     out.extend_from_slice(b"{\"audit_logs\":[");
@@ -245,7 +261,7 @@ pub(crate) fn render_page(events: &[Event], g: &Generator, t: &Tables, meta: &Pa
         if i > 0 {
             out.push(b',');
         }
-        push_record(&mut out, ev, g, t, &mut ts);
+        push_record(&mut out, ev, g, t, &mut ts, model);
     }
     out.extend_from_slice(b"],");
     meta.push(&mut out);

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::generate::Odd;
 use super::generate::{Event, FIRST_ID, Generator, LIVE_TAG, OpSchedule};
+use super::posture::{Model, PostureChange};
 use super::render::{PageMeta, Tables, push_u64, render_page};
 use super::reset::{ResetListener, ResetSwitch};
 use super::rng::{SplitMix64, mix};
@@ -26,6 +27,9 @@ use crate::timeutil;
 
 const FAULT_TAG: u64 = 0x4641_554C_5453_0001;
 const API_PATH: &str = "/api/v1/audit_logs";
+const ADMIN_USERS: &str = "/api/v1/admin/users";
+const ADMIN_IP_RULES: &str = "/api/v1/admin/ip_access_control_rules";
+const ADMIN_EGRESS_RULES: &str = "/api/v1/admin/action_egress_control_rules";
 const MAX_PER_PAGE: i64 = 500;
 const DEFAULT_PER_PAGE: i64 = 20;
 
@@ -112,6 +116,13 @@ pub(crate) struct Shared {
     faults: RwLock<Faults>,
     fault_seq: AtomicU64,
     limiter: Mutex<RateLimiter>,
+    /// `admin/users` has its own, lower limit (500/min against audit_logs' 1000); the other
+    /// admin lists the general one (5000/min). Counted per key, apart from audit logs.
+    users_limiter: Mutex<RateLimiter>,
+    admin_limiter: Mutex<RateLimiter>,
+    /// The tenant's security state behind the admin API (see `mock::posture`).
+    posture: RwLock<Model>,
+    admin_forbidden: bool,
     stats: Stats,
     live_on: AtomicBool,
     live: Live,
@@ -140,23 +151,36 @@ impl Shared {
 
     /// Appends a scripted event stamped now, by `user`, from their home address unless `ip` is given.
     pub(crate) fn push_scripted(&self, op: &str, user: usize, ip: Option<u32>, script: u8) {
-        let Some(op) = self.tables.op_index(op) else { return };
+        self.push_scripted_with(op, user, ip, script, |_, _| {});
+    }
+
+    /// [`Shared::push_scripted`], with `before` run on the new event (under the store's lock,
+    /// so no page can serve the event before it) ahead of the model following it. Returns its id.
+    fn push_scripted_with(
+        &self,
+        op: &str,
+        user: usize,
+        ip: Option<u32>,
+        script: u8,
+        before: impl FnOnce(&mut Model, &Event),
+    ) -> Option<u64> {
+        let op = self.tables.op_index(op)?;
         let u = &self.generator.tenant.users[user];
         let mut store = write(&self.store);
         let id = store.last_id() + 1;
         let created_at = self.now();
         let ip = ip.unwrap_or(u.ips[0]);
-        store.insert(Event {
-            created_at,
-            id,
-            ip,
-            op,
-            user: user as u8,
-            agent: u.agent,
-            outputs: false,
-            script,
-            odd: Odd::None,
-        });
+        let ev =
+            Event { created_at, id, ip, op, user: user as u8, agent: u.agent, outputs: false, script, odd: Odd::None };
+        {
+            let mut model = write(&self.posture);
+            before(&mut model, &ev);
+            if model.inputs(id).is_none() {
+                model.apply(&self.generator, &ev);
+            }
+        }
+        store.insert(ev);
+        Some(id)
     }
 
     fn snapshot(&self) -> MockStats {
@@ -240,6 +264,11 @@ async fn route(sh: &Arc<Shared>, parts: &Parts, conn: &ResetSwitch) -> Response 
             response(StatusCode::OK, JSON, out)
         }
         "/_mock/stats" => response(StatusCode::OK, JSON, serde_json::to_vec(&sh.snapshot()).unwrap_or_default()),
+        // For scripts: make the admin lists drift from the history, as `MockServer::set_posture_drift` does.
+        "/_mock/posture/drift/off" | "/_mock/posture/drift/on" if parts.method == axum::http::Method::POST => {
+            write(&sh.posture).drift = parts.uri.path().ends_with("/on");
+            response(StatusCode::OK, JSON, b"{}".to_vec())
+        }
         // For scripts (the soak test): pause or resume live events, as `MockServer::set_live` does.
         "/_mock/live/off" | "/_mock/live/on" if parts.method == axum::http::Method::POST => {
             sh.live_on.store(parts.uri.path().ends_with("/on"), Ordering::Relaxed);
@@ -377,6 +406,9 @@ async fn api(sh: &Shared, parts: &Parts, conn: &ResetSwitch) -> Response {
         tokio::time::sleep(delay).await;
     }
 
+    if [ADMIN_USERS, ADMIN_IP_RULES, ADMIN_EGRESS_RULES].contains(&parts.uri.path()) && parts.method == Method::GET {
+        return admin(sh, parts);
+    }
     if parts.uri.path() != API_PATH || parts.method != Method::GET {
         return json_error(StatusCode::NOT_FOUND, "Not Found");
     }
@@ -450,7 +482,7 @@ async fn api(sh: &Shared, parts: &Parts, conn: &ResetSwitch) -> Response {
         next_page_string_null: sh.next_page_string_null,
         omit_next_page_number: sh.omit_next_page_number,
     };
-    let mut body = render_page(&events, &sh.generator, &sh.tables, &meta);
+    let mut body = render_page(&events, &sh.generator, &sh.tables, &meta, &read(&sh.posture));
 
     let cut = 1 + (draws.cut % (body.len() as u64 - 1)) as usize;
     if draws.reset {
@@ -463,6 +495,88 @@ async fn api(sh: &Shared, parts: &Parts, conn: &ResetSwitch) -> Response {
         body.truncate(cut);
     }
     response(StatusCode::OK, JSON, body)
+}
+
+/// One page of an admin list, with `meta` as the audit-log endpoint writes it.
+fn admin_page(base: &str, path: &str, key: &str, items: Vec<serde_json::Value>, raw_query: &str) -> Response {
+    let (mut per_page, mut page) = (DEFAULT_PER_PAGE, 1i64);
+    let mut extra = String::new();
+    for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        match k.as_ref() {
+            "per_page" => per_page = v.trim().parse().unwrap_or(DEFAULT_PER_PAGE),
+            "page" => page = v.trim().parse().unwrap_or(1),
+            "filter" => extra = format!("filter={v}&"),
+            _ => {}
+        }
+    }
+    let per_page = per_page.clamp(1, MAX_PER_PAGE) as usize;
+    let page = page.max(1) as usize;
+    let count = items.len();
+    let pages = count.div_ceil(per_page);
+    let link = |p: usize| serde_json::Value::from(format!("{base}{path}?{extra}per_page={per_page}&page={p}"));
+    let chunk: Vec<serde_json::Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let body = serde_json::json!({
+        key: chunk,
+        "meta": {
+            "current_page": link(page),
+            "previous_page": if page > 1 { link(page - 1) } else { serde_json::Value::Null },
+            "next_page": if page < pages { link(page + 1) } else { serde_json::Value::Null },
+            "next_page_number": if page < pages { serde_json::Value::from(page + 1) } else { serde_json::Value::Null },
+            "per_page": per_page,
+            "pages": pages,
+            "count": count,
+        }
+    });
+    response(StatusCode::OK, JSON, body.to_string())
+}
+
+/// `GET /api/v1/admin/users`, `.../ip_access_control_rules`, `.../action_egress_control_rules`.
+fn admin(sh: &Shared, parts: &Parts) -> Response {
+    let Some(key) = api_key(&parts.headers) else {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "Missing API key: send Authorization: Bearer <key> or X-User-Token",
+        );
+    };
+    if !sh.keys.contains_key(key) {
+        return json_error(StatusCode::UNAUTHORIZED, "Invalid API key");
+    }
+    if sh.admin_forbidden {
+        return json_error(StatusCode::FORBIDDEN, "This API key's user is not a tenant admin");
+    }
+    let path = parts.uri.path();
+    let limiter = if path == ADMIN_USERS { &sh.users_limiter } else { &sh.admin_limiter };
+    if let Err(secs) = lock(limiter).check(key, Instant::now()) {
+        bump(&sh.stats.rate_limited);
+        return with_retry_after(
+            json_error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded for this API key"),
+            secs,
+        );
+    }
+    let query = parts.uri.query().unwrap_or("");
+    let now = sh.now();
+    let model = read(&sh.posture);
+    let (list_key, items) = match path {
+        ADMIN_USERS => {
+            let filter =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "filter").map(|(_, v)| v.into_owned());
+            let owners_only = match filter.as_deref() {
+                None | Some("") => false,
+                Some("TENANT_OWNER") => true,
+                Some(other) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Invalid filter {other:?}: expected TENANT_OWNER"),
+                    );
+                }
+            };
+            ("admin/users", model.user_list(&sh.generator, owners_only, now))
+        }
+        ADMIN_IP_RULES => ("admin/ip_access_control_rules", model.rule_list(false, now)),
+        _ => ("admin/action_egress_control_rules", model.rule_list(true, now)),
+    };
+    drop(model);
+    admin_page(&base_for(&parts.headers, &sh.base_url), path, list_key, items, query)
 }
 
 /// Appends live events at `rate` per second, accounting fractional events across ticks.
@@ -499,8 +613,12 @@ async fn live_loop(sh: Arc<Shared>) {
             let created_at =
                 if late { now_secs - rng.between(1, u64::from(sh.live.max_lateness_secs)) as i64 } else { now_secs };
             let op = schedule.draw(&sh.generator, &mut rng);
+            let mut model = write(&sh.posture);
+            let op = model.fit_live(op);
             let mut ev = sh.generator.event(&mut rng, created_at, id, op);
             ev.odd = sh.odd_for(&mut rng);
+            model.apply(&sh.generator, &ev);
+            drop(model);
             store.insert(ev);
         }
     }
@@ -573,16 +691,18 @@ impl MockServer {
         let tenant_id = config.tenant_id;
         let quirks = config.quirks.clone();
         // A million events take a moment to generate; keep that off the async workers.
-        let (generator, tables, events) = tokio::task::spawn_blocking(move || {
+        let (generator, tables, events, mut model) = tokio::task::spawn_blocking(move || {
             let generator = Generator::new(seed);
             let tables = Tables::new(&generator, tenant_id);
             let mut events = generator.history(history, span, anchor, burst);
+            let model = Model::build(&generator, &tables, &mut events);
             mark_odd(&mut events, seed, &quirks);
-            (generator, tables, events)
+            (generator, tables, events, model)
         })
         .await
         .context("generating the mock history")?;
 
+        model.drift = config.posture_drift;
         let shared = Arc::new(Shared {
             generator,
             tables,
@@ -596,6 +716,13 @@ impl MockServer {
             faults: RwLock::new(config.faults),
             fault_seq: AtomicU64::new(0),
             limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute, config.rate_window)),
+            users_limiter: Mutex::new(RateLimiter::new(config.rate_limit_per_minute / 2, config.rate_window)),
+            admin_limiter: Mutex::new(RateLimiter::new(
+                config.rate_limit_per_minute.saturating_mul(5),
+                config.rate_window,
+            )),
+            posture: RwLock::new(model),
+            admin_forbidden: config.admin_forbidden,
             stats: Stats::default(),
             live_on: AtomicBool::new(true),
             live: Live {
@@ -639,6 +766,23 @@ impl MockServer {
         self.shared.push_scripted(operation_name, user % users, ip, 0);
     }
 
+    /// Appends an audit record of `change`, made now by the tenant's `user`-th user (an index,
+    /// wrapped) from their home address, and changes the tenant's state to follow it (what the
+    /// admin API lists). Returns the record's id; `None` when it names a rule the tenant does
+    /// not hold (nothing is appended).
+    pub fn push_posture(&self, user: usize, change: PostureChange) -> Option<u64> {
+        let users = self.shared.generator().tenant.users.len();
+        let at = self.shared.now();
+        let (op, inputs) = write(&self.shared.posture).script(&self.shared.generator, &change, at)?;
+        self.shared.push_scripted_with(&op, user % users, None, 0, |model, ev| model.keep_inputs(ev.id, &inputs))
+    }
+
+    /// Makes the admin API's lists drift from the history (or stop drifting): see
+    /// [`MockConfig::posture_drift`](super::MockConfig::posture_drift).
+    pub fn set_posture_drift(&self, on: bool) {
+        write(&self.shared.posture).drift = on;
+    }
+
     /// Appends `count` events dated `lateness_secs` before the server's now, as
     /// records that reach the API late do (ids still grow: they are new).
     pub fn push_late(&self, count: usize, lateness_secs: i64) {
@@ -646,10 +790,12 @@ impl MockServer {
         let mut schedule = OpSchedule::weighted();
         let created_at = self.shared.now() - lateness_secs;
         let mut store = write(&self.shared.store);
+        let mut model = write(&self.shared.posture);
         for _ in 0..count {
             let id = store.last_id() + 1;
-            let op = schedule.draw(&self.shared.generator, &mut rng);
+            let op = model.fit_live(schedule.draw(&self.shared.generator, &mut rng));
             let ev = self.shared.generator.event(&mut rng, created_at, id, op);
+            model.apply(&self.shared.generator, &ev);
             store.insert(ev);
         }
     }
@@ -679,7 +825,8 @@ impl MockServer {
             next_page_string_null: false,
             omit_next_page_number: false,
         };
-        let body = render_page(&events, &self.shared.generator, &self.shared.tables, &meta);
+        let body =
+            render_page(&events, &self.shared.generator, &self.shared.tables, &meta, &read(&self.shared.posture));
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         v["audit_logs"].as_array().cloned().unwrap_or_default()
     }

@@ -537,3 +537,170 @@ async fn scenarios_play_the_three_seed_situations_in_the_first_half_minute() {
     assert_eq!(country_of(ip), Some(SCENARIO_COUNTRY));
     server.shutdown().await;
 }
+
+/// Every item of an admin list, following `next_page_number`; checks `meta` on the way.
+async fn pull_admin(s: &MockServer, path: &str, list: &str, query: &str, per_page: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for page in 1.. {
+        let r = get(s, &format!("{path}?{query}per_page={per_page}&page={page}")).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        let meta = &v["meta"];
+        let (count, pages) = (meta["count"].as_u64().unwrap() as usize, meta["pages"].as_u64().unwrap() as usize);
+        assert_eq!(pages, count.div_ceil(per_page));
+        assert_eq!(meta["current_page"], format!("{}{path}?{query}per_page={per_page}&page={page}", s.base_url()));
+        let items = v[list].as_array().unwrap_or_else(|| panic!("no {list:?} list: {v}"));
+        out.extend(items.iter().cloned());
+        if page >= pages {
+            assert!(meta["next_page_number"].is_null() && meta["next_page"].is_null());
+            assert_eq!(out.len(), count);
+            return out;
+        }
+        assert_eq!(meta["next_page_number"], page + 1);
+    }
+    unreachable!()
+}
+
+/// The collector's posture, rebuilt from the emulator's own records in a journal.
+fn posture_of_records(s: &MockServer) -> crate::posture::Posture {
+    let j = crate::journal::testing::fresh(crate::journal::testing::Kind::Sqlite);
+    let records = s.records();
+    let raws: Vec<String> = records.iter().map(Value::to_string).collect();
+    let recs = records.iter().zip(&raws).map(|(v, raw)| crate::journal::Record {
+        id: v["id"].as_i64().unwrap(),
+        created_at: timeutil::parse_rfc3339(v["created_at"].as_str().unwrap()).unwrap(),
+        operation_name: v["operation_name"].as_str().unwrap(),
+        user_id: v["user_id"].as_i64(),
+        user_email: v["user_email"].as_str(),
+        request_ip: v["request_ip"].as_str(),
+        raw,
+    });
+    j.start_progress("t", "cursor", 0, None, "").unwrap();
+    let c = crate::journal::WindowCommit { tenant: "t", job: "cursor", from: 0, to: i64::MAX / 2, fetched: 0 };
+    j.commit_window(&c, recs).unwrap();
+    crate::posture::compute(&j, "t", &crate::posture::Options::default()).unwrap()
+}
+
+async fn live_of(s: &MockServer) -> crate::posture::Live {
+    let rules = |items: Vec<Value>| {
+        items
+            .iter()
+            .map(|r| crate::posture::LiveRule {
+                id: r["id"].to_string(),
+                address: r["fqdn"].as_str().or(r["ip"].as_str()).unwrap().to_string(),
+                description: r["description"].as_str().unwrap().to_string(),
+                action_types: r["allowed_action_types"]
+                    .as_array()
+                    .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default(),
+                created_at: None,
+            })
+            .collect()
+    };
+    let owners = pull_admin(s, "/api/v1/admin/users", "admin/users", "filter=TENANT_OWNER&", 7).await;
+    let owners = owners
+        .iter()
+        .map(|u| crate::posture::LiveUser {
+            id: u["id"].as_i64().unwrap(),
+            email: u["email"].as_str().unwrap().to_string(),
+            admin: u["admin"].as_bool().unwrap(),
+            permissions: vec![],
+        })
+        .collect();
+    use crate::posture::Fetched::Got;
+    crate::posture::Live {
+        fetched_at: 0,
+        owners: Got(owners),
+        ip_rules: Got(rules(
+            pull_admin(s, "/api/v1/admin/ip_access_control_rules", "admin/ip_access_control_rules", "", 2).await,
+        )),
+        egress_rules: Got(rules(
+            pull_admin(s, "/api/v1/admin/action_egress_control_rules", "admin/action_egress_control_rules", "", 2)
+                .await,
+        )),
+    }
+}
+
+/// The emulator's admin lists are what its records leave in force: a posture rebuilt from
+/// the history it serves shows no drift, whatever the seed, with live events and the
+/// scripted tenant-owner grant on top.
+#[tokio::test]
+async fn the_admin_lists_hold_what_the_emulators_records_leave_in_force() {
+    for seed in [1, 7, 41] {
+        let s = start(MockConfig { seed, live_rate: 0.0, ..config(4_000) }).await;
+        s.push_late(300, 5);
+        s.push_posture(3, crate::mock::PostureChange::OwnerGranted { user: 4 }).unwrap();
+        let p = posture_of_records(&s);
+        let d = crate::posture::drift(&p, &live_of(&s).await);
+        assert!(!d.any(), "seed {seed}: {d:#?}");
+        // The history did make rules, keys and owners: the check is not empty.
+        assert!(p.events > 20 && p.entries_of(crate::posture::Kind::Owner).count() > 0, "seed {seed}");
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn posture_drift_adds_what_no_record_made_and_drops_what_no_record_removed() {
+    let s = start(config(0)).await;
+    use crate::mock::PostureChange::*;
+    for (ip, d) in [("203.0.113.0/24", "VPN"), ("198.51.100.0/24", "DR site")] {
+        s.push_posture(0, IpRuleCreated { ip: ip.into(), description: d.into() }).unwrap();
+    }
+    let types = vec!["http-request".to_string()];
+    s.push_posture(
+        0,
+        EgressRuleCreated { host: "hooks.slack.com".into(), description: "alerts".into(), action_types: types },
+    )
+    .unwrap();
+    assert!(s.push_posture(0, IpRuleDeleted { ip: "10.9.9.0/24".into() }).is_none(), "no such rule: no record");
+    let rules = pull_admin(&s, "/api/v1/admin/ip_access_control_rules", "admin/ip_access_control_rules", "", 20).await;
+    assert_eq!(
+        rules.iter().map(|r| r["ip"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["203.0.113.0/24", "198.51.100.0/24"]
+    );
+    for field in ["id", "ip", "description", "created_at", "updated_at"] {
+        assert!(rules[0].get(field).is_some(), "{field}: {}", rules[0]);
+    }
+    let egress =
+        pull_admin(&s, "/api/v1/admin/action_egress_control_rules", "admin/action_egress_control_rules", "", 20).await;
+    assert_eq!((egress[0]["fqdn"].as_str(), egress[0]["ip"].is_null()), (Some("hooks.slack.com"), true));
+    assert_eq!(egress[0]["allowed_action_types"], serde_json::json!(["http-request"]));
+
+    s.set_posture_drift(true);
+    let d = crate::posture::drift(&posture_of_records(&s), &live_of(&s).await);
+    let undocumented: Vec<&str> = d.undocumented().map(|i| i.id.as_str()).collect();
+    assert_eq!(undocumented.len(), 3, "{d:#?}");
+    assert!(undocumented.contains(&"192.0.2.0/24") && undocumented.contains(&"exfil.example.net"), "{undocumented:?}");
+    let missing: Vec<&str> = d.missing().map(|i| i.id.as_str()).collect();
+    assert_eq!(missing, ["203.0.113.0/24", "hooks.slack.com"]);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer_401_403_and_the_users_list_has_the_lower_limit() {
+    let mut cfg = config(0);
+    cfg.rate_limit_per_minute = 6;
+    cfg.rate_window = Duration::from_secs(600);
+    let s = start(cfg).await;
+    let users = "/api/v1/admin/users?filter=TENANT_OWNER";
+    assert_eq!(get_with(&s, users, &[]).await.status, 401);
+    assert_eq!(get_with(&s, users, &[("Authorization", "Bearer wrong")]).await.status, 401);
+    assert_eq!(get(&s, "/api/v1/admin/users?filter=NOPE").await.status, 400);
+    // Half the audit-log limit: three in the window (the refused filter's request among
+    // them, as the API counts requests, not answers), then 429 with Retry-After.
+    let (a, b, c, d) = tokio::join!(get(&s, users), get(&s, users), get(&s, users), get(&s, users));
+    let codes: Vec<u16> = [&a, &b, &c, &d].iter().map(|r| r.status).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 2, "{codes:?}");
+    assert!([a, b, c, d].iter().filter(|r| r.status == 429).all(|r| r.headers.contains_key("retry-after")));
+    // The rule lists count apart, at five times the audit-log limit.
+    for _ in 0..10 {
+        assert_eq!(get(&s, "/api/v1/admin/ip_access_control_rules").await.status, 200);
+    }
+    s.shutdown().await;
+    let s = start(MockConfig { admin_forbidden: true, ..config(0) }).await;
+    let r = get(&s, "/api/v1/admin/ip_access_control_rules").await;
+    assert_eq!(r.status, 403);
+    assert!(r.json()["error"].as_str().unwrap().contains("admin"));
+    assert_eq!(get(&s, "/api/v1/audit_logs").await.status, 200, "audit logs are still readable");
+    s.shutdown().await;
+}

@@ -429,7 +429,48 @@ fn the_report_carries_the_verification_of_the_journal_and_its_key(kind: Kind) {
     assert!(report::csv(&r).contains("integrity,A.8.15,,,,,,,,\"record changed: tenant acme"), "{}", report::csv(&r));
 }
 
+/// The posture section: the state at the end of the period, the changes within it, the
+/// notes, and a plain statement that the tenant itself was not read.
+fn the_reports_posture_section_has_the_state_at_the_periods_end_its_changes_and_notes(kind: Kind) {
+    let j = journal(kind);
+    j.add_posture_note(&crate::journal::PostureNote {
+        seq: 0,
+        tenant: "acme".into(),
+        kind: "ip_rule".into(),
+        entry_id: "1.2.3.0/24".into(),
+        why: "partner SOC".into(),
+        requested_by: "CISO".into(),
+        noted_by: "ops".into(),
+        noted_at: T0,
+    })
+    .unwrap();
+    let build =
+        |to| report::build(&j, report::Framework::Soc2, T0, to, &[], &EmulatorCountries, &Default::default()).unwrap();
+    let r = build(T0 + 10 * 86_400);
+    let acme = r.posture.iter().find(|p| p.tenant == "acme").unwrap();
+    let ids: Vec<&str> = acme.end.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["1.2.3.0/24"]);
+    assert_eq!(acme.end.changes.iter().map(|c| c.change.event_id).collect::<Vec<_>>(), [7]);
+    assert_eq!((acme.without_note(), acme.drift.is_none()), (0, true));
+    let md = report::markdown(&r);
+    assert!(
+        md.contains("## Security posture")
+            && md.contains("partner SOC")
+            && md.contains("Not checked against the tenant"),
+        "{md}"
+    );
+    let html = report::html(&r);
+    assert!(html.contains("id=\"posture\"") && html.contains("CC6.6"), "the section and its controls");
+    assert!(report::csv(&r).contains("change: ip_rule 1.2.3.0/24: created: 1.2.3.0/24"), "{}", report::csv(&r));
+    // Ending before the rule was made: nothing in force, no change.
+    let r = build(T0 + 2 * 86_400);
+    let acme = r.posture.iter().find(|p| p.tenant == "acme").unwrap();
+    assert!(acme.end.entries.is_empty() && acme.end.changes.is_empty(), "{:?}", acme.end.entries);
+    assert_eq!(acme.end.other_notes.len(), 1, "the note is kept for an entry not in force");
+}
+
 crate::on_every_backend!(
+    the_reports_posture_section_has_the_state_at_the_periods_end_its_changes_and_notes,
     no_filter_returns_everything_newest_first_with_ties_by_seq,
     each_filter_alone,
     free_text_words_phrases_prefixes_and_accents,

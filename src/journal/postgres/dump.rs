@@ -173,6 +173,13 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         |r| Row::Checkpoint(super::checkpoint_row(r)),
     )
     .await?;
+    each(
+        &tx,
+        "SELECT seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at FROM posture_notes ORDER BY seq",
+        out,
+        |r| Row::PostureNote(super::note_row(r)),
+    )
+    .await?;
     let hw = tx
         .query_one(
             "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
@@ -247,7 +254,8 @@ pub(super) async fn load(
     let used: i64 = tx
         .query_one(
             "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM tenants) + (SELECT COUNT(*) FROM consumers)
-                  + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)",
+                  + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)
+                  + (SELECT COUNT(*) FROM posture_notes)",
             &[],
         )
         .await?
@@ -357,6 +365,14 @@ pub(super) async fn load(
                 )
                 .await?;
             }
+            Row::PostureNote(n) => {
+                tx.execute(
+                    "INSERT INTO posture_notes (seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[&n.seq, &n.tenant, &n.kind, &n.entry_id, &n.why, &n.requested_by, &n.noted_by, &n.noted_at],
+                )
+                .await?;
+            }
             Row::HighWater { events, alerts, chain_since_seq } => {
                 high_water = (high_water.0.max(events), high_water.1.max(alerts));
                 tx.execute("UPDATE integrity SET chain_since_seq = $1 WHERE id = 1", &[&chain_since_seq]).await?;
@@ -371,6 +387,13 @@ pub(super) async fn load(
                 setval('alerts_seq', GREATEST($2::bigint, (SELECT COALESCE(MAX(seq), 0) FROM alerts), 1),
                        GREATEST($2::bigint, (SELECT COALESCE(MAX(seq), 0) FROM alerts)) > 0)",
         &[&high_water.0, &high_water.1],
+    )
+    .await?;
+    // Notes keep their numbers; the next one is numbered after them.
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('posture_notes', 'seq'), GREATEST(MAX(seq), 1), MAX(seq) IS NOT NULL)
+         FROM posture_notes",
+        &[],
     )
     .await?;
     tx.commit().await?;

@@ -32,8 +32,8 @@ use super::backend::{
 use super::chain;
 use super::checkpoint;
 use super::{
-    Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
-    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
+    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
 };
 use crate::timeutil::now_secs;
 use conn::Pool;
@@ -105,6 +105,20 @@ async fn check_fence(c: &impl GenericClient, fence: Option<&Fence>) -> Result<()
     match held {
         Some(_) => Ok(()),
         None => Err(JournalError::Fenced { job: f.job.clone(), holder: f.holder.clone(), token: f.token }),
+    }
+}
+
+/// The columns `seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at`.
+fn note_row(r: &Row) -> PostureNote {
+    PostureNote {
+        seq: r.get(0),
+        tenant: r.get(1),
+        kind: r.get(2),
+        entry_id: r.get(3),
+        why: r.get(4),
+        requested_by: r.get(5),
+        noted_by: r.get(6),
+        noted_at: r.get(7),
     }
 }
 
@@ -904,6 +918,40 @@ impl Backend for Postgres {
                 )
                 .await?;
             Ok(rows.iter().map(|r| row_to_find(r, r.get(0), 1)).collect())
+        })
+    }
+
+    fn add_posture_note(&self, note: &PostureNote) -> Result<PostureNote, JournalError> {
+        self.run(async |c| {
+            let r = c
+                .query_one(
+                    "INSERT INTO posture_notes (tenant, kind, entry_id, why, requested_by, noted_by, noted_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+                    &[
+                        &note.tenant,
+                        &note.kind,
+                        &note.entry_id,
+                        &note.why,
+                        &note.requested_by,
+                        &note.noted_by,
+                        &note.noted_at,
+                    ],
+                )
+                .await?;
+            Ok(PostureNote { seq: r.get(0), ..note.clone() })
+        })
+    }
+
+    fn posture_notes(&self, tenant: &str) -> Result<Vec<PostureNote>, JournalError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    "SELECT seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at
+                     FROM posture_notes WHERE tenant = $1 ORDER BY seq",
+                    &[&tenant],
+                )
+                .await?;
+            Ok(rows.iter().map(note_row).collect())
         })
     }
 

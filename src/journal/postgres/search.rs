@@ -79,6 +79,7 @@ struct Plan<'q> {
     /// How free text is matched (see [`TextPlan`]).
     text_plan: TextPlan,
     before: Option<(String, String)>,
+    after: Option<(String, String)>,
     /// Where the tail starts; `None` when there is no tail to read.
     position: Option<String>,
 }
@@ -117,6 +118,7 @@ impl<'q> Plan<'q> {
             text: None,
             text_plan: TextPlan::Semi,
             before: None,
+            after: None,
             position: None,
         };
         let text = if q.text.is_empty() { None } else { Some(tsquery(&q.text)?) };
@@ -147,6 +149,7 @@ impl<'q> Plan<'q> {
         p.alert = q.alert.clone().map(|v| p.arg(v));
         p.text = text.map(|v| p.arg(v));
         p.before = q.before.map(|(created_at, seq)| (p.arg(created_at), p.arg(seq)));
+        p.after = q.after.map(|(created_at, seq)| (p.arg(created_at), p.arg(seq)));
         Some(p)
     }
 
@@ -219,6 +222,9 @@ impl<'q> Plan<'q> {
         }
         if let Some((created_at, seq)) = &self.before {
             c.push(format!("({a}.created_at, {a}.seq) < ({created_at}, {seq})"));
+        }
+        if let Some((created_at, seq)) = &self.after {
+            c.push(format!("({a}.created_at, {a}.seq) > ({created_at}, {seq})"));
         }
         c
     }
@@ -319,7 +325,8 @@ async fn search_from(
     if !q.text.is_empty() {
         p.text_plan = text_plan(c, &q.text).await?;
     }
-    let order = format!("ORDER BY created_at DESC, seq DESC LIMIT {limit}");
+    let dir = if q.oldest_first { "ASC" } else { "DESC" };
+    let order = format!("ORDER BY created_at {dir}, seq {dir} LIMIT {limit}");
     let newest = |side: Side| format!("({})", p.select(side, "@.seq, @.created_at", &order));
     let keys = match (&p.ips, p.by_address()) {
         (Some(ips), true) => {
@@ -330,7 +337,7 @@ async fn search_from(
                   FROM (SELECT DISTINCT ip FROM unnest({ips}::text[]) AS x(ip)) AS f
                   CROSS JOIN LATERAL (
                       SELECT k.seq, k.created_at FROM event_keys k WHERE {}
-                      ORDER BY k.created_at DESC, k.seq DESC LIMIT {limit}
+                      ORDER BY k.created_at {dir}, k.seq {dir} LIMIT {limit}
                   ) k)",
                 conditions.join(" AND ")
             )
@@ -343,10 +350,10 @@ async fn search_from(
     }
     let sql = format!(
         "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
-         FROM (SELECT seq, created_at FROM ({}) AS m ORDER BY created_at DESC, seq DESC LIMIT {limit}) AS s
+         FROM (SELECT seq, created_at FROM ({}) AS m ORDER BY created_at {dir}, seq {dir} LIMIT {limit}) AS s
          JOIN events e ON e.seq = s.seq
          JOIN tenants t ON t.id = e.tenant
-         ORDER BY e.created_at DESC, e.seq DESC",
+         ORDER BY e.created_at {dir}, e.seq {dir}",
         parts.join(" UNION ALL ")
     );
     let rows = c.query(&sql, &refs(&p.params)).await?;

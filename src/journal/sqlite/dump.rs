@@ -45,7 +45,8 @@ impl Sqlite {
         let tx = conn.transaction()?;
         let used: i64 = tx.query_row(
             "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM tenants) + (SELECT COUNT(*) FROM consumers)
-                  + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)",
+                  + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)
+                  + (SELECT COUNT(*) FROM posture_notes)",
             [],
             |r| r.get(0),
         )?;
@@ -152,6 +153,22 @@ impl Sqlite {
                         c.to_seq,
                         c.body,
                         c.signature
+                    ])?;
+                }
+                Row::PostureNote(n) => {
+                    tx.prepare_cached(
+                        "INSERT INTO posture_notes (seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        n.seq,
+                        n.tenant,
+                        n.kind,
+                        n.entry_id,
+                        n.why,
+                        n.requested_by,
+                        n.noted_by,
+                        n.noted_at
                     ])?;
                 }
                 Row::HighWater { events, alerts: _, chain_since_seq } => {
@@ -297,6 +314,12 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
          ORDER BY c.tenant, c.number",
         out,
         |r| Ok(Row::Checkpoint(super::checkpoint_row(r)?)),
+    )?;
+    each(
+        conn,
+        "SELECT seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at FROM posture_notes ORDER BY seq",
+        out,
+        |r| Ok(Row::PostureNote(super::note_row(r)?)),
     )?;
     let (events, alerts, chain_since_seq): (i64, i64, i64) = conn.query_row(
         "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),

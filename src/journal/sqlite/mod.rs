@@ -22,8 +22,8 @@ use super::backend::{Backend, DetectionStep, EventQuery, Fence, FoundEvent, Inde
 use super::chain;
 use super::checkpoint;
 use super::{
-    AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined,
-    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
+    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
 };
 use crate::timeutil::now_secs;
 
@@ -729,6 +729,27 @@ impl Backend for Sqlite {
         Sqlite::reconcile_finds(self, from, to)
     }
 
+    fn add_posture_note(&self, note: &PostureNote) -> Result<PostureNote, JournalError> {
+        let conn = self.writer();
+        conn.execute(
+            "INSERT INTO posture_notes (tenant, kind, entry_id, why, requested_by, noted_by, noted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![note.tenant, note.kind, note.entry_id, note.why, note.requested_by, note.noted_by, note.noted_at],
+        )?;
+        Ok(PostureNote { seq: conn.last_insert_rowid(), ..note.clone() })
+    }
+
+    fn posture_notes(&self, tenant: &str) -> Result<Vec<PostureNote>, JournalError> {
+        self.query(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at
+                 FROM posture_notes WHERE tenant = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([tenant], note_row)?.collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
     fn reader_positions(&self) -> Result<(HashMap<String, i64>, i64), JournalError> {
         let conn = self.reader();
         let mut stmt = conn.prepare("SELECT name, position FROM consumers")?;
@@ -991,6 +1012,20 @@ impl Backend for Sqlite {
 fn text<'r>(row: &'r rusqlite::Row<'_>, idx: usize) -> Result<&'r str, JournalError> {
     row.get_ref(idx)?.as_str().map_err(|e| {
         JournalError::Sqlite(rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+    })
+}
+
+/// The columns `seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at`.
+pub(super) fn note_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PostureNote> {
+    Ok(PostureNote {
+        seq: r.get(0)?,
+        tenant: r.get(1)?,
+        kind: r.get(2)?,
+        entry_id: r.get(3)?,
+        why: r.get(4)?,
+        requested_by: r.get(5)?,
+        noted_by: r.get(6)?,
+        noted_at: r.get(7)?,
     })
 }
 

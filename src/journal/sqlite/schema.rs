@@ -235,6 +235,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     INSERT INTO events_fts (events_fts, rank) VALUES ('automerge', 16);
     "#,
+    // 9: notes on posture entries (`tines-audit posture annotate`): why an IP access rule, an
+    // egress allowlist entry, an owner or a key exists and who asked for it. Only ever
+    // added to: a later note on the same entry supersedes, the earlier stays as history.
+    // The tenant is its name, as in `alerts`: a note may precede the tenant's first event.
+    r#"
+    CREATE TABLE posture_notes (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant       TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        entry_id     TEXT NOT NULL,
+        why          TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        noted_by     TEXT NOT NULL,
+        noted_at     INTEGER NOT NULL
+    );
+    CREATE INDEX posture_notes_tenant ON posture_notes (tenant, seq);
+    "#,
 ];
 
 /// The schema version this build writes.

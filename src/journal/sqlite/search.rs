@@ -107,6 +107,11 @@ fn plan(q: &EventQuery) -> Plan {
         p.params.push(Value::Integer(created_at));
         p.params.push(Value::Integer(seq));
     }
+    if let Some((created_at, seq)) = q.after {
+        p.conditions.push("(e.created_at, e.seq) > (?, ?)".into());
+        p.params.push(Value::Integer(created_at));
+        p.params.push(Value::Integer(seq));
+    }
     p
 }
 
@@ -232,10 +237,11 @@ impl Sqlite {
 
     pub(super) fn search(&self, q: &EventQuery, limit: usize) -> Result<Vec<FoundEvent>, JournalError> {
         let p = plan(q);
+        let dir = if q.oldest_first { "ASC" } else { "DESC" };
         let sql = format!(
             "SELECT e.seq, t.name, e.id, e.created_at, e.operation_name, e.user_id, e.user_email, e.request_ip, e.raw
              FROM events e JOIN tenants t ON t.id = e.tenant {}
-             ORDER BY e.created_at DESC, e.seq DESC LIMIT {limit}",
+             ORDER BY e.created_at {dir}, e.seq {dir} LIMIT {limit}",
             p.where_clause(),
         );
         self.query(|conn| {

@@ -215,6 +215,16 @@ pub fn integrity_controls(f: Framework) -> &'static [Control] {
     }
 }
 
+/// The posture section: who holds rights, which network rules and keys are in force, and why.
+pub const POSTURE_TITLE: &str = "Security posture";
+pub fn posture_controls(f: Framework) -> &'static [Control] {
+    match f {
+        Framework::Soc2 => &[CC6_1, CC6_2, CC6_3, CC6_6, CC6_7],
+        Framework::Iso27001 => &[A5_15, A5_18, A8_2, A8_20, A8_12],
+        Framework::Gdpr => &[ART25, ART32],
+    }
+}
+
 /// The alerts section: detection raised on the events.
 pub const ALERTS_TITLE: &str = "Alerts raised";
 pub fn alerts_controls(f: Framework) -> &'static [Control] {

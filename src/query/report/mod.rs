@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use controls::{Control, SectionDef};
+pub(crate) use render::md_cell;
 pub use render::{csv, html, markdown};
 
 use super::filter::EventFilter;
@@ -152,6 +153,42 @@ pub struct Report {
     /// `None` when the journal has no alerts table (detection never ran).
     pub alerts: Option<Vec<AlertEntry>>,
     pub integrity: Integrity,
+    /// Each tenant's posture at the end of the period, with the changes within it.
+    pub posture: Vec<PostureSection>,
+}
+
+/// One tenant's posture for the report.
+#[derive(Debug)]
+pub struct PostureSection {
+    pub tenant: String,
+    /// The state at the end of the period, with every change within it (`changes`).
+    pub end: crate::posture::Posture,
+    /// The history up to now against the tenant, when the tenant was read (`report --live`).
+    pub drift: Option<crate::posture::Drift>,
+}
+
+impl PostureSection {
+    /// Entries in force at the end of the period whose kind wants a note and that have none.
+    pub fn without_note(&self) -> usize {
+        self.end.entries.iter().filter(|e| e.needs_note).count()
+    }
+
+    /// One sentence on what was compared with the tenant.
+    pub fn drift_summary(&self) -> String {
+        match &self.drift {
+            None => "Not checked against the tenant: the report was written without --live, so entries in the tenant with no creation in the history (undocumented) are not known here.".into(),
+            Some(d) => {
+                let (u, m) = (d.undocumented().count(), d.missing().count());
+                let unchecked: Vec<&str> = d.areas.iter().filter(|a| !a.checked).map(|a| a.kind.title()).collect();
+                format!(
+                    "Checked against the tenant's admin API at {}: {u} undocumented entr{} (in the tenant with no creation in the history), {m} in force by the history but missing from the tenant. Not checked: {}.",
+                    crate::timeutil::format_rfc3339(d.checked_at),
+                    if u == 1 { "y" } else { "ies" },
+                    if unchecked.is_empty() { "nothing".to_string() } else { unchecked.join(", ") }
+                )
+            }
+        }
+    }
 }
 
 /// What `tines-audit verify` says of the whole journal, as the report shows it.
@@ -356,6 +393,47 @@ pub fn build(
     geo: &dyn CountryLookup,
     keys: &crate::signing::Keyring,
 ) -> Result<Report, SearchError> {
+    build_with_live(journal, framework, from, to, tenants, geo, keys, &BTreeMap::new())
+}
+
+/// One tenant's posture section: the state at the end of the period with its changes, and
+/// the drift when the tenant was read.
+fn posture_section(
+    journal: &Journal,
+    tenant: &str,
+    from: i64,
+    to: i64,
+    live: Option<&crate::posture::Live>,
+) -> Result<PostureSection, SearchError> {
+    use crate::posture::{Options, PostureError, compute, drift};
+    let unwrap = |r: Result<crate::posture::Posture, PostureError>| match r {
+        Ok(p) => Ok(p),
+        Err(PostureError::Journal(j)) => Err(SearchError::Journal(j)),
+        Err(e) => Err(SearchError::Filter(super::FilterError(e.to_string()))),
+    };
+    let end =
+        unwrap(compute(journal, tenant, &Options { at: Some(to - 1), history: false, changes_since: Some(from) }))?;
+    // Drift is between the tenant now and the history up to now, whatever the period.
+    let drift = match live {
+        Some(l) => Some(drift(&unwrap(compute(journal, tenant, &Options::default()))?, l)),
+        None => None,
+    };
+    Ok(PostureSection { tenant: tenant.to_string(), end, drift })
+}
+
+/// [`build`], with what each tenant (by name) holds now, read from its admin API, for the
+/// posture section's undocumented entries.
+#[allow(clippy::too_many_arguments)]
+pub fn build_with_live(
+    journal: &Journal,
+    framework: Framework,
+    from: i64,
+    to: i64,
+    tenants: &[String],
+    geo: &dyn CountryLookup,
+    keys: &crate::signing::Keyring,
+    live: &BTreeMap<String, crate::posture::Live>,
+) -> Result<Report, SearchError> {
     let tenants: Vec<String> = if tenants.is_empty() { journal.tenants()? } else { tenants.to_vec() };
     let base = EventFilter { tenants: tenants.clone(), from: Some(from), to: Some(to), ..Default::default() };
     let daily = super::search::histogram(journal, &base, 86_400, geo)?;
@@ -367,6 +445,12 @@ pub fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let continuity = tenants.iter().map(|t| continuity(journal, t, from, to)).collect::<Result<Vec<_>, _>>()?;
     let alerts = read_alerts(journal, from, to, &tenants, 10_000)?;
+    let known = journal.tenants()?;
+    let posture = tenants
+        .iter()
+        .filter(|t| known.contains(t))
+        .map(|t| posture_section(journal, t, from, to, live.get(t)))
+        .collect::<Result<Vec<_>, _>>()?;
     let integrity = Integrity {
         result: crate::journal::chain::verify_journal(journal, keys, &|_| {})?,
         keys: keys.fingerprints(),
@@ -384,6 +468,7 @@ pub fn build(
         sections,
         continuity,
         alerts,
+        posture,
     })
 }
 

@@ -102,6 +102,13 @@ pub fn html(r: &Report) -> String {
     );
     let _ = write!(
         o,
+        "<tr><td><a href=\"#posture\">{}</a></td><td>{}</td><td>{}</td></tr>",
+        super::controls::POSTURE_TITLE,
+        esc(&super::controls::posture_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+        esc(&posture_summary(r))
+    );
+    let _ = write!(
+        o,
         "<tr><td><a href=\"#alerts\">{}</a></td><td>{}</td><td class=\"num\">{}</td></tr></table>",
         super::controls::ALERTS_TITLE,
         esc(&super::controls::alerts_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
@@ -240,6 +247,7 @@ pub fn html(r: &Report) -> String {
         o.push_str("</table>");
     }
     o.push_str("</section>");
+    posture_html(&mut o, r);
     let _ = write!(
         o,
         "<section id=\"alerts\"><h2>{}</h2><div class=\"controls\"><b>Evidences:</b> {}</div>",
@@ -273,7 +281,7 @@ pub fn html(r: &Report) -> String {
 /// (`<script>`) as entities; `|` (which would end a table cell), `\\` and the characters
 /// that start emphasis, code, links or headings backslash-escaped; line breaks as spaces
 /// and other control characters as visible escapes.
-fn md_cell(s: &str) -> String {
+pub(crate) fn md_cell(s: &str) -> String {
     let s = crate::query::search::printable(&s.replace(['\r', '\n'], " ")).into_owned();
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -395,6 +403,7 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     o.push('\n');
+    posture_markdown(&mut o, r);
     let _ = writeln!(
         o,
         "## {}\n\n**Evidences:** {}\n",
@@ -474,6 +483,7 @@ pub fn csv(r: &Report) -> String {
     for p in &r.integrity.result.problems {
         let _ = writeln!(o, "integrity,{},,,,,,,,{}", f(&ic), f(&p.to_string()));
     }
+    posture_csv(&mut o, r);
     let al = super::controls::alerts_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
     for a in r.alerts.iter().flatten() {
         let _ = writeln!(
@@ -487,4 +497,219 @@ pub fn csv(r: &Report) -> String {
         );
     }
     o
+}
+
+// --- the posture section ----------------------------------------------------------------------
+
+fn posture_summary(r: &Report) -> String {
+    let entries: usize = r.posture.iter().map(|p| p.end.entries.len()).sum();
+    let changes: usize = r.posture.iter().map(|p| p.end.changes_total).sum();
+    let no_note: usize = r.posture.iter().map(super::PostureSection::without_note).sum();
+    let drift = if r.posture.iter().all(|p| p.drift.is_none()) {
+        "not checked against the tenant".to_string()
+    } else {
+        let u: usize = r.posture.iter().filter_map(|p| p.drift.as_ref()).map(|d| d.undocumented().count()).sum();
+        let m: usize = r.posture.iter().filter_map(|p| p.drift.as_ref()).map(|d| d.missing().count()).sum();
+        format!("{u} undocumented, {m} missing from the tenant")
+    };
+    format!("{entries} entries in force, {changes} changes, {no_note} without a note; {drift}")
+}
+
+fn change_text(c: &crate::posture::Change) -> String {
+    format!(
+        "{} {} by {}{} (event {})",
+        c.time,
+        c.operation,
+        c.actor(),
+        c.request_ip.as_deref().map_or(String::new(), |ip| format!(" from {ip}")),
+        c.event_id
+    )
+}
+
+fn note_text(n: &crate::journal::PostureNote) -> String {
+    format!("{} (requested by {}; noted {} by {})", n.why, n.requested_by, format_rfc3339(n.noted_at), n.noted_by)
+}
+
+const POSTURE_PURPOSE: &str = "What the audit history says is in force at the end of the period (tenant owners and admins, users with tenant permissions, IP access control rules, the action egress allowlist, API keys, SSO and session settings), each with the change that put it there and why it exists; every change within the period; and, when the tenant was read, what it holds that no record created.";
+
+fn posture_html(o: &mut String, r: &Report) {
+    let _ = write!(
+        o,
+        "<section id=\"posture\"><h2>{}</h2><p>{}</p><div class=\"controls\"><b>Evidences:</b> {}</div>",
+        super::controls::POSTURE_TITLE,
+        esc(POSTURE_PURPOSE),
+        esc(&controls_text(super::controls::posture_controls(r.framework)))
+    );
+    for p in &r.posture {
+        let end = &p.end;
+        let _ = write!(
+            o,
+            "<h3>{}</h3><p>State at {} (the end of the period), from a history starting {}.</p>",
+            esc(&p.tenant),
+            esc(&end.at_time),
+            end.history_from.map_or("nowhere".into(), format_rfc3339)
+        );
+        o.push_str("<table><tr><th>Kind</th><th>Entry</th><th>In force since</th><th>Why</th></tr>");
+        for e in end.entries.iter().take(LISTED) {
+            let why = match (&e.note, e.needs_note) {
+                (Some(n), _) => esc(&note_text(n)),
+                (None, true) => "<span class=\"bad\">no note</span>".into(),
+                (None, false) => String::new(),
+            };
+            let mut entry = esc(&e.title);
+            for d in e.doubts.iter().chain(&e.unknown) {
+                let _ = write!(entry, "<br><small>{}</small>", esc(d));
+            }
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{entry}</td><td>{}</td><td>{why}</td></tr>",
+                esc(e.kind.title()),
+                esc(&e.since.as_ref().map_or("not in the history".into(), change_text)),
+            );
+        }
+        o.push_str("</table>");
+        let _ = write!(o, "<p><b>{}</b> change(s) within the period.</p>", end.changes_total);
+        if !end.changes.is_empty() {
+            o.push_str("<table><tr><th>Time (UTC)</th><th>Kind</th><th>Entry</th><th>Change</th><th>Actor</th><th>IP</th><th>Event id</th></tr>");
+            for c in end.changes.iter().take(LISTED) {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&c.change.time),
+                    c.kind,
+                    esc(&c.entry),
+                    esc(&c.change.what),
+                    esc(&c.change.actor()),
+                    esc(c.change.request_ip.as_deref().unwrap_or("")),
+                    c.change.event_id
+                );
+            }
+            o.push_str("</table>");
+        }
+        let _ = write!(
+            o,
+            "<p class=\"{}\">{}</p>",
+            if p.drift.as_ref().is_some_and(|d| d.any()) { "bad" } else { "" },
+            esc(&p.drift_summary())
+        );
+        if let Some(d) = &p.drift {
+            o.push_str("<ul>");
+            for i in d.undocumented().chain(d.missing()) {
+                let _ = write!(o, "<li>{} {}: {}</li>", i.kind, esc(&i.id), esc(&i.detail));
+            }
+            o.push_str("</ul>");
+        }
+        let notes: Vec<&crate::journal::PostureNote> =
+            end.entries.iter().flat_map(|e| e.notes.iter()).chain(end.other_notes.iter()).collect();
+        let _ = write!(o, "<p>Annotations: {} ({} entries in force have none).</p>", notes.len(), p.without_note());
+        if !notes.is_empty() {
+            o.push_str("<ul>");
+            for n in notes {
+                let _ = write!(o, "<li>{} {}: {}</li>", esc(&n.kind), esc(&n.entry_id), esc(&note_text(n)));
+            }
+            o.push_str("</ul>");
+        }
+        for c in &end.caveats {
+            let _ = write!(o, "<p class=\"meta\">{}</p>", esc(c));
+        }
+    }
+    o.push_str("</section>");
+}
+
+fn posture_markdown(o: &mut String, r: &Report) {
+    let _ = writeln!(
+        o,
+        "## {}\n\n{}\n\n**Evidences:** {}\n",
+        super::controls::POSTURE_TITLE,
+        POSTURE_PURPOSE,
+        controls_text(super::controls::posture_controls(r.framework))
+    );
+    for p in &r.posture {
+        let end = &p.end;
+        let _ = writeln!(o, "### {}\n\nState at {} (the end of the period).\n", md_cell(&p.tenant), end.at_time);
+        o.push_str("| Kind | Entry | In force since | Why |\n|---|---|---|---|\n");
+        for e in end.entries.iter().take(LISTED) {
+            let why = match (&e.note, e.needs_note) {
+                (Some(n), _) => md_cell(&note_text(n)),
+                (None, true) => "**no note**".into(),
+                (None, false) => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {why} |",
+                e.kind.title(),
+                md_cell(&e.title),
+                md_cell(&e.since.as_ref().map_or("not in the history".into(), change_text))
+            );
+        }
+        let _ = writeln!(o, "\n{} change(s) within the period.\n", end.changes_total);
+        for c in end.changes.iter().take(LISTED) {
+            let _ = writeln!(
+                o,
+                "- {} {}: {} ({})",
+                c.kind,
+                md_cell(&c.entry),
+                md_cell(&c.change.what),
+                md_cell(&change_text(&c.change))
+            );
+        }
+        let _ = writeln!(o, "\n{}\n", md_cell(&p.drift_summary()));
+        if let Some(d) = &p.drift {
+            for i in d.undocumented().chain(d.missing()) {
+                let _ = writeln!(o, "- {} {}: {}", i.kind, md_cell(&i.id), md_cell(&i.detail));
+            }
+        }
+        let _ = writeln!(o, "\nAnnotations ({} entries in force have none):\n", p.without_note());
+        for n in end.entries.iter().flat_map(|e| e.notes.iter()).chain(end.other_notes.iter()) {
+            let _ = writeln!(o, "- {} {}: {}", md_cell(&n.kind), md_cell(&n.entry_id), md_cell(&note_text(n)));
+        }
+        o.push('\n');
+    }
+}
+
+fn posture_csv(o: &mut String, r: &Report) {
+    use crate::query::search::csv_field as f;
+    let pc = super::controls::posture_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
+    for p in &r.posture {
+        for e in &p.end.entries {
+            let why =
+                e.note.as_ref().map_or(if e.needs_note { "no note".to_string() } else { String::new() }, note_text);
+            let _ = writeln!(
+                o,
+                "posture,{},{},{},,,,,,{}",
+                f(&pc),
+                f(&p.end.at_time),
+                f(&p.tenant),
+                f(&format!("in force: {} {}; why: {why}", e.kind, e.title))
+            );
+        }
+        for c in &p.end.changes {
+            let x = &c.change;
+            let _ = writeln!(
+                o,
+                "posture,{},{},{},{},{},{},{},{},{}",
+                f(&pc),
+                x.time,
+                f(&p.tenant),
+                f(&x.operation),
+                x.user_id.map(|i| i.to_string()).unwrap_or_default(),
+                f(x.user_email.as_deref().unwrap_or("")),
+                f(x.request_ip.as_deref().unwrap_or("")),
+                x.event_id,
+                f(&format!("change: {} {}: {}", c.kind, c.entry, x.what))
+            );
+        }
+        let _ = writeln!(o, "posture,{},,{},,,,,,{}", f(&pc), f(&p.tenant), f(&p.drift_summary()));
+        if let Some(d) = &p.drift {
+            for i in d.undocumented().chain(d.missing()) {
+                let _ = writeln!(
+                    o,
+                    "posture,{},,{},,,,,,{}",
+                    f(&pc),
+                    f(&p.tenant),
+                    f(&format!("{} {}: {}", i.kind, i.id, i.detail))
+                );
+            }
+        }
+    }
 }

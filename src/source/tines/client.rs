@@ -240,8 +240,8 @@ pub struct TinesClient {
     pub clock: Arc<ApiClock>,
 }
 
-enum Attempt {
-    Done(Page),
+enum Attempt<T> {
+    Done(T),
     Fatal(FetchError),
     Retry { why: String, after: Option<Duration>, unreachable: bool },
 }
@@ -362,13 +362,41 @@ impl TinesClient {
 
     /// Fetches one page, retrying transient failures.
     pub async fn fetch_page(&self, q: &PageQuery<'_>) -> Result<Page, FetchError> {
-        let url = self.url(q);
+        self.fetch(&self.url(q), Page::parse).await
+    }
+
+    /// `GET` of another endpoint of the tenant (`api/v1/admin/users`, ...) with `query`,
+    /// paced with the audit-log requests of the same key and retried the same way. The
+    /// answer is any JSON document; 401, 403 and 404 are final, as for audit logs.
+    pub async fn fetch_json(&self, path: &str, query: &[(&str, String)]) -> Result<serde_json::Value, FetchError> {
+        let mut url = self.endpoint.base().join(path).map_err(|e| FetchError::BadRequest {
+            tenant: self.tenant.clone(),
+            detail: format!("{path} is not a path: {e}"),
+        })?;
+        if !query.is_empty() {
+            let mut qp = url.query_pairs_mut();
+            for (k, v) in query {
+                qp.append_pair(k, v);
+            }
+        }
+        self.fetch(&url, |body| {
+            serde_json::from_str(&body).map_err(|e| WireError::NotAPage(format!("the answer is not JSON: {e}")))
+        })
+        .await
+    }
+
+    /// One request, retried while the failure is transient; `parse` reads a 200's body.
+    async fn fetch<T: Send + 'static>(
+        &self,
+        url: &url::Url,
+        parse: fn(String) -> Result<T, WireError>,
+    ) -> Result<T, FetchError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             self.pace().await;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let (why, after, unreachable) = match self.attempt(&url).await {
+            let (why, after, unreachable) = match self.attempt(url, parse).await {
                 Attempt::Done(page) => return Ok(page),
                 Attempt::Fatal(e) => return Err(e),
                 Attempt::Retry { why, after, unreachable } => (why, after, unreachable),
@@ -388,7 +416,11 @@ impl TinesClient {
         }
     }
 
-    async fn attempt(&self, url: &url::Url) -> Attempt {
+    async fn attempt<T: Send + 'static>(
+        &self,
+        url: &url::Url,
+        parse: fn(String) -> Result<T, WireError>,
+    ) -> Attempt<T> {
         let sent = self
             .http
             .get(url.clone())
@@ -432,7 +464,7 @@ impl TinesClient {
             }
             StatusCode::FORBIDDEN => return Attempt::Fatal(FetchError::Forbidden { tenant: self.tenant.clone() }),
             StatusCode::NOT_FOUND => {
-                return Attempt::Fatal(FetchError::NotFound { url: self.endpoint.display_audit_logs_url() });
+                return Attempt::Fatal(FetchError::NotFound { url: super::endpoint::display_url(url) });
             }
             s if s.is_client_error() => {
                 let body = resp.text().await.unwrap_or_default();
@@ -454,7 +486,7 @@ impl TinesClient {
             }
         };
         // Parsing 500 records is CPU work: keep it off the async threads.
-        match tokio::task::spawn_blocking(move || Page::parse(body)).await {
+        match tokio::task::spawn_blocking(move || parse(body)).await {
             Ok(Ok(page)) => Attempt::Done(page),
             Ok(Err(e @ WireError::NotAPage(_))) => {
                 Attempt::Retry { why: e.to_string(), after: None, unreachable: false }
