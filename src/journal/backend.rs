@@ -21,7 +21,7 @@ use super::checkpoint::{Basis, StoredCheckpoint};
 use super::dump::Row;
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, Progress, Quarantined, QuarantinedRow,
-    ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
 };
 
 /// How far the search index has got.
@@ -286,6 +286,13 @@ pub trait Backend: Send + Sync {
     fn reconcile_passes(&self, from: i64, to: i64) -> Result<Vec<ReconcilePass>, JournalError>;
     /// Finds whose slice overlaps `[from, to)`, by slice start.
     fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError>;
+
+    // --- self-test (detect::selftest) -------------------------------------------------------
+
+    /// Records a finished self-test run; a run id already stored is left as it is.
+    fn record_selftest(&self, run: &SelftestRun) -> Result<(), JournalError>;
+    /// Runs that started in `[from, to)`, newest first, at most `limit`.
+    fn selftest_runs(&self, from: i64, to: i64, limit: usize) -> Result<Vec<SelftestRun>, JournalError>;
 
     // --- retention -----------------------------------------------------------------------
 

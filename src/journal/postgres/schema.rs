@@ -232,6 +232,26 @@ const MIGRATIONS: &[&str] = &[
     -- byte order, whatever the database's collation.
     CREATE INDEX search_values_bytes ON search_values (kind, value COLLATE "C");
     "#,
+    // 6: PLACEHOLDER, reserved for the posture branch of issue 12 (its annotations), which
+    // numbers its migration 6. Merging both branches puts posture's migration here; this
+    // empty one only keeps the self-test's at 7 meanwhile.
+    "-- reserved for posture (issue 12)",
+    // 7: self-test runs, as SQLite's migration 10.
+    r#"
+    CREATE TABLE selftest_runs (
+        run_id        text PRIMARY KEY,
+        started_at    bigint NOT NULL,
+        finished_at   bigint NOT NULL,
+        passed        boolean NOT NULL,
+        rules_total   bigint NOT NULL,
+        rules_fired   bigint NOT NULL,
+        outputs_total bigint NOT NULL,
+        outputs_ok    bigint NOT NULL,
+        summary       text NOT NULL,
+        detail        text NOT NULL
+    );
+    CREATE INDEX selftest_runs_started ON selftest_runs (started_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -154,6 +154,7 @@ impl Sqlite {
                         c.signature
                     ])?;
                 }
+                Row::Selftest(run) => super::selftest::insert(&tx, &run)?,
                 Row::HighWater { events, alerts: _, chain_since_seq } => {
                     high_water = high_water.max(events);
                     tx.execute("UPDATE integrity SET chain_since_seq = ?1 WHERE id = 1", [chain_since_seq])?;
@@ -297,6 +298,12 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
          ORDER BY c.tenant, c.number",
         out,
         |r| Ok(Row::Checkpoint(super::checkpoint_row(r)?)),
+    )?;
+    each(
+        conn,
+        &format!("SELECT {} FROM selftest_runs ORDER BY started_at, run_id", super::selftest::COLUMNS),
+        out,
+        |r| Ok(Row::Selftest(super::selftest::from_row(r)?)),
     )?;
     let (events, alerts, chain_since_seq): (i64, i64, i64) = conn.query_row(
         "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),

@@ -235,6 +235,27 @@ const MIGRATIONS: &[&str] = &[
     r#"
     INSERT INTO events_fts (events_fts, rank) VALUES ('automerge', 16);
     "#,
+    // 9: PLACEHOLDER, reserved for the posture branch of issue 12 (its annotations), which
+    // numbers its migration 9. Merging both branches puts posture's migration here; this
+    // empty one only keeps the self-test's at 10 meanwhile.
+    "-- reserved for posture (issue 12)",
+    // 10: self-test runs the daemon records (`detect::selftest`, `[detect] selftest_every`):
+    // the evidence reports list them as proof that the detection controls were tested.
+    r#"
+    CREATE TABLE selftest_runs (
+        run_id        TEXT PRIMARY KEY,
+        started_at    INTEGER NOT NULL,
+        finished_at   INTEGER NOT NULL,
+        passed        INTEGER NOT NULL,
+        rules_total   INTEGER NOT NULL,
+        rules_fired   INTEGER NOT NULL,
+        outputs_total INTEGER NOT NULL,
+        outputs_ok    INTEGER NOT NULL,
+        summary       TEXT NOT NULL,
+        detail        TEXT NOT NULL
+    );
+    CREATE INDEX selftest_runs_started ON selftest_runs (started_at);
+    "#,
 ];
 
 /// The schema version this build writes.
