@@ -229,8 +229,20 @@ fn a_bad_selftest_every_is_a_configuration_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no [detect] section"), "{}", text(&o));
 }
 
-fn spawn_run(cfg: &Path, log: &Path) -> Child {
-    Command::new(BIN)
+/// The daemon, killed if the test ends before stopping it (a failed assertion).
+struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_run(cfg: &Path, log: &Path) -> Daemon {
+    let child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(cfg)
         .env("TEST_TINES_KEY", DEMO_KEY)
@@ -238,10 +250,12 @@ fn spawn_run(cfg: &Path, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Daemon(Some(child))
 }
 
-async fn stop(mut child: Child) {
+async fn stop(mut daemon: Daemon) {
+    let mut child = daemon.0.take().unwrap();
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     wait_until("the daemon to exit", Duration::from_secs(20), || child.try_wait().unwrap().is_some()).await;
 }
