@@ -98,17 +98,27 @@ async fn selftest_fires_every_rule_and_delivers_without_touching_the_journal_or_
     let (hook, got) = receiver(200).await;
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("out/audit.ndjson"));
+    // Alerts as events to two sinks: an exactly-once file sink (probed, never written with
+    // a record the journal lacks) and an at-least-once webhook sink (sent the test alerts).
     let outputs = format!(
-        "{}{}[[detect.outputs]]\ntype = \"sink\"\nsink = \"archive\"\n",
+        "{}{}[[detect.outputs]]\ntype = \"sink\"\nsink = \"archive\"\n[[detect.outputs]]\ntype = \"sink\"\nsink = \"hooksink\"\n",
         webhook("siem", &format!("{hook}/json"), "json"),
         webhook("slack", &format!("{hook}/slack"), "slack")
     );
-    let sinks = format!("{}{}", file_sink(&out), detect_section(dir.path(), "", &outputs));
+    let webhook_sink = format!(
+        "[[sinks]]\ntype = \"webhook\"\nname = \"hooksink\"\nurl = \"{hook}/sink\"\nencoding = \"json_array\"\n"
+    );
+    let sinks = format!("{}{webhook_sink}{}", file_sink(&out), detect_section(dir.path(), "", &outputs));
     let cfg = write_config(dir.path(), &mock.base_url(), "", &sinks);
     let o = run_bin_async(vec!["collect".into(), "--config".into(), cfg.display().to_string()]).await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(journal_count(&data) > 250);
     let (rows_before, files_before) = (journal_rows(&data), files(out.parent().unwrap()));
+    let sink_events = |got: &[(String, Value, String)]| -> Vec<Value> {
+        got.iter().filter(|(p, _, _)| p == "/sink").flat_map(|(_, v, _)| v.as_array().unwrap().clone()).collect()
+    };
+    let events_before = sink_events(&got.lock().unwrap());
+    assert_eq!(events_before.len() as i64, journal_count(&data), "collect fed the webhook sink the journal's events");
     assert!(files_before.keys().any(|p| p.ends_with("audit.ndjson")), "{:?}", files_before.keys());
 
     let o = run_bin_async(vec![
@@ -133,6 +143,7 @@ async fn selftest_fires_every_rule_and_delivers_without_touching_the_journal_or_
     assert_eq!(by_name("alerts>slack")["result"], "delivered");
     let archive = by_name("alerts>sink:archive");
     assert_eq!(archive["result"], "checked", "{archive}");
+    assert_eq!(by_name("alerts>sink:hooksink")["result"], "delivered");
 
     let got = got.lock().unwrap().clone();
     let json: Vec<&Value> = got.iter().filter(|(p, _, _)| p == "/json").map(|(_, v, _)| v).collect();
@@ -142,7 +153,15 @@ async fn selftest_fires_every_rule_and_delivers_without_touching_the_journal_or_
         assert!(v["summary"].as_str().unwrap().starts_with("[TEST] "), "{v}");
         assert_eq!(v["tenant"], tines_audit::detect::selftest::TENANT);
     }
-    assert!(got.iter().all(|(_, _, key)| key.starts_with("selftest:")), "idempotency keys are the test alerts' ids");
+    assert!(
+        got.iter().filter(|(p, _, _)| p != "/sink").all(|(_, _, key)| key.starts_with("selftest:")),
+        "the alert webhooks' idempotency keys are the test alerts' ids"
+    );
+    // The webhook sink got the test alerts as its alert twin sends alerts, and nothing else.
+    let sent = sink_events(&got);
+    let after = &sent[events_before.len()..];
+    assert_eq!(after.len(), fired, "{after:?}");
+    assert!(after.iter().all(|v| v["test"] == true && v["id"].as_str().unwrap().starts_with("selftest:")), "{after:?}");
     let slack: Vec<&Value> = got.iter().filter(|(p, _, _)| p == "/slack").map(|(_, v, _)| v).collect();
     assert_eq!(slack.len(), fired);
     assert!(slack.iter().all(|v| v["text"].as_str().unwrap().contains("[TEST] ")), "{slack:?}");
