@@ -191,9 +191,10 @@ pub async fn run(settings: &DetectSettings, sinks: &[SinkConfig]) -> Result<Repo
     let run_id = new_run_id(started);
     let (s, id) = (settings.clone(), run_id.clone());
     // Rule evaluation is CPU work: off the async threads.
-    let (rules, test_alerts, left_out) = tokio::task::spawn_blocking(move || evaluate(&s, &id, started))
-        .await
-        .map_err(|e| DetectError::Setup(format!("the self-test's rule evaluation failed: {e}")))??;
+    let Evaluated { rules, alerts: test_alerts, left_out } =
+        tokio::task::spawn_blocking(move || evaluate(&s, &id, started))
+            .await
+            .map_err(|e| DetectError::Setup(format!("the self-test's rule evaluation failed: {e}")))??;
     let mut outputs = Vec::with_capacity(settings.outputs.len());
     for o in &settings.outputs {
         let answer = alerts::deliver_test(o, sinks, &test_alerts).await;
@@ -223,13 +224,16 @@ struct Canary {
     events: Vec<(i64, Value)>,
 }
 
-/// Every rule on its synthetic events (blocking): the outcomes, the test alerts, and the
-/// problems of rules left out.
-fn evaluate(
-    s: &DetectSettings,
-    run_id: &str,
-    now: i64,
-) -> Result<(Vec<RuleOutcome>, Vec<AlertRow>, Vec<String>), DetectError> {
+/// What the rules did on their synthetic events.
+struct Evaluated {
+    rules: Vec<RuleOutcome>,
+    alerts: Vec<AlertRow>,
+    /// The problems of rules left out when loading.
+    left_out: Vec<String>,
+}
+
+/// Every rule on its synthetic events (blocking).
+fn evaluate(s: &DetectSettings, run_id: &str, now: i64) -> Result<Evaluated, DetectError> {
     let pack = s.load_rules()?;
     let geo = Arc::new(s.geoip()?);
     let opts = EngineOptions { vars: s.vars.clone(), suppress_secs: s.suppress_secs };
@@ -294,7 +298,11 @@ fn evaluate(
             o.note = Some(format!("raises no alert itself; counted by {}, which fired", covered.join(", ")));
         }
     }
-    Ok((outcomes, test_alerts, pack.problems.iter().map(ToString::to_string).collect()))
+    Ok(Evaluated {
+        rules: outcomes,
+        alerts: test_alerts,
+        left_out: pack.problems.iter().map(ToString::to_string).collect(),
+    })
 }
 
 fn not_fired_note(doc: &LoadedDoc, candidates: &[Canary]) -> String {

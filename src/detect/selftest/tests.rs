@@ -26,7 +26,7 @@ fn outcome<'a>(rules: &'a [RuleOutcome], id: &str) -> &'a RuleOutcome {
 #[test]
 fn every_shipped_rule_fires_on_its_canary() {
     let now = now_secs();
-    let (rules, alerts, left_out) = evaluate(&shipped(&["US", "IE", "GB"]), "run-1", now).unwrap();
+    let Evaluated { rules, alerts, left_out } = evaluate(&shipped(&["US", "IE", "GB"]), "run-1", now).unwrap();
     assert!(left_out.is_empty(), "{left_out:?}");
     let pack = RulePack::builtin();
     assert_eq!(rules.len(), pack.docs.len(), "one line per shipped rule");
@@ -52,7 +52,7 @@ fn every_shipped_rule_fires_on_its_canary() {
 
 #[test]
 fn test_alerts_say_they_are_tests_and_their_events_say_they_are_synthetic() {
-    let (rules, alerts, _) = evaluate(&shipped(&["US", "IE", "GB"]), "run-7", now_secs()).unwrap();
+    let Evaluated { rules, alerts, .. } = evaluate(&shipped(&["US", "IE", "GB"]), "run-7", now_secs()).unwrap();
     let o = outcome(&rules, "tines_credential_mass_deletion");
     let a = alerts.iter().find(|a| Some(&a.id) == o.alert_id.as_ref()).unwrap();
     assert_eq!(a.id, "selftest:run-7:tines_credential_mass_deletion");
@@ -135,7 +135,7 @@ correlation:
   condition: {field: request_ip, gte: 3}
 "#,
     );
-    let (rules, alerts, _) = evaluate(&s, "run-3", now_secs()).unwrap();
+    let Evaluated { rules, alerts, .. } = evaluate(&s, "run-3", now_secs()).unwrap();
     let named = outcome(&rules, "named_story");
     assert_eq!(named.result, RuleResult::Fired, "{named:?}");
     assert!(named.canary.as_deref().unwrap().contains("built from its selection"), "{named:?}");
@@ -163,7 +163,7 @@ correlation:
 /// rather than testing it with values the daemon does not use.
 #[test]
 fn a_rule_that_cannot_fire_with_the_configured_values_is_named() {
-    let (rules, _, _) = evaluate(&shipped(&["BR", "JP"]), "run-4", now_secs()).unwrap();
+    let Evaluated { rules, .. } = evaluate(&shipped(&["BR", "JP"]), "run-4", now_secs()).unwrap();
     let o = outcome(&rules, "tines_unexpected_country");
     assert_eq!(o.result, RuleResult::NotFired, "{o:?}");
     assert!(o.note.as_deref().unwrap().contains("%allowed_countries%"), "{o:?}");
@@ -174,7 +174,7 @@ fn a_rule_that_cannot_fire_with_the_configured_values_is_named() {
 #[test]
 fn rules_that_are_off_are_listed_and_not_failures() {
     let s = DetectSettings { emulator_geoip: true, suppress_secs: 3600, ..Default::default() };
-    let (rules, _, _) = evaluate(&s, "run-5", now_secs()).unwrap();
+    let Evaluated { rules, .. } = evaluate(&s, "run-5", now_secs()).unwrap();
     let o = outcome(&rules, "tines_unexpected_country");
     assert_eq!(o.result, RuleResult::Off, "{o:?}");
     assert!(o.note.as_deref().unwrap().contains("allowed_countries"), "{o:?}");
@@ -185,7 +185,7 @@ fn rules_that_are_off_are_listed_and_not_failures() {
 #[test]
 fn rules_needing_geoip_do_not_fire_without_it() {
     let s = DetectSettings { suppress_secs: 3600, ..Default::default() };
-    let (rules, _, _) = evaluate(&s, "run-6", now_secs()).unwrap();
+    let Evaluated { rules, .. } = evaluate(&s, "run-6", now_secs()).unwrap();
     assert_eq!(outcome(&rules, "tines_new_country_for_user").result, RuleResult::NotFired);
     assert_eq!(outcome(&rules, "tines_credential_mass_deletion").result, RuleResult::Fired);
 }
