@@ -271,11 +271,10 @@ pub fn slack_payload(a: &AlertRow) -> Value {
 }
 
 /// POSTs one alert to a webhook as `format` says; any answer is returned, and no answer
-/// is a message that shows the URL by its origin only (reqwest's own quotes the whole URL).
+/// is why, without the URL (reqwest's own message quotes all of it).
 async fn post_alert(
     client: &reqwest::Client,
     url: &str,
-    origin: &str,
     format: WebhookFormat,
     a: &AlertRow,
 ) -> Result<reqwest::Response, String> {
@@ -290,7 +289,7 @@ async fn post_alert(
         .body(payload.to_string())
         .send()
         .await
-        .map_err(|e| format!("webhook {origin} unreachable ({})", crate::sinks::http::describe(&e)))
+        .map_err(|e| crate::sinks::http::describe(&e))
 }
 
 fn webhook_client() -> Result<reqwest::Client, String> {
@@ -355,20 +354,16 @@ async fn deliver_test_inner(c: &OutputConfig, sinks: &[SinkConfig], alerts: &[Al
                 Ok(c) => c,
                 Err(e) => return TestAnswer::Failed(e),
             };
-            let origin = url_origin(url);
             let mut last = None;
             for a in alerts {
-                match post_alert(&client, url, &origin, *format, a).await {
+                match post_alert(&client, url, *format, a).await {
                     Ok(resp) if resp.status().is_success() => last = Some(resp.status()),
                     Ok(resp) => {
                         let status = resp.status();
                         let said = body_excerpt(resp).await;
-                        return TestAnswer::Failed(format!(
-                            "webhook {origin} answered {status}{said} to test alert {}",
-                            a.id
-                        ));
+                        return TestAnswer::Failed(format!("answered {status}{said} to test alert {}", a.id));
                     }
-                    Err(e) => return TestAnswer::Failed(e),
+                    Err(e) => return TestAnswer::Failed(format!("unreachable ({e})")),
                 }
             }
             match last {
@@ -532,10 +527,10 @@ impl Output {
             }
             Target::Webhook { client, url, origin, format } => {
                 for a in alerts {
-                    let failed = match post_alert(client, url, origin, *format, a).await {
+                    let failed = match post_alert(client, url, *format, a).await {
                         Ok(resp) if resp.status().is_success() => continue,
                         Ok(resp) => format!("webhook {origin} answered {}; will retry", resp.status()),
-                        Err(e) => format!("{e}; will retry"),
+                        Err(e) => format!("webhook {origin} unreachable ({e}); will retry"),
                     };
                     return Err(OutputError::Deliver { name: self.name.clone(), message: failed });
                 }

@@ -153,7 +153,7 @@ fn summarise(rules: &[RuleOutcome], outputs: &[OutputOutcome]) -> (bool, String)
     let failed_outputs: Vec<String> = outputs
         .iter()
         .filter_map(|o| match &o.answer {
-            TestAnswer::Failed(why) => Some(format!("{} ({why})", o.output)),
+            TestAnswer::Failed(why) => Some(format!("{} ({}: {why})", o.output, o.destination)),
             _ => None,
         })
         .collect();
@@ -274,7 +274,7 @@ fn evaluate(s: &DetectSettings, run_id: &str, now: i64) -> Result<Evaluated, Det
                     }
                     if outcome.result == RuleResult::NotFired {
                         outcome.canary = candidates.first().map(|c| c.label.clone());
-                        outcome.note = Some(not_fired_note(doc, &candidates));
+                        outcome.note = Some(not_fired_note(doc, &candidates, geo.is_empty()));
                     }
                 }
             }
@@ -305,12 +305,19 @@ fn evaluate(s: &DetectSettings, run_id: &str, now: i64) -> Result<Evaluated, Det
     })
 }
 
-fn not_fired_note(doc: &LoadedDoc, candidates: &[Canary]) -> String {
+fn not_fired_note(doc: &LoadedDoc, candidates: &[Canary], no_geoip: bool) -> String {
     let tried = if doc.examples.iter().any(|e| e.expect_match) {
         format!("none of its {} positive example(s) raised an alert", candidates.len())
     } else {
         "the canary built from its selection raised no alert; give the rule a positive example (docs/detection.md, \"Examples\")".to_string()
     };
+    let located = [names::COUNTRY, names::ASN, names::AS_ORG, names::NEW_COUNTRY];
+    if no_geoip && located.iter().any(|f| doc.text.contains(f)) {
+        // The likeliest cause first: without a database these fields are never set.
+        return format!(
+            "{tried}: it reads where addresses are (source_country and the like), and no GeoIP database is configured (detect.geoip), so it cannot fire"
+        );
+    }
     if doc.placeholders.is_empty() {
         format!("{tried} with this configuration")
     } else {

@@ -186,7 +186,9 @@ fn rules_that_are_off_are_listed_and_not_failures() {
 fn rules_needing_geoip_do_not_fire_without_it() {
     let s = DetectSettings { suppress_secs: 3600, ..Default::default() };
     let Evaluated { rules, .. } = evaluate(&s, "run-6", now_secs()).unwrap();
-    assert_eq!(outcome(&rules, "tines_new_country_for_user").result, RuleResult::NotFired);
+    let o = outcome(&rules, "tines_new_country_for_user");
+    assert_eq!(o.result, RuleResult::NotFired);
+    assert!(o.note.as_deref().unwrap().contains("no GeoIP database is configured (detect.geoip)"), "{o:?}");
     assert_eq!(outcome(&rules, "tines_credential_mass_deletion").result, RuleResult::Fired);
 }
 
