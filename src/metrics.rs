@@ -67,6 +67,9 @@ pub struct Metrics {
     pub leases_held: Gauge,
     /// The fencing token this instance holds a job's lease with (0 when it does not hold it).
     pub lease_token: Family<LeaseLabel, Gauge>,
+    /// The last self-test's result (1 passed, 0 failed) and when it started (`detect::selftest`).
+    selftest_last_passed: Gauge,
+    selftest_last_run: Gauge,
     journal_events: Gauge,
     journal_bytes: Gauge,
     start_time: Gauge,
@@ -97,6 +100,8 @@ impl Metrics {
             events_pruned: Counter::default(),
             leases_held: Gauge::default(),
             lease_token: Family::default(),
+            selftest_last_passed: Gauge::default(),
+            selftest_last_run: Gauge::default(),
             journal_events: Gauge::default(),
             journal_bytes: Gauge::default(),
             start_time: Gauge::default(),
@@ -159,6 +164,16 @@ impl Metrics {
             "Events reconciliation found missing from the journal (arrived later than the overlap) and inserted",
             m.reconcile_found_events.clone(),
         );
+        r.register(
+            "selftest_last_passed",
+            "1 if the last self-test passed (every enabled rule fired, every alert output accepted), 0 if it failed",
+            m.selftest_last_passed.clone(),
+        );
+        r.register(
+            "selftest_last_run_timestamp_seconds",
+            "Unix time the last self-test started ([detect] selftest_every)",
+            m.selftest_last_run.clone(),
+        );
         r.register("journal_events", "Events in the journal", m.journal_events.clone());
         r.register("journal_size_bytes", "Size of the journal database files", m.journal_bytes.clone());
         r.register("start_time_seconds", "Unix time the process started", m.start_time.clone());
@@ -178,6 +193,13 @@ pub fn tenant(t: &str) -> TenantLabel {
 
 pub fn sink(s: &str) -> SinkLabel {
     SinkLabel { sink: s.to_string() }
+}
+
+/// Sets the self-test gauges from a run (the daemon's schedule, and the journal's newest at scrape time).
+pub fn selftest_ran(run: &crate::journal::SelftestRun) {
+    let m = metrics();
+    m.selftest_last_passed.set(i64::from(run.passed));
+    m.selftest_last_run.set(run.started_at);
 }
 
 /// Refreshes the gauges from the journal and the status, and renders everything (blocking: call off the async threads).
@@ -203,6 +225,10 @@ pub fn render(journal: &Journal) -> Result<String, JournalError> {
         if let Some(t) = st.last_success {
             m.sink_last_success.get_or_create(&sink(name)).set(t);
         }
+    }
+    // Whichever instance ran it: the journal has the newest run.
+    if let Some(run) = journal.selftest_runs(i64::MIN, i64::MAX, 1)?.first() {
+        selftest_ran(run);
     }
     m.journal_events.set(events);
     m.journal_bytes.set(journal.size_bytes() as i64);

@@ -325,12 +325,24 @@ pub async fn run(settings: Arc<Settings>, journal: Journal, mut shutdown: watch:
                     let Some(d) = &settings.detect else { return };
                     let bases =
                         settings.tenants.iter().map(|t| (t.name.clone(), t.endpoint.base().to_string())).collect();
-                    // Started (its state read from the journal) each time the lease is taken.
-                    match crate::detect::Detector::start(d, &settings.sinks, bases, &journal).await {
-                        Ok(detector) => crate::detect::run(detector, journal, appended, stop, settings.interval).await,
-                        // Collection and delivery go on without detection.
-                        Err(e) => tracing::error!("detection could not start, collection goes on without it: {e}"),
-                    }
+                    // On the detector's holder, so instances sharing a journal run one schedule.
+                    let selftest = crate::detect::selftest::schedule(
+                        d.clone(),
+                        settings.sinks.clone(),
+                        journal.clone(),
+                        stop.clone(),
+                    );
+                    let detection = async {
+                        // Started (its state read from the journal) each time the lease is taken.
+                        match crate::detect::Detector::start(d, &settings.sinks, bases, &journal).await {
+                            Ok(detector) => {
+                                crate::detect::run(detector, journal.clone(), appended, stop, settings.interval).await
+                            }
+                            // Collection and delivery go on without detection.
+                            Err(e) => tracing::error!("detection could not start, collection goes on without it: {e}"),
+                        }
+                    };
+                    tokio::join!(detection, selftest);
                 }
             },
         ));

@@ -250,13 +250,15 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
     };
     let csv = stdout(&report("csv", "soc2").await);
     let mut by_section: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let (mut gaps, mut integrity) = (Vec::new(), Vec::new());
+    let (mut gaps, mut integrity, mut selftests) = (Vec::new(), Vec::new(), Vec::new());
     for row in csv.lines().skip(1) {
         let cols: Vec<&str> = row.split(',').collect();
         if cols[0] == "continuity" {
             gaps.push(row.to_string());
         } else if cols[0] == "integrity" {
             integrity.push(row.to_string());
+        } else if cols[0] == "selftest" {
+            selftests.push(row.to_string());
         } else if cols[0] != "alerts" {
             by_section.entry(cols[0].to_string()).or_default().insert(cols[8].parse().unwrap());
         }
@@ -272,6 +274,12 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
         assert!(!want.is_empty() || s.id == "login_notice", "the history exercises {}", s.id);
     }
     assert!(by_section.is_empty(), "rows of unknown sections: {by_section:?}");
+    // No daemon ran the self-test here: the report says so rather than stay silent.
+    assert_eq!(selftests.len(), 1, "{selftests:?}");
+    assert!(
+        selftests[0].starts_with("selftest,CC4.1 CC7.2,") && selftests[0].contains("No self-test ran"),
+        "{selftests:?}"
+    );
     // The journal verifies, its checkpoints checked with the installation's own key.
     assert!(
         integrity.len() == 1

@@ -22,6 +22,8 @@ pub enum Exit {
     Locked = 9,
     DiskFull = 10,
     JournalUnreachable = 12,
+    /// `selftest`: a rule did not fire on its synthetic events, or an alert output failed.
+    Selftest = 14,
 }
 
 fn from_fetch(e: &FetchError) -> Exit {
@@ -82,6 +84,10 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
                 DrainError::Sink { .. } => Exit::Sink,
                 DrainError::Journal(j) => from_journal(j),
             };
+        }
+        if let Some(crate::detect::DetectError::Setup(_)) = cause.downcast_ref::<crate::detect::DetectError>() {
+            // Rules, GeoIP databases or outputs that cannot be used as configured.
+            return Exit::Usage;
         }
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<crate::source::tines::endpoint::EndpointError>().is_some()

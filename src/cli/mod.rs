@@ -9,6 +9,7 @@ mod posture;
 mod reader;
 mod reconcile;
 mod search;
+mod selftest;
 mod verify;
 mod verify_lake;
 
@@ -39,7 +40,8 @@ pub use exit::{Exit, exit_code};
 /// 6 network unreachable, 7 the API kept failing, 8 a sink could not deliver,
 /// 9 the data directory is in use by another collector, 10 the journal cannot grow (disk full),
 /// 11 detection rules have problems or failing examples, 12 the journal's database cannot be reached,
-/// 13 `verify` found the journal changed.
+/// 13 `verify` found the journal changed, 14 `selftest` found a rule that did not fire or an
+/// alert output that failed.
 #[derive(Debug, Parser)]
 #[command(name = "tines-audit", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -100,6 +102,11 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// The Ed25519 key that signs checkpoints and digests: `keys public` prints what auditors need.
     Keys(keys::KeysArgs),
+    /// Prove detection works end to end: every enabled rule on synthetic events built from its
+    /// own examples, through the configured engine, and the test alerts it raises to every
+    /// alert output. Nothing is written to the journal or the event sinks. Exit 0 when every
+    /// rule fired and every output accepted, 14 when not (the table names which).
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Where settings come from: a config file, or flags alone.
@@ -374,6 +381,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Posture(args) => posture::posture(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::Keys(args) => keys::keys(args),
+        Command::Selftest(args) => selftest::selftest(args).await,
     }
 }
 

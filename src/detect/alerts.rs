@@ -270,6 +270,161 @@ pub fn slack_payload(a: &AlertRow) -> Value {
     })
 }
 
+/// POSTs one alert to a webhook as `format` says; any answer is returned, and no answer
+/// is why, without the URL (reqwest's own message quotes all of it).
+async fn post_alert(
+    client: &reqwest::Client,
+    url: &str,
+    format: WebhookFormat,
+    a: &AlertRow,
+) -> Result<reqwest::Response, String> {
+    let payload = match format {
+        WebhookFormat::Json => serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        WebhookFormat::Slack => slack_payload(a),
+    };
+    client
+        .post(url)
+        .header("Idempotency-Key", &a.id)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(payload.to_string())
+        .send()
+        .await
+        .map_err(|e| crate::sinks::http::describe(&e))
+}
+
+fn webhook_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| format!("alert webhook client: {e}"))
+}
+
+/// What an output answered the self-test's alerts (`detect::selftest`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", content = "answer", rename_all = "snake_case")]
+pub enum TestAnswer {
+    /// The destination took every test alert; what it answered.
+    Delivered(String),
+    /// An exactly-once destination (a file or object-store sink): reached and written to by
+    /// its health check's probe, but given no test alert, since its files and objects are
+    /// named and counted by journal number and one the journal does not hold would break that.
+    Checked(String),
+    /// The destination refused or could not be reached: why.
+    Failed(String),
+}
+
+impl TestAnswer {
+    pub fn ok(&self) -> bool {
+        !matches!(self, TestAnswer::Failed(_))
+    }
+}
+
+impl OutputConfig {
+    /// Where the output delivers, as messages may show it (a webhook by its origin only).
+    pub fn destination(&self) -> String {
+        match self {
+            OutputConfig::Webhook { url, format: WebhookFormat::Json, .. } => format!("webhook {}", url_origin(url)),
+            OutputConfig::Webhook { url, format: WebhookFormat::Slack, .. } => {
+                format!("webhook {} (Slack)", url_origin(url))
+            }
+            OutputConfig::Stdout { .. } => "standard output".into(),
+            OutputConfig::Sink { sink } => format!("sink {sink}"),
+        }
+    }
+}
+
+/// Hands `alerts` (the self-test's, marked as tests) to an output by its real delivery
+/// path, outside its offset over the alerts table: nothing is committed, and the
+/// detector's own alerts are not touched. Stops at the first alert refused.
+pub async fn deliver_test(c: &OutputConfig, sinks: &[SinkConfig], alerts: &[AlertRow]) -> TestAnswer {
+    let answer = deliver_test_inner(c, sinks, alerts).await;
+    // What a receiver or a sink says may quote a configured secret: never shown.
+    match answer {
+        TestAnswer::Delivered(m) => TestAnswer::Delivered(crate::secret::redact(&m).into_owned()),
+        TestAnswer::Checked(m) => TestAnswer::Checked(crate::secret::redact(&m).into_owned()),
+        TestAnswer::Failed(m) => TestAnswer::Failed(crate::secret::redact(&m).into_owned()),
+    }
+}
+
+async fn deliver_test_inner(c: &OutputConfig, sinks: &[SinkConfig], alerts: &[AlertRow]) -> TestAnswer {
+    let n = alerts.len();
+    match c {
+        OutputConfig::Webhook { url, format, .. } => {
+            let client = match webhook_client() {
+                Ok(c) => c,
+                Err(e) => return TestAnswer::Failed(e),
+            };
+            let mut last = None;
+            for a in alerts {
+                match post_alert(&client, url, *format, a).await {
+                    Ok(resp) if resp.status().is_success() => last = Some(resp.status()),
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let said = body_excerpt(resp).await;
+                        return TestAnswer::Failed(format!("answered {status}{said} to test alert {}", a.id));
+                    }
+                    Err(e) => return TestAnswer::Failed(format!("unreachable ({e})")),
+                }
+            }
+            match last {
+                Some(s) => TestAnswer::Delivered(format!("HTTP {s} to each of {n} test alert(s)")),
+                None => TestAnswer::Delivered("no test alert to send".into()),
+            }
+        }
+        OutputConfig::Stdout { format, .. } => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for a in alerts {
+                let line = match format {
+                    StdoutFormat::Text => text_line(a),
+                    StdoutFormat::Json => a.body.clone(),
+                };
+                if let Err(e) = writeln!(out, "{line}") {
+                    return TestAnswer::Failed(format!("standard output: {e}"));
+                }
+            }
+            TestAnswer::Delivered(format!("{n} test alert(s) written"))
+        }
+        OutputConfig::Sink { sink } => {
+            let Some(conf) = sinks.iter().find(|s| &s.name() == sink) else {
+                return TestAnswer::Failed(format!("no sink named {sink}"));
+            };
+            let twin = match alert_sink_config(conf) {
+                Ok(t) => t,
+                Err(e) => return TestAnswer::Failed(e),
+            };
+            let exactly_once = matches!(twin, SinkConfig::File { .. } | SinkConfig::ObjectStore(_));
+            let mut built = match twin.build() {
+                Ok(b) => b,
+                Err(e) => return TestAnswer::Failed(e),
+            };
+            if exactly_once {
+                return match built.health_check().await {
+                    Ok(m) => TestAnswer::Checked(format!(
+                        "{m}; no test alert written (its alerts are named and counted by journal number)"
+                    )),
+                    Err(e) => TestAnswer::Failed(e.to_string()),
+                };
+            }
+            let mut batch = EventBatch::default();
+            for a in alerts {
+                batch.push(a.seq, &a.tenant, a.seq, a.event_time, &a.body);
+            }
+            match built.deliver(Arc::new(batch)).await {
+                Ok(_) => TestAnswer::Delivered(format!("the sink accepted {n} test alert(s)")),
+                Err(e) => TestAnswer::Failed(e.to_string()),
+            }
+        }
+    }
+}
+
+/// The start of an error answer's body, on one line (`: text`), or nothing.
+async fn body_excerpt(resp: reqwest::Response) -> String {
+    let text = resp.text().await.unwrap_or_default();
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
+    if line.is_empty() { String::new() } else { format!(": {}", crate::query::search::printable(&line)) }
+}
+
 /// Why an output could not deliver.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -330,10 +485,7 @@ impl Output {
         let name = c.consumer_name();
         let target = match c {
             OutputConfig::Webhook { url, format, .. } => Target::Webhook {
-                client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(15))
-                    .build()
-                    .map_err(|e| format!("alert webhook client: {e}"))?,
+                client: webhook_client()?,
                 url: url.clone(),
                 origin: url_origin(url),
                 format: *format,
@@ -375,24 +527,10 @@ impl Output {
             }
             Target::Webhook { client, url, origin, format } => {
                 for a in alerts {
-                    let payload = match format {
-                        WebhookFormat::Json => serde_json::from_str(&a.body).unwrap_or(Value::Null),
-                        WebhookFormat::Slack => slack_payload(a),
-                    };
-                    let r = client
-                        .post(url.as_str())
-                        .header("Idempotency-Key", &a.id)
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(payload.to_string())
-                        .send()
-                        .await;
-                    // reqwest's own message quotes the whole URL: only its origin is shown.
-                    let failed = match r {
+                    let failed = match post_alert(client, url, *format, a).await {
                         Ok(resp) if resp.status().is_success() => continue,
                         Ok(resp) => format!("webhook {origin} answered {}; will retry", resp.status()),
-                        Err(e) => {
-                            format!("webhook {origin} unreachable ({}); will retry", crate::sinks::http::describe(&e))
-                        }
+                        Err(e) => format!("webhook {origin} unreachable ({e}); will retry"),
                     };
                     return Err(OutputError::Deliver { name: self.name.clone(), message: failed });
                 }

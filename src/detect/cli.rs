@@ -145,7 +145,7 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
             let untested: Vec<&str> = pack
                 .docs
                 .iter()
-                .filter(|d| d.examples.is_empty() && !is_counted_only(&pack, &d.id))
+                .filter(|d| d.examples.is_empty() && !pack.is_counted_only(&d.id))
                 .map(|d| d.id.as_str())
                 .collect();
             if !untested.is_empty() {
@@ -193,13 +193,6 @@ pub async fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A detection rule that only feeds correlations (it raises nothing itself).
-fn is_counted_only(pack: &RulePack, id: &str) -> bool {
-    pack.docs
-        .iter()
-        .any(|d| matches!(&d.kind, DocKind::Correlation(c) if c.rules.iter().any(|r| r == id) && !c.generate))
-}
-
 fn list(s: &DetectSettings, json: bool) -> anyhow::Result<ExitCode> {
     let pack = s.load_rules()?;
     let opts = EngineOptions { vars: s.vars.clone(), suppress_secs: s.suppress_secs };
@@ -209,7 +202,7 @@ fn list(s: &DetectSettings, json: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|d| {
             let kind = match &d.kind {
-                DocKind::Detection(_) if is_counted_only(&pack, &d.id) => "counted".to_string(),
+                DocKind::Detection(_) if pack.is_counted_only(&d.id) => "counted".to_string(),
                 DocKind::Detection(_) => "detection".to_string(),
                 DocKind::Correlation(c) => c.correlation_type.as_str().to_string(),
             };

@@ -6,7 +6,9 @@
 //! - [`fields`]: the event as rules see it (raw Tines fields and enrichments);
 //! - [`engine`]: enrichment, rsigma evaluation, suppression, exportable state;
 //! - [`geoip`] and [`mmdb`]: country/ASN lookups, and the emulator's own database;
-//! - [`alerts`]: what an alert says and the outputs that deliver it.
+//! - [`alerts`]: what an alert says and the outputs that deliver it;
+//! - [`selftest`]: synthetic events from each rule's examples through an engine of their
+//!   own, test alerts to every output: proof that the controls work, outside the journal.
 //!
 //! The detector is its own consumer of the journal (offset `detector`), not
 //! a [`crate::sinks::Sink`]: a batch's alerts, the engine's state and the
@@ -21,6 +23,7 @@ pub mod fields;
 pub mod geoip;
 pub mod mmdb;
 pub mod rules;
+pub mod selftest;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -66,6 +69,8 @@ pub struct RawDetect {
     pub event_link: Option<String>,
     #[serde(default)]
     pub outputs: Vec<OutputConfig>,
+    /// `run` only: run the self-test this often and record the result (default "off"; at least 1h).
+    pub selftest_every: Option<String>,
 }
 
 /// `[detect]` validated.
@@ -80,6 +85,8 @@ pub struct DetectSettings {
     pub lookback_secs: Option<i64>,
     pub event_link: Option<String>,
     pub outputs: Vec<OutputConfig>,
+    /// How often `run` runs the self-test ([`selftest`]); `None`: never.
+    pub selftest_every: Option<Duration>,
 }
 
 impl RawDetect {
@@ -120,6 +127,7 @@ impl RawDetect {
         for (i, o) in self.outputs.iter().enumerate() {
             o.validate(sinks).map_err(|e| format!("detect.outputs[{i}]: {e}"))?;
         }
+        let selftest_every = selftest::parse_every(self.selftest_every.as_deref())?;
         Ok(Some(DetectSettings {
             rules: self.rules,
             geoip: self.geoip,
@@ -129,6 +137,7 @@ impl RawDetect {
             lookback_secs: (lookback > 0).then_some(lookback),
             event_link: self.event_link,
             outputs: self.outputs,
+            selftest_every,
         }))
     }
 }

@@ -509,6 +509,21 @@ impl RulePack {
         Ok(Self::from_sources(texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))))
     }
 
+    /// The correlations that count rule `id` without letting it alert on its own (no
+    /// `generate: true`): a rule they name raises nothing itself.
+    pub fn counted_by(&self, id: &str) -> Vec<&str> {
+        self.docs
+            .iter()
+            .filter(|d| matches!(&d.kind, DocKind::Correlation(c) if !c.generate && c.rules.iter().any(|r| r == id)))
+            .map(|d| d.id.as_str())
+            .collect()
+    }
+
+    /// A detection rule that only feeds correlations (it raises nothing itself).
+    pub fn is_counted_only(&self, id: &str) -> bool {
+        !self.counted_by(id).is_empty()
+    }
+
     /// Duplicate ids, and correlations counting rules that are not loaded, are problems too.
     fn check_references(&mut self) {
         let mut seen = HashSet::new();

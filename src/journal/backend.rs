@@ -21,7 +21,7 @@ use super::checkpoint::{Basis, StoredCheckpoint};
 use super::dump::Row;
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress, Quarantined,
-    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
 };
 
 /// How far the search index has got.
@@ -299,6 +299,13 @@ pub trait Backend: Send + Sync {
     fn add_posture_note(&self, note: &PostureNote) -> Result<PostureNote, JournalError>;
     /// Every note of a tenant, in the order written.
     fn posture_notes(&self, tenant: &str) -> Result<Vec<PostureNote>, JournalError>;
+
+    // --- self-test (detect::selftest) -------------------------------------------------------
+
+    /// Records a finished self-test run; a run id already stored is left as it is.
+    fn record_selftest(&self, run: &SelftestRun) -> Result<(), JournalError>;
+    /// Runs that started in `[from, to)`, newest first, at most `limit`.
+    fn selftest_runs(&self, from: i64, to: i64, limit: usize) -> Result<Vec<SelftestRun>, JournalError>;
 
     // --- retention -----------------------------------------------------------------------
 

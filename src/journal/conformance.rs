@@ -536,6 +536,7 @@ fn populated(kind: Kind) -> super::testing::Fresh {
     };
     j.record_reconcile_find(&find).unwrap();
     j.add_posture_note(&note("t", "ip_rule", "203.0.113.0/24", "office VPN", 40)).unwrap();
+    j.record_selftest(&selftest_run("run-1", 1_500, false)).unwrap();
     // The newest event (u's, seq 21, created long ago) goes; its number must never come back.
     assert_eq!(j.prune(500, 21, None).unwrap(), 1);
     assert_eq!((j.max_seq().unwrap(), j.count_events(None).unwrap()), (21, 20));
@@ -635,6 +636,41 @@ fn oldest_first_pages_read_every_matching_event_once_in_time_order(kind: Kind) {
 
 crate::on_every_backend!(oldest_first_pages_read_every_matching_event_once_in_time_order);
 
+/// A self-test run as the daemon would record it.
+fn selftest_run(id: &str, started_at: i64, passed: bool) -> SelftestRun {
+    SelftestRun {
+        run_id: id.into(),
+        started_at,
+        finished_at: started_at + 2,
+        passed,
+        rules_total: 18,
+        rules_fired: if passed { 18 } else { 17 },
+        outputs_total: 2,
+        outputs_ok: 2,
+        summary: format!("summary of {id}"),
+        detail: format!("{{\"run\":\"{id}\"}}"),
+    }
+}
+
+/// The self-test's record: each run stored once (a retried record stays one row), listed
+/// newest first within `[from, to)` of its start, as the reports and the metrics read it.
+fn selftest_runs_are_recorded_once_and_listed_newest_first_within_the_period(kind: Kind) {
+    let j = fresh(kind);
+    assert!(j.selftest_runs(i64::MIN, i64::MAX, 10).unwrap().is_empty());
+    for (id, at, passed) in [("a", 100, true), ("b", 200, false), ("c", 300, true)] {
+        j.record_selftest(&selftest_run(id, at, passed)).unwrap();
+    }
+    j.record_selftest(&SelftestRun { summary: "again".into(), ..selftest_run("b", 200, false) }).unwrap();
+    let ids = |runs: Vec<SelftestRun>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let all = j.selftest_runs(i64::MIN, i64::MAX, 10).unwrap();
+    assert_eq!(all[1], selftest_run("b", 200, false), "stored as recorded first, every field");
+    assert_eq!(ids(all), ["c", "b", "a"]);
+    assert_eq!(ids(j.selftest_runs(100, 300, 10).unwrap()), ["b", "a"], "[from, to) of the start");
+    assert_eq!(ids(j.selftest_runs(i64::MIN, i64::MAX, 1).unwrap()), ["c"], "the newest, for the metrics");
+}
+
+crate::on_every_backend!(selftest_runs_are_recorded_once_and_listed_newest_first_within_the_period);
+
 fn rows(j: &Journal) -> Vec<dump::Row> {
     let mut out = Vec::new();
     j.dump(&mut |r| {
@@ -653,6 +689,7 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
     let want = rows(&from);
     assert!(want.iter().any(|r| matches!(r, dump::Row::Alert { .. })) && want.len() > 10, "{want:?}");
     assert!(want.iter().any(|r| matches!(r, dump::Row::PostureNote(n) if n.why == "office VPN")), "{want:?}");
+    assert!(want.iter().any(|r| matches!(r, dump::Row::Selftest(_))), "{want:?}");
     for target in [Kind::Sqlite, Kind::Postgres] {
         let to = fresh(target);
         let copied = dump::copy(&from, &to, &|_| {}).unwrap();

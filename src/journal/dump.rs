@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::chain::{Head, Link};
-use super::{FoundEvent, Journal, JournalError, Progress, ReconcileFind, ReconcilePass};
+use super::{FoundEvent, Journal, JournalError, Progress, ReconcileFind, ReconcilePass, SelftestRun};
 
 /// One row of a journal, in the order a load needs them (tenants before what names them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub enum Row {
     Checkpoint(super::checkpoint::StoredCheckpoint),
     /// A note on a posture entry, with its number.
     PostureNote(super::PostureNote),
+    /// A self-test run the daemon recorded (evidence that the detection controls were tested).
+    Selftest(SelftestRun),
     /// The highest numbers ever handed out (deleted rows included), so none is reused.
     HighWater {
         events: i64,

@@ -292,6 +292,26 @@ pub struct ReconcilePass {
     pub finished_at: i64,
 }
 
+/// One run of the self-test (`detect::selftest`) as the daemon records it: the evidence
+/// reports show that the detection controls were tested, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SelftestRun {
+    /// Unique per run; the test alerts it sent carry it.
+    pub run_id: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// Every enabled rule fired and every alert output accepted.
+    pub passed: bool,
+    pub rules_total: u64,
+    pub rules_fired: u64,
+    pub outputs_total: u64,
+    pub outputs_ok: u64,
+    /// One line: what was tested, or what failed (by name).
+    pub summary: String,
+    /// The whole result (per rule and per output) as JSON.
+    pub detail: String,
+}
+
 /// A slice in which reconciliation found events the journal did not have.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileFind {

@@ -180,6 +180,13 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         |r| Row::PostureNote(super::note_row(r)),
     )
     .await?;
+    each(
+        &tx,
+        &format!("SELECT {} FROM selftest_runs ORDER BY started_at, run_id", super::selftest::COLUMNS),
+        out,
+        |r| Row::Selftest(super::selftest::from_row(r)),
+    )
+    .await?;
     let hw = tx
         .query_one(
             "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
@@ -373,6 +380,7 @@ pub(super) async fn load(
                 )
                 .await?;
             }
+            Row::Selftest(run) => super::selftest::insert(&tx, &run).await?,
             Row::HighWater { events, alerts, chain_since_seq } => {
                 high_water = (high_water.0.max(events), high_water.1.max(alerts));
                 tx.execute("UPDATE integrity SET chain_since_seq = $1 WHERE id = 1", &[&chain_since_seq]).await?;

@@ -17,6 +17,7 @@ mod conn;
 mod dump;
 mod schema;
 mod search;
+mod selftest;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,7 +34,7 @@ use super::chain;
 use super::checkpoint;
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
-    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
 };
 use crate::timeutil::now_secs;
 use conn::Pool;
@@ -904,6 +905,14 @@ impl Backend for Postgres {
                 })
                 .collect())
         })
+    }
+
+    fn record_selftest(&self, run: &SelftestRun) -> Result<(), JournalError> {
+        self.run(async |c| selftest::insert(c, run).await)
+    }
+
+    fn selftest_runs(&self, from: i64, to: i64, limit: usize) -> Result<Vec<SelftestRun>, JournalError> {
+        self.run(async |c| selftest::between(c, from, to, limit).await)
     }
 
     fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError> {

@@ -247,6 +247,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX posture_notes_tenant ON posture_notes (tenant, seq);
     "#,
+    // 7: self-test runs, as SQLite's migration 10.
+    r#"
+    CREATE TABLE selftest_runs (
+        run_id        text PRIMARY KEY,
+        started_at    bigint NOT NULL,
+        finished_at   bigint NOT NULL,
+        passed        boolean NOT NULL,
+        rules_total   bigint NOT NULL,
+        rules_fired   bigint NOT NULL,
+        outputs_total bigint NOT NULL,
+        outputs_ok    bigint NOT NULL,
+        summary       text NOT NULL,
+        detail        text NOT NULL
+    );
+    CREATE INDEX selftest_runs_started ON selftest_runs (started_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -171,6 +171,7 @@ impl Sqlite {
                         n.noted_at
                     ])?;
                 }
+                Row::Selftest(run) => super::selftest::insert(&tx, &run)?,
                 Row::HighWater { events, alerts: _, chain_since_seq } => {
                     high_water = high_water.max(events);
                     tx.execute("UPDATE integrity SET chain_since_seq = ?1 WHERE id = 1", [chain_since_seq])?;
@@ -320,6 +321,12 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
         "SELECT seq, tenant, kind, entry_id, why, requested_by, noted_by, noted_at FROM posture_notes ORDER BY seq",
         out,
         |r| Ok(Row::PostureNote(super::note_row(r)?)),
+    )?;
+    each(
+        conn,
+        &format!("SELECT {} FROM selftest_runs ORDER BY started_at, run_id", super::selftest::COLUMNS),
+        out,
+        |r| Ok(Row::Selftest(super::selftest::from_row(r)?)),
     )?;
     let (events, alerts, chain_since_seq): (i64, i64, i64) = conn.query_row(
         "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),

@@ -10,6 +10,7 @@ mod dump;
 mod quarantine;
 mod schema;
 mod search;
+mod selftest;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,7 +24,7 @@ use super::chain;
 use super::checkpoint;
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
-    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SliceCounts, WindowCommit,
+    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
 };
 use crate::timeutil::now_secs;
 
@@ -748,6 +749,14 @@ impl Backend for Sqlite {
             let rows = stmt.query_map([tenant], note_row)?.collect::<Result<_, _>>()?;
             Ok(rows)
         })
+    }
+
+    fn record_selftest(&self, run: &SelftestRun) -> Result<(), JournalError> {
+        Sqlite::record_selftest(self, run)
+    }
+
+    fn selftest_runs(&self, from: i64, to: i64, limit: usize) -> Result<Vec<SelftestRun>, JournalError> {
+        Sqlite::selftest_runs(self, from, to, limit)
     }
 
     fn reader_positions(&self) -> Result<(HashMap<String, i64>, i64), JournalError> {

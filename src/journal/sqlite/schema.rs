@@ -252,6 +252,23 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX posture_notes_tenant ON posture_notes (tenant, seq);
     "#,
+    // 10: self-test runs the daemon records (`detect::selftest`, `[detect] selftest_every`):
+    // the evidence reports list them as proof that the detection controls were tested.
+    r#"
+    CREATE TABLE selftest_runs (
+        run_id        TEXT PRIMARY KEY,
+        started_at    INTEGER NOT NULL,
+        finished_at   INTEGER NOT NULL,
+        passed        INTEGER NOT NULL,
+        rules_total   INTEGER NOT NULL,
+        rules_fired   INTEGER NOT NULL,
+        outputs_total INTEGER NOT NULL,
+        outputs_ok    INTEGER NOT NULL,
+        summary       TEXT NOT NULL,
+        detail        TEXT NOT NULL
+    );
+    CREATE INDEX selftest_runs_started ON selftest_runs (started_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -42,6 +42,7 @@ const CC6_7: Control = ("CC6.7", "Transmission of information is restricted to a
 const CC2_2: Control = ("CC2.2", "Security responsibilities are communicated to users");
 const CC7_2: Control = ("CC7.2", "System components are monitored for anomalies");
 const CC7_3: Control = ("CC7.3", "Security events are evaluated");
+const CC4_1: Control = ("CC4.1", "Ongoing and separate evaluations: controls are present and functioning");
 const CC8_1: Control = ("CC8.1", "Changes are authorised, tested, approved and implemented");
 
 const A5_10: Control = ("A.5.10", "Acceptable use of information and other associated assets");
@@ -63,6 +64,7 @@ const ART5_2: Control = ("Art. 5(2)", "Accountability: able to demonstrate compl
 const ART25: Control = ("Art. 25", "Data protection by design and by default");
 const ART30: Control = ("Art. 30", "Records of processing activities (supporting evidence)");
 const ART32: Control = ("Art. 32", "Security of processing");
+const ART32_1D: Control = ("Art. 32(1)(d)", "Regularly testing the effectiveness of security measures");
 const ART33: Control = ("Art. 33", "Detecting personal data breaches in time to notify");
 
 /// The evidence sections, in report order. Continuity and alerts are built
@@ -232,6 +234,16 @@ pub fn alerts_controls(f: Framework) -> &'static [Control] {
         Framework::Soc2 => &[CC7_2, CC7_3],
         Framework::Iso27001 => &[A8_16, A5_25],
         Framework::Gdpr => &[ART33],
+    }
+}
+
+/// The self-test section: runs that proved the detection rules fire and the alert outputs deliver.
+pub const SELFTEST_TITLE: &str = "Controls tested (self-test)";
+pub fn selftest_controls(f: Framework) -> &'static [Control] {
+    match f {
+        Framework::Soc2 => &[CC4_1, CC7_2],
+        Framework::Iso27001 => &[A8_16],
+        Framework::Gdpr => &[ART32_1D],
     }
 }
 

@@ -155,6 +155,8 @@ pub struct Report {
     pub integrity: Integrity,
     /// Each tenant's posture at the end of the period, with the changes within it.
     pub posture: Vec<PostureSection>,
+    /// Self-test runs that started in the period, newest first (at most [`MAX_SELFTESTS`]).
+    pub selftests: Vec<crate::journal::SelftestRun>,
 }
 
 /// One tenant's posture for the report.
@@ -188,6 +190,28 @@ impl PostureSection {
                 )
             }
         }
+    }
+}
+
+/// Most self-test runs a report lists (over a year of hourly runs).
+pub const MAX_SELFTESTS: usize = 10_000;
+
+impl Report {
+    /// One sentence on the self-tests of the period, for every format.
+    pub fn selftest_summary(&self) -> String {
+        let runs = &self.selftests;
+        let Some(last) = runs.first() else {
+            return "No self-test ran in the period: nothing here shows that the detection rules fired and the alert outputs delivered (set [detect] selftest_every for the daemon to run and record one; `tines-audit selftest` runs one by hand without recording it).".to_string();
+        };
+        let failed = runs.iter().filter(|r| !r.passed).count();
+        let capped = if runs.len() >= MAX_SELFTESTS { " (the newest shown)" } else { "" };
+        format!(
+            "{} self-test run(s) in the period{capped}, {} passed, {failed} failed: each ran every enabled detection rule on synthetic events and sent the test alerts to every alert output. The last, at {}: {}",
+            runs.len(),
+            runs.len() - failed,
+            crate::timeutil::format_rfc3339(last.started_at),
+            last.summary
+        )
     }
 }
 
@@ -456,7 +480,9 @@ pub fn build_with_live(
         keys: keys.fingerprints(),
         span: journal.span(&crate::journal::EventQuery::default())?,
     };
+    let selftests = journal.selftest_runs(from, to, MAX_SELFTESTS)?;
     Ok(Report {
+        selftests,
         integrity,
         framework,
         from,

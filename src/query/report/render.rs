@@ -100,6 +100,18 @@ pub fn html(r: &Report) -> String {
             format!("<span class=\"bad\">{} problem(s)</span>", r.integrity.result.problems.len())
         }
     );
+    let failed_tests = r.selftests.iter().filter(|t| !t.passed).count();
+    let _ = write!(
+        o,
+        "<tr><td><a href=\"#selftest\">{}</a></td><td>{}</td><td>{}</td></tr>",
+        super::controls::SELFTEST_TITLE,
+        esc(&super::controls::selftest_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(", ")),
+        match (r.selftests.len(), failed_tests) {
+            (0, _) => "<span class=\"bad\">none ran</span>".to_string(),
+            (n, 0) => format!("<span class=\"ok\">{n} passed</span>"),
+            (n, f) => format!("<span class=\"bad\">{f} of {n} failed</span>"),
+        }
+    );
     let _ = write!(
         o,
         "<tr><td><a href=\"#posture\">{}</a></td><td>{}</td><td>{}</td></tr>",
@@ -273,6 +285,36 @@ pub fn html(r: &Report) -> String {
             o.push_str("</table>");
         }
     }
+    o.push_str("</section>");
+    let _ = write!(
+        o,
+        "<section id=\"selftest\"><h2>{}</h2><p>The self-test runs every enabled detection rule on synthetic events built from the rule's own examples (marked as synthetic, never written to the journal or the event sinks) and sends the test alerts it raises to every alert output, recording per rule whether it fired and per output what the receiver answered.</p><div class=\"controls\"><b>Evidences:</b> {}</div><p class=\"{}\">{}</p>",
+        super::controls::SELFTEST_TITLE,
+        esc(&controls_text(super::controls::selftest_controls(r.framework))),
+        if !r.selftests.is_empty() && failed_tests == 0 { "ok" } else { "bad" },
+        esc(&r.selftest_summary())
+    );
+    if !r.selftests.is_empty() {
+        o.push_str("<table><tr><th>Started (UTC)</th><th>Result</th><th>Rules fired</th><th>Outputs accepted</th><th>Summary</th><th>Run</th></tr>");
+        for t in r.selftests.iter().take(LISTED) {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{}/{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                format_rfc3339(t.started_at),
+                if t.passed { "<span class=\"ok\">passed</span>" } else { "<span class=\"bad\">FAILED</span>" },
+                t.rules_fired,
+                t.rules_total,
+                t.outputs_ok,
+                t.outputs_total,
+                esc(&t.summary),
+                esc(&t.run_id)
+            );
+        }
+        o.push_str("</table>");
+        if r.selftests.len() > LISTED {
+            let _ = write!(o, "<p class=\"meta\">{} more in the CSV export.</p>", r.selftests.len() - LISTED);
+        }
+    }
     o.push_str("</section></body></html>\n");
     o
 }
@@ -427,6 +469,35 @@ pub fn markdown(r: &Report) -> String {
             }
         }
     }
+    let _ = writeln!(
+        o,
+        "\n## {}\n\n**Evidences:** {}\n\n{}\n",
+        super::controls::SELFTEST_TITLE,
+        controls_text(super::controls::selftest_controls(r.framework)),
+        md_cell(&r.selftest_summary())
+    );
+    if !r.selftests.is_empty() {
+        o.push_str(
+            "| Started (UTC) | Result | Rules fired | Outputs accepted | Summary | Run |\n|---|---|---|---|---|---|\n",
+        );
+        for t in r.selftests.iter().take(LISTED) {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {}/{} | {}/{} | {} | {} |",
+                format_rfc3339(t.started_at),
+                if t.passed { "passed" } else { "**FAILED**" },
+                t.rules_fired,
+                t.rules_total,
+                t.outputs_ok,
+                t.outputs_total,
+                md_cell(&t.summary),
+                md_cell(&t.run_id)
+            );
+        }
+        if r.selftests.len() > LISTED {
+            let _ = writeln!(o, "\n{} more in the CSV export.", r.selftests.len() - LISTED);
+        }
+    }
     o
 }
 
@@ -494,6 +565,18 @@ pub fn csv(r: &Report) -> String {
             f(&a.tenant),
             f(&a.rule_id),
             f(&a.summary)
+        );
+    }
+    let st = super::controls::selftest_controls(r.framework).iter().map(|c| c.0).collect::<Vec<_>>().join(" ");
+    let _ = writeln!(o, "selftest,{},,,,,,,,{}", f(&st), f(&r.selftest_summary()));
+    for t in &r.selftests {
+        let _ = writeln!(
+            o,
+            "selftest,{},{},,,,,,{},{}",
+            f(&st),
+            format_rfc3339(t.started_at),
+            f(&t.run_id),
+            f(&format!("{}: {}", if t.passed { "passed" } else { "FAILED" }, t.summary))
         );
     }
     o
