@@ -250,7 +250,7 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
     };
     let csv = stdout(&report("csv", "soc2").await);
     let mut by_section: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let (mut gaps, mut integrity, mut selftests) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gaps, mut integrity, mut selftests, mut posture) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for row in csv.lines().skip(1) {
         let cols: Vec<&str> = row.split(',').collect();
         if cols[0] == "continuity" {
@@ -259,6 +259,8 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
             integrity.push(row.to_string());
         } else if cols[0] == "selftest" {
             selftests.push(row.to_string());
+        } else if cols[0] == "posture" {
+            posture.push(row.to_string());
         } else if cols[0] != "alerts" {
             by_section.entry(cols[0].to_string()).or_default().insert(cols[8].parse().unwrap());
         }
@@ -274,6 +276,8 @@ async fn report_sections_hold_exactly_their_events_and_a_gap_shows() {
         assert!(!want.is_empty() || s.id == "login_notice", "the history exercises {}", s.id);
     }
     assert!(by_section.is_empty(), "rows of unknown sections: {by_section:?}");
+    // The posture section is there, and says it was not checked against the tenant.
+    assert!(posture.iter().any(|r| r.contains("Not checked against the tenant")), "{posture:?}");
     // No daemon ran the self-test here: the report says so rather than stay silent.
     assert_eq!(selftests.len(), 1, "{selftests:?}");
     assert!(
