@@ -127,6 +127,8 @@ fn file_sink_ids(path: &std::path::Path) -> anyhow::Result<(u64, std::collection
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // Everything the emulator scripts happens after this (its history lies before).
+    let demo_start = now_secs();
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
         None => tempfile::Builder::new().prefix("tines-audit-demo-").tempdir()?.keep(),
@@ -239,6 +241,40 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let n = alerts.iter().filter(|a| a.rule_id == *rule).count();
         println!("  {} {what}: {n} alert(s)", if n > 0 { "found" } else { "MISSING" });
     }
+    // The tenant's posture as its audit trail tells it: the scripted owner grant shows
+    // with who made it, when and from where.
+    let posture = journal
+        .call(|j| {
+            crate::posture::compute(j, "demo", &crate::posture::Options::default())
+                .map_err(|e| crate::journal::JournalError::Task(e.to_string()))
+        })
+        .await?;
+    let owners: Vec<&crate::posture::Entry> = posture.entries_of(crate::posture::Kind::Owner).collect();
+    println!("posture           {} tenant owner(s) or admin(s) in force", owners.len());
+    let granted_now = owners.iter().filter_map(|e| Some((e, e.since.as_ref()?))).filter(|(_, c)| c.at >= demo_start);
+    let mut granted = 0;
+    for (e, c) in granted_now {
+        granted += 1;
+        println!(
+            "  granted during the demo: {} by {} at {} from {} (event {})",
+            e.title,
+            c.actor(),
+            c.time,
+            c.request_ip.as_deref().unwrap_or("an unknown address"),
+            c.event_id
+        );
+    }
+    if granted == 0 && started.elapsed() >= crate::mock::SCENARIO_TIMES[1] {
+        println!("  MISSING: the scripted tenant-owner grant is not in the posture");
+    }
+    // The detection path proven end to end on synthetic events, outside the journal.
+    let selftest = match &settings.detect {
+        Some(d) => Some(crate::detect::selftest::run(d, &settings.sinks).await?),
+        None => None,
+    };
+    if let Some(r) = &selftest {
+        println!("self-test         {}", r.summary);
+    }
     let journal_ok = in_journal == expected;
     let file_ok = lines as usize == expected.len() && expected.iter().all(|i| in_file.contains(i));
     if journal_ok && file_ok {
@@ -252,10 +288,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  head -n 3 {}", sink_path.display());
     println!("  tines-audit rules backtest --since 8d --emulator-geoip --data-dir {}", data_dir.display());
     println!("  tines-audit search --data-dir {} --category credential", data_dir.display());
+    println!("  tines-audit posture --data-dir {} --history", data_dir.display());
     println!("  tines-audit report --data-dir {} --framework soc2 --from 8d -o report.html", data_dir.display());
     mock.shutdown().await;
     if !(journal_ok && file_ok) {
         anyhow::bail!("the demo's final check failed");
+    }
+    if selftest.is_some_and(|r| !r.passed) {
+        anyhow::bail!("the demo's self-test failed");
     }
     Ok(())
 }

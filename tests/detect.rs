@@ -272,6 +272,15 @@ async fn demo_raises_each_seed_alert_within_its_first_minute_and_backtest_replay
         assert!(out.contains(&format!("found {what}")), "{what}: {out}");
     }
     assert!(out.contains("ALERT [HIGH] More than five credentials deleted"), "{out}");
+    // Its posture names the scripted owner grant with who, when and from where, and the
+    // self-test it runs once passes, its test alerts marked as tests.
+    let grant = out.lines().find(|l| l.contains("granted during the demo:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        grant.contains("(tenant owner, admin) by ") && grant.contains(" from ") && grant.contains("(event "),
+        "{grant}"
+    );
+    assert!(out.contains("self-test         passed:"), "{out}");
+    assert!(out.contains("ALERT [HIGH] [TEST] More than five credentials deleted"), "{out}");
     let o = run_bin_async(
         ["rules", "backtest", "--since", "10m", "--emulator-geoip", "--data-dir", data.to_str().unwrap()]
             .map(String::from)
