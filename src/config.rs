@@ -62,6 +62,18 @@ pub struct RawConfig {
     /// The key that signs checkpoints and digests (`[integrity]`).
     #[serde(default)]
     pub integrity: RawIntegrity,
+    /// Checks of each tenant's live posture against its audit history (`[posture]`).
+    #[serde(default)]
+    pub posture: RawPosture,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPosture {
+    /// How often `run` reads each tenant's admin API and raises a `posture_drift` alert
+    /// when it holds entries no record created, or lacks ones the records left in force
+    /// (off by default; at least 5m).
+    pub check_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +234,8 @@ pub struct Settings {
     pub client: ClientSettings,
     pub windows: WindowSettings,
     pub reconcile: crate::source::tines::reconcile::ReconcileSettings,
+    /// `posture.check_every`: drift checks against each tenant's admin API in `run`; `None` is off.
+    pub posture_check: Option<Duration>,
     pub tenants: Vec<TenantConfig>,
     pub sinks: Vec<SinkConfig>,
     pub web: Option<crate::web::WebSettings>,
@@ -444,6 +458,18 @@ impl RawConfig {
         windows.settle_secs = dur("settle_delay", &c.settle_delay, Duration::from_secs(10))?.as_secs() as i64;
         windows.overlap_secs = dur("overlap", &c.overlap, Duration::from_secs(60))?.as_secs() as i64;
         client.clock_tolerance_secs = windows.settle_secs as u64;
+        let posture_check = match self.posture.check_every.as_deref().map(str::trim) {
+            None | Some("off") => None,
+            Some(text) => {
+                let every = try_parse_duration(text).map_err(|e| invalid(format!("posture.check_every: {e}")))?;
+                if every < Duration::from_secs(300) {
+                    return Err(invalid(format!(
+                        "posture.check_every: {text:?} is too often: at least 5m (each check reads three admin lists per tenant)"
+                    )));
+                }
+                Some(every)
+            }
+        };
         let reconcile = {
             let every = dur("reconcile_every", &c.reconcile_every, Duration::from_secs(3600))?;
             let window = dur("reconcile_window", &c.reconcile_window, Duration::from_secs(7 * 86_400))?;
@@ -591,6 +617,7 @@ impl RawConfig {
             client,
             windows,
             reconcile,
+            posture_check,
             tenants,
             sinks: self.sinks,
             web,

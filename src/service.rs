@@ -415,6 +415,7 @@ async fn collect_loop(
     // The first pass runs after the first good sync: it also covers whatever the
     // service was down for.
     let mut next_reconcile = tokio::time::Instant::now();
+    let mut next_posture = tokio::time::Instant::now();
     let mut look = QuickLook::default();
     loop {
         let started = tokio::time::Instant::now();
@@ -459,6 +460,20 @@ async fn collect_loop(
                 _ = stopped(&mut stop) => return,
             }
         }
+        if let Some(every) = settings.posture_check
+            && failures == 0
+            && tokio::time::Instant::now() >= next_posture
+        {
+            tokio::select! {
+                r = check_posture(&journal, &tenant) => {
+                    next_posture = tokio::time::Instant::now() + every;
+                    if let Err(e) = r {
+                        tracing::warn!(tenant = %tenant.config.name, "posture check failed, will try again: {e}");
+                    }
+                }
+                _ = stopped(&mut stop) => return,
+            }
+        }
         let due = started + settings.interval;
         // Until the next sync, a quick look at the newest page every `quick_look_every`,
         // the first at once (the settle delay's worth of events the sync left unread).
@@ -485,6 +500,105 @@ async fn collect_loop(
             _ = stopped(&mut stop) => return,
         }
     }
+}
+
+/// The rule id of the alert a posture check raises.
+pub const POSTURE_DRIFT_RULE: &str = "posture_drift";
+
+/// Reads the tenant's admin lists and compares them with the posture its audit history
+/// gives (`posture --live`, on a schedule). Entries in the tenant that no record created,
+/// or in force by the records but gone from the tenant, raise a `posture_drift` alert,
+/// once per distinct drift (its id is a digest of the drifted entries), through the same
+/// journal table and alert outputs as detection. Returns how many entries drifted.
+pub async fn check_posture(journal: &Journal, tenant: &Tenant) -> anyhow::Result<usize> {
+    use sha2::Digest as _;
+    let name = tenant.config.name.clone();
+    let live = crate::posture::live::fetch(&tenant.client).await;
+    let n = name.clone();
+    let computed =
+        journal.call(move |j| Ok(crate::posture::compute(j, &n, &crate::posture::Options::default()))).await?;
+    let posture = match computed {
+        Ok(p) => p,
+        // Nothing collected for it yet: nothing to compare.
+        Err(crate::posture::PostureError::UnknownTenant(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let drift = crate::posture::drift(&posture, &live);
+    let mut keys: Vec<String> = drift
+        .undocumented()
+        .map(|i| format!("+{}:{}", i.kind.as_str(), i.id))
+        .chain(drift.missing().map(|i| format!("-{}:{}", i.kind.as_str(), i.id)))
+        .collect();
+    for area in drift.areas.iter().filter(|a| !a.checked) {
+        tracing::info!(tenant = %name, area = area.kind.title(), "posture check: area not checked: {}", area.note.as_deref().unwrap_or("no reason given"));
+    }
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    keys.sort();
+    let digest: String =
+        sha2::Sha256::digest(keys.join("\n").as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let (u, m) = (drift.undocumented().count(), drift.missing().count());
+    let listed: Vec<String> = drift
+        .undocumented()
+        .map(|i| format!("{} {} (undocumented)", i.kind.as_str(), i.id))
+        .chain(drift.missing().map(|i| format!("{} {} (missing from the tenant)", i.kind.as_str(), i.id)))
+        .take(5)
+        .collect();
+    let more =
+        if keys.len() > listed.len() { format!(" and {} more", keys.len() - listed.len()) } else { String::new() };
+    let summary = format!(
+        "Posture drift: the tenant differs from its audit history: {u} undocumented, {m} missing: {}{more} in tenant {name}",
+        listed.join("; ")
+    );
+    tracing::warn!(tenant = %name, undocumented = u, missing = m, "{summary}");
+    // A missing entry's alert links the event that created it.
+    let event_ids: Vec<i64> = drift
+        .missing()
+        .filter_map(|i| posture.entries.iter().find(|e| e.kind == i.kind && e.named(&i.id)))
+        .filter_map(|e| e.since.as_ref().map(|c| c.event_id))
+        .collect();
+    let now = crate::timeutil::now_secs();
+    let alert = crate::journal::NewAlert {
+        id: format!("{POSTURE_DRIFT_RULE}:{name}:{digest}"),
+        rule_id: POSTURE_DRIFT_RULE.into(),
+        group_key: serde_json::json!({ "tenant": name }).to_string(),
+        tenant: name.clone(),
+        event_time: now,
+        trigger_seq: 0,
+        event_ids,
+    };
+    let drift_json = serde_json::to_value(&drift)?;
+    let consumer = format!("posture:{name}");
+    journal
+        .call(move |j| {
+            let at = j.consumers()?.into_iter().find(|(n, _)| *n == consumer).map_or(0, |(_, o)| o.position);
+            let max = j.max_seq()?;
+            j.commit_detection(&consumer, at, max.max(at), "", &[alert], |a, events| {
+                serde_json::json!({
+                    "type": "tines_audit_alert",
+                    "id": a.id,
+                    "summary": summary,
+                    "rule": {
+                        "id": POSTURE_DRIFT_RULE,
+                        "title": "Posture drift: the tenant differs from its audit history",
+                        "level": "high",
+                        "description": "The tenant's admin API lists IP access rules, egress allowlist entries or tenant owners that no audit record created (undocumented), or lacks entries the records left in force (missing). See `tines-audit posture --live`.",
+                    },
+                    "tenant": a.tenant,
+                    "event_time": format_rfc3339(a.event_time),
+                    "raised_at": format_rfc3339(now),
+                    "drift": drift_json,
+                    "events": events.iter().map(|e| serde_json::json!({
+                        "seq": e.seq, "tenant": e.tenant, "id": e.id, "created_at": format_rfc3339(e.created_at),
+                        "operation_name": e.operation_name,
+                    })).collect::<Vec<_>>(),
+                })
+                .to_string()
+            })
+        })
+        .await?;
+    Ok(keys.len())
 }
 
 /// Adds events a sync or a quick look stored to the tenant's collected count.

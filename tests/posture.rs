@@ -393,3 +393,57 @@ async fn bad_input_is_exit_2_with_a_clear_message() {
     assert!(j.posture_notes("nope").unwrap().is_empty());
     mock.shutdown().await;
 }
+
+/// `run` with `[posture] check_every` reads the tenant's admin lists after its first sync
+/// and raises one `posture_drift` alert for a drift (naming the undocumented and missing
+/// entries, and linking the event that created a missing one), however often it checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_raises_a_posture_drift_alert_once_per_distinct_drift() {
+    use tines_audit::journal::Journal;
+    let dir = tempfile::tempdir().unwrap();
+    let (mock, _) = scripted_mock(MockConfig::default()).await;
+    mock.set_posture_drift(true);
+    let cfg = write_config(dir.path(), &mock.base_url(), "interval = \"1s\"", "[posture]\ncheck_every = \"5m\"\n");
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&cfg, &log, &[]);
+    let data = dir.path().join("data");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let alerts = loop {
+        let found = Journal::open_shared(&data).ok().and_then(|j| j.alerts_after(0, 100).ok()).unwrap_or_default();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(std::time::Instant::now() < end, "no drift alert: {}", std::fs::read_to_string(&log).unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a.rule_id, "posture_drift");
+    assert!(a.id.starts_with(&format!("posture_drift:{TENANT}:")), "{}", a.id);
+    let body: Value = serde_json::from_str(&a.body).unwrap();
+    let summary = body["summary"].as_str().unwrap();
+    for what in
+        ["192.0.2.0/24 (undocumented)", "exfil.example.net (undocumented)", &format!("{A} (missing from the tenant)")]
+    {
+        assert!(summary.contains(what), "{what}: {summary}");
+    }
+    assert_eq!(body["rule"]["level"], "high");
+    let linked: Vec<&str> =
+        body["events"].as_array().unwrap().iter().map(|e| e["operation_name"].as_str().unwrap()).collect();
+    assert!(linked.contains(&"IPAccessControlRuleCreation"), "the missing rule's creation is linked: {linked:?}");
+
+    // A second daemon checks again at once: the same drift raises nothing new.
+    let mut child = spawn_run(&cfg, &log, &[]);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap().contains("Posture drift") {
+        assert!(std::time::Instant::now() < end, "no second check: {}", std::fs::read_to_string(&log).unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let again = Journal::open_shared(&data).unwrap().alerts_after(0, 100).unwrap();
+    assert_eq!(again.len(), 1, "one alert per distinct drift: {again:?}");
+    mock.shutdown().await;
+}
