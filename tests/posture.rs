@@ -447,3 +447,81 @@ async fn run_raises_a_posture_drift_alert_once_per_distinct_drift() {
     assert_eq!(again.len(), 1, "one alert per distinct drift: {again:?}");
     mock.shutdown().await;
 }
+
+/// The console's posture page and its API show what `posture` shows: the scripted owner
+/// grant with who and the event, entries without a note flagged, a past `at`, and clear
+/// refusals (a bad `at` is 400, an unknown tenant 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_posture_page_shows_the_state_who_and_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mock, mid) = scripted_mock(MockConfig::default()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let token = "posture-web-token-0123456789";
+    let cfg = write_config(dir.path(), &mock.base_url(), "", "");
+    collect(&cfg, &[]).await;
+    let cli = posture_json(&cfg, &[]).await;
+    let at = tines_audit::timeutil::format_rfc3339(mid);
+    let then_cli = posture_json(&cfg, &["--at", &at]).await;
+    // The same journal, now with the console.
+    let cfg = write_config(
+        dir.path(),
+        &mock.base_url(),
+        "interval = \"1s\"",
+        &format!("[web]\nbind = \"127.0.0.1:{port}\"\ntoken_env = \"WEB_TOKEN\"\n"),
+    );
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&cfg, &log, &[("WEB_TOKEN", token)]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let get = |path: String| client.get(format!("{base}{path}")).bearer_auth(token).send();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        if let Ok(r) = get(format!("/posture?tenant={TENANT}")).await
+            && r.status().as_u16() == 200
+        {
+            break r.text().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < end, "{}", std::fs::read_to_string(&log).unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // Every owner the CLI lists is on the page, with the e-mail of whoever granted it.
+    let owners = cli["posture"]["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "owner");
+    let mut n = 0;
+    for o in owners {
+        n += 1;
+        let id = o["id"].as_str().unwrap();
+        let row = page
+            .split("<tr class=\"entry\"")
+            .find(|r| r.contains(&format!("data-id=\"{id}\"")))
+            .unwrap_or_else(|| panic!("{id}"));
+        let by = o["since"]["user_email"].as_str().unwrap();
+        assert!(
+            row.contains(&format!("by {by}")) && row.contains(&format!("event {}", o["since"]["event_id"])),
+            "{row}"
+        );
+    }
+    assert!(n >= 1, "the scripted grants are owners");
+    assert!(page.contains("id=\"posture-ip_rule\"") && page.contains(A), "{page}");
+    assert!(page.contains("no note: why does it exist"), "entries without a note are flagged");
+    assert!(page.contains("href=\"/posture\"") && page.contains("No drift alert"), "{page}");
+    // The API says what the CLI says; at the midpoint, what the CLI says then.
+    let api: Value =
+        serde_json::from_str(&get(format!("/api/v1/posture?tenant={TENANT}")).await.unwrap().text().await.unwrap())
+            .unwrap();
+    assert_eq!(api["posture"]["entries"], cli["posture"]["entries"]);
+    let then: Value = serde_json::from_str(
+        &get(format!("/api/v1/posture?tenant={TENANT}&at={at}")).await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        then["posture"]["entries"].as_array().unwrap().len(),
+        then_cli["posture"]["entries"].as_array().unwrap().len()
+    );
+    let bad = get("/posture?at=yesterdayish".into()).await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("id=\"posture-error\""));
+    assert_eq!(get("/api/v1/posture?tenant=nope".into()).await.unwrap().status().as_u16(), 404);
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    mock.shutdown().await;
+}

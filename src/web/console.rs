@@ -19,12 +19,12 @@ use crate::timeutil::{format_rfc3339, now_secs};
 
 pub(super) const CSS: &str = include_str!("console.css");
 
-fn login_redirect() -> Response {
+pub(super) fn login_redirect() -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response()
 }
 
-fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
-    let nav = [("/events", "Events"), ("/alerts", "Alerts"), ("/status", "Status")]
+pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
+    let nav = [("/events", "Events"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")]
         .iter()
         .map(|(href, name)| {
             let cls = if *name == active { " class=\"active\"" } else { "" };

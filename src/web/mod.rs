@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 mod console;
+mod posture_page;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -67,8 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(console::events))
         .route("/alerts", get(console::alerts))
         .route("/status", get(console::status))
+        .route("/posture", get(posture_page::view))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/histogram", get(api::histogram))
+        .route("/api/v1/posture", get(posture_page::api))
         .route("/api/v1/openapi.json", get(api::openapi))
         .layer(axum::middleware::map_response(redact_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -165,7 +168,7 @@ pub async fn serve(
         .await
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [("www-authenticate", "Bearer")],
