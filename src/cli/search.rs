@@ -73,13 +73,16 @@ pub(super) async fn open(a: &JournalArgs) -> anyhow::Result<(Journal, Arc<dyn Co
 }
 
 /// Whether a filter's answer depends on the search index (free text, display names,
-/// networks, countries, categories), which the daemon and `collect` keep current.
+/// networks, countries, categories, excluded or not), which the daemon and `collect` keep current.
 fn uses_index(f: &query::EventFilter) -> bool {
-    f.text.is_some()
-        || f.users.iter().any(|u| matches!(u, query::UserSpec::Name(_)))
-        || f.ips.iter().any(|n| !n.is_host())
+    let x = &f.exclude;
+    !f.text.is_empty()
+        || f.users.iter().chain(&x.users).any(|u| matches!(u, query::UserSpec::Name(_)))
+        || f.ips.iter().chain(&x.ips).any(|n| !n.is_host())
         || !f.countries.is_empty()
+        || !x.countries.is_empty()
         || !f.categories.is_empty()
+        || !x.categories.is_empty()
 }
 
 /// Says so when the index has not caught up with the journal and the answer depends on it.
