@@ -247,7 +247,15 @@ pub(crate) fn plan(
     }
     (q.not_user_ids, q.not_emails) = resolve_users(journal, &f.exclude.users)?;
     if !f.operations.is_empty() || !f.categories.is_empty() {
-        q.operations = resolve_operations(journal, &f.operations, &f.categories)?;
+        // Operation and category are two filters, so both hold: the named operations that
+        // are in the categories (a pivot from a category to one of its operations narrows).
+        let named = resolve_operations(journal, &f.operations, &[])?;
+        let in_categories = resolve_operations(journal, &[], &f.categories)?;
+        q.operations = match (f.operations.is_empty(), f.categories.is_empty()) {
+            (false, false) => named.into_iter().filter(|n| in_categories.contains(n)).collect(),
+            (false, true) => named,
+            _ => in_categories,
+        };
         if q.operations.is_empty() {
             return Ok(None);
         }
@@ -404,6 +412,30 @@ pub fn csv_field(s: &str) -> String {
     let s = escape_unsafe(s, &['\n', '\t']);
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.into_owned() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+/// The columns of an event as CSV (the `search` command's and the API's export).
+pub const CSV_HEADER: &str =
+    "seq,tenant,id,created_at,operation_name,category,user_id,user_email,user_name,request_ip,country,record";
+
+/// An event as one CSV row (without its line break); every cell through [`csv_field`].
+pub fn csv_row(e: &EventRow) -> String {
+    let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{}",
+        e.seq,
+        csv_field(&e.tenant),
+        e.id,
+        e.created_at,
+        csv_field(&e.operation_name),
+        e.category,
+        csv_field(&e.user_id.map(|i| i.to_string()).unwrap_or_default()),
+        opt(&e.user_email),
+        opt(&e.user_name),
+        opt(&e.request_ip),
+        opt(&e.country),
+        csv_field(&e.raw)
+    )
 }
 
 #[cfg(test)]

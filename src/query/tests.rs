@@ -169,6 +169,13 @@ fn filters_combine_as_and_and_values_as_or(kind: Kind) {
         ..Default::default()
     };
     assert_eq!(find(&j, a), ids("acme", &[5, 2]));
+    // Operation and category are two filters: both hold.
+    let narrowed = FilterArgs {
+        operation: vec!["CredentialSave".into(), "Login".into()],
+        category: vec!["credential".into()],
+        ..Default::default()
+    };
+    assert_eq!(find(&j, narrowed), ids("acme", &[2]));
     let b = FilterArgs { operation: vec!["Login".into()], country: vec!["IE".into()], ..Default::default() };
     assert_eq!(find(&j, b), ids("acme", &[1]));
     let c = FilterArgs { tenant: vec!["globex".into()], text: Some("sweep".into()), ..Default::default() };
