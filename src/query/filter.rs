@@ -152,7 +152,9 @@ pub struct FilterArgs {
     /// Source country, ISO code such as IE or US (repeatable; needs a GeoIP database, or the emulator).
     #[arg(long = "country", value_name = "CODE")]
     pub country: Vec<String>,
-    /// Free text over the whole record: words, "quoted phrases", prefix*.
+    /// The search box: words (all must occur, also inside operation names), "quoted phrases",
+    /// prefix*, a OR b, field:value (user, operation, ip, country, tenant, category, from, to),
+    /// and -term or NOT term to exclude (write --text=-user:x when it starts with a dash).
     #[arg(long = "text", short = 'q', value_name = "TEXT")]
     pub text: Option<String>,
 }

@@ -412,4 +412,32 @@ mod tests {
         }
         assert_eq!(clause(Field::Ip, "10.0.0.1", true), "-ip:10.0.0.1");
     }
+
+    proptest::proptest! {
+        /// Whatever is typed, the parser answers (never panics), and every value it reads
+        /// back is written by `clause` so that it reads the same again.
+        #[test]
+        fn any_text_parses_or_is_refused_and_values_round_trip(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-zA-Z0-9@.:/*()\\\\\"' é-]{0,12}").unwrap(),
+                    proptest::sample::select(vec![
+                        "OR".to_string(), "NOT".to_string(), "AND".to_string(), "user:".to_string(),
+                        "-ip:".to_string(), "\"".to_string(), "\\\"".to_string(), "-".to_string(),
+                    ]),
+                ],
+                0..8,
+            )
+        ) {
+            if let Ok(p) = parse(&parts.join(" ")) {
+                for (list, exclude) in [(&p.fields, false), (&p.excluded, true)] {
+                    for (f, v) in list {
+                        let again = parse(&clause(*f, v, exclude)).unwrap();
+                        let got = if exclude { again.excluded } else { again.fields };
+                        proptest::prop_assert_eq!(got, vec![(*f, v.clone())]);
+                    }
+                }
+            }
+        }
+    }
 }
