@@ -14,6 +14,9 @@
 
 mod classify;
 
+/// The lower-case words of an operation name (`CredentialDestruction`: credential, destruction).
+pub(crate) use classify::words as name_words;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 

@@ -12,7 +12,8 @@ use clap::{Args, ValueEnum};
 
 use crate::config::ConfigError;
 use crate::journal::{Access, Journal};
-use crate::query::search::{csv_field, printable};
+use crate::query::search::printable;
+pub use crate::query::search::{CSV_HEADER, csv_row};
 use crate::query::{self, CountryLookup, Cursor, EventRow, FilterArgs};
 use crate::timeutil::now_secs;
 
@@ -73,13 +74,16 @@ pub(super) async fn open(a: &JournalArgs) -> anyhow::Result<(Journal, Arc<dyn Co
 }
 
 /// Whether a filter's answer depends on the search index (free text, display names,
-/// networks, countries, categories), which the daemon and `collect` keep current.
+/// networks, countries, categories, excluded or not), which the daemon and `collect` keep current.
 fn uses_index(f: &query::EventFilter) -> bool {
-    f.text.is_some()
-        || f.users.iter().any(|u| matches!(u, query::UserSpec::Name(_)))
-        || f.ips.iter().any(|n| !n.is_host())
+    let x = &f.exclude;
+    !f.text.is_empty()
+        || f.users.iter().chain(&x.users).any(|u| matches!(u, query::UserSpec::Name(_)))
+        || f.ips.iter().chain(&x.ips).any(|n| !n.is_host())
         || !f.countries.is_empty()
+        || !x.countries.is_empty()
         || !f.categories.is_empty()
+        || !x.categories.is_empty()
 }
 
 /// Says so when the index has not caught up with the journal and the answer depends on it.
@@ -208,28 +212,6 @@ fn write_table(out: &mut impl Write, events: &[EventRow], header: bool) -> std::
         )?;
     }
     Ok(())
-}
-
-pub const CSV_HEADER: &str =
-    "seq,tenant,id,created_at,operation_name,category,user_id,user_email,user_name,request_ip,country,record";
-
-pub fn csv_row(e: &EventRow) -> String {
-    let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{}",
-        e.seq,
-        csv_field(&e.tenant),
-        e.id,
-        e.created_at,
-        csv_field(&e.operation_name),
-        e.category,
-        e.user_id.map(|i| i.to_string()).unwrap_or_default(),
-        opt(&e.user_email),
-        opt(&e.user_name),
-        opt(&e.request_ip),
-        opt(&e.country),
-        csv_field(&e.raw)
-    )
 }
 
 fn write_csv(out: &mut impl Write, events: &[EventRow], header: bool) -> std::io::Result<()> {

@@ -57,8 +57,18 @@ pub struct EventQuery {
     pub to: Option<i64>,
     /// Only the events of the alert with this id.
     pub alert: Option<String>,
-    /// Free text: each term must occur in the record's indexed text.
-    pub text: Vec<TextTerm>,
+    /// Free text: in each group, some term must occur in the record's indexed text.
+    pub text: Vec<Vec<TextTerm>>,
+    /// Free text none of which may occur (events not yet indexed hold none).
+    pub not_text: Vec<TextTerm>,
+    /// Exclusions: an event with any of these values does not match (an event without a
+    /// user or an address is never excluded by a user or address).
+    pub not_tenants: Vec<String>,
+    pub not_user_ids: Vec<i64>,
+    /// Lower case; compared with ASCII case folded, as `emails`.
+    pub not_emails: Vec<String>,
+    pub not_operations: Vec<String>,
+    pub not_ips: Vec<String>,
     /// Keyset: only events strictly older than `(created_at, seq)`.
     pub before: Option<(i64, i64)>,
     /// Keyset: only events strictly newer than `(created_at, seq)` (for reading oldest first).
@@ -73,6 +83,18 @@ pub struct EventQuery {
 pub struct TextTerm {
     pub words: String,
     pub prefix: bool,
+}
+
+/// The column a facet counts events by (countries and categories are derived from the
+/// addresses and operation names by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FacetColumn {
+    /// The tenant's name.
+    Tenant,
+    /// The e-mail address, ASCII lower case (as the user filter compares it).
+    UserEmail,
+    Operation,
+    Ip,
 }
 
 /// One event a search found, as stored.
@@ -353,6 +375,8 @@ pub trait Backend: Send + Sync {
     /// Oldest and newest `created_at` of the events matching `q`.
     fn span(&self, q: &EventQuery) -> Result<Option<(i64, i64)>, JournalError>;
     fn count(&self, q: &EventQuery) -> Result<i64, JournalError>;
+    /// Events matching `q` counted per value of `by`, every value (`None`: events without one).
+    fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError>;
 
     // --- reports and status --------------------------------------------------------------
 

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use backend::{
-    Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place, TextTerm,
+    Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
+    TextTerm,
 };
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
 

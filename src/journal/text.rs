@@ -28,7 +28,8 @@ fn push_words(v: &Value, out: &mut String) {
     }
 }
 
-/// The text indexed for a record: every value (and every key below the top level).
+/// The text indexed for a record: every value (and every key below the top level), and
+/// the words of the operation name, so `credential` finds `CredentialDestruction`.
 pub fn record_text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     match serde_json::from_str::<Value>(raw) {
@@ -36,6 +37,14 @@ pub fn record_text(raw: &str) -> String {
             for (k, v) in &map {
                 if !SKIPPED.contains(&k.as_str()) {
                     push_words(v, &mut out);
+                }
+                if let ("operation_name", Value::String(op)) = (k.as_str(), v) {
+                    let split = crate::catalog::name_words(op);
+                    // A one-word name is already a word of the text.
+                    if split.len() > 1 {
+                        out.push_str(&split.join(" "));
+                        out.push(' ');
+                    }
                 }
             }
         }
@@ -83,6 +92,12 @@ mod tests {
         );
         assert!(t.contains("credentialId 3001"), "{t}");
         assert!(t.contains("Okta \"prod\"") && t.contains("CredentialDestruction") && t.contains("Seán"));
+        assert!(t.contains("CredentialDestruction credential destruction "), "{t}");
+        assert!(record_text(r#"{"operation_name":"Login"}"#) == "Login ");
+        assert!(
+            record_text(r#"{"operation_name":"IPAccessControlRuleCreation"}"#)
+                .ends_with(" ip access control rule creation ")
+        );
         assert!(!t.contains("2024") && !t.contains("4242") && !t.contains("operation_name"), "{t}");
         assert_eq!(record_text("not json"), "not json");
     }

@@ -5,7 +5,9 @@
 
 use std::net::IpAddr;
 
+use super::syntax::{self, Field};
 use crate::catalog::{self, Category};
+use crate::journal::TextTerm;
 use crate::timeutil::{TimeArgError, format_rfc3339, looks_like_age, parse_age, parse_rfc3339};
 
 /// Why a filter was refused; the message says what to write instead.
@@ -67,6 +69,7 @@ impl std::fmt::Display for IpNet {
 }
 
 /// A validated search: what to match. `from` is inclusive, `to` exclusive (unix seconds).
+/// The lists are alternatives (any value); `exclude` removes events matching any of its values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     pub tenants: Vec<String>,
@@ -78,11 +81,48 @@ pub struct EventFilter {
     pub ips: Vec<IpNet>,
     /// ISO 3166-1 alpha-2 codes, upper case.
     pub countries: Vec<String>,
-    /// Free text: words (all must occur), "quoted phrases", and `prefix*`.
-    pub text: Option<String>,
+    /// Free text (words, "quoted phrases", `prefix*`, OR, exclusions).
+    pub text: TextQuery,
+    /// Events with any of these values are left out (`-field:value` in `q`).
+    pub exclude: Excluded,
     /// Only the events an alert is about, by the alert's id (the console's "Events" link).
     pub alert: Option<String>,
 }
+
+/// Values excluded from a search, one list per field (any value excludes an event).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Excluded {
+    pub tenants: Vec<String>,
+    pub users: Vec<UserSpec>,
+    pub operations: Vec<String>,
+    pub categories: Vec<Category>,
+    pub ips: Vec<IpNet>,
+    pub countries: Vec<String>,
+}
+
+impl Excluded {
+    pub fn is_empty(&self) -> bool {
+        *self == Excluded::default()
+    }
+}
+
+/// Free text: every group in `all` must match (a group matches when any of its terms
+/// occurs), and no term of `none` may occur.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextQuery {
+    pub all: Vec<Vec<TextTerm>>,
+    pub none: Vec<TextTerm>,
+}
+
+impl TextQuery {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.none.is_empty()
+    }
+}
+
+/// Most values one field may list: the lists become SQL parameters or arrays, and a
+/// search naming more is a mistake, not a query.
+pub const MAX_VALUES: usize = 10_000;
 
 /// The filters as strings, before validation (flags, query parameters, form fields).
 /// Each list also takes comma-separated values.
@@ -112,7 +152,9 @@ pub struct FilterArgs {
     /// Source country, ISO code such as IE or US (repeatable; needs a GeoIP database, or the emulator).
     #[arg(long = "country", value_name = "CODE")]
     pub country: Vec<String>,
-    /// Free text over the whole record: words, "quoted phrases", prefix*.
+    /// The search box: words (all must occur, also inside operation names), "quoted phrases",
+    /// prefix*, a OR b, field:value (user, operation, ip, country, tenant, category, from, to),
+    /// and -term or NOT term to exclude (write --text=-user:x when it starts with a dash).
     #[arg(long = "text", short = 'q', value_name = "TEXT")]
     pub text: Option<String>,
 }
@@ -166,6 +208,7 @@ impl FilterArgs {
     ) -> Result<FilterArgs, FilterError> {
         let mut a = FilterArgs::default();
         for (k, v) in pairs {
+            refuse_nul(k, v)?;
             if v.trim().is_empty() {
                 continue;
             }
@@ -213,56 +256,145 @@ impl FilterArgs {
         out
     }
 
-    /// Validates every value; relative times are taken against `now`.
+    /// Validates every value, parameters and the search box's `field:value` terms alike;
+    /// relative times are taken against `now`. Each refusal names the parameter.
     pub fn build(&self, now: i64) -> Result<EventFilter, FilterError> {
-        let mut f =
-            EventFilter { tenants: split_list(&self.tenant).map(str::to_string).collect(), ..Default::default() };
-        for u in split_list(&self.user) {
-            f.users.push(if let Ok(id) = u.parse::<i64>() {
-                UserSpec::Id(id)
-            } else if u.contains('@') {
-                UserSpec::Email(u.to_string())
-            } else {
-                UserSpec::Name(u.to_string())
-            });
+        let lists: [(Field, &Vec<String>); 6] = [
+            (Field::Tenant, &self.tenant),
+            (Field::User, &self.user),
+            (Field::Operation, &self.operation),
+            (Field::Category, &self.category),
+            (Field::Ip, &self.ip),
+            (Field::Country, &self.country),
+        ];
+        for (field, values) in lists {
+            values.iter().try_for_each(|v| refuse_nul(field.as_str(), v))?;
         }
-        for o in split_list(&self.operation) {
-            match catalog::resolve(o) {
-                Ok(names) => f.operations.extend(names.into_iter().map(str::to_string)),
-                // Tines adds names the catalog lacks: the search accepts one the journal holds.
-                Err(_) => f.operations.push(o.to_string()),
+        for (name, v) in [("from", &self.from), ("to", &self.to), ("q", &self.text)] {
+            v.iter().try_for_each(|v| refuse_nul(name, v))?;
+        }
+        let text = self.text.as_deref().map(str::trim).unwrap_or("");
+        let parsed = syntax::parse(text)?;
+        if !text.is_empty() && parsed == syntax::Parsed::default() {
+            return Err(FilterError(format!(
+                "q: no word to look for in {text:?}: give words, \"a phrase\", prefix* or field:value"
+            )));
+        }
+        let mut f = EventFilter::default();
+        let mut include = Excluded::default();
+        for (field, values) in lists {
+            for v in split_list(values) {
+                include.add(field, v, field.as_str())?;
             }
         }
-        for c in split_list(&self.category) {
-            f.categories.push(parse_category(c)?);
+        let mut from = self.from.clone().map(|v| ("from", v));
+        let mut to = self.to.clone().map(|v| ("to", v));
+        for (field, v) in &parsed.fields {
+            let label = format!("q ({})", syntax::clause(*field, v, false));
+            match field {
+                Field::From | Field::To => {
+                    let slot = if *field == Field::From { &mut from } else { &mut to };
+                    if let Some((was, _)) = slot {
+                        return Err(FilterError(format!(
+                            "{label}: the period's {} is also given as {was}; give it once",
+                            field.as_str()
+                        )));
+                    }
+                    *slot = Some(("q", v.clone()));
+                }
+                _ => include.add(*field, v, &label)?,
+            }
         }
-        f.from = self.from.as_deref().map(|s| parse_point(s, now)).transpose()?;
-        f.to = self.to.as_deref().map(|s| parse_point(s, now)).transpose()?;
+        for (field, v) in &parsed.excluded {
+            let label = format!("q ({})", syntax::clause(*field, v, true));
+            f.exclude.add(*field, v, &label)?;
+        }
+        for (name, n) in [
+            ("tenant", include.tenants.len() + f.exclude.tenants.len()),
+            ("user", include.users.len() + f.exclude.users.len()),
+            ("operation", include.operations.len() + f.exclude.operations.len()),
+            ("category", include.categories.len() + f.exclude.categories.len()),
+            ("ip", include.ips.len() + f.exclude.ips.len()),
+            ("country", include.countries.len() + f.exclude.countries.len()),
+        ] {
+            if n > MAX_VALUES {
+                return Err(FilterError(format!("{name}: {n} values; a search takes at most {MAX_VALUES} per field")));
+            }
+        }
+        let point = |slot: Option<(&str, String)>| -> Result<Option<i64>, FilterError> {
+            slot.map(|(name, v)| parse_point(&v, now).map_err(|e| FilterError(format!("{name}: {}", e.0)))).transpose()
+        };
+        f.from = point(from)?;
+        f.to = point(to)?;
         if let (Some(a), Some(b)) = (f.from, f.to)
             && a >= b
         {
             return Err(FilterError(format!(
-                "the range is empty: from {} is not before to {}",
+                "from: the range is empty: from {} is not before to {}",
                 format_rfc3339(a),
                 format_rfc3339(b)
             )));
         }
-        for i in split_list(&self.ip) {
-            f.ips.push(IpNet::parse(i).ok_or_else(|| {
-                FilterError(format!("invalid IP {i:?}: give an address (203.0.113.7) or a network (10.0.0.0/8)"))
-            })?);
-        }
-        for c in split_list(&self.country) {
-            if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()) {
-                return Err(FilterError(format!("invalid country {c:?}: give an ISO 3166 code such as IE or US")));
-            }
-            f.countries.push(c.to_ascii_uppercase());
-        }
-        f.text = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
-        if let Some(t) = &f.text {
-            super::search::text_terms(t)?;
-        }
+        let Excluded { tenants, users, operations, categories, ips, countries } = include;
+        (f.tenants, f.users, f.operations, f.categories, f.ips, f.countries) =
+            (tenants, users, operations, categories, ips, countries);
+        f.text = TextQuery { all: parsed.text, none: parsed.not_text };
         Ok(f)
+    }
+}
+
+/// A NUL byte reaches no event (PostgreSQL cannot store one, SQLite's full-text parser
+/// stops at it): refused by name rather than failing in the database.
+fn refuse_nul(name: &str, value: &str) -> Result<(), FilterError> {
+    if value.contains('\0') {
+        return Err(FilterError(format!(
+            "{name}: the value holds a NUL byte (\\0), which no event can hold; remove it"
+        )));
+    }
+    Ok(())
+}
+
+impl UserSpec {
+    /// A user id (digits), an e-mail address (has `@`), or else part of a display name.
+    pub fn parse(s: &str) -> UserSpec {
+        if let Ok(id) = s.parse::<i64>() {
+            UserSpec::Id(id)
+        } else if s.contains('@') {
+            UserSpec::Email(s.to_string())
+        } else {
+            UserSpec::Name(s.to_string())
+        }
+    }
+}
+
+impl Excluded {
+    /// Checks one value of a list field and adds it; `label` says where it came from.
+    fn add(&mut self, field: Field, v: &str, label: &str) -> Result<(), FilterError> {
+        let v = v.trim();
+        let bad = |why: String| FilterError(format!("{label}: {why}"));
+        match field {
+            Field::Tenant => self.tenants.push(v.to_string()),
+            Field::User => self.users.push(UserSpec::parse(v)),
+            Field::Operation => match catalog::resolve(v) {
+                Ok(names) => self.operations.extend(names.into_iter().map(str::to_string)),
+                // Tines adds names the catalog lacks: the search accepts one the journal holds.
+                Err(_) => self.operations.push(v.to_string()),
+            },
+            Field::Category => self.categories.push(parse_category(v).map_err(|e| bad(e.0))?),
+            Field::Ip => self.ips.push(IpNet::parse(v).ok_or_else(|| {
+                bad(format!(
+                    "{v:?} is not an IP address or network: give an address (203.0.113.7) or a network (10.0.0.0/8)"
+                ))
+            })?),
+            Field::Country => {
+                if v.len() != 2 || !v.chars().all(|ch| ch.is_ascii_alphabetic()) {
+                    return Err(bad(format!("{v:?} is not a country code: give an ISO 3166 code such as IE or US")));
+                }
+                self.countries.push(v.to_ascii_uppercase());
+            }
+            Field::From | Field::To => unreachable!("times are not lists"),
+        }
+        Ok(())
     }
 }
 
@@ -293,7 +425,7 @@ mod tests {
         assert!(!f.ips[0].contains("11.0.0.1".parse().unwrap()));
         assert!(f.ips[1].is_host());
         assert_eq!(f.countries, vec!["IE"]);
-        assert_eq!(f.text.as_deref(), Some("phishing"));
+        assert_eq!(f.text.all, vec![vec![TextTerm { words: "phishing".into(), prefix: false }]]);
     }
 
     #[test]
@@ -307,6 +439,55 @@ mod tests {
             bad(FilterArgs { from: Some("1d".into()), to: Some("2d".into()), ..Default::default() }).contains("empty")
         );
         assert!(bad(FilterArgs { text: Some("\"unclosed".into()), ..Default::default() }).contains("quote"));
+        // Each refusal names its parameter, and a value from the search box says so.
+        assert!(bad(FilterArgs { ip: vec!["nope".into()], ..Default::default() }).starts_with("ip: "));
+        assert!(bad(FilterArgs { text: Some("ip:nope".into()), ..Default::default() }).starts_with("q (ip:nope): "));
+        assert!(
+            bad(FilterArgs { text: Some("-country:Ireland".into()), ..Default::default() })
+                .starts_with("q (-country:Ireland): ")
+        );
+        assert!(
+            bad(FilterArgs { from: Some("1d".into()), text: Some("from:2d".into()), ..Default::default() })
+                .contains("give it once")
+        );
+        assert!(bad(FilterArgs { text: Some("( & )".into()), ..Default::default() }).contains("no word"));
+    }
+
+    #[test]
+    fn search_box_fields_join_the_parameters_and_exclusions_stand_apart() {
+        let a = FilterArgs {
+            user: vec!["ann@x.io".into()],
+            text: Some("user:bob@x.io -user:7 -category:credential country:ie -ip:10.0.0.0/8 word since:2d".into()),
+            ..Default::default()
+        };
+        let f = a.build(1_000_000_000).unwrap();
+        assert_eq!(f.users, vec![UserSpec::Email("ann@x.io".into()), UserSpec::Email("bob@x.io".into())]);
+        assert_eq!(f.exclude.users, vec![UserSpec::Id(7)]);
+        assert_eq!(f.exclude.categories, vec![Category::Credential]);
+        assert_eq!(f.countries, vec!["IE"]);
+        assert_eq!(f.exclude.ips.len(), 1);
+        assert_eq!(f.from, Some(1_000_000_000 - 2 * 86_400));
+        assert_eq!(f.text.all.len(), 1);
+    }
+
+    /// Regression: a NUL byte in `q` reached SQLite's full-text parser, which stops at it
+    /// ("unterminated string", a 500); PostgreSQL refuses NUL in any text. Every parameter
+    /// now refuses it by name.
+    #[test]
+    fn nul_byte_in_q_was_a_500() {
+        let e = FilterArgs { text: Some("a\0b".into()), ..Default::default() }.build(0).unwrap_err().0;
+        assert!(e.starts_with("q: ") && e.contains("NUL"), "{e}");
+        let e = FilterArgs { user: vec!["x\0".into()], ..Default::default() }.build(0).unwrap_err().0;
+        assert!(e.starts_with("user: "), "{e}");
+        let e = FilterArgs::from_pairs([("cursor", "\0")], |_, _| true).unwrap_err().0;
+        assert!(e.starts_with("cursor: "), "{e}");
+    }
+
+    #[test]
+    fn too_many_values_of_one_field_are_refused_by_name() {
+        let many = (0..=MAX_VALUES).map(|i| format!("u{i}@x.io")).collect::<Vec<_>>().join(",");
+        let e = FilterArgs { user: vec![many], ..Default::default() }.build(0).unwrap_err().0;
+        assert!(e.starts_with("user: ") && e.contains("at most"), "{e}");
     }
 
     #[test]

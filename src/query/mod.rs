@@ -4,15 +4,17 @@
 //! connections, so a query never holds up collection.
 
 pub mod chart;
+pub mod facets;
 pub mod filter;
 pub mod geo;
 pub mod index;
 pub mod report;
 pub mod search;
+pub mod syntax;
 
 #[cfg(test)]
 mod tests;
 
-pub use filter::{EventFilter, FilterArgs, FilterError, IpNet, UserSpec};
+pub use filter::{EventFilter, Excluded, FilterArgs, FilterError, IpNet, TextQuery, UserSpec};
 pub use geo::{CountryLookup, EmulatorCountries, NoCountries};
 pub use search::{Cursor, EventRow, SearchError, SearchPage, histogram, search};

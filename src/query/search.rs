@@ -18,7 +18,7 @@ use super::filter::{EventFilter, FilterError, IpNet, UserSpec};
 use super::geo::CountryLookup;
 use crate::catalog;
 use crate::journal::text::user_name_of;
-use crate::journal::{EventQuery, FoundEvent, Journal, JournalError, TextTerm};
+use crate::journal::{EventQuery, FoundEvent, Journal, JournalError};
 use crate::timeutil::format_rfc3339;
 
 /// Most events one page may hold.
@@ -107,38 +107,6 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-/// Splits free text into terms: every word (or "quoted phrase") must occur; a
-/// trailing `*` matches a prefix. Operators are not passed through, so user
-/// input can never be query syntax in any backend.
-pub fn text_terms(text: &str) -> Result<Vec<TextTerm>, FilterError> {
-    if text.chars().filter(|&c| c == '"').count() % 2 == 1 {
-        return Err(FilterError("unclosed quote in the free text: close the \"phrase\"".into()));
-    }
-    let mut terms = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        let (term, after) = if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"').unwrap_or(r.len());
-            (&r[..end], r.get(end + 1..).unwrap_or(""))
-        } else {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            (&rest[..end], &rest[end..])
-        };
-        let (term, prefix) = match term.strip_suffix('*') {
-            Some(t) => (t, true),
-            None => (term, false),
-        };
-        if term.chars().any(char::is_alphanumeric) {
-            terms.push(TextTerm { words: term.to_string(), prefix });
-        }
-        rest = after.trim_start();
-    }
-    if terms.is_empty() {
-        return Err(FilterError("the free text has no word to look for".into()));
-    }
-    Ok(terms)
-}
-
 /// Accepts an operation name the catalog lacks when the journal holds events with it
 /// (Tines adds names); refuses it otherwise, suggesting names from both.
 fn check_operation_in_journal(journal: &Journal, name: &str) -> Result<(), SearchError> {
@@ -166,90 +134,149 @@ fn operations_in(journal: &Journal, cats: &[catalog::Category]) -> Result<BTreeS
     Ok(names)
 }
 
+/// User ids and e-mail addresses (lower case) of `users`: ids and addresses as given,
+/// display names (any part, any case) through the users the indexer has seen.
+fn resolve_users(journal: &Journal, users: &[UserSpec]) -> Result<(Vec<i64>, Vec<String>), SearchError> {
+    let mut ids: BTreeSet<i64> = BTreeSet::new();
+    let mut emails: BTreeSet<String> = BTreeSet::new();
+    let mut names: Option<Vec<(i64, String)>> = None;
+    for u in users {
+        match u {
+            UserSpec::Id(id) => {
+                ids.insert(*id);
+            }
+            UserSpec::Email(e) => {
+                emails.insert(e.to_lowercase());
+            }
+            UserSpec::Name(n) => {
+                // Few distinct users exist; comparing here folds case beyond ASCII (Seán, ZOË).
+                let needle = n.to_lowercase();
+                let all = match &names {
+                    Some(all) => all,
+                    None => names.insert(journal.seen_user_names()?),
+                };
+                ids.extend(all.iter().filter(|(_, name)| name.to_lowercase().contains(&needle)).map(|(id, _)| *id));
+            }
+        }
+    }
+    Ok((ids.into_iter().collect(), emails.into_iter().collect()))
+}
+
+/// Operation names of `operations` (each checked) and of every operation in `categories`.
+fn resolve_operations(
+    journal: &Journal,
+    operations: &[String],
+    categories: &[catalog::Category],
+) -> Result<Vec<String>, SearchError> {
+    for name in operations.iter().filter(|n| catalog::find(n).is_none()) {
+        check_operation_in_journal(journal, name)?;
+    }
+    let mut names: BTreeSet<String> = operations.iter().cloned().collect();
+    if !categories.is_empty() {
+        names.extend(operations_in(journal, categories)?);
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// The source addresses of `ips` (addresses and networks) that are also in `countries`
+/// (when given): addresses as given, networks and countries through the addresses the
+/// indexer has seen.
+fn resolve_ips(
+    journal: &Journal,
+    ips: &[IpNet],
+    countries: &[String],
+    geo: &dyn CountryLookup,
+) -> Result<Vec<String>, SearchError> {
+    if !countries.is_empty() && !geo.available() {
+        return Err(FilterError(
+            "country: filtering by country needs a GeoIP database, and none is configured; filter by ip with a network instead"
+                .into(),
+        )
+        .into());
+    }
+    if ips.iter().all(|n| n.is_host()) && countries.is_empty() {
+        return Ok(ips.iter().map(|n| n.addr.to_string()).collect());
+    }
+    // IPv4 networks are read by their text prefixes; countries and IPv6 need every address.
+    let prefixes: Option<Vec<String>> = if countries.is_empty() {
+        ips.iter().map(text_prefixes).collect::<Option<Vec<Vec<String>>>>().map(|p| p.concat())
+    } else {
+        None
+    };
+    let seen = match prefixes {
+        Some(p) => journal.seen_values_prefixed("ip", &p)?,
+        None => journal.seen_values("ip")?,
+    };
+    let mut out = Vec::new();
+    for ip in seen {
+        let Ok(addr) = ip.parse::<IpAddr>() else { continue };
+        let ip_ok = ips.is_empty() || ips.iter().any(|n| n.contains(addr));
+        let country_ok = countries.is_empty() || geo.country(&ip).is_some_and(|c| countries.contains(&c));
+        if ip_ok && country_ok {
+            out.push(ip);
+        }
+    }
+    out.sort();
+    out.dedup(); // overlapping prefixes (`10.0.0.1` and `10.0.0.10`) read some twice
+    Ok(out)
+}
+
 /// Resolves a filter's lookups (user names, networks, countries, categories) into the plain
 /// lists a backend queries by, or `None` when the filter can match nothing (an unknown
-/// name, a country no address is in).
+/// name, a country no address is in). An exclusion that resolves to nothing excludes nothing.
 pub(crate) fn plan(
     journal: &Journal,
     f: &EventFilter,
     geo: &dyn CountryLookup,
 ) -> Result<Option<EventQuery>, SearchError> {
-    let mut q =
-        EventQuery { tenants: f.tenants.clone(), from: f.from, to: f.to, alert: f.alert.clone(), ..Default::default() };
+    let mut q = EventQuery {
+        tenants: f.tenants.clone(),
+        from: f.from,
+        to: f.to,
+        alert: f.alert.clone(),
+        text: f.text.all.clone(),
+        not_text: f.text.none.clone(),
+        not_tenants: f.exclude.tenants.clone(),
+        ..Default::default()
+    };
     if !f.users.is_empty() {
-        let mut ids: BTreeSet<i64> = BTreeSet::new();
-        let mut names: Option<Vec<(i64, String)>> = None;
-        for u in &f.users {
-            match u {
-                UserSpec::Id(id) => {
-                    ids.insert(*id);
-                }
-                UserSpec::Email(e) => q.emails.push(e.to_lowercase()),
-                UserSpec::Name(n) => {
-                    // Few distinct users exist; comparing here folds case beyond ASCII (Seán, ZOË).
-                    let needle = n.to_lowercase();
-                    let all = match &names {
-                        Some(all) => all,
-                        None => names.insert(journal.seen_user_names()?),
-                    };
-                    ids.extend(all.iter().filter(|(_, name)| name.to_lowercase().contains(&needle)).map(|(id, _)| *id));
-                }
-            }
-        }
-        q.user_ids = ids.into_iter().collect();
+        (q.user_ids, q.emails) = resolve_users(journal, &f.users)?;
         if q.user_ids.is_empty() && q.emails.is_empty() {
             return Ok(None);
         }
     }
-    for name in f.operations.iter().filter(|n| catalog::find(n).is_none()) {
-        check_operation_in_journal(journal, name)?;
-    }
+    (q.not_user_ids, q.not_emails) = resolve_users(journal, &f.exclude.users)?;
     if !f.operations.is_empty() || !f.categories.is_empty() {
-        let mut names: BTreeSet<String> = f.operations.iter().cloned().collect();
-        names.extend(operations_in(journal, &f.categories)?);
-        if names.is_empty() {
+        // Operation and category are two filters, so both hold: the named operations that
+        // are in the categories (a pivot from a category to one of its operations narrows).
+        let named = resolve_operations(journal, &f.operations, &[])?;
+        let in_categories = resolve_operations(journal, &[], &f.categories)?;
+        q.operations = match (f.operations.is_empty(), f.categories.is_empty()) {
+            (false, false) => named.into_iter().filter(|n| in_categories.contains(n)).collect(),
+            (false, true) => named,
+            _ => in_categories,
+        };
+        if q.operations.is_empty() {
             return Ok(None);
         }
-        q.operations = names.into_iter().collect();
     }
-    if !f.countries.is_empty() && !geo.available() {
-        return Err(FilterError(
-            "filtering by country needs a GeoIP database, and none is configured; filter by --ip with a network instead"
-                .into(),
-        )
-        .into());
-    }
-    let hosts_only = f.ips.iter().all(|n| n.is_host());
-    if !f.ips.is_empty() && hosts_only && f.countries.is_empty() {
-        q.ips = f.ips.iter().map(|n| n.addr.to_string()).collect();
-    } else if !f.ips.is_empty() || !f.countries.is_empty() {
-        // IPv4 networks are read by their text prefixes; countries and IPv6 need every address.
-        let prefixes: Option<Vec<String>> = if f.countries.is_empty() {
-            f.ips.iter().map(text_prefixes).collect::<Option<Vec<Vec<String>>>>().map(|p| p.concat())
-        } else {
-            None
-        };
-        let seen = match prefixes {
-            Some(p) => journal.seen_values_prefixed("ip", &p)?,
-            None => journal.seen_values("ip")?,
-        };
-        for ip in seen {
-            let Ok(addr) = ip.parse::<IpAddr>() else { continue };
-            let ip_ok = f.ips.is_empty() || f.ips.iter().any(|n| n.contains(addr));
-            let country_ok = f.countries.is_empty() || geo.country(&ip).is_some_and(|c| f.countries.contains(&c));
-            if ip_ok && country_ok {
-                q.ips.push(ip);
-            }
-        }
-        q.ips.sort();
-        q.ips.dedup(); // overlapping prefixes (`10.0.0.1` and `10.0.0.10`) read some twice
+    q.not_operations = resolve_operations(journal, &f.exclude.operations, &f.exclude.categories)?;
+    if !f.ips.is_empty() || !f.countries.is_empty() {
+        q.ips = resolve_ips(journal, &f.ips, &f.countries, geo)?;
         if q.ips.is_empty() {
             return Ok(None);
         }
     }
-    if let Some(t) = &f.text {
-        q.text = text_terms(t)?;
+    let (not_ips, not_countries) = (&f.exclude.ips, &f.exclude.countries);
+    // Each excluded network and each excluded country is its own set of addresses.
+    let mut excluded: BTreeSet<String> = BTreeSet::new();
+    if !not_ips.is_empty() {
+        excluded.extend(resolve_ips(journal, not_ips, &[], geo)?);
     }
+    if !not_countries.is_empty() {
+        excluded.extend(resolve_ips(journal, &[], not_countries, geo)?);
+    }
+    q.not_ips = excluded.into_iter().collect();
     Ok(Some(q))
 }
 
@@ -387,6 +414,30 @@ pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
+/// The columns of an event as CSV (the `search` command's and the API's export).
+pub const CSV_HEADER: &str =
+    "seq,tenant,id,created_at,operation_name,category,user_id,user_email,user_name,request_ip,country,record";
+
+/// An event as one CSV row (without its line break); every cell through [`csv_field`].
+pub fn csv_row(e: &EventRow) -> String {
+    let opt = |v: &Option<String>| csv_field(v.as_deref().unwrap_or(""));
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{}",
+        e.seq,
+        csv_field(&e.tenant),
+        e.id,
+        e.created_at,
+        csv_field(&e.operation_name),
+        e.category,
+        csv_field(&e.user_id.map(|i| i.to_string()).unwrap_or_default()),
+        opt(&e.user_email),
+        opt(&e.user_name),
+        opt(&e.request_ip),
+        opt(&e.country),
+        csv_field(&e.raw)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,17 +490,6 @@ mod tests {
         assert!(field.contains("\\u{1b}[2J"), "{field}");
         assert_eq!(csv_field("line\nbreak\tand tab"), "\"line\nbreak\tand tab\"");
         assert_eq!(printable("line\nbreak"), "line\\u{a}break");
-    }
-
-    #[test]
-    fn free_text_splits_into_words_phrases_and_prefixes_and_drops_operators_punctuation() {
-        let t = |w: &str, prefix| TextTerm { words: w.into(), prefix };
-        assert_eq!(text_terms("phishing triage").unwrap(), vec![t("phishing", false), t("triage", false)]);
-        assert_eq!(text_terms("\"Daily IOC\" swe*").unwrap(), vec![t("Daily IOC", false), t("swe", true)]);
-        assert_eq!(text_terms("a OR b").unwrap(), vec![t("a", false), t("OR", false), t("b", false)]);
-        assert_eq!(text_terms("x@y.com - (").unwrap(), vec![t("x@y.com", false)]);
-        assert!(text_terms("\"open").is_err());
-        assert!(text_terms("-- ()").is_err());
     }
 
     #[test]

@@ -169,6 +169,13 @@ fn filters_combine_as_and_and_values_as_or(kind: Kind) {
         ..Default::default()
     };
     assert_eq!(find(&j, a), ids("acme", &[5, 2]));
+    // Operation and category are two filters: both hold.
+    let narrowed = FilterArgs {
+        operation: vec!["CredentialSave".into(), "Login".into()],
+        category: vec!["credential".into()],
+        ..Default::default()
+    };
+    assert_eq!(find(&j, narrowed), ids("acme", &[2]));
     let b = FilterArgs { operation: vec!["Login".into()], country: vec!["IE".into()], ..Default::default() };
     assert_eq!(find(&j, b), ids("acme", &[1]));
     let c = FilterArgs { tenant: vec!["globex".into()], text: Some("sweep".into()), ..Default::default() };
@@ -291,6 +298,7 @@ fn filters_answer_alike_wherever_the_indexer_stands(kind: Kind) {
         FilterArgs { user: vec!["SEAN.obrien@ACME.example".into()], ..Default::default() },
         FilterArgs { operation: vec!["Login".into(), "StoryNameChange".into()], ..Default::default() },
         FilterArgs { ip: vec!["86.40.0.10".into(), "24.9.9.9".into()], ..Default::default() },
+        FilterArgs { text: Some("-operation:Login -user:12 -ip:24.9.9.9 -tenant:nobody".into()), ..Default::default() },
         FilterArgs {
             from: Some("2024-05-01T00:01:00Z".into()),
             to: Some("2024-05-02T12:00:00Z".into()),
@@ -469,8 +477,132 @@ fn the_reports_posture_section_has_the_state_at_the_periods_end_its_changes_and_
     assert_eq!(acme.end.other_notes.len(), 1, "the note is kept for an entry not in force");
 }
 
+/// What an analyst types in the search box: OR, exclusions, phrases, field terms, and the
+/// words inside operation names.
+fn search_box_or_not_phrases_fields_and_operation_words(kind: Kind) {
+    let j = journal(kind);
+    // An event with no user and no address: no exclusion of a user or an address drops it.
+    let raw = r#"{"id":1,"operation_name":"TenantLogoChange","created_at":"2024-05-01T00:00:10Z"}"#;
+    j.start_progress("initech", "cursor", 0, None, "").unwrap();
+    let r = Record {
+        id: 1,
+        created_at: T0 + 10,
+        operation_name: "TenantLogoChange",
+        user_id: None,
+        user_email: None,
+        request_ip: None,
+        raw,
+    };
+    j.commit_window(&WindowCommit { tenant: "initech", job: "cursor", from: 0, to: 1, fetched: 1 }, [r]).unwrap();
+    catch_up(&j).unwrap();
+    let q = |t: &str| find(&j, FilterArgs { text: Some(t.into()), ..Default::default() });
+    let initech = ("initech".to_string(), 1);
+    assert_eq!(q("phishing OR sweep"), vec![("acme".into(), 6), ("globex".into(), 2)]);
+    // Words inside CamelCase operation names, alone, as a phrase, as a prefix.
+    assert_eq!(q("credential"), ids("acme", &[4, 3, 2]));
+    assert_eq!(q("destruction"), ids("acme", &[4, 3]));
+    assert_eq!(q("\"credential destruction\""), ids("acme", &[4, 3]));
+    assert!(q("\"destruction credential\"").is_empty());
+    assert_eq!(q("cred*"), ids("acme", &[4, 3, 2]));
+    assert_eq!(q("access control"), ids("acme", &[7]));
+    assert_eq!(q("CredentialDestruction"), ids("acme", &[4, 3]));
+    // Exclusions: text, and every kind of field.
+    assert_eq!(q("-login").len(), 8);
+    assert!(!q("-login").iter().any(|(t, i)| *i == 1 && t != "initech"));
+    assert_eq!(q("credential -okta"), ids("acme", &[4, 3]));
+    assert_eq!(q("credential NOT 3002"), ids("acme", &[3, 2]));
+    let not_ann = q("NOT user:ann@acme.example");
+    assert_eq!(not_ann.len(), 6);
+    assert!(not_ann.contains(&initech), "an event without a user is no excluded user's");
+    assert_eq!(q("-operation:Login -country:US -tenant:initech"), ids("acme", &[7, 6, 5, 2]));
+    let not_net = q("-ip:86.40.0.0/15");
+    assert_eq!(not_net.len(), 6);
+    assert!(not_net.contains(&initech));
+    assert_eq!(q("-category:credential -user:\"Seán O'Brien\" -user:13").len(), 4);
+    assert_eq!(q("user:ann@acme.example OR user:12 -ip:10.1.2.3"), ids("acme", &[7, 5, 4, 3, 2, 1]));
+    assert_eq!(q("user:bob tenant:globex sweep"), ids("globex", &[2]));
+    assert_eq!(q("operation:Login OR operation:StoryNameChange -tenant:acme"), ids("globex", &[2, 1]));
+    assert_eq!(q("from:2024-05-02 to:2024-05-03"), vec![("globex".into(), 2), ("acme".into(), 5)]);
+    // Exclusions count too.
+    let f = FilterArgs { text: Some("-tenant:acme".into()), ..Default::default() }.build(T0 + 10 * 86_400).unwrap();
+    assert_eq!(search::count(&j, &f, &NoCountries).unwrap(), 3);
+}
+
+/// Regression: a thousand e-mail addresses in `user` made SQLite nest a thousand ORs
+/// ("Expression tree is too large", a 500). Now one IN over the address index.
+fn a_thousand_emails_in_user_was_a_500(kind: Kind) {
+    let j = journal(kind);
+    let mut emails: Vec<String> = (0..999).map(|i| format!("someone{i}@elsewhere.example")).collect();
+    emails.push("ANN@acme.example".into());
+    assert_eq!(find(&j, FilterArgs { user: vec![emails.join(",")], ..Default::default() }), ids("acme", &[7, 5, 2, 1]));
+    let excluded: Vec<String> = emails.iter().map(|e| format!("-user:{e}")).collect();
+    let f = FilterArgs { text: Some(excluded[990..].join(" ")), ..Default::default() };
+    assert_eq!(find(&j, f).len(), 5);
+}
+
+/// Each facet value's count is what searching for that value too totals, for several
+/// filters and every field; the values, the other and the missing add up to the total.
+fn facet_counts_equal_the_totals_of_searching_each_value(kind: Kind) {
+    let j = journal(kind);
+    let now = T0 + 10 * 86_400;
+    let bases = [
+        FilterArgs::default(),
+        FilterArgs { tenant: vec!["acme".into()], ..Default::default() },
+        FilterArgs { text: Some("-operation:Login".into()), ..Default::default() },
+        FilterArgs { text: Some("credential OR sweep".into()), ..Default::default() },
+        FilterArgs {
+            from: Some("2024-05-01T00:01:00Z".into()),
+            text: Some("-country:IE".into()),
+            ..Default::default()
+        },
+    ];
+    let mut checked = 0;
+    for base in &bases {
+        let total = search::count(&j, &base.build(now).unwrap(), &EmulatorCountries).unwrap();
+        for field in syntax::Field::LISTS {
+            let fc = facets::facet(&j, &base.build(now).unwrap(), field, 100, &EmulatorCountries).unwrap();
+            assert_eq!(fc.total, total, "{base:?} {field:?}");
+            assert_eq!(fc.values.iter().map(|v| v.count).sum::<i64>() + fc.other + fc.missing, total);
+            assert_eq!(fc.other, 0, "every value fits in 100");
+            assert!(fc.values.windows(2).all(|w| w[0].count >= w[1].count), "most first");
+            for v in &fc.values {
+                let mut a = base.clone();
+                let list = match field {
+                    syntax::Field::Tenant => &mut a.tenant,
+                    syntax::Field::User => &mut a.user,
+                    syntax::Field::Operation => &mut a.operation,
+                    syntax::Field::Category => &mut a.category,
+                    syntax::Field::Ip => &mut a.ip,
+                    syntax::Field::Country => &mut a.country,
+                    _ => unreachable!(),
+                };
+                *list = vec![v.value.clone()];
+                let n = search::count(&j, &a.build(now).unwrap(), &EmulatorCountries).unwrap();
+                assert_eq!(n, v.count, "{base:?}: {field:?} = {}", v.value);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "{checked}");
+    let all = facets::facet(&j, &EventFilter::default(), syntax::Field::User, 2, &EmulatorCountries).unwrap();
+    assert_eq!(
+        all.values,
+        vec![
+            facets::FacetValue { value: "ann@acme.example".into(), count: 4 },
+            facets::FacetValue { value: "sean.obrien@acme.example".into(), count: 3 }
+        ]
+    );
+    assert_eq!((all.total, all.other, all.missing), (9, 2, 0));
+    let cc = facets::facet(&j, &EventFilter::default(), syntax::Field::Country, 10, &EmulatorCountries).unwrap();
+    assert_eq!(cc.missing, 1, "10.1.2.3 is in no country");
+    assert!(facets::facet(&j, &EventFilter::default(), syntax::Field::Country, 10, &NoCountries).is_err());
+}
+
 crate::on_every_backend!(
     the_reports_posture_section_has_the_state_at_the_periods_end_its_changes_and_notes,
+    search_box_or_not_phrases_fields_and_operation_words,
+    a_thousand_emails_in_user_was_a_500,
+    facet_counts_equal_the_totals_of_searching_each_value,
     no_filter_returns_everything_newest_first_with_ties_by_seq,
     each_filter_alone,
     free_text_words_phrases_prefixes_and_accents,

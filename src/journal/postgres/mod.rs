@@ -28,7 +28,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::backend::{
-    Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
+    Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
 };
 use super::chain;
 use super::checkpoint;
@@ -1092,6 +1092,10 @@ impl Backend for Postgres {
         self.run(async |c| search::count(c, q).await)
     }
 
+    fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError> {
+        self.run(async |c| search::facet(c, q, by).await)
+    }
+
     fn tenants(&self) -> Result<Vec<String>, JournalError> {
         self.run(async |c| {
             Ok(c.query("SELECT name FROM tenants ORDER BY name", &[]).await?.iter().map(|r| r.get(0)).collect())
@@ -1512,6 +1516,67 @@ mod tests {
         let after = crate::journal::chain::verify_journal(&j, &crate::signing::Keyring::default(), &|_| {}).unwrap();
         assert_eq!((after.unchained, after.verified, after.problems.len()), (10, 1, 0), "{after:?}");
         assert_eq!(j.read_after(10, 10, usize::MAX).unwrap().last_seq(), Some(13));
+    }
+
+    /// PostgreSQL appends the words of operation names to the text of events indexed
+    /// before they were, split in SQL: for every name of the catalog (and a few that are
+    /// not), the words it adds are exactly those `catalog::name_words` gives new events.
+    #[test]
+    fn operation_name_words_migration_splits_every_name_as_the_indexer_does() {
+        let url = crate::journal::testing::fresh_schema_url();
+        let pool = Pool::new(conn::parse(&url).unwrap()).unwrap();
+        let mut names: Vec<String> = crate::catalog::operations().iter().map(|o| o.name.to_string()).collect();
+        names.extend(["story.created", "SCIM/2.0/User", "Oauth2TokenV2Creation", "ABcDEf"].map(String::from));
+        let n = names.clone();
+        pool.run(async move |c| {
+            schema::migrate_to(c, schema::CURRENT - 1).await?;
+            c.batch_execute("INSERT INTO tenants (name, created_at) VALUES ('acme', 0)").await?;
+            for (i, name) in n.iter().enumerate() {
+                let seq = i as i64 + 1;
+                c.execute(
+                    "INSERT INTO events (seq, tenant, id, created_at, operation_name, raw) VALUES ($1, 1, $1, 1000, $2, '{}')",
+                    &[&seq, name],
+                )
+                .await?;
+                c.execute(
+                    "INSERT INTO event_keys (seq, tenant, created_at, operation_name) VALUES ($1, 1, 1000, $2)",
+                    &[&seq, name],
+                )
+                .await?;
+                c.execute("INSERT INTO events_text (seq, body) VALUES ($1, to_tsvector('simple', 'zzold'))", &[&seq])
+                    .await?;
+            }
+            c.execute("UPDATE search_index SET position = $1", &[&(n.len() as i64)]).await?;
+            Ok(())
+        })
+        .unwrap();
+        let j = Journal::open_at(&Location::Url(crate::secret::Secret::new(url.clone())), Access::Write).unwrap();
+        let bodies: Vec<(i64, Vec<String>)> = pool
+            .run(async |c| {
+                let rows = c.query("SELECT seq, tsvector_to_array(body) FROM events_text ORDER BY seq", &[]).await?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
+            .unwrap();
+        assert_eq!(bodies.len(), names.len());
+        for ((_, lexemes), name) in bodies.iter().zip(&names) {
+            let mut got: Vec<&str> = lexemes.iter().map(String::as_str).filter(|l| *l != "zzold").collect();
+            got.sort_unstable();
+            let mut want = crate::catalog::name_words(name);
+            if want.len() < 2 {
+                want.clear();
+            }
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(got, want, "{name}");
+        }
+        let q = EventQuery {
+            text: vec![vec![crate::journal::TextTerm { words: "credential destruction".into(), prefix: false }]],
+            ..EventQuery::default()
+        };
+        let phrase = |n: &String| crate::catalog::name_words(n).windows(2).any(|w| w == ["credential", "destruction"]);
+        let want = names.iter().filter(|n| phrase(n)).count();
+        assert!(want >= 1);
+        assert_eq!(j.search(&q, 100).unwrap().len(), want, "a phrase of an old event's operation words");
     }
 
     /// Regression: an instance frozen (SIGSTOP, a paused VM) between two statements of a

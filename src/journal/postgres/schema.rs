@@ -263,6 +263,28 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX selftest_runs_started ON selftest_runs (started_at);
     "#,
+    // 8 (issue 13; after posture's 6 and selftest's 7), as SQLite's 11: the text of every
+    // indexed event gains the words of its operation name. Unlike SQLite, the index is not
+    // rebuilt (the search tail would then be every event until the indexer caught up): the
+    // words are appended here, split as `catalog::name_words` splits them (at non-letters and
+    // digits, before an upper-case letter after a lower-case one or a digit, and before the
+    // last capital of an acronym), once per distinct name; a test holds the two splits equal
+    // for every name of the catalog.
+    r#"
+    WITH names AS (
+        SELECT op, trim(regexp_replace(lower(
+            regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+                regexp_replace(op, '[^[:alnum:]]+', ' ', 'g'),
+                '([[:lower:][:digit:]])([[:upper:]])', '\1 \2', 'g'),
+                '([[:upper:]])([[:upper:]][[:lower:]])', '\1 \2', 'g'),
+                '([[:digit:]])([^[:digit:][:space:]])', '\1 \2', 'g'),
+                '([^[:digit:][:space:]])([[:digit:]])', '\1 \2', 'g')), ' +', ' ', 'g')) AS words
+        FROM (SELECT DISTINCT operation_name AS op FROM event_keys) AS d
+    )
+    UPDATE events_text t SET body = t.body || to_tsvector('simple', n.words)
+        FROM event_keys k JOIN names n ON n.op = k.operation_name
+        WHERE k.seq = t.seq AND position(' ' IN n.words) > 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -10,21 +10,32 @@ use tokio_postgres::Client;
 
 use super::{Params, refs};
 use crate::journal::JournalError;
-use crate::journal::backend::{EventQuery, Fence, FoundEvent, IndexState, TextTerm};
+use crate::journal::backend::{EventQuery, FacetColumn, Fence, FoundEvent, IndexState, TextTerm};
 use crate::journal::text::{record_text, user_name_of, words};
 use crate::timeutil::now_secs;
 
-/// The `tsquery` for free text: each term's words in order (`<->`), the last one a
-/// prefix (`:*`) for a prefix term, every term required (`&`). Each lexeme is quoted,
-/// and only letters and digits reach it, so no input is ever tsquery syntax.
-pub(super) fn tsquery(terms: &[TextTerm]) -> Option<String> {
+/// One term as a `tsquery`: its words in order (`<->`), the last one a prefix (`:*`) for a
+/// prefix term; `None` when it has no word.
+fn tsquery_term(t: &TextTerm) -> Option<String> {
+    let w: Vec<String> = words(&t.words).collect();
+    let (last, rest) = w.split_last()?;
+    let mut phrase: Vec<String> = rest.iter().map(|x| format!("'{x}'")).collect();
+    phrase.push(if t.prefix { format!("'{last}':*") } else { format!("'{last}'") });
+    Some(format!("({})", phrase.join(" <-> ")))
+}
+
+/// The `tsquery` for free text: each group's terms joined by `|`, the groups by `&`. Each
+/// lexeme is quoted, and only letters and digits reach it, so no input is ever tsquery
+/// syntax. `None` when a group has no word (as on SQLite, it could match nothing).
+pub(super) fn tsquery(groups: &[Vec<TextTerm>]) -> Option<String> {
     let mut parts = Vec::new();
-    for t in terms {
-        let w: Vec<String> = words(&t.words).collect();
-        let Some((last, rest)) = w.split_last() else { continue };
-        let mut phrase: Vec<String> = rest.iter().map(|x| format!("'{x}'")).collect();
-        phrase.push(if t.prefix { format!("'{last}':*") } else { format!("'{last}'") });
-        parts.push(format!("({})", phrase.join(" <-> ")));
+    for g in groups {
+        let alts: Vec<String> = g.iter().filter_map(tsquery_term).collect();
+        match alts.len() {
+            0 => return None,
+            1 => parts.extend(alts),
+            _ => parts.push(format!("({})", alts.join(" | "))),
+        }
     }
     if parts.is_empty() { None } else { Some(parts.join(" & ")) }
 }
@@ -76,6 +87,12 @@ struct Plan<'q> {
     ips: Option<String>,
     alert: Option<String>,
     text: Option<String>,
+    not_text: Option<String>,
+    not_tenants: Option<String>,
+    not_user_ids: Option<String>,
+    not_emails: Option<String>,
+    not_operations: Option<String>,
+    not_ips: Option<String>,
     /// How free text is matched (see [`TextPlan`]).
     text_plan: TextPlan,
     before: Option<(String, String)>,
@@ -116,6 +133,12 @@ impl<'q> Plan<'q> {
             ips: None,
             alert: None,
             text: None,
+            not_text: None,
+            not_tenants: None,
+            not_user_ids: None,
+            not_emails: None,
+            not_operations: None,
+            not_ips: None,
             text_plan: TextPlan::Semi,
             before: None,
             after: None,
@@ -148,6 +171,26 @@ impl<'q> Plan<'q> {
         }
         p.alert = q.alert.clone().map(|v| p.arg(v));
         p.text = text.map(|v| p.arg(v));
+        // Terms without a word exclude nothing (SQLite's tokenizer finds none in them either).
+        let none: Vec<String> = q.not_text.iter().filter_map(tsquery_term).collect();
+        if !none.is_empty() {
+            p.not_text = Some(p.arg(none.join(" | ")));
+        }
+        if !q.not_tenants.is_empty() {
+            p.not_tenants = Some(p.arg(q.not_tenants.clone()));
+        }
+        if !q.not_user_ids.is_empty() {
+            p.not_user_ids = Some(p.arg(q.not_user_ids.clone()));
+        }
+        if !q.not_emails.is_empty() {
+            p.not_emails = Some(p.arg(q.not_emails.iter().map(|e| e.to_ascii_lowercase()).collect::<Vec<_>>()));
+        }
+        if !q.not_operations.is_empty() {
+            p.not_operations = Some(p.arg(q.not_operations.clone()));
+        }
+        if !q.not_ips.is_empty() {
+            p.not_ips = Some(p.arg(q.not_ips.clone()));
+        }
         p.before = q.before.map(|(created_at, seq)| (p.arg(created_at), p.arg(seq)));
         p.after = q.after.map(|(created_at, seq)| (p.arg(created_at), p.arg(seq)));
         Some(p)
@@ -220,6 +263,27 @@ impl<'q> Plan<'q> {
                 }
             });
         }
+        if let Some(t) = &self.not_text {
+            c.push(format!(
+                "NOT EXISTS (SELECT 1 FROM events_text x WHERE x.seq = {a}.seq AND x.body @@ to_tsquery('simple', {t}))"
+            ));
+        }
+        // An event without a user or an address is not one of the excluded ones.
+        if let Some(t) = &self.not_tenants {
+            c.push(format!("{a}.tenant NOT IN (SELECT id FROM tenants WHERE name = ANY({t}))"));
+        }
+        if let Some(u) = &self.not_user_ids {
+            c.push(format!("({a}.user_id IS NULL OR {a}.user_id <> ALL({u}))"));
+        }
+        if let Some(e) = &self.not_emails {
+            c.push(format!("({email} IS NULL OR {email} <> ALL({e}))", email = side.email()));
+        }
+        if let Some(o) = &self.not_operations {
+            c.push(format!("{a}.operation_name <> ALL({o})"));
+        }
+        if let Some(i) = &self.not_ips {
+            c.push(format!("({a}.request_ip IS NULL OR {a}.request_ip <> ALL({i}))"));
+        }
         if let Some((created_at, seq)) = &self.before {
             c.push(format!("({a}.created_at, {a}.seq) < ({created_at}, {seq})"));
         }
@@ -270,24 +334,30 @@ impl<'q> Plan<'q> {
 /// every match costs about 20 µs each, walking about 5 µs per event passed, 50 / f
 /// events for a word in a fraction f of the N events: they cross near sqrt(13 N) matches
 /// (8,100 of 5M events, where both take some 160 ms; the rarer or commoner, the faster).
-async fn text_plan(c: &Client, terms: &[TextTerm]) -> Result<TextPlan, JournalError> {
-    let mut lexemes = Vec::new();
-    for t in terms {
-        let w: Vec<String> = words(&t.words).collect();
-        for (i, x) in w.iter().enumerate() {
-            lexemes.push(if t.prefix && i + 1 == w.len() { format!("'{x}':*") } else { format!("'{x}'") });
-        }
-    }
+async fn text_plan(c: &Client, groups: &[Vec<TextTerm>]) -> Result<TextPlan, JournalError> {
     let total: f32 = c
         .query_one("SELECT GREATEST(reltuples, 0)::real FROM pg_class WHERE oid = 'events_text'::regclass", &[])
         .await?
         .get(0);
+    // A group of alternatives matches at most the sum of its terms; a term (a phrase) at
+    // most its rarest word; every group must match, so the rarest group bounds the whole.
     let mut fewest = f64::INFINITY;
-    for l in lexemes {
-        let rows =
-            c.query("EXPLAIN SELECT 1 FROM events_text WHERE body @@ to_tsquery('simple', $1::text)", &[&l]).await?;
-        let first: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
-        fewest = fewest.min(estimated_rows(&first).unwrap_or(f64::INFINITY));
+    for g in groups {
+        let mut group = 0.0;
+        for t in g {
+            let w: Vec<String> = words(&t.words).collect();
+            let mut term = f64::INFINITY;
+            for (i, x) in w.iter().enumerate() {
+                let l = if t.prefix && i + 1 == w.len() { format!("'{x}':*") } else { format!("'{x}'") };
+                let rows = c
+                    .query("EXPLAIN SELECT 1 FROM events_text WHERE body @@ to_tsquery('simple', $1::text)", &[&l])
+                    .await?;
+                let first: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
+                term = term.min(estimated_rows(&first).unwrap_or(f64::INFINITY));
+            }
+            group += term;
+        }
+        fewest = fewest.min(group);
     }
     let threshold = (13.0 * f64::from(total)).sqrt().max(2_000.0);
     Ok(if fewest <= threshold { TextPlan::Rare } else { TextPlan::Walk })
@@ -404,6 +474,32 @@ async fn count_from(c: &Client, q: &EventQuery, position: Option<i64>) -> Result
     let Some(p) = Plan::new(q, position) else { return Ok(0) };
     let sql = format!("SELECT COALESCE(SUM(n), 0)::bigint FROM ({}) AS m", p.union("COUNT(*) AS n"));
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
+}
+
+/// Events matching `q` per value of `by`: each side grouped, then the sides added up.
+pub(super) async fn facet(
+    c: &Client,
+    q: &EventQuery,
+    by: FacetColumn,
+) -> Result<Vec<(Option<String>, i64)>, JournalError> {
+    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(Vec::new()) };
+    let column = |side: Side| match by {
+        FacetColumn::Tenant => format!("{}.tenant", side.alias()),
+        FacetColumn::UserEmail => side.email().to_string(),
+        FacetColumn::Operation => format!("{}.operation_name", side.alias()),
+        FacetColumn::Ip => format!("{}.request_ip", side.alias()),
+    };
+    let mut parts = vec![p.select(Side::Keys, &format!("{} AS v, COUNT(*) AS n", column(Side::Keys)), "GROUP BY 1")];
+    if p.has_tail() {
+        parts.push(p.select(Side::Tail, &format!("{} AS v, COUNT(*) AS n", column(Side::Tail)), "GROUP BY 1"));
+    }
+    let sums = format!("SELECT v, SUM(n)::bigint AS n FROM ({}) AS m GROUP BY v", parts.join(" UNION ALL "));
+    let sql = match by {
+        FacetColumn::Tenant => format!("SELECT t.name, f.n FROM ({sums}) AS f JOIN tenants t ON t.id = f.v"),
+        _ => format!("SELECT v, n FROM ({sums}) AS f"),
+    };
+    let rows = c.query(&sql, &refs(&p.params)).await?;
+    Ok(rows.iter().map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1))).collect())
 }
 
 /// A tenant's events (of the given users and operations, where not empty) in
@@ -581,11 +677,18 @@ mod tests {
     #[test]
     fn free_text_becomes_a_tsquery_of_quoted_words_and_phrases() {
         let t = |w: &str, prefix| TextTerm { words: w.into(), prefix };
-        assert_eq!(tsquery(&[t("Phishing", false), t("triage", false)]).unwrap(), "('phishing') & ('triage')");
-        assert_eq!(tsquery(&[t("Daily IOC", false), t("swe", true)]).unwrap(), "('daily' <-> 'ioc') & ('swe':*)");
-        assert_eq!(tsquery(&[t("x@y.com", false)]).unwrap(), "('x' <-> 'y' <-> 'com')");
-        assert_eq!(tsquery(&[t("it's 'quoted' & !", false)]).unwrap(), "('it' <-> 's' <-> 'quoted')");
-        assert_eq!(tsquery(&[t("Seán", false)]).unwrap(), "('sean')");
-        assert_eq!(tsquery(&[t("--", false)]), None);
+        let one = |t: TextTerm| vec![vec![t]];
+        assert_eq!(
+            tsquery(&[vec![t("Phishing", false)], vec![t("triage", false)]]).unwrap(),
+            "('phishing') & ('triage')"
+        );
+        assert_eq!(
+            tsquery(&[vec![t("Daily IOC", false), t("swe", true)], vec![t("x", false)]]).unwrap(),
+            "(('daily' <-> 'ioc') | ('swe':*)) & ('x')"
+        );
+        assert_eq!(tsquery(&one(t("x@y.com", false))).unwrap(), "('x' <-> 'y' <-> 'com')");
+        assert_eq!(tsquery(&one(t("it's 'quoted' & !", false))).unwrap(), "('it' <-> 's' <-> 'quoted')");
+        assert_eq!(tsquery(&one(t("Seán", false))).unwrap(), "('sean')");
+        assert_eq!(tsquery(&one(t("--", false))), None);
     }
 }

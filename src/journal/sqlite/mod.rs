@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::backend::{Backend, DetectionStep, EventQuery, Fence, FoundEvent, IndexState, Ledger, Place};
+use super::backend::{Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, Ledger, Place};
 use super::chain;
 use super::checkpoint;
 use super::{
@@ -881,6 +881,10 @@ impl Backend for Sqlite {
 
     fn count(&self, q: &EventQuery) -> Result<i64, JournalError> {
         Sqlite::count(self, q)
+    }
+
+    fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError> {
+        Sqlite::facet(self, q, by)
     }
 
     fn tenants(&self) -> Result<Vec<String>, JournalError> {

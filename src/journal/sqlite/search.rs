@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rusqlite::{OptionalExtension, TransactionBehavior, params, params_from_iter, types::Value};
 
 use super::Sqlite;
-use crate::journal::backend::{EventQuery, FoundEvent, IndexState, Ledger, TextTerm};
+use crate::journal::backend::{EventQuery, FacetColumn, FoundEvent, IndexState, Ledger, TextTerm};
 use crate::journal::text::{record_text, user_name_of};
 use crate::journal::{AlertRow, JournalError};
 use crate::timeutil::now_secs;
@@ -48,14 +48,27 @@ fn in_list<T: serde::Serialize + Clone + Into<Value>>(column: &str, items: &[T],
     }
 }
 
+fn fts5_term(t: &TextTerm) -> String {
+    format!("\"{}\"{}", t.words.replace('"', "\"\""), if t.prefix { "*" } else { "" })
+}
+
 /// Free text as an FTS5 query: every term quoted (so no input is ever FTS syntax), a
-/// prefix term with `*` after its quote.
-pub(super) fn fts5_query(terms: &[TextTerm]) -> String {
-    let quoted: Vec<String> = terms
+/// prefix term with `*` after its quote; each group's terms joined by OR, the groups by AND.
+pub(super) fn fts5_query(groups: &[Vec<TextTerm>]) -> String {
+    let groups: Vec<String> = groups
         .iter()
-        .map(|t| format!("\"{}\"{}", t.words.replace('"', "\"\""), if t.prefix { "*" } else { "" }))
+        .map(|g| match g.as_slice() {
+            [one] => fts5_term(one),
+            many => format!("({})", many.iter().map(fts5_term).collect::<Vec<_>>().join(" OR ")),
+        })
         .collect();
-    quoted.join(" ")
+    groups.join(" AND ")
+}
+
+/// `NOT (condition)` that also holds where the column is NULL (an event without a user
+/// or an address is not one of the excluded ones).
+fn excluding(column: &str, condition: String, nullable: bool) -> String {
+    if nullable { format!("({column} IS NULL OR NOT ({condition}))") } else { format!("NOT ({condition})") }
 }
 
 fn plan(q: &EventQuery) -> Plan {
@@ -64,20 +77,37 @@ fn plan(q: &EventQuery) -> Plan {
         p.conditions.push("e.tenant IN (SELECT id FROM tenants WHERE name IN (SELECT value FROM json_each(?)))".into());
         p.params.push(json_list(&q.tenants));
     }
+    if !q.not_tenants.is_empty() {
+        p.conditions
+            .push("e.tenant NOT IN (SELECT id FROM tenants WHERE name IN (SELECT value FROM json_each(?)))".into());
+        p.params.push(json_list(&q.not_tenants));
+    }
     if !q.user_ids.is_empty() || !q.emails.is_empty() {
         let mut alts = Vec::new();
         if !q.user_ids.is_empty() {
             alts.push(in_list("e.user_id", &q.user_ids, &mut p));
         }
-        for e in &q.emails {
-            alts.push("e.user_email = ? COLLATE NOCASE".to_string());
-            p.params.push(Value::Text(e.clone()));
+        if !q.emails.is_empty() {
+            // One IN over the NOCASE index: an OR per address nested too deep past 1,000 of them.
+            alts.push(in_list("e.user_email COLLATE NOCASE", &q.emails, &mut p));
         }
         p.conditions.push(format!("({})", alts.join(" OR ")));
+    }
+    if !q.not_user_ids.is_empty() {
+        let c = in_list("e.user_id", &q.not_user_ids, &mut p);
+        p.conditions.push(excluding("e.user_id", c, true));
+    }
+    if !q.not_emails.is_empty() {
+        let c = in_list("e.user_email COLLATE NOCASE", &q.not_emails, &mut p);
+        p.conditions.push(excluding("e.user_email", c, true));
     }
     if !q.operations.is_empty() {
         let c = in_list("e.operation_name", &q.operations, &mut p);
         p.conditions.push(c);
+    }
+    if !q.not_operations.is_empty() {
+        let c = in_list("e.operation_name", &q.not_operations, &mut p);
+        p.conditions.push(excluding("e.operation_name", c, false));
     }
     if let Some(from) = q.from {
         p.conditions.push("e.created_at >= ?".into());
@@ -91,6 +121,10 @@ fn plan(q: &EventQuery) -> Plan {
         let c = in_list("e.request_ip", &q.ips, &mut p);
         p.conditions.push(c);
     }
+    if !q.not_ips.is_empty() {
+        let c = in_list("e.request_ip", &q.not_ips, &mut p);
+        p.conditions.push(excluding("e.request_ip", c, true));
+    }
     if let Some(id) = &q.alert {
         p.conditions.push(
             "e.seq IN (SELECT l.event_seq FROM alert_events l JOIN alerts a ON a.seq = l.alert_seq WHERE a.id = ?)"
@@ -101,6 +135,10 @@ fn plan(q: &EventQuery) -> Plan {
     if !q.text.is_empty() {
         p.conditions.push("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
         p.params.push(Value::Text(fts5_query(&q.text)));
+    }
+    if !q.not_text.is_empty() {
+        p.conditions.push("e.seq NOT IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into());
+        p.params.push(Value::Text(fts5_query(std::slice::from_ref(&q.not_text))));
     }
     if let Some((created_at, seq)) = q.before {
         p.conditions.push("(e.created_at, e.seq) < (?, ?)".into());
@@ -286,6 +324,38 @@ impl Sqlite {
         self.query(|conn| Ok(conn.query_row(&sql, params_from_iter(p.params.iter()), |r| r.get(0))?))
     }
 
+    pub(super) fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError> {
+        let p = plan(q);
+        // Each grouping is the column its filter compares: the index of that column serves it.
+        let sql = match by {
+            FacetColumn::Tenant => format!(
+                "SELECT t.name, m.n FROM (SELECT e.tenant AS k, COUNT(*) AS n FROM events e {} GROUP BY e.tenant) AS m
+                 JOIN tenants t ON t.id = m.k",
+                p.where_clause()
+            ),
+            FacetColumn::UserEmail => format!(
+                "SELECT lower(e.user_email), COUNT(*) FROM events e {} GROUP BY e.user_email COLLATE NOCASE",
+                p.where_clause()
+            ),
+            FacetColumn::Operation => {
+                format!(
+                    "SELECT e.operation_name, COUNT(*) FROM events e {} GROUP BY e.operation_name",
+                    p.where_clause()
+                )
+            }
+            FacetColumn::Ip => {
+                format!("SELECT e.request_ip, COUNT(*) FROM events e {} GROUP BY e.request_ip", p.where_clause())
+            }
+        };
+        self.query(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params_from_iter(p.params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
     pub(super) fn tenants(&self) -> Result<Vec<String>, JournalError> {
         self.query(|conn| {
             let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY name")?;
@@ -362,8 +432,11 @@ mod tests {
     #[test]
     fn free_text_terms_are_quoted_so_no_input_is_fts_syntax() {
         let t = |w: &str, prefix| TextTerm { words: w.into(), prefix };
-        assert_eq!(fts5_query(&[t("phishing", false), t("triage", false)]), "\"phishing\" \"triage\"");
-        assert_eq!(fts5_query(&[t("Daily IOC", false), t("swe", true)]), "\"Daily IOC\" \"swe\"*");
-        assert_eq!(fts5_query(&[t("say \"x\"", false)]), "\"say \"\"x\"\"\"");
+        assert_eq!(fts5_query(&[vec![t("phishing", false)], vec![t("triage", false)]]), "\"phishing\" AND \"triage\"");
+        assert_eq!(
+            fts5_query(&[vec![t("Daily IOC", false), t("swe", true)], vec![t("x", false)]]),
+            "(\"Daily IOC\" OR \"swe\"*) AND \"x\""
+        );
+        assert_eq!(fts5_query(&[vec![t("say \"x\"", false)]]), "\"say \"\"x\"\"\"");
     }
 }
