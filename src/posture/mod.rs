@@ -298,6 +298,30 @@ pub struct DriftArea {
     pub matched: usize,
 }
 
+impl DriftArea {
+    /// The counts in one sentence, as every rendering gives them.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} as in the history, {} undocumented, {} missing from the tenant, {} different, {} removed as the history allowed",
+            self.matched,
+            self.undocumented.len(),
+            self.missing.len(),
+            self.differs.len(),
+            self.explained.len()
+        )
+    }
+
+    /// The items by what they are, labelled.
+    pub fn labelled(&self) -> [(&'static str, &[DriftItem]); 4] {
+        [
+            ("undocumented", &self.undocumented),
+            ("missing", &self.missing),
+            ("differs", &self.differs),
+            ("removed", &self.explained),
+        ]
+    }
+}
+
 /// The history against the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {

@@ -139,22 +139,8 @@ fn drift_table(d: &Drift) -> String {
             let _ = writeln!(o, "  {}: {}", a.kind.title(), p(a.note.as_deref().unwrap_or("not checked")));
             continue;
         }
-        let _ = writeln!(
-            o,
-            "  {}: {} as in the history, {} undocumented, {} missing from the tenant, {} different, {} removed as the history allowed",
-            a.kind.title(),
-            a.matched,
-            a.undocumented.len(),
-            a.missing.len(),
-            a.differs.len(),
-            a.explained.len()
-        );
-        for (label, items) in [
-            ("undocumented", &a.undocumented),
-            ("missing", &a.missing),
-            ("differs", &a.differs),
-            ("removed", &a.explained),
-        ] {
+        let _ = writeln!(o, "  {}: {}", a.kind.title(), a.counts());
+        for (label, items) in a.labelled() {
             for i in items {
                 let live = i.live_id.as_deref().map_or(String::new(), |l| format!(" (tenant id {l})"));
                 let _ = writeln!(o, "    {label:<12} {}{}: {}", p(&i.id), p(&live), p(&i.detail));
@@ -248,22 +234,8 @@ pub fn drift_markdown(d: &Drift) -> String {
             let _ = writeln!(o, "- {}: {}", a.kind.title(), md_cell(a.note.as_deref().unwrap_or("not checked")));
             continue;
         }
-        let _ = writeln!(
-            o,
-            "- {}: {} as in the history, {} undocumented, {} missing from the tenant, {} different, {} removed as the history allowed",
-            a.kind.title(),
-            a.matched,
-            a.undocumented.len(),
-            a.missing.len(),
-            a.differs.len(),
-            a.explained.len()
-        );
-        for (label, items) in [
-            ("undocumented", &a.undocumented),
-            ("missing", &a.missing),
-            ("differs", &a.differs),
-            ("removed", &a.explained),
-        ] {
+        let _ = writeln!(o, "- {}: {}", a.kind.title(), a.counts());
+        for (label, items) in a.labelled() {
             for i in items {
                 let _ = writeln!(o, "  - {label}: {}: {}", md_cell(&i.id), md_cell(&i.detail));
             }
