@@ -666,6 +666,7 @@ pub async fn start_web(
         sinks: settings.sinks.iter().map(|s| s.name()).collect(),
         readiness: settings.readiness.clone(),
         geo: crate::query::geo::for_settings(Some(settings)),
+        rules: Arc::new(crate::web::alerts::RuleBook::for_settings(settings.detect.as_ref())),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "console, API, /metrics and /readyz listening");

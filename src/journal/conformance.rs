@@ -455,6 +455,8 @@ fn alerts_are_read_with_filters_keyset_pages_and_groups(kind: Kind) {
     let want: Vec<i64> = (10..=19).filter(|i| i % 2 == 1 && i % 5 != 0).rev().collect();
     assert_eq!(all_pages(&j, &both, 2).iter().map(|a| a.alert.seq).collect::<Vec<_>>(), want);
     assert_eq!(j.count_alerts(&both).unwrap(), AlertCounts { alerts: 4, groups: 2 });
+    let paged = AlertQuery { before: Some((5_008, 17)), ..both };
+    assert_eq!(j.count_alerts(&paged).unwrap(), AlertCounts { alerts: 4, groups: 2 }, "a count ignores the page");
 
     // Repeats of one rule and group in a tenant: 2 rules x 3 groups x 2 tenants, all present.
     assert_eq!(j.count_alerts(&AlertQuery::default()).unwrap(), AlertCounts { alerts: 30, groups: 12 });

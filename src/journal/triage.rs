@@ -262,6 +262,12 @@ impl AlertQuery {
         )
     }
 
+    /// The conditions for [`AlertQuery::counts_sql`]: the query's without its keyset (whose
+    /// values would otherwise be bound to placeholders the count does not have).
+    pub(crate) fn count_filter(&self, placeholder: impl Fn(usize) -> String) -> Filter {
+        AlertQuery { before: None, ..self.clone() }.filter(placeholder)
+    }
+
     /// How many alerts and groups match (the keyset is not applied).
     pub(crate) fn counts_sql(f: &Filter) -> String {
         format!(

@@ -96,7 +96,7 @@ impl Postgres {
     }
 
     pub(super) fn count_alerts(&self, q: &AlertQuery) -> Result<AlertCounts, JournalError> {
-        let f = q.filter(placeholder);
+        let f = q.count_filter(placeholder);
         let sql = AlertQuery::counts_sql(&f);
         let params = bound(f.params, None);
         self.run(async |c| {

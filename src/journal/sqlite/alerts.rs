@@ -242,7 +242,7 @@ impl Sqlite {
     }
 
     pub(super) fn count_alerts(&self, q: &AlertQuery) -> Result<AlertCounts, JournalError> {
-        let f = q.filter(placeholder);
+        let f = q.count_filter(placeholder);
         let sql = AlertQuery::counts_sql(&f);
         self.query(|conn| {
             Ok(conn.query_row(&sql, rusqlite::params_from_iter(values(f.params)), |r| {
