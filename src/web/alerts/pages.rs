@@ -157,7 +157,9 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, RawQuery(ra
     }
     let _ = write!(
         body,
-        "<p class=\"meta\" id=\"alert-count\"><span id=\"total\">{total}</span> matching alerts in <span id=\"groups\">{groups}</span> groups of repeats (one rule, tenant and group).</p>"
+        "<p class=\"meta\" id=\"alert-count\"><span id=\"total\">{total}</span> matching alert{} in <span id=\"groups\">{groups}</span> group{} of repeats (one rule, tenant and group).</p>",
+        if total == 1 { "" } else { "s" },
+        if groups == 1 { "" } else { "s" }
     );
     if let Some(g) = &params.group_key {
         let _ = write!(
@@ -246,7 +248,7 @@ fn group_table(body: &mut String, groups: &[AlertGroup], rules: &RuleBook, param
         };
         let _ = write!(
             body,
-            "<tr class=\"group level-{class}\"><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td><a class=\"members\" href=\"/alerts?{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td><a class=\"open\" href=\"{}\">{}</a></td></tr>",
+            "<tr class=\"group level-{class}\"><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td><a class=\"members\" href=\"/alerts?{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{} <a class=\"open\" href=\"{}\">details</a></td></tr>",
             level_badge(&s.level),
             esc(&a.alert.rule_id),
             esc(&s.title),
@@ -257,8 +259,8 @@ fn group_table(body: &mut String, groups: &[AlertGroup], rules: &RuleBook, param
             g.open,
             format_rfc3339(g.first_event_time),
             format_rfc3339(a.alert.event_time),
-            esc(&alert_href(&a.alert.id)),
-            status_badge(a.status)
+            status_badge(a.status),
+            esc(&alert_href(&a.alert.id))
         );
     }
     body.push_str("</table>");
