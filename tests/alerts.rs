@@ -392,6 +392,42 @@ async fn alerts_page_past_500_filter_group_open_and_triage_with_history() {
     assert_eq!(steps, vec![("acknowledged", "from the console"), ("closed", "done")]);
     assert_eq!((h["assignee"].as_str(), h["triaged_by"].as_str()), (Some("carol"), Some("alice")));
 
+    // A viewer's console: the alert reads, the form is not there, and a forged post is refused.
+    let (bob_cookie, bob_csrf) = log_in(&api, BOB).await;
+    let page = api.http.get(format!("{}/alerts/{other}", api.base)).header("cookie", &bob_cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("id=\"triage-viewer\"") && !html.contains("id=\"triage\""), "no form for a viewer");
+    let r = api
+        .http
+        .post(format!("{}/alerts/{other}/triage", api.base))
+        .header("cookie", &bob_cookie)
+        .form(&[("csrf", bob_csrf.as_str()), ("status", "open"), ("assignee", ""), ("note", "reopen")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("viewer role"));
+
+    // The console pages past 500 too: following `Older →` shows every alert once.
+    let mut next = Some(format!("/alerts?rule={EVERY}"));
+    let (mut rows, mut seen_pages) = (Vec::new(), 0);
+    while let Some(path) = next.take() {
+        let r = api.http.get(format!("{}{path}", api.base)).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let html = r.text().await.unwrap();
+        seen_pages += 1;
+        rows.extend(html.split("<tr class=\"alert ").skip(1).map(|row| {
+            let at = row.find("data-id=\"").unwrap() + 9;
+            row[at..at + row[at..].find('"').unwrap()].to_string()
+        }));
+        next = html.find("id=\"older\"").map(|end| {
+            let start = html[..end].rfind("href=\"").unwrap() + 6;
+            html[start..start + html[start..].find('"').unwrap()].replace("&amp;", "&")
+        });
+    }
+    assert_eq!(seen_pages, (events as usize).div_ceil(100), "100 a page");
+    assert_eq!(rows, ids(&paged), "the same alerts as the API, in the same order");
+
     // Bad input is a 400 that names the problem, never a 500.
     let long = "x".repeat(2001);
     let bad_patches = [

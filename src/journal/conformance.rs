@@ -547,6 +547,14 @@ fn triage_changes_an_alert_and_keeps_every_change_in_its_history(kind: Kind) {
         })
         .unwrap();
     assert_eq!(mine.open, mine.count - 1);
+    // A group's newest alert is its newest that matches, not its newest of all (r1:19 here).
+    let closed_groups =
+        j.alert_groups(&AlertQuery { statuses: vec![AlertStatus::Closed], ..Default::default() }, 10).unwrap();
+    assert_eq!(closed_groups.len(), 1);
+    assert_eq!(
+        (closed_groups[0].newest.alert.id.as_str(), closed_groups[0].count, closed_groups[0].open),
+        ("r1:7", 1, 0)
+    );
 
     // The history is append-only, whatever reaches the database.
     let sql = |s: &str| s.replace("{seq}", &history[0].seq.to_string());

@@ -184,8 +184,25 @@ pub(crate) enum Param {
 pub(crate) struct Filter {
     /// `TRUE` when there is no condition.
     pub sql: String,
-    pub keyset: Option<String>,
+    /// The same conditions with `{t}` for the table's alias, for a subquery over another alias
+    /// (placeholders are numbered, so both bind the same values).
+    template: String,
+    /// The keyset's placeholders: the time and the seq a page must be older than.
+    keyset_marks: Option<(String, String)>,
     pub params: Vec<Param>,
+}
+
+impl Filter {
+    /// The conditions over `alerts {alias}`.
+    pub(crate) fn on(&self, alias: &str) -> String {
+        self.template.replace("{t}", alias)
+    }
+
+    /// ` AND (time, seq) < (…)` for the keyset, or nothing. A row value, so both databases
+    /// start an index scan at the page's start instead of filtering every newer row.
+    pub(crate) fn keyset(&self, time: &str, seq: &str) -> String {
+        self.keyset_marks.as_ref().map_or(String::new(), |(t, s)| format!(" AND ({time}, {seq}) < ({t}, {s})"))
+    }
 }
 
 /// Every column of a [`TriagedAlert`], from `alerts a`, in the order the backends read them.
@@ -213,7 +230,7 @@ impl AlertQuery {
                 return;
             }
             let marks: Vec<String> = values.into_iter().map(bind).collect();
-            conds.push(format!("a.{column} IN ({})", marks.join(", ")));
+            conds.push(format!("{{t}}.{column} IN ({})", marks.join(", ")));
         };
         any_of("status", self.statuses.iter().map(|s| Param::Text(s.as_str().into())).collect(), &mut bind);
         any_of("level", self.levels.iter().map(|s| Param::Text(s.clone())).collect(), &mut bind);
@@ -221,44 +238,49 @@ impl AlertQuery {
         any_of("tenant", self.tenants.iter().map(|s| Param::Text(s.clone())).collect(), &mut bind);
         any_of("group_key", self.group_key.iter().map(|s| Param::Text(s.clone())).collect(), &mut bind);
         if let Some(from) = self.from {
-            conds.push(format!("a.event_time >= {}", bind(Param::Int(from))));
+            conds.push(format!("{{t}}.event_time >= {}", bind(Param::Int(from))));
         }
         if let Some(to) = self.to {
-            conds.push(format!("a.event_time < {}", bind(Param::Int(to))));
+            conds.push(format!("{{t}}.event_time < {}", bind(Param::Int(to))));
         }
-        let keyset = self.before.map(|(t, seq)| {
-            let t = bind(Param::Int(t));
-            let seq = bind(Param::Int(seq));
-            format!("(a.event_time < {t} OR (a.event_time = {t} AND a.seq < {seq}))")
-        });
-        let sql = if conds.is_empty() { "TRUE".to_string() } else { conds.join(" AND ") };
-        Filter { sql, keyset, params }
+        let keyset_marks = self.before.map(|(t, seq)| (bind(Param::Int(t)), bind(Param::Int(seq))));
+        let template = if conds.is_empty() { "TRUE".to_string() } else { conds.join(" AND ") };
+        Filter { sql: template.replace("{t}", "a"), template, keyset_marks, params }
     }
 
     /// A page of alerts, newest event first, at most `limit_mark` (a placeholder) of them.
     pub(crate) fn list_sql(f: &Filter, limit_mark: &str) -> String {
-        let keyset = f.keyset.as_deref().map_or(String::new(), |k| format!(" AND {k}"));
         format!(
-            "SELECT {TRIAGED_COLUMNS} FROM alerts a WHERE {}{keyset} ORDER BY a.event_time DESC, a.seq DESC LIMIT {limit_mark}",
-            f.sql
+            "SELECT {TRIAGED_COLUMNS} FROM alerts a WHERE {}{} ORDER BY a.event_time DESC, a.seq DESC LIMIT {limit_mark}",
+            f.sql,
+            f.keyset("a.event_time", "a.seq")
         )
     }
 
     /// A page of groups, by their newest matching alert, newest first; each row is that alert's
-    /// columns, then the group's count, open count and first event time.
+    /// columns, then the group's count, open count and first event time. The groups are counted
+    /// on the `alerts_group` index alone, each one's newest alert is found by one index seek,
+    /// and only the page's groups are then joined to their alert. (A window over every
+    /// matching alert carried each body through a sort: seconds for 200,000 alerts; joining
+    /// every group before the limit let PostgreSQL hash the whole table.)
     pub(crate) fn groups_sql(f: &Filter, limit_mark: &str) -> String {
-        let keyset = f.keyset.as_deref().map_or(String::new(), |k| format!(" AND {k}"));
         format!(
-            "SELECT {TRIAGED_COLUMNS}, a.group_count, a.group_open, a.group_first FROM (
-                 SELECT a.*, COUNT(*) OVER g AS group_count,
-                        SUM(CASE WHEN a.status = 'open' THEN 1 ELSE 0 END) OVER g AS group_open,
-                        MIN(a.event_time) OVER g AS group_first,
-                        ROW_NUMBER() OVER (PARTITION BY a.tenant, a.rule_id, a.group_key
-                                           ORDER BY a.event_time DESC, a.seq DESC) AS group_rank
-                 FROM alerts a WHERE {}
-                 WINDOW g AS (PARTITION BY a.tenant, a.rule_id, a.group_key)
-             ) a WHERE a.group_rank = 1{keyset} ORDER BY a.event_time DESC, a.seq DESC LIMIT {limit_mark}",
-            f.sql
+            "SELECT {TRIAGED_COLUMNS}, p.group_count, p.group_open, p.group_first FROM (
+                 SELECT n.* FROM (
+                     SELECT g.*, (SELECT b.seq FROM alerts b
+                                  WHERE b.tenant = g.tenant AND b.rule_id = g.rule_id AND b.group_key = g.group_key
+                                    AND b.event_time = g.group_last AND {}
+                                  ORDER BY b.seq DESC LIMIT 1) AS newest
+                     FROM (SELECT a.tenant, a.rule_id, a.group_key, COUNT(*) AS group_count,
+                                  SUM(CASE WHEN a.status = 'open' THEN 1 ELSE 0 END) AS group_open,
+                                  MIN(a.event_time) AS group_first, MAX(a.event_time) AS group_last
+                           FROM alerts a WHERE {} GROUP BY a.tenant, a.rule_id, a.group_key) g
+                 ) n WHERE TRUE{} ORDER BY n.group_last DESC, n.newest DESC LIMIT {limit_mark}
+             ) p JOIN alerts a ON a.seq = p.newest
+             ORDER BY a.event_time DESC, a.seq DESC",
+            f.on("b"),
+            f.sql,
+            f.keyset("n.group_last", "n.newest")
         )
     }
 
@@ -309,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn filters_number_their_placeholders_and_reuse_the_keysets() {
+    fn filters_number_their_placeholders_for_any_alias_and_keep_the_keyset_apart() {
         let q = AlertQuery {
             statuses: vec![AlertStatus::Open, AlertStatus::Acknowledged],
             tenants: vec!["t".into()],
@@ -319,7 +341,8 @@ mod tests {
         };
         let f = q.filter(|n| format!("${n}"));
         assert_eq!(f.sql, "a.status IN ($1, $2) AND a.tenant IN ($3) AND a.event_time >= $4");
-        assert_eq!(f.keyset.as_deref(), Some("(a.event_time < $5 OR (a.event_time = $5 AND a.seq < $6))"));
+        assert_eq!(f.keyset("a.event_time", "a.seq"), " AND (a.event_time, a.seq) < ($5, $6)");
+        assert_eq!(f.on("b"), "b.status IN ($1, $2) AND b.tenant IN ($3) AND b.event_time >= $4");
         assert_eq!(f.params.len(), 6);
         assert_eq!(AlertQuery::default().filter(|n| format!("?{n}")).sql, "TRUE");
     }

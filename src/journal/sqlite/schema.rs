@@ -258,6 +258,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX alerts_status_time ON alerts (status, event_time, seq);
     CREATE INDEX alerts_level_time ON alerts (level, event_time, seq);
     CREATE INDEX alerts_tenant_time ON alerts (tenant, event_time, seq);
+    -- Groups of repeats and the counts read this index alone (it holds every column they filter on).
+    CREATE INDEX alerts_group ON alerts (tenant, rule_id, group_key, event_time, status, level);
     CREATE TABLE alert_history (
         seq            INTEGER PRIMARY KEY AUTOINCREMENT,
         alert_seq      INTEGER NOT NULL REFERENCES alerts(seq),
