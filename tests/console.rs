@@ -1,6 +1,7 @@
 //! The console end to end in a real headless Chromium (Debian's `chromium`
 //! and `chromium-driver`, driven over WebDriver) against `tines-audit run`:
-//! log in, filter events, open a record, view alerts and status. Screenshots
+//! log in, filter events, open a record, work alerts (filter, open one with its events and
+//! rule, triage it and see the history name who did), view the status. Screenshots
 //! go to `artifacts/console/`. Requests without the token are refused.
 
 mod common;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use tines_audit::mock::{DEMO_KEY, MockConfig};
 
 const WEB_TOKEN: &str = "console-test-token-0123456789";
+const XSS: &str = "<script>document.title='pwned'</script>\"><img src=x onerror=\"document.title='pwned'\">";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -52,25 +54,30 @@ async fn api_all(base: &str, query: &str) -> Vec<Value> {
     }
 }
 
-fn add_alert(data: &std::path::Path, tenant: &str, event_time: i64) {
-    // The detector's table (migration 2 of the detection branch); created here if this build lacks it.
+/// An alert of the shipped mass-deletion rule (so its Sigma text is there to show) about the
+/// journal's events `seqs`, as the detector stores one.
+fn add_alert(data: &std::path::Path, tenant: &str, event_time: i64, n: i64, title: &str, seqs: &[i64]) -> String {
     let c = rusqlite::Connection::open(data.join("journal.db")).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.execute_batch(
-        "CREATE TABLE IF NOT EXISTS alerts (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, rule_id TEXT NOT NULL,
-           group_key TEXT NOT NULL, tenant TEXT NOT NULL, event_time INTEGER NOT NULL, raised_at INTEGER NOT NULL, body TEXT NOT NULL);",
-    )
-    .unwrap();
+    let rule = "tines_credential_mass_deletion";
+    let id = format!("{rule}:{n}");
     let body = serde_json::json!({
         "summary": "Mass credential deletion: ann@example.com deleted 7 credentials within 1d",
-        "rule": {"id": "tines-mass-credential-deletion", "title": "Mass credential deletion", "level": "high"},
-        "events": [{"seq": 1}, {"seq": 2}],
+        "rule": {"id": rule, "title": title, "level": "high", "description": "More than five credentials deleted by one user."},
+        "group": {"tenant": tenant, "user_id": "58468"},
+        "events": seqs.iter().map(|s| serde_json::json!({"seq": s})).collect::<Vec<_>>(),
     });
     c.execute(
-        "INSERT INTO alerts (id, rule_id, group_key, tenant, event_time, raised_at, body) VALUES (?1, ?2, '{}', ?3, ?4, ?4, ?5)",
-        rusqlite::params!["tines-mass-credential-deletion:1", "tines-mass-credential-deletion", tenant, event_time, body.to_string()],
+        "INSERT INTO alerts (id, rule_id, group_key, tenant, event_time, raised_at, body, level)
+         VALUES (?1, ?2, '[[\"tenant\",\"t1\"],[\"user_id\",\"58468\"]]', ?3, ?4, ?4, ?5, 'high')",
+        rusqlite::params![id, rule, tenant, event_time, body.to_string()],
     )
     .unwrap();
+    let seq = c.last_insert_rowid();
+    for s in seqs {
+        c.execute("INSERT INTO alert_events (alert_seq, event_seq) VALUES (?1, ?2)", [seq, *s]).unwrap();
+    }
+    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +122,11 @@ async fn console_in_headless_chromium() {
         assert!(std::time::Instant::now() < end, "the daemon did not collect and index {total} events");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    add_alert(&dir.path().join("data"), TENANT, tines_audit::timeutil::now_secs() - 3600);
+    let now = tines_audit::timeutil::now_secs();
+    let data = dir.path().join("data");
+    let alert = add_alert(&data, TENANT, now - 3600, 1, "Mass credential deletion", &[1, 2]);
+    // The earlier XSS payloads, as a rule title: they must stay text on every alert page.
+    let xss = add_alert(&data, TENANT, now - 7200, 2, XSS, &[3]);
 
     // Without the token: the API answers 401, pages send you to the login page.
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -184,12 +195,75 @@ async fn console_in_headless_chromium() {
     assert!(text.contains(&format!("\"id\": {id}")) && text.contains("\"inputs\""), "{text}");
     b.screenshot(&shots.join("4-record.png")).await;
 
-    // Alerts.
+    // Alerts: coloured by severity, filtered, one opened with its events, rule and history.
     b.click(&b.find("nav a[href='/alerts']").await).await;
     b.wait_url("/alerts").await;
     let table = b.text(&b.find("#alerts").await).await;
     assert!(table.contains("Mass credential deletion") && table.contains("deleted 7 credentials"), "{table}");
+    let badge = b.find(&format!("tr[data-id='{alert}'] .badge.level-high")).await;
+    assert_eq!(b.css(&badge, "background-color").await, "rgba(198, 40, 40, 1)", "high is red");
     b.screenshot(&shots.join("5-alerts.png")).await;
+    b.click(&b.find("#f-status option[value=open]").await).await;
+    b.click(&b.find("#f-level option[value=high]").await).await;
+    b.click(&b.find("#apply").await).await;
+    b.wait_url("level=high").await;
+    assert_eq!(b.find_all("#alerts tr.alert").await.len(), 2, "both alerts are open and high");
+    assert!(b.find_all("img").await.is_empty() && b.title().await != "pwned", "the payload stayed text");
+    let row = b.text(&b.find(&format!("tr[data-id='{xss}']")).await).await;
+    assert!(row.contains(XSS), "shown as written: {row}");
+
+    b.click(&b.find(&format!("tr[data-id='{alert}'] a.open")).await).await;
+    b.wait_url(&format!("/alerts/{alert}")).await;
+    let own = api(&base, &format!("/api/v1/alerts/{alert}/events")).await.1;
+    let mut want: Vec<i64> = own["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    want.sort_unstable();
+    let mut shown = Vec::new();
+    for r in b.find_all("#alert-events tr[data-id]").await {
+        shown.push(b.attribute(&r, "data-id").await.parse::<i64>().unwrap());
+    }
+    shown.sort_unstable();
+    assert_eq!((shown.len(), &shown), (2, &want), "exactly the alert's two events");
+    let description = b.text(&b.find("#rule-description").await).await;
+    assert!(description.contains("More than five credentials"), "{description}");
+    b.click(&b.find("#sigma summary").await).await;
+    let sigma = b.find("#sigma pre").await;
+    assert!(b.displayed(&sigma).await);
+    assert!(b.text(&sigma).await.contains("id: tines_credential_mass_deletion"), "the Sigma text, one click away");
+    b.screenshot(&shots.join("5a-alert.png")).await;
+    b.click(&b.find("#all-events").await).await;
+    b.wait_url("alert=").await;
+    let mut listed = Vec::new();
+    for d in b.find_all("details.event").await {
+        listed.push(b.attribute(&d, "data-id").await.parse::<i64>().unwrap());
+    }
+    listed.sort_unstable();
+    assert_eq!(listed, want, "the event search shows the same events");
+    b.screenshot(&shots.join("5b-alert-events.png")).await;
+
+    // Triage it: acknowledged with a note, then the history names who did it.
+    b.goto(&format!("{base}/alerts/{alert}")).await;
+    assert!(b.text(&b.find("#no-history").await).await.contains("Nobody"));
+    b.click(&b.find("#t-status option[value=acknowledged]").await).await;
+    let note = format!("Checked with Ann: planned clean-up {XSS}");
+    b.type_text(&b.find("#t-note").await, &note).await;
+    b.click(&b.find("#t-save").await).await;
+    b.wait_url("#history").await;
+    let history = b.text(&b.find("#history").await).await;
+    assert!(history.contains("admin") && history.contains("open → acknowledged"), "{history}");
+    assert!(history.contains(&note), "the note as written: {history}");
+    assert!(b.text(&b.find("#alert-state").await).await.contains("acknowledged"));
+    assert!(b.find_all("img").await.is_empty() && b.title().await != "pwned", "the note stayed text");
+    let api_history = api(&base, &format!("/api/v1/alerts/{alert}")).await.1["history"].clone();
+    assert_eq!((api_history[0]["by"].as_str(), api_history[0]["note"].as_str()), (Some("admin"), Some(note.as_str())));
+    b.screenshot(&shots.join("5c-alert-triaged.png")).await;
+    b.goto(&format!("{base}/alerts/{xss}")).await;
+    assert!(b.text(&b.find("#alert-title").await).await.contains(XSS));
+    assert!(b.find_all("img").await.is_empty() && b.title().await != "pwned");
+    b.goto(&format!("{base}/alerts?group=true")).await;
+    let groups = b.text(&b.find("#alert-groups").await).await;
+    assert!(groups.contains("user_id=58468"), "the two alerts are one group of repeats: {groups}");
+    assert_eq!(b.find_all("#alert-groups tr.group").await.len(), 1);
+    b.screenshot(&shots.join("5d-alert-groups.png")).await;
 
     // Status.
     b.click(&b.find("nav a[href='/status']").await).await;

@@ -145,6 +145,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/events?bogus=1"),
     ("GET", "/events?alert=nope"),
     ("GET", "/alerts"),
+    ("GET", "/alerts?status=bogus"),
+    ("GET", "/alerts?group=true"),
+    ("GET", "/alerts/{id}"),
+    ("GET", "/alerts/nope%3A1"),
+    ("POST", "/alerts/{id}/triage"),
     ("GET", "/status"),
     ("GET", "/posture"),
     ("GET", "/posture?at=bogus"),
@@ -159,6 +164,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/events/export?format=xml"),
     ("GET", "/api/v1/histogram"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/alerts"),
+    ("GET", "/api/v1/alerts?group=true"),
+    ("GET", "/api/v1/alerts?status=bogus"),
+    ("GET", "/api/v1/alerts/{id}"),
+    ("GET", "/api/v1/alerts/{id}/events"),
+    ("PATCH", "/api/v1/alerts/{id}"),
+    ("GET", "/api/v1/rules/{id}"),
     ("GET", "/nope"),
 ];
 
@@ -198,6 +210,7 @@ async fn fetch_every_route(base: &str, token: &str) -> Fetched {
                     client.post(&url).form(&[("token", if with_token { token } else { "wrong-token-0123456789" })])
                 }
                 "POST" => client.post(&url),
+                "PATCH" => client.patch(&url).body(r#"{"status": "closed", "note": "secrets test"}"#),
                 _ => client.get(&url),
             };
             if with_token {

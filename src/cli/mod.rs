@@ -679,6 +679,10 @@ pub async fn start_web(
     let listener = tokio::net::TcpListener::bind(w.bind)
         .await
         .with_context(|| format!("cannot listen on {} (web.bind): is another process using it?", w.bind))?;
+    // Rule files are read and parsed off the async threads.
+    let detect = settings.detect.clone();
+    let rules =
+        tokio::task::spawn_blocking(move || crate::web::alerts::RuleBook::for_settings(detect.as_ref())).await?;
     let state = crate::web::AppState {
         journal: journal.clone(),
         auth: Arc::new(crate::web::auth::Auth::with_users(w.users.clone()).with_allowed_hosts(w.allowed_hosts.clone())),
@@ -686,6 +690,7 @@ pub async fn start_web(
         sinks: settings.sinks.iter().map(|s| s.name()).collect(),
         readiness: settings.readiness.clone(),
         geo: crate::query::geo::for_settings(Some(settings)),
+        rules: Arc::new(rules),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "console, API, /metrics and /readyz listening");

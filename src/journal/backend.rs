@@ -19,6 +19,7 @@ use std::path::Path;
 use super::chain::{ChainRow, TenantChain};
 use super::checkpoint::{Basis, StoredCheckpoint};
 use super::dump::Row;
+use super::triage::{AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress, Quarantined,
     QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
@@ -281,6 +282,24 @@ pub trait Backend: Send + Sync {
     fn alert_event_seqs(&self, alert_seq: i64) -> Result<Vec<i64>, JournalError>;
     /// Alerts for events created in `[from, to)`, newest event first, at most `limit`.
     fn alerts_between(&self, from: i64, to: i64, limit: usize) -> Result<Vec<AlertRow>, JournalError>;
+
+    // --- alert triage (journal::triage) -------------------------------------------------------
+
+    /// Alerts matching `q`, newest event first (by `event_time`, then seq), at most `limit`.
+    fn find_alerts(&self, q: &AlertQuery, limit: usize) -> Result<Vec<TriagedAlert>, JournalError>;
+    /// The groups of repeats (one tenant, rule and group key) among the alerts matching `q`,
+    /// by their newest matching alert, newest first, at most `limit`.
+    fn alert_groups(&self, q: &AlertQuery, limit: usize) -> Result<Vec<AlertGroup>, JournalError>;
+    /// How many alerts and groups match `q` (its keyset ignored).
+    fn count_alerts(&self, q: &AlertQuery) -> Result<AlertCounts, JournalError>;
+    /// The alert with this id.
+    fn alert_by_id(&self, id: &str) -> Result<Option<TriagedAlert>, JournalError>;
+    /// An alert's history, oldest change first.
+    fn alert_history(&self, alert_seq: i64) -> Result<Vec<AlertChange>, JournalError>;
+    /// Applies `change` to the alert with this id and appends it to its history, in one
+    /// transaction that reads the alert's state under a lock (two people changing one alert
+    /// at once each see the other's change as their "from"). `None` when no alert has the id.
+    fn triage_alert(&self, id: &str, change: &TriageChange<'_>) -> Result<Option<Triaged>, JournalError>;
 
     // --- quarantine and reconciliation -----------------------------------------------------
 

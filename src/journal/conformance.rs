@@ -389,6 +389,190 @@ fn alerts_commit_with_the_offset_link_their_events_and_are_never_doubled(kind: K
     assert_eq!(j.first_seq_since(1000).unwrap(), None);
 }
 
+/// Tenant `t` with events 1..=40, and 30 alerts: rules `r0`/`r1` (levels low/high), three
+/// groups each, tenant `t` or `u`, event times two by two alike (so pages meet ties), each
+/// linking its trigger event and the one before it.
+fn with_alerts(kind: Kind) -> super::testing::Fresh {
+    let j = fresh(kind);
+    fill(&j, 40);
+    let alerts: Vec<NewAlert> = (1..=30)
+        .map(|i: i64| NewAlert {
+            id: format!("r{}:{i}", i % 2),
+            rule_id: format!("r{}", i % 2),
+            group_key: format!("{{\"user_id\":\"{}\"}}", i % 3),
+            tenant: if i % 5 == 0 { "u".into() } else { "t".into() },
+            event_time: 5_000 + i / 2,
+            trigger_seq: i,
+            event_ids: vec![(i - 1).max(1)],
+        })
+        .collect();
+    let body = |a: &NewAlert, _: &[EventRow]| {
+        let level = if a.rule_id == "r1" { "High" } else { "low" };
+        format!("{{\"rule\":{{\"id\":\"{}\",\"level\":\"{level}\"}},\"summary\":\"s\"}}", a.rule_id)
+    };
+    assert_eq!(j.commit_detection("detector", 0, 40, "{}", &alerts, body).unwrap().len(), 30);
+    j
+}
+
+/// Every alert of `q`, page by page of `size`, following the keyset.
+fn all_pages(j: &Journal, q: &AlertQuery, size: usize) -> Vec<TriagedAlert> {
+    let mut out: Vec<TriagedAlert> = Vec::new();
+    let mut q = q.clone();
+    loop {
+        let page = j.find_alerts(&q, size).unwrap();
+        assert!(page.len() <= size);
+        out.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == size => q.before = Some((last.alert.event_time, last.alert.seq)),
+            _ => return out,
+        }
+    }
+}
+
+fn alerts_are_read_with_filters_keyset_pages_and_groups(kind: Kind) {
+    let j = with_alerts(kind);
+    let every = all_pages(&j, &AlertQuery::default(), 7);
+    assert_eq!(every.len(), 30, "each alert once across pages that cut through ties");
+    let keys: Vec<(i64, i64)> = every.iter().map(|a| (a.alert.event_time, a.alert.seq)).collect();
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "newest event first, then seq: {keys:?}");
+    let first = &every[0];
+    assert_eq!((first.alert.id.as_str(), first.level.as_str()), ("r0:30", "low"));
+    assert_eq!((first.status, first.assignee.as_deref(), first.triaged_at), (AlertStatus::Open, None, None));
+    assert_eq!(first.linked_events, 1, "its trigger: the event before it is tenant t's, and the alert tenant u's");
+    assert!(every.iter().all(|a| a.linked_events == j.alert_event_seqs(a.alert.seq).unwrap().len() as i64));
+    assert_eq!(j.find_alerts(&AlertQuery::default(), 1000).unwrap(), every, "one page or many, the same alerts");
+
+    let count = |q: AlertQuery| all_pages(&j, &q, 4).len() as i64;
+    let high = AlertQuery { levels: vec!["high".into()], ..Default::default() };
+    assert_eq!(count(high.clone()), 15, "levels are stored in lower case");
+    assert!(all_pages(&j, &high, 4).iter().all(|a| a.alert.rule_id == "r1"));
+    assert_eq!(count(AlertQuery { rules: vec!["r0".into(), "nope".into()], ..Default::default() }), 15);
+    assert_eq!(count(AlertQuery { tenants: vec!["u".into()], ..Default::default() }), 6);
+    // Event times 5_000 + i / 2: [5_005, 5_010) holds i = 10..=19.
+    let span = AlertQuery { from: Some(5_005), to: Some(5_010), ..Default::default() };
+    assert_eq!(count(span.clone()), 10);
+    let both = AlertQuery { levels: vec!["high".into()], tenants: vec!["t".into()], ..span };
+    let want: Vec<i64> = (10..=19).filter(|i| i % 2 == 1 && i % 5 != 0).rev().collect();
+    assert_eq!(all_pages(&j, &both, 2).iter().map(|a| a.alert.seq).collect::<Vec<_>>(), want);
+    assert_eq!(j.count_alerts(&both).unwrap(), AlertCounts { alerts: 4, groups: 2 });
+    let paged = AlertQuery { before: Some((5_008, 17)), ..both };
+    assert_eq!(j.count_alerts(&paged).unwrap(), AlertCounts { alerts: 4, groups: 2 }, "a count ignores the page");
+
+    // Repeats of one rule and group in a tenant: 2 rules x 3 groups x 2 tenants, all present.
+    assert_eq!(j.count_alerts(&AlertQuery::default()).unwrap(), AlertCounts { alerts: 30, groups: 12 });
+    let mut groups = Vec::new();
+    let mut q = AlertQuery::default();
+    loop {
+        let page = j.alert_groups(&q, 5).unwrap();
+        groups.extend(page.iter().cloned());
+        match page.last() {
+            Some(g) if page.len() == 5 => q.before = Some((g.newest.alert.event_time, g.newest.alert.seq)),
+            _ => break,
+        }
+    }
+    assert_eq!(groups.len(), 12);
+    assert_eq!(groups.iter().map(|g| g.count).sum::<i64>(), 30);
+    for g in &groups {
+        let members: Vec<&TriagedAlert> = every
+            .iter()
+            .filter(|a| {
+                (&a.alert.tenant, &a.alert.rule_id, &a.group_key)
+                    == (&g.newest.alert.tenant, &g.newest.alert.rule_id, &g.newest.group_key)
+            })
+            .collect();
+        assert_eq!(g.count, members.len() as i64);
+        assert_eq!(g.open, g.count);
+        assert_eq!(&g.newest, members[0], "the group's newest alert");
+        assert_eq!(g.first_event_time, members.last().unwrap().alert.event_time);
+        let only = AlertQuery {
+            group_key: Some(g.newest.group_key.clone()),
+            rules: vec![g.newest.alert.rule_id.clone()],
+            tenants: vec![g.newest.alert.tenant.clone()],
+            ..Default::default()
+        };
+        assert_eq!(j.count_alerts(&only).unwrap(), AlertCounts { alerts: g.count, groups: 1 });
+    }
+    assert!(groups.windows(2).all(|w| (w[0].newest.alert.event_time, w[0].newest.alert.seq)
+        > (w[1].newest.alert.event_time, w[1].newest.alert.seq)));
+
+    // The events of an alert, exactly: a search for them finds its links and nothing else.
+    let a = j.alert_by_id("r1:7").unwrap().expect("stored");
+    assert_eq!(j.alert_event_seqs(a.alert.seq).unwrap(), vec![6, 7]);
+    let found = j.search(&EventQuery { alert: Some("r1:7".into()), ..Default::default() }, 100).unwrap();
+    assert_eq!(found.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7, 6]);
+    assert_eq!(j.alert_by_id("r9:1").unwrap(), None);
+}
+
+fn triage_changes_an_alert_and_keeps_every_change_in_its_history(kind: Kind) {
+    let j = with_alerts(kind);
+    let change = |status, assignee, note, by, at| TriageChange { status, assignee, note, by, at };
+    let ack = change(Some(AlertStatus::Acknowledged), Some(Some("ann")), "looking <b>now</b>", "ann", 100);
+    let t = j.triage_alert("r1:7", &ack).unwrap().expect("the alert exists");
+    assert_eq!((t.alert.status, t.alert.assignee.as_deref()), (AlertStatus::Acknowledged, Some("ann")));
+    assert_eq!((t.alert.triaged_at, t.alert.triaged_by.as_deref()), (Some(100), Some("ann")));
+    let first = t.change.expect("a history entry");
+    assert_eq!((first.from_status, first.to_status), (AlertStatus::Open, AlertStatus::Acknowledged));
+    assert_eq!((first.from_assignee.as_deref(), first.to_assignee.as_deref()), (None, Some("ann")));
+    // Asking again for the same state, with nothing to say, writes nothing.
+    let again = change(Some(AlertStatus::Acknowledged), Some(Some("ann")), "", "bob", 150);
+    let same = j.triage_alert("r1:7", &again).unwrap().unwrap();
+    assert_eq!((same.change, same.alert.triaged_by.as_deref()), (None, Some("ann")));
+    let close = change(Some(AlertStatus::Closed), Some(None), "benign: a planned clean-up", "bob", 200);
+    let closed = j.triage_alert("r1:7", &close).unwrap().unwrap();
+    assert_eq!((closed.alert.status, closed.alert.assignee), (AlertStatus::Closed, None));
+    let history = j.alert_history(closed.alert.alert.seq).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0], first);
+    assert_eq!(Some(&history[1]), closed.change.as_ref());
+    assert!(history[1].seq > history[0].seq);
+    assert_eq!((history[1].by.as_str(), history[1].at), ("bob", 200));
+    assert_eq!((history[1].from_status, history[1].to_status), (AlertStatus::Acknowledged, AlertStatus::Closed));
+    assert_eq!((history[1].from_assignee.as_deref(), history[1].to_assignee.as_deref()), (Some("ann"), None));
+    assert_eq!(history[0].note, "looking <b>now</b>", "kept as written; pages escape it");
+    assert!(j.triage_alert("nope:1", &close).unwrap().is_none());
+    assert!(j.alert_history(j.alert_by_id("r0:8").unwrap().unwrap().alert.seq).unwrap().is_empty());
+
+    // The status filter sees it; the other alerts stay open.
+    let open = AlertQuery { statuses: vec![AlertStatus::Open], ..Default::default() };
+    assert_eq!(j.count_alerts(&open).unwrap().alerts, 29);
+    let closed_q = AlertQuery { statuses: vec![AlertStatus::Closed, AlertStatus::Acknowledged], ..Default::default() };
+    assert_eq!(j.find_alerts(&closed_q, 10).unwrap().iter().map(|a| a.alert.id.as_str()).collect::<Vec<_>>(), ["r1:7"]);
+    let group = j.alert_groups(&AlertQuery::default(), 100).unwrap();
+    let mine = group
+        .iter()
+        .find(|g| {
+            g.newest.group_key == closed.alert.group_key
+                && g.newest.alert.rule_id == "r1"
+                && g.newest.alert.tenant == "t"
+        })
+        .unwrap();
+    assert_eq!(mine.open, mine.count - 1);
+    // A group's newest alert is its newest that matches, not its newest of all (r1:19 here).
+    let closed_groups =
+        j.alert_groups(&AlertQuery { statuses: vec![AlertStatus::Closed], ..Default::default() }, 10).unwrap();
+    assert_eq!(closed_groups.len(), 1);
+    assert_eq!(
+        (closed_groups[0].newest.alert.id.as_str(), closed_groups[0].count, closed_groups[0].open),
+        ("r1:7", 1, 0)
+    );
+
+    // The history is append-only, whatever reaches the database.
+    let sql = |s: &str| s.replace("{seq}", &history[0].seq.to_string());
+    assert!(j.try_tamper(&sql("UPDATE alert_history SET note = 'rewritten' WHERE seq = {seq}")).is_err());
+    assert!(j.try_tamper(&sql("DELETE FROM alert_history WHERE seq = {seq}")).is_err());
+    assert!(j.try_tamper("UPDATE alerts SET status = 'resolved' WHERE id = 'r1:7'").is_err(), "only known statuses");
+    assert_eq!(j.alert_history(closed.alert.alert.seq).unwrap(), history);
+
+    // Retention deletes the events, never the alert, its state or its history; the alert
+    // still counts its links, and a search for its events finds what is left (none).
+    assert_eq!(j.prune(i64::MAX, 40, None).unwrap(), 40);
+    let kept = j.alert_by_id("r1:7").unwrap().unwrap();
+    assert_eq!((kept.status, kept.linked_events), (AlertStatus::Closed, 2));
+    assert_eq!(j.alert_history(kept.alert.seq).unwrap(), history);
+    assert!(j.search(&EventQuery { alert: Some("r1:7".into()), ..Default::default() }, 100).unwrap().is_empty());
+    assert_eq!(j.count_alerts(&AlertQuery::default()).unwrap().alerts, 30);
+}
+
 crate::on_every_backend!(
     window_commit_is_atomic_idempotent_and_checks_its_start,
     a_window_stores_each_new_record_once_in_record_order_whichever_way_it_goes_in,
@@ -399,6 +583,8 @@ crate::on_every_backend!(
     consumers_read_in_order_and_commit_honestly,
     prune_removes_only_old_events_every_consumer_has_passed,
     alerts_commit_with_the_offset_link_their_events_and_are_never_doubled,
+    alerts_are_read_with_filters_keyset_pages_and_groups,
+    triage_changes_an_alert_and_keeps_every_change_in_its_history,
 );
 
 /// Waits (polling, with a deadline) until `f` returns something.
@@ -511,6 +697,15 @@ fn populated(kind: Kind) -> super::testing::Fresh {
         event_ids: vec![2, 3],
     };
     j.commit_detection("detector", 0, 21, "{\"engine\":1}", &[alert], |a, e| format!("{} {}", a.id, e.len())).unwrap();
+    let ack = TriageChange {
+        status: Some(AlertStatus::Acknowledged),
+        assignee: Some(Some("ann")),
+        note: "on it",
+        by: "ann",
+        at: 30,
+    };
+    j.triage_alert("r:1", &ack).unwrap().unwrap();
+    j.triage_alert("r:1", &TriageChange { note: "still on it", at: 31, ..ack }).unwrap().unwrap();
     let pass = ReconcilePass {
         tenant: "t".into(),
         range_start: 1,
@@ -690,6 +885,8 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
     assert!(want.iter().any(|r| matches!(r, dump::Row::Alert { .. })) && want.len() > 10, "{want:?}");
     assert!(want.iter().any(|r| matches!(r, dump::Row::PostureNote(n) if n.why == "office VPN")), "{want:?}");
     assert!(want.iter().any(|r| matches!(r, dump::Row::Selftest(_))), "{want:?}");
+    assert!(want.iter().any(|r| matches!(r, dump::Row::AlertTriage { .. })), "{want:?}");
+    assert_eq!(want.iter().filter(|r| matches!(r, dump::Row::AlertChange(_))).count(), 2);
     for target in [Kind::Sqlite, Kind::Postgres] {
         let to = fresh(target);
         let copied = dump::copy(&from, &to, &|_| {}).unwrap();
@@ -709,6 +906,15 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
         // A note written after the copy comes after the copied one.
         let copied_note = to.posture_notes("t").unwrap()[0].seq;
         assert!(to.add_posture_note(&note("t", "owner", "x", "y", 50)).unwrap().seq > copied_note);
+        // The alert stands where it stood, its level read again from its body, and its
+        // history goes on past the numbers it came with.
+        let alert = to.alert_by_id("r:1").unwrap().unwrap();
+        assert_eq!(alert, from.alert_by_id("r:1").unwrap().unwrap());
+        let close = TriageChange { status: Some(AlertStatus::Closed), assignee: None, note: "", by: "bob", at: 40 };
+        let entry = to.triage_alert("r:1", &close).unwrap().unwrap().change.unwrap();
+        let history = to.alert_history(alert.alert.seq).unwrap();
+        assert_eq!(history.len(), 3);
+        assert!(history.windows(2).all(|w| w[0].seq < w[1].seq) && history[2] == entry, "{history:?}");
         // Never into a journal that holds anything.
         let again = dump::copy(&from, &to, &|_| {}).unwrap_err();
         assert!(matches!(again, JournalError::NotEmpty(_)), "{again}");

@@ -1,6 +1,7 @@
 //! Moving a journal between databases: every backend can write its whole content as a
 //! stream of [`Row`]s and load such a stream into an empty journal, keeping every
-//! sequence number, position, offset (with its sink state), alert and ledger entry, so
+//! sequence number, position, offset (with its sink state), alert (with its triage and
+//! history) and ledger entry, so
 //! sinks, the detector and alert outputs go on exactly where they were. The search
 //! index is derived data: the target rebuilds it from its events.
 //!
@@ -57,6 +58,17 @@ pub enum Row {
         alert_seq: i64,
         event_seq: i64,
     },
+    /// Where an alert stands, for an alert someone has triaged (the others are open and
+    /// unassigned); after its alert.
+    AlertTriage {
+        alert_seq: i64,
+        status: super::AlertStatus,
+        assignee: Option<String>,
+        triaged_at: Option<i64>,
+        triaged_by: Option<String>,
+    },
+    /// An entry of an alert's history, with its number; after its alert.
+    AlertChange(super::AlertChange),
     Quarantine {
         tenant: String,
         digest: String,

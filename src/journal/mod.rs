@@ -20,6 +20,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod text;
+pub mod triage;
 
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use backend::{
     TextTerm,
 };
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};
+pub use triage::{AlertChange, AlertCounts, AlertGroup, AlertQuery, AlertStatus, TriageChange, Triaged, TriagedAlert};
 
 /// The first string past every string starting with `prefix` (bytewise; an ASCII prefix).
 pub(crate) fn prefix_end(prefix: &str) -> String {

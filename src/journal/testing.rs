@@ -36,6 +36,17 @@ impl Fresh {
 
 impl Fresh {
     /// Runs SQL on the database behind the journal's back (tests that tamper with it).
+    /// Runs SQL behind the journal's back, saying whether the database refused it.
+    pub fn try_tamper(&self, sql: &str) -> Result<(), String> {
+        match &self.at {
+            Location::Dir(dir) => {
+                let conn = rusqlite::Connection::open(dir.join("journal.db")).map_err(|e| e.to_string())?;
+                conn.execute_batch(sql).map_err(|e| e.to_string())
+            }
+            Location::Url(url) => super::postgres::execute(url.expose(), sql).map_err(|e| e.to_string()),
+        }
+    }
+
     pub fn tamper(&self, sql: &str) {
         match &self.at {
             Location::Dir(dir) => {

@@ -1,6 +1,6 @@
 //! The console: server-rendered pages (no script, nothing fetched from
 //! elsewhere, so it works offline and prints): events with the search filters
-//! and a timeline, alerts, and the collection status. Read-only, and no key or
+//! and a timeline, and the collection status (the alert pages are `web::alerts`). No key or
 //! secret of a tenant or sink is ever on a page: every page passes through the
 //! secret registry on its way out (`web::redact_response`).
 
@@ -227,49 +227,6 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
     page("Events", "Events", &body, &csrf).into_response()
 }
 
-pub(super) async fn alerts(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !state.auth.allows(&headers) {
-        return login_redirect();
-    }
-    let csrf = state.auth.csrf_token(&headers).unwrap_or_default();
-    let rows = state.journal.call(|j| Ok(query::report::read_alerts(j, i64::MIN, i64::MAX, &[], 500))).await;
-    let mut body = String::from("<h1>Alerts</h1>");
-    match rows {
-        Ok(Ok(None)) => body.push_str(
-            "<p id=\"no-detection\">Detection is not enabled on this journal: no alert has ever been raised here. Configure <code>[detect]</code> to have rules watch the events.</p>",
-        ),
-        Ok(Ok(Some(list))) if list.is_empty() => body.push_str("<p id=\"no-alerts\">No alert has been raised.</p>"),
-        Ok(Ok(Some(list))) => {
-            body.push_str("<table id=\"alerts\"><tr><th>Event time</th><th>Raised</th><th>Level</th><th>Rule</th><th>Summary</th><th>Tenant</th><th>Events</th></tr>");
-            for a in list {
-                let _ = write!(
-                    body,
-                    "<tr class=\"alert level-{}\"><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td><a href=\"/events?{}\">{}</a></td></tr>",
-                    esc(&a.level),
-                    format_rfc3339(a.event_time),
-                    format_rfc3339(a.raised_at),
-                    esc(&a.level),
-                    esc(&a.rule_id),
-                    esc(&a.title),
-                    esc(&a.summary),
-                    esc(&a.tenant),
-                    // The alert's own events, not a time range around it.
-                    esc(&query_string(&[("alert", a.id.clone())])),
-                    a.events
-                );
-            }
-            body.push_str("</table>");
-        }
-        Ok(Err(e)) => {
-            let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.to_string()));
-        }
-        Err(e) => {
-            let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.to_string()));
-        }
-    }
-    page("Alerts", "Alerts", &body, &csrf).into_response()
-}
-
 pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.auth.allows(&headers) {
         return login_redirect();
@@ -427,6 +384,7 @@ mod tests {
                 sink_stuck_after: Duration::from_secs(900),
             },
             geo: Arc::new(crate::query::geo::NoCountries),
+            rules: Arc::new(crate::web::alerts::RuleBook::default()),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -480,7 +438,7 @@ mod tests {
 
         let alerts = page(&format!("{base}/alerts")).await;
         let row = &alerts[alerts.find("<tr class=\"alert").expect("the alert is listed")..];
-        let href = &row[row.find("href=\"").unwrap() + 6..];
+        let href = &row[row.find("href=\"/events?").unwrap() + 6..];
         let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
         assert!(href.starts_with("/events?"), "{href}");
         let events = page(&format!("{base}{href}")).await;

@@ -1,10 +1,12 @@
 //! The HTTP side of the service: health (`/healthz`, `/readyz`), Prometheus
 //! metrics (`/metrics`), and behind a login the console (`/events`, `/alerts`, `/status`)
-//! and the read-only JSON API (`/api/v1/events`, described at `/api/v1/openapi.json`). Binds to 127.0.0.1
+//! and the JSON API (`/api/v1/events`, `/api/v1/alerts`, described at `/api/v1/openapi.json`;
+//! its one change, alert triage, needs an analyst: [`alerts`]). Binds to 127.0.0.1
 //! unless told otherwise; everything but the health probes needs the token, and
 //! `/readyz` gives its reasons only with it. Every response body passes through
 //! [`crate::secret::redact`] on its way out.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 mod console;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub readiness: ReadinessSettings,
     /// Country of a source IP, for the country filter and the console.
     pub geo: Arc<dyn crate::query::CountryLookup>,
+    /// The rules alerts come from, for their descriptions and Sigma texts.
+    pub rules: Arc<alerts::RuleBook>,
 }
 
 /// Every route of the service.
@@ -66,7 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", axum::routing::post(logout))
         .route("/", get(console::home))
         .route("/events", get(console::events))
-        .route("/alerts", get(console::alerts))
+        .route("/alerts", get(alerts::pages::list))
+        .route("/alerts/{id}", get(alerts::pages::detail))
+        .route("/alerts/{id}/triage", axum::routing::post(alerts::pages::triage))
         .route("/status", get(console::status))
         .route("/posture", get(posture_page::view))
         .route("/api/v1/events", get(api::events))
@@ -75,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/histogram", get(api::histogram))
         .route("/api/v1/posture", get(posture_page::api))
         .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/alerts", get(alerts::api::list))
+        .route("/api/v1/alerts/{id}", get(alerts::api::detail).patch(alerts::api::triage))
+        .route("/api/v1/alerts/{id}/events", get(alerts::api::events))
+        .route("/api/v1/rules/{id}", get(alerts::api::rule))
         .layer(axum::middleware::map_response(redact_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)

@@ -153,6 +153,17 @@ impl Browser {
         self.call(reqwest::Method::GET, &format!("/element/{el}/text"), None).await.as_str().unwrap_or("").to_string()
     }
 
+    /// An attribute of an element (empty when it has none).
+    pub async fn attribute(&self, el: &str, name: &str) -> String {
+        let path = format!("/element/{el}/attribute/{name}");
+        self.call(reqwest::Method::GET, &path, None).await.as_str().unwrap_or("").to_string()
+    }
+
+    /// The page's title: a script that ran would change it.
+    pub async fn title(&self) -> String {
+        self.call(reqwest::Method::GET, "/title", None).await.as_str().unwrap_or("").to_string()
+    }
+
     pub async fn displayed(&self, el: &str) -> bool {
         self.call(reqwest::Method::GET, &format!("/element/{el}/displayed"), None).await.as_bool().unwrap_or(false)
     }

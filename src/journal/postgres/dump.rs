@@ -121,6 +121,41 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         Row::AlertEvent { alert_seq: r.get(0), event_seq: r.get(1) }
     })
     .await?;
+    // A status the CHECK constraint lets in is one this build knows.
+    let status = |s: &str| crate::journal::AlertStatus::parse(s).unwrap_or(crate::journal::AlertStatus::Open);
+    each(
+        &tx,
+        "SELECT seq, status, assignee, triaged_at, triaged_by FROM alerts
+         WHERE status <> 'open' OR assignee IS NOT NULL OR triaged_at IS NOT NULL ORDER BY seq",
+        out,
+        |r| Row::AlertTriage {
+            alert_seq: r.get(0),
+            status: status(r.get(1)),
+            assignee: r.get(2),
+            triaged_at: r.get(3),
+            triaged_by: r.get(4),
+        },
+    )
+    .await?;
+    each(
+        &tx,
+        &format!("SELECT {} FROM alert_history ORDER BY seq", crate::journal::triage::CHANGE_COLUMNS),
+        out,
+        |r| {
+            Row::AlertChange(crate::journal::AlertChange {
+                seq: r.get(0),
+                alert_seq: r.get(1),
+                at: r.get(2),
+                by: r.get(3),
+                from_status: status(r.get(4)),
+                to_status: status(r.get(5)),
+                from_assignee: r.get(6),
+                to_assignee: r.get(7),
+                note: r.get(8),
+            })
+        },
+    )
+    .await?;
     each(
         &tx,
         "SELECT t.name, q.digest, q.raw, q.reason, q.window_start, q.window_end, q.first_seen
@@ -341,10 +376,37 @@ pub(super) async fn load(
                 .await?;
             }
             Row::Alert { seq, id, rule_id, group_key, tenant, event_time, raised_at, body } => {
+                let level = crate::journal::triage::level_of(&body);
                 tx.execute(
-                    "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[&seq, &id, &rule_id, &group_key, &tenant, &event_time, &raised_at, &body],
+                    "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body, level)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[&seq, &id, &rule_id, &group_key, &tenant, &event_time, &raised_at, &body, &level],
+                )
+                .await?;
+            }
+            Row::AlertTriage { alert_seq, status, assignee, triaged_at, triaged_by } => {
+                tx.execute(
+                    "UPDATE alerts SET status = $2, assignee = $3, triaged_at = $4, triaged_by = $5 WHERE seq = $1",
+                    &[&alert_seq, &status.as_str(), &assignee, &triaged_at, &triaged_by],
+                )
+                .await?;
+            }
+            Row::AlertChange(c) => {
+                tx.execute(
+                    "INSERT INTO alert_history (seq, alert_seq, changed_at, changed_by, from_status, to_status,
+                                                from_assignee, to_assignee, note)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &c.seq,
+                        &c.alert_seq,
+                        &c.at,
+                        &c.by,
+                        &c.from_status.as_str(),
+                        &c.to_status.as_str(),
+                        &c.from_assignee,
+                        &c.to_assignee,
+                        &c.note,
+                    ],
                 )
                 .await?;
             }
@@ -401,6 +463,13 @@ pub(super) async fn load(
     tx.execute(
         "SELECT setval(pg_get_serial_sequence('posture_notes', 'seq'), GREATEST(MAX(seq), 1), MAX(seq) IS NOT NULL)
          FROM posture_notes",
+        &[],
+    )
+    .await?;
+    // The history's numbers were given explicitly: its identity goes on past them.
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('alert_history', 'seq'), GREATEST(MAX(seq), 1), MAX(seq) IS NOT NULL)
+         FROM alert_history",
         &[],
     )
     .await?;

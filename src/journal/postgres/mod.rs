@@ -13,6 +13,7 @@
 //! - **Full text** is a `tsvector` per event (GIN), built from the same words SQLite's
 //!   FTS5 sees, tokenized in Rust ([`crate::journal::text::words`]) so both answer alike.
 
+mod alerts;
 mod conn;
 mod dump;
 mod schema;
@@ -32,6 +33,7 @@ use super::backend::{
 };
 use super::chain;
 use super::checkpoint;
+use super::triage::{self, AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
     Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
@@ -723,9 +725,9 @@ impl Backend for Postgres {
                 let text = body(a, &rows);
                 let Some(seq) = tx
                     .query_opt(
-                        "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body)
-                         VALUES (nextval('alerts_seq'), $1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq",
-                        &[&a.id, &a.rule_id, &a.group_key, &a.tenant, &a.event_time, &now, &text],
+                        "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body, level)
+                         VALUES (nextval('alerts_seq'), $1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING seq",
+                        &[&a.id, &a.rule_id, &a.group_key, &a.tenant, &a.event_time, &now, &text, &triage::level_of(&text)],
                     )
                     .await?
                     .map(|r| r.get::<_, i64>(0))
@@ -795,6 +797,30 @@ impl Backend for Postgres {
                 .map(row_to_alert)
                 .collect())
         })
+    }
+
+    fn find_alerts(&self, q: &AlertQuery, limit: usize) -> Result<Vec<TriagedAlert>, JournalError> {
+        Postgres::find_alerts(self, q, limit)
+    }
+
+    fn alert_groups(&self, q: &AlertQuery, limit: usize) -> Result<Vec<AlertGroup>, JournalError> {
+        Postgres::alert_groups(self, q, limit)
+    }
+
+    fn count_alerts(&self, q: &AlertQuery) -> Result<AlertCounts, JournalError> {
+        Postgres::count_alerts(self, q)
+    }
+
+    fn alert_by_id(&self, id: &str) -> Result<Option<TriagedAlert>, JournalError> {
+        Postgres::alert_by_id(self, id)
+    }
+
+    fn alert_history(&self, alert_seq: i64) -> Result<Vec<AlertChange>, JournalError> {
+        Postgres::alert_history(self, alert_seq)
+    }
+
+    fn triage_alert(&self, id: &str, change: &TriageChange<'_>) -> Result<Option<Triaged>, JournalError> {
+        Postgres::triage_alert(self, id, change)
     }
 
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>, JournalError> {
@@ -1529,7 +1555,7 @@ mod tests {
         names.extend(["story.created", "SCIM/2.0/User", "Oauth2TokenV2Creation", "ABcDEf"].map(String::from));
         let n = names.clone();
         pool.run(async move |c| {
-            schema::migrate_to(c, schema::CURRENT - 1).await?;
+            schema::migrate_to(c, 7).await?;
             c.batch_execute("INSERT INTO tenants (name, created_at) VALUES ('acme', 0)").await?;
             for (i, name) in n.iter().enumerate() {
                 let seq = i as i64 + 1;

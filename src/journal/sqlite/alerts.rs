@@ -6,6 +6,9 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Sqlite;
+use crate::journal::triage::{
+    self, AlertChange, AlertCounts, AlertGroup, AlertQuery, AlertStatus, Param, TriageChange, Triaged, TriagedAlert,
+};
 use crate::journal::{AlertRow, EventRow, JournalError, NewAlert};
 use crate::timeutil::now_secs;
 
@@ -64,8 +67,8 @@ impl Sqlite {
                  WHERE t.name = ?1 AND e.id = ?2",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO alerts (id, rule_id, group_key, tenant, event_time, raised_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+                "INSERT INTO alerts (id, rule_id, group_key, tenant, event_time, raised_at, body, level)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO NOTHING",
             )?;
             let mut link =
                 tx.prepare_cached("INSERT OR IGNORE INTO alert_events (alert_seq, event_seq) VALUES (?1, ?2)")?;
@@ -93,7 +96,9 @@ impl Sqlite {
                 events.sort_by_key(|e| (e.created_at, e.seq));
                 events.dedup_by_key(|e| e.seq);
                 let text = body(a, &events);
-                if insert.execute(params![a.id, a.rule_id, a.group_key, a.tenant, a.event_time, now, text])? == 0 {
+                let level = triage::level_of(&text);
+                if insert.execute(params![a.id, a.rule_id, a.group_key, a.tenant, a.event_time, now, text, level])? == 0
+                {
                     continue;
                 }
                 let seq = tx.last_insert_rowid();
@@ -146,6 +151,148 @@ impl Sqlite {
     pub(super) fn first_seq_since(&self, t: i64) -> Result<Option<i64>, JournalError> {
         let conn = self.reader();
         Ok(conn.query_row("SELECT MIN(seq) FROM events WHERE created_at >= ?1", [t], |r| r.get(0))?)
+    }
+}
+
+/// A [`TriagedAlert`] from the columns of [`triage::TRIAGED_COLUMNS`].
+fn row_to_triaged(r: &rusqlite::Row<'_>) -> rusqlite::Result<TriagedAlert> {
+    let status: String = r.get(9)?;
+    Ok(TriagedAlert {
+        alert: row_to_alert(r)?,
+        group_key: r.get(7)?,
+        level: r.get(8)?,
+        status: AlertStatus::stored(&status)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e)))?,
+        assignee: r.get(10)?,
+        triaged_at: r.get(11)?,
+        triaged_by: r.get(12)?,
+        linked_events: r.get(13)?,
+    })
+}
+
+pub(super) fn row_to_change(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertChange> {
+    let status = |i: usize| -> rusqlite::Result<AlertStatus> {
+        let s: String = r.get(i)?;
+        AlertStatus::stored(&s)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+    };
+    Ok(AlertChange {
+        seq: r.get(0)?,
+        alert_seq: r.get(1)?,
+        at: r.get(2)?,
+        by: r.get(3)?,
+        from_status: status(4)?,
+        to_status: status(5)?,
+        from_assignee: r.get(6)?,
+        to_assignee: r.get(7)?,
+        note: r.get(8)?,
+    })
+}
+
+fn values(params: Vec<Param>) -> Vec<rusqlite::types::Value> {
+    params
+        .into_iter()
+        .map(|p| match p {
+            Param::Int(i) => rusqlite::types::Value::Integer(i),
+            Param::Text(t) => rusqlite::types::Value::Text(t),
+        })
+        .collect()
+}
+
+fn placeholder(n: usize) -> String {
+    format!("?{n}")
+}
+
+/// The alert with this id as it stands, read on `conn`.
+fn triaged_by_id(conn: &rusqlite::Connection, id: &str) -> Result<Option<TriagedAlert>, JournalError> {
+    let sql = format!("SELECT {} FROM alerts a WHERE a.id = ?1", triage::TRIAGED_COLUMNS);
+    Ok(conn.prepare_cached(&sql)?.query_row([id], row_to_triaged).optional()?)
+}
+
+impl Sqlite {
+    pub(super) fn find_alerts(&self, q: &AlertQuery, limit: usize) -> Result<Vec<TriagedAlert>, JournalError> {
+        let f = q.filter(placeholder);
+        let sql = AlertQuery::list_sql(&f, &placeholder(f.params.len() + 1));
+        let mut params = values(f.params);
+        params.push(rusqlite::types::Value::Integer(limit.min(i64::MAX as usize) as i64));
+        self.query(|conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), row_to_triaged)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    pub(super) fn alert_groups(&self, q: &AlertQuery, limit: usize) -> Result<Vec<AlertGroup>, JournalError> {
+        let f = q.filter(placeholder);
+        let sql = AlertQuery::groups_sql(&f, &placeholder(f.params.len() + 1));
+        let mut params = values(f.params);
+        params.push(rusqlite::types::Value::Integer(limit.min(i64::MAX as usize) as i64));
+        self.query(|conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                Ok(AlertGroup {
+                    newest: row_to_triaged(r)?,
+                    count: r.get(14)?,
+                    open: r.get(15)?,
+                    first_event_time: r.get(16)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    pub(super) fn count_alerts(&self, q: &AlertQuery) -> Result<AlertCounts, JournalError> {
+        let f = q.count_filter(placeholder);
+        let sql = AlertQuery::counts_sql(&f);
+        self.query(|conn| {
+            Ok(conn.query_row(&sql, rusqlite::params_from_iter(values(f.params)), |r| {
+                Ok(AlertCounts { alerts: r.get(0)?, groups: r.get(1)? })
+            })?)
+        })
+    }
+
+    pub(super) fn alert_by_id(&self, id: &str) -> Result<Option<TriagedAlert>, JournalError> {
+        self.query(|conn| triaged_by_id(conn, id))
+    }
+
+    pub(super) fn alert_history(&self, alert_seq: i64) -> Result<Vec<AlertChange>, JournalError> {
+        self.query(|conn| {
+            let sql = format!("SELECT {} FROM alert_history WHERE alert_seq = ?1 ORDER BY seq", triage::CHANGE_COLUMNS);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            Ok(stmt.query_map([alert_seq], row_to_change)?.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// The writer's transaction is the lock: nothing else changes the alert in between.
+    pub(super) fn triage_alert(&self, id: &str, change: &TriageChange<'_>) -> Result<Option<Triaged>, JournalError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let Some(before) = triaged_by_id(&tx, id)? else { return Ok(None) };
+        let Some(mut entry) = change.entry(before.alert.seq, before.status, before.assignee.as_deref()) else {
+            return Ok(Some(Triaged { alert: before, change: None }));
+        };
+        tx.execute(
+            "UPDATE alerts SET status = ?2, assignee = ?3, triaged_at = ?4, triaged_by = ?5 WHERE seq = ?1",
+            params![entry.alert_seq, entry.to_status.as_str(), entry.to_assignee, entry.at, entry.by],
+        )?;
+        tx.execute(
+            "INSERT INTO alert_history (alert_seq, changed_at, changed_by, from_status, to_status, from_assignee, to_assignee, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                entry.alert_seq,
+                entry.at,
+                entry.by,
+                entry.from_status.as_str(),
+                entry.to_status.as_str(),
+                entry.from_assignee,
+                entry.to_assignee,
+                entry.note
+            ],
+        )?;
+        entry.seq = tx.last_insert_rowid();
+        let after = triaged_by_id(&tx, id)?.ok_or_else(|| JournalError::Task(format!("alert {id} vanished")))?;
+        tx.commit()?;
+        Ok(Some(Triaged { alert: after, change: Some(entry) }))
     }
 }
 

@@ -123,11 +123,36 @@ impl Sqlite {
                     )?;
                 }
                 Row::Alert { seq, id, rule_id, group_key, tenant, event_time, raised_at, body } => {
+                    let level = crate::journal::triage::level_of(&body);
                     tx.execute(
-                        "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![seq, id, rule_id, group_key, tenant, event_time, raised_at, body],
+                        "INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body, level)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![seq, id, rule_id, group_key, tenant, event_time, raised_at, body, level],
                     )?;
+                }
+                Row::AlertTriage { alert_seq, status, assignee, triaged_at, triaged_by } => {
+                    tx.execute(
+                        "UPDATE alerts SET status = ?2, assignee = ?3, triaged_at = ?4, triaged_by = ?5 WHERE seq = ?1",
+                        params![alert_seq, status.as_str(), assignee, triaged_at, triaged_by],
+                    )?;
+                }
+                Row::AlertChange(c) => {
+                    tx.prepare_cached(
+                        "INSERT INTO alert_history (seq, alert_seq, changed_at, changed_by, from_status, to_status,
+                                                    from_assignee, to_assignee, note)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        c.seq,
+                        c.alert_seq,
+                        c.at,
+                        c.by,
+                        c.from_status.as_str(),
+                        c.to_status.as_str(),
+                        c.from_assignee,
+                        c.to_assignee,
+                        c.note
+                    ])?;
                 }
                 Row::AlertEvent { alert_seq, event_seq } => {
                     tx.prepare_cached("INSERT INTO alert_events (alert_seq, event_seq) VALUES (?1, ?2)")?
@@ -266,6 +291,30 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
     each(conn, "SELECT alert_seq, event_seq FROM alert_events ORDER BY alert_seq, event_seq", out, |r| {
         Ok(Row::AlertEvent { alert_seq: r.get(0)?, event_seq: r.get(1)? })
     })?;
+    each(
+        conn,
+        "SELECT seq, status, assignee, triaged_at, triaged_by FROM alerts
+         WHERE status <> 'open' OR assignee IS NOT NULL OR triaged_at IS NOT NULL ORDER BY seq",
+        out,
+        |r| {
+            let status: String = r.get(1)?;
+            Ok(Row::AlertTriage {
+                alert_seq: r.get(0)?,
+                status: crate::journal::AlertStatus::stored(&status).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+                })?,
+                assignee: r.get(2)?,
+                triaged_at: r.get(3)?,
+                triaged_by: r.get(4)?,
+            })
+        },
+    )?;
+    each(
+        conn,
+        &format!("SELECT {} FROM alert_history ORDER BY seq", crate::journal::triage::CHANGE_COLUMNS),
+        out,
+        |r| Ok(Row::AlertChange(super::alerts::row_to_change(r)?)),
+    )?;
     each(
         conn,
         "SELECT t.name, q.digest, q.raw, q.reason, q.window_start, q.window_end, q.first_seen

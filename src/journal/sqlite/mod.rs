@@ -22,6 +22,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::backend::{Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, Ledger, Place};
 use super::chain;
 use super::checkpoint;
+use super::triage::{AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
     Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
@@ -683,6 +684,30 @@ impl Backend for Sqlite {
 
     fn alerts_between(&self, from: i64, to: i64, limit: usize) -> Result<Vec<AlertRow>, JournalError> {
         Sqlite::alerts_between(self, from, to, limit)
+    }
+
+    fn find_alerts(&self, q: &AlertQuery, limit: usize) -> Result<Vec<TriagedAlert>, JournalError> {
+        Sqlite::find_alerts(self, q, limit)
+    }
+
+    fn alert_groups(&self, q: &AlertQuery, limit: usize) -> Result<Vec<AlertGroup>, JournalError> {
+        Sqlite::alert_groups(self, q, limit)
+    }
+
+    fn count_alerts(&self, q: &AlertQuery) -> Result<AlertCounts, JournalError> {
+        Sqlite::count_alerts(self, q)
+    }
+
+    fn alert_by_id(&self, id: &str) -> Result<Option<TriagedAlert>, JournalError> {
+        Sqlite::alert_by_id(self, id)
+    }
+
+    fn alert_history(&self, alert_seq: i64) -> Result<Vec<AlertChange>, JournalError> {
+        Sqlite::alert_history(self, alert_seq)
+    }
+
+    fn triage_alert(&self, id: &str, change: &TriageChange<'_>) -> Result<Option<Triaged>, JournalError> {
+        Sqlite::triage_alert(self, id, change)
     }
 
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedRow>, JournalError> {

@@ -280,6 +280,44 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO events_fts (events_fts) VALUES ('delete-all');
     UPDATE search_index SET position = 0;
     "#,
+    // 12: alert triage (journal::triage): each alert's status, assignee and last change, its
+    // rule's level (read from the body, for the level filter), and an append-only history of
+    // every change (triggers refuse to change or delete an entry). The indexes serve the
+    // alert pages' filters, newest event first.
+    r#"
+    ALTER TABLE alerts ADD COLUMN status TEXT NOT NULL DEFAULT 'open'
+        CHECK (status IN ('open', 'acknowledged', 'closed'));
+    ALTER TABLE alerts ADD COLUMN assignee TEXT;
+    ALTER TABLE alerts ADD COLUMN triaged_at INTEGER;
+    ALTER TABLE alerts ADD COLUMN triaged_by TEXT;
+    ALTER TABLE alerts ADD COLUMN level TEXT NOT NULL DEFAULT '';
+    UPDATE alerts SET level = lower(json_extract(body, '$.rule.level'))
+        WHERE json_valid(body) AND json_type(body, '$.rule.level') = 'text';
+    CREATE INDEX alerts_time ON alerts (event_time, seq);
+    CREATE INDEX alerts_status_time ON alerts (status, event_time, seq);
+    CREATE INDEX alerts_level_time ON alerts (level, event_time, seq);
+    CREATE INDEX alerts_tenant_time ON alerts (tenant, event_time, seq);
+    -- Groups of repeats and the counts read this index alone (it holds every column they filter on).
+    CREATE INDEX alerts_group ON alerts (tenant, rule_id, group_key, event_time, status, level);
+    CREATE TABLE alert_history (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_seq      INTEGER NOT NULL REFERENCES alerts(seq),
+        changed_at     INTEGER NOT NULL,
+        changed_by     TEXT NOT NULL,
+        from_status    TEXT NOT NULL,
+        to_status      TEXT NOT NULL,
+        from_assignee  TEXT,
+        to_assignee    TEXT,
+        note           TEXT NOT NULL
+    );
+    CREATE INDEX alert_history_alert ON alert_history (alert_seq, seq);
+    CREATE TRIGGER alert_history_no_update BEFORE UPDATE ON alert_history BEGIN
+        SELECT RAISE(ABORT, 'the alert history is append-only');
+    END;
+    CREATE TRIGGER alert_history_no_delete BEFORE DELETE ON alert_history BEGIN
+        SELECT RAISE(ABORT, 'the alert history is append-only');
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -331,6 +369,37 @@ mod tests {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// Alerts raised before triage existed are open, unassigned, and filterable by the level
+    /// their body names (a body that is not JSON, or names none, leaves it empty).
+    #[test]
+    fn migration_12_opens_every_alert_and_reads_its_level_from_its_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("journal.db")).unwrap();
+        migrate_to(&mut conn, 11).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO alerts (seq, id, rule_id, group_key, tenant, event_time, raised_at, body) VALUES
+                 (1, 'a:1', 'a', '[]', 't', 1, 1, '{"rule":{"level":"High"}}'),
+                 (2, 'b:2', 'b', '[]', 't', 2, 2, 'not json'),
+                 (3, 'c:3', 'c', '[]', 't', 3, 3, '{"rule":{"level":5}}');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let got = rows(&conn, "SELECT id, level, status, assignee IS NULL FROM alerts ORDER BY seq");
+        let want: Vec<Vec<rusqlite::types::Value>> = [("a:1", "high"), ("b:2", ""), ("c:3", "")]
+            .iter()
+            .map(|(id, level)| {
+                vec![id.to_string().into(), level.to_string().into(), "open".to_string().into(), 1i64.into()]
+            })
+            .collect();
+        assert_eq!(got, want);
+        for (id, body) in
+            [("a:1", r#"{"rule":{"level":"High"}}"#), ("b:2", "not json"), ("c:3", r#"{"rule":{"level":5}}"#)]
+        {
+            let stored: String = conn.query_row("SELECT level FROM alerts WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            assert_eq!(stored, crate::journal::triage::level_of(body), "the migration reads levels as new alerts do");
+        }
+    }
+
     /// FTS5 keeps its settings in the table's `_config` shadow table: the migration's
     /// `automerge` is there for a journal migrated from 7, and the index still answers.
     #[test]
@@ -352,7 +421,7 @@ mod tests {
     fn operation_name_words_migration_reindexes_events_indexed_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = Connection::open(dir.path().join("journal.db")).unwrap();
-        migrate_to(&mut conn, CURRENT - 1).unwrap();
+        migrate_to(&mut conn, 10).unwrap();
         conn.execute_batch(
             r#"INSERT INTO tenants (id, name, created_at) VALUES (1, 't', 0);
              INSERT INTO events (tenant, id, created_at, operation_name, raw)
