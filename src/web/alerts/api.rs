@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{DEFAULT_PAGE, alert_json, change_json, encode_cursor, parse_change, parse_params, rule_json};
-use crate::journal::{JournalError, TriageChange};
+use crate::journal::JournalError;
 use crate::query::{self, Cursor, EventFilter};
 use crate::timeutil::{format_rfc3339, now_secs};
 use crate::web::AppState;
@@ -259,17 +259,7 @@ pub async fn triage(
     let answer = state
         .journal
         .call(move |j| {
-            let ask = TriageChange {
-                status: change.status,
-                assignee: change.assignee.as_ref().map(|a| a.as_deref()),
-                note: &change.note,
-                by: &who.name,
-                at: now_secs(),
-            };
-            let Some(done) = j.triage_alert(&key, &ask)? else { return Ok(None) };
-            if let Some(c) = &done.change {
-                tracing::info!(alert = %key, user = %who.name, from = %c.from_status, to = %c.to_status, "alert triaged");
-            }
+            let Some(done) = super::apply(j, &key, &change, &who.name)? else { return Ok(None) };
             Ok(Some(json!({
                 "alert": alert_json(&done.alert, &rules),
                 "change": done.change.as_ref().map(change_json),

@@ -281,6 +281,29 @@ pub struct ChangeRequest {
     pub note: String,
 }
 
+/// Applies a validated change to alert `id` as user `by`, now, and logs it (blocking: run
+/// it through `Journal::call`). `None` when there is no such alert. The API and the
+/// console's form both triage through this.
+pub fn apply(
+    j: &crate::journal::Journal,
+    id: &str,
+    change: &ChangeRequest,
+    by: &str,
+) -> Result<Option<crate::journal::triage::Triaged>, crate::journal::JournalError> {
+    let ask = crate::journal::triage::TriageChange {
+        status: change.status,
+        assignee: change.assignee.as_ref().map(|a| a.as_deref()),
+        note: &change.note,
+        by,
+        at: crate::timeutil::now_secs(),
+    };
+    let done = j.triage_alert(id, &ask)?;
+    if let Some(c) = done.as_ref().and_then(|d| d.change.as_ref()) {
+        tracing::info!(alert = %id, user = %by, from = %c.from_status, to = %c.to_status, "alert triaged");
+    }
+    Ok(done)
+}
+
 /// Checks a change: a known status, an assignee and a note of sensible size without control
 /// characters (a note may have line breaks), and something to do.
 pub fn parse_change(

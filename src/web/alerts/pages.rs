@@ -15,7 +15,7 @@ use super::{
     AlertParams, DEFAULT_PAGE, LEVELS, MAX_ASSIGNEE, MAX_NOTE, ParamError, RuleBook, encode_cursor, parse_change,
     parse_params, path_segment, said,
 };
-use crate::journal::{AlertChange, AlertCounts, AlertGroup, AlertStatus, TriageChange, TriagedAlert};
+use crate::journal::{AlertChange, AlertCounts, AlertGroup, AlertStatus, TriagedAlert};
 use crate::query::{self, EventFilter};
 use crate::timeutil::{format_rfc3339, now_secs};
 use crate::web::auth::Role;
@@ -578,20 +578,7 @@ pub async fn triage(
     let key = id.clone();
     let done = state
         .journal
-        .call(move |j| {
-            let ask = TriageChange {
-                status: change.status,
-                assignee: change.assignee.as_ref().map(|a| a.as_deref()),
-                note: &change.note,
-                by: &who.name,
-                at: now_secs(),
-            };
-            let done = j.triage_alert(&key, &ask)?;
-            if let Some(c) = done.as_ref().and_then(|d| d.change.as_ref()) {
-                tracing::info!(alert = %key, user = %who.name, from = %c.from_status, to = %c.to_status, "alert triaged");
-            }
-            Ok(done.is_some())
-        })
+        .call(move |j| Ok(super::apply(j, &key, &change, &who.name)?.is_some()))
         .await;
     match done {
         Ok(true) => (StatusCode::SEE_OTHER, [(LOCATION, format!("{}#history", alert_href(&id)))]).into_response(),
