@@ -116,7 +116,8 @@ impl Auth {
         found
     }
 
-    pub fn token_matches(&self, given: &str) -> bool {
+    #[cfg(test)]
+    fn token_matches(&self, given: &str) -> bool {
         self.user_of(given).is_some()
     }
 
@@ -136,8 +137,9 @@ impl Auth {
         Some((id, self.identity_of(user)))
     }
 
-    /// A new session id for the first user (tests).
-    pub fn new_session(&self) -> String {
+    /// A new session id for the first user.
+    #[cfg(test)]
+    fn new_session(&self) -> String {
         let token = self.users[0].token.expose().to_string();
         self.log_in(&token).expect("the first user's token").0
     }
