@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
 use common::*;
@@ -61,15 +60,6 @@ tines_audit.suppress_for: 0s
     );
     std::fs::write(rules.join("test.yml"), yaml).unwrap();
     rules
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
 }
 
 struct Api {

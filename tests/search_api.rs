@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -13,15 +12,6 @@ use tines_audit::journal::{Journal, Record, WindowCommit};
 use tines_audit::mock::{DEMO_KEY, MockConfig};
 
 const WEB_TOKEN: &str = "search-api-token-SECRET-5e6f7a8b";
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
 
 struct Api {
     base: String,
@@ -120,17 +110,7 @@ async fn totals_facets_and_exports_agree_and_malformed_searches_are_400s() {
     let web = format!("[web]\nbind = \"127.0.0.1:{port}\"\ntoken_env = \"WEB_TOKEN\"\n");
     add_leaky_tenant(&dir.path().join("data"));
     let cfg = write_config(dir.path(), &mock.base_url(), "", &web);
-    let _d = Daemon(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("TEST_TINES_KEY", DEMO_KEY)
-            .env("WEB_TOKEN", WEB_TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _d = Daemon(spawn_run(&cfg, &dir.path().join("run.log"), &[("WEB_TOKEN", WEB_TOKEN)]));
     let api = Api { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
     let everything = mock_ids(&mock).len() as i64 + 3;
     let end = std::time::Instant::now() + Duration::from_secs(60);
@@ -299,17 +279,7 @@ async fn a_thousand_emails_in_user_was_a_500() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field \"usr\""), "{}", text(&refused));
 
     let cfg = write_config(dir.path(), &mock.base_url(), "", &web);
-    let _d = Daemon(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("TEST_TINES_KEY", DEMO_KEY)
-            .env("WEB_TOKEN", WEB_TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _d = Daemon(spawn_run(&cfg, &dir.path().join("run.log"), &[("WEB_TOKEN", WEB_TOKEN)]));
     let api = Api { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
     let end = std::time::Instant::now() + Duration::from_secs(60);
     while api.client.get(format!("{}/healthz", api.base)).send().await.is_err() {

@@ -176,6 +176,17 @@ pub async fn wait_settled(mock: &MockServer) {
 
 /// Starts `tines-audit run --config cfg` with the demo key as `TEST_TINES_KEY` and
 /// the extra environment, its logs going to `log`.
+/// A daemon stopped (SIGTERM, then waited for) when it goes out of scope, also when an
+/// assertion fails first.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn spawn_run(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let mut c = Command::new(BIN);
     c.args(["run", "--config"])

@@ -576,10 +576,7 @@ pub async fn triage(
         }
     };
     let key = id.clone();
-    let done = state
-        .journal
-        .call(move |j| Ok(super::apply(j, &key, &change, &who.name)?.is_some()))
-        .await;
+    let done = state.journal.call(move |j| Ok(super::apply(j, &key, &change, &who.name)?.is_some())).await;
     match done {
         Ok(true) => (StatusCode::SEE_OTHER, [(LOCATION, format!("{}#history", alert_href(&id)))]).into_response(),
         Ok(false) => not_found(&id, &csrf),
