@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::webdriver::Browser;
 use common::*;
 use serde_json::Value;
-use tines_audit::mock::{DEMO_KEY, MockConfig};
+use tines_audit::mock::{DEMO_KEY, MockConfig, MockServer};
 
 const WEB_TOKEN: &str = "console-test-token-0123456789";
 const XSS: &str = "<script>document.title='pwned'</script>\"><img src=x onerror=\"document.title='pwned'\">";
@@ -71,11 +71,20 @@ fn add_alert(data: &std::path::Path, tenant: &str, event_time: i64, n: i64, titl
     id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_in_headless_chromium() {
+/// The emulator with 20 days of history and `tines-audit run` with the console on it, once
+/// everything is collected and indexed.
+struct Console {
+    mock: MockServer,
+    dir: tempfile::TempDir,
+    _daemon: Daemon,
+    base: String,
+    total: i64,
+}
+
+async fn start_console(seed: u64) -> Console {
     let mock = start_mock(MockConfig {
         history: 3_000,
-        seed: 61,
+        seed,
         history_span: Duration::from_secs(20 * 86_400),
         ..Default::default()
     })
@@ -90,7 +99,7 @@ async fn console_in_headless_chromium() {
         "interval = \"1s\"",
         &format!("{}[web]\nbind = \"127.0.0.1:{port}\"\ntoken_env = \"WEB_TOKEN\"\n", file_sink(&out)),
     );
-    let _daemon = Daemon(
+    let daemon = Daemon(
         Command::new(BIN)
             .args(["run", "--config"])
             .arg(&cfg)
@@ -113,6 +122,25 @@ async fn console_in_headless_chromium() {
         assert!(std::time::Instant::now() < end, "the daemon did not collect and index {total} events");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Console { mock, dir, _daemon: daemon, base, total }
+}
+
+/// Logs the browser in with the token, landing on the events page.
+async fn log_in(b: &Browser, base: &str) {
+    b.goto(&format!("{base}/login")).await;
+    b.type_text(&b.find("input[name=token]").await, WEB_TOKEN).await;
+    b.click(&b.find("button[type=submit]").await).await;
+    b.wait_url("/events").await;
+    b.find("details.event").await;
+}
+
+fn shots() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts/console")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium() {
+    let Console { mock, dir, _daemon, base, total } = start_console(61).await;
     let now = tines_audit::timeutil::now_secs();
     let data = dir.path().join("data");
     let alert = add_alert(&data, TENANT, now - 3600, 1, "Mass credential deletion", &[1, 2]);
@@ -132,7 +160,7 @@ async fn console_in_headless_chromium() {
     let wrong = plain.get(format!("{base}/api/v1/events")).bearer_auth("not-the-token-at-all").send().await.unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
 
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts/console");
+    let shots = shots();
     let b = Browser::start().await;
 
     // Log in.
@@ -179,7 +207,8 @@ async fn console_in_headless_chromium() {
 
     // Open a record: the full raw record appears.
     let id = expected[0]["id"].as_i64().unwrap();
-    b.click(&b.find(&format!("details.event[data-id='{id}'] summary")).await).await;
+    // The time opens it (the other cells are links that narrow the search).
+    b.click(&b.find(&format!("details.event[data-id='{id}'] summary time")).await).await;
     let raw = b.find(&format!("details.event[data-id='{id}'] pre.raw")).await;
     assert!(b.displayed(&raw).await);
     let text = b.text(&raw).await;
@@ -274,4 +303,199 @@ async fn console_in_headless_chromium() {
     assert!(b.url().await.ends_with("/login"), "logged out");
     b.quit().await;
     mock.shutdown().await;
+}
+
+/// The numbers a page shows: the total and one facet's values with counts.
+async fn facet_api(base: &str, field: &str, filter: &str) -> Vec<(String, i64)> {
+    let (code, v) = api(base, &format!("/api/v1/events/facets?field={field}&limit=5&{filter}")).await;
+    assert_eq!(code, 200, "{v}");
+    v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["value"].as_str().unwrap().to_string(), x["count"].as_i64().unwrap()))
+        .collect()
+}
+
+async fn total_api(base: &str, filter: &str) -> i64 {
+    let (code, v) = api(base, &format!("/api/v1/events?limit=1&{filter}")).await;
+    assert_eq!(code, 200, "{v}");
+    v["total"].as_i64().unwrap()
+}
+
+/// The query string of the browser's address, decoded.
+async fn query_of(b: &Browser) -> Vec<(String, String)> {
+    let url = b.url().await;
+    let q = url.split_once('?').map_or("", |(_, q)| q).to_string();
+    url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+fn encode(pairs: &[(String, String)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(k, _)| k != "tz") {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pivots_excludes_zooms_and_links_events_in_chromium() {
+    let Console { mock, dir: _dir, _daemon, base, total } = start_console(62).await;
+    let shots = shots();
+    // The browser's clock is in India (UTC+05:30, no daylight saving): local time is visible.
+    let b = Browser::start_in_zone(Some("Asia/Kolkata")).await;
+    log_in(&b, &base).await;
+
+    // Top values beside the timeline, as the facets API counts them.
+    for field in ["user", "operation", "ip", "tenant", "category"] {
+        let want = facet_api(&base, field, "").await;
+        let mut shown = Vec::new();
+        for li in b.find_all(&format!("#top-{field} li")).await {
+            let text = b.text(&li).await;
+            let (value, count) = text.rsplit_once(|c: char| c.is_whitespace()).unwrap();
+            shown.push((value.trim_end_matches('−').trim().to_string(), count.parse::<i64>().unwrap()));
+        }
+        assert_eq!(shown, want, "top {field} values");
+    }
+    let y_axis = b.find_all("#timeline text.axis").await;
+    assert!(y_axis.len() >= 7, "a y-axis with ticks and time labels");
+    b.screenshot(&shots.join("7-top-values.png")).await;
+
+    // Pivot: the top operation narrows the search to it.
+    let op = facet_api(&base, "operation", "").await[0].clone();
+    b.click(&b.find("#top-operation li a.pivot").await).await;
+    b.wait_url("operation=").await;
+    assert_eq!(query_of(&b).await, vec![("operation".to_string(), op.0.clone())]);
+    assert_eq!(b.text(&b.find("#total").await).await, op.1.to_string(), "the count the top values promised");
+    for r in b.find_all("details.event summary").await {
+        assert!(b.text(&r).await.contains(&op.0), "every row is {}", op.0);
+    }
+    b.screenshot(&shots.join("8-pivot.png")).await;
+
+    // Exclude: the first row's user is excluded; the total is the API's for the same filter.
+    let user = b.attribute(&b.find("details.event summary span:nth-child(4) a.pivot").await, "title").await;
+    let user = user.strip_prefix("Only user ").unwrap().to_string();
+    b.click(&b.find("details.event summary span:nth-child(4) a.exclude").await).await;
+    b.wait_url("q=").await;
+    let q = query_of(&b).await;
+    assert!(q.contains(&("q".to_string(), format!("-user:{user}"))), "{q:?}");
+    let expected = total_api(&base, &encode(&q)).await;
+    assert!(expected < op.1, "the excluded user had events");
+    assert_eq!(b.text(&b.find("#total").await).await, expected.to_string());
+    for r in b.find_all("details.event summary").await {
+        assert!(!b.text(&r).await.contains(&user), "no row of {user}");
+    }
+    b.screenshot(&shots.join("9-exclude.png")).await;
+
+    // Zoom: a bar narrows the period to its own; the count is that bar's.
+    b.goto(&format!("{base}/events")).await;
+    b.click(&b.find("#timeline a.bar rect").await).await;
+    b.wait_url("from=").await;
+    let q = query_of(&b).await;
+    assert!(q.iter().any(|(k, _)| k == "to"), "{q:?}");
+    let zoomed = total_api(&base, &encode(&q)).await;
+    assert!(zoomed > 0 && zoomed < total, "one bar of {total}: {zoomed}");
+    assert_eq!(b.text(&b.find("#total").await).await, zoomed.to_string());
+    b.screenshot(&shots.join("10-zoom.png")).await;
+
+    // Permalink: an event's own page, the same event as the API's.
+    let first = b.find("details.event").await;
+    let seq = b.attribute(&first, "data-seq").await;
+    let id = b.attribute(&first, "data-id").await;
+    b.click(&b.find("details.event summary time").await).await;
+    b.click(&b.find("details.event a.permalink").await).await;
+    b.wait_url(&format!("/events/{seq}")).await;
+    let facts = b.text(&b.find("#facts").await).await;
+    assert!(facts.contains(&format!("Tines id {id}")) && facts.contains(TENANT), "{facts}");
+    let (code, ev) = api(&base, &format!("/api/v1/events/{seq}")).await;
+    assert_eq!((code, ev["id"].to_string()), (200, id.clone()));
+    b.click(&b.find("#around").await).await;
+    b.wait_url("from=").await;
+    assert!(b.find_all(&format!("details.event[data-seq='{seq}']")).await.len() == 1, "its neighbours include it");
+    b.goto(&format!("{base}/events/999999999")).await;
+    assert!(b.text(&b.find("#error").await).await.contains("no event 999999999"));
+
+    // A bad entry keeps the others and says which field is wrong.
+    b.goto(&format!("{base}/events")).await;
+    b.type_text(&b.find("#f-user").await, &user).await;
+    b.type_text(&b.find("#f-from").await, "yesterdayish").await;
+    b.type_text(&b.find("#f-q").await, XSS).await;
+    b.click(&b.find("#apply").await).await;
+    b.wait_url("from=yesterdayish").await;
+    assert!(b.text(&b.find("#error").await).await.starts_with("from:"));
+    assert_eq!(b.attribute(&b.find("#f-user").await, "value").await, user, "the user survives");
+    assert_eq!(b.attribute(&b.find("#f-q").await, "value").await, XSS, "the search text survives, as text");
+    assert_eq!(b.attribute(&b.find("#f-from").await, "aria-invalid").await, "true");
+    assert!(b.find_all("img").await.is_empty() && b.title().await != "pwned", "the payload stayed text");
+    b.screenshot(&shots.join("11-invalid.png")).await;
+
+    // Local time: the same instants, shown in the browser's zone.
+    b.goto(&format!("{base}/events?tz=local")).await;
+    let t = b.find("details.event summary time").await;
+    let utc = tines_audit::timeutil::parse_rfc3339(&b.attribute(&t, "datetime").await).unwrap();
+    let shown = b.text(&t).await;
+    let local = chrono_free_local(utc + 5 * 3600 + 1800);
+    assert_eq!(shown, local, "UTC {utc} shown at +05:30");
+    assert_eq!(b.text(&b.find(".tz-name").await).await, "UTC+05:30");
+
+    // Keys: / goes to the search box, Escape leaves it, n is the older page.
+    b.keys("/").await;
+    assert_eq!(b.focused_id().await, "f-q");
+    b.keys("\u{e00c}n").await;
+    b.wait_url("cursor=").await;
+    assert!(
+        query_of(&b).await.contains(&("tz".to_string(), "local".to_string())),
+        "the older page stays in local time"
+    );
+
+    // Export: the download holds every matching event.
+    let downloads = tempfile::tempdir().unwrap();
+    b.cdp("Browser.setDownloadBehavior", serde_json::json!({"behavior": "allow", "downloadPath": downloads.path()}))
+        .await;
+    b.goto(&format!("{base}/events?operation={}", op.0)).await;
+    b.click(&b.find("#export-csv").await).await;
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let csv = loop {
+        let done = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = done {
+            break std::fs::read_to_string(p).unwrap();
+        }
+        assert!(std::time::Instant::now() < end, "no CSV downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(csv.lines().count() as i64, op.1 + 1, "a header and every {} event", op.0);
+
+    // Dark mode and a phone's width.
+    b.cdp(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    )
+    .await;
+    b.goto(&format!("{base}/events")).await;
+    assert_eq!(b.css(&b.find("body").await, "background-color").await, "rgba(21, 23, 26, 1)", "dark");
+    b.screenshot(&shots.join("12-dark.png")).await;
+    b.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await;
+    b.goto(&format!("{base}/events")).await;
+    let fits = b.eval("return [document.documentElement.scrollWidth, window.innerWidth];").await;
+    assert!(
+        fits[0].as_i64() <= fits[1].as_i64() && fits[1].as_i64() == Some(420),
+        "no sideways scrolling at 420 px: {fits}"
+    );
+    assert!(b.displayed(&b.find("#top-values").await).await);
+    b.screenshot(&shots.join("13-narrow-dark.png")).await;
+    b.quit().await;
+    mock.shutdown().await;
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time, as the console script writes local times.
+fn chrono_free_local(t: i64) -> String {
+    tines_audit::timeutil::format_rfc3339(t).replace('T', " ").trim_end_matches('Z').to_string()
 }

@@ -343,6 +343,22 @@ pub fn search(
     Ok(SearchPage { events, next_cursor })
 }
 
+/// The event stored at journal `seq`, for its permalink (blocking); `None` when there is
+/// none (never stored, or removed by retention).
+pub fn by_seq(journal: &Journal, seq: i64, geo: &dyn CountryLookup) -> Result<Option<EventRow>, SearchError> {
+    let batch = journal.read_after(seq.saturating_sub(1), 1, usize::MAX)?;
+    let Some(e) = batch.get(0).filter(|e| e.seq == seq) else { return Ok(None) };
+    // Read back through the search, which gives the indexed fields the list shows.
+    let q = EventQuery {
+        tenants: vec![e.tenant.to_string()],
+        from: Some(e.created_at),
+        to: Some(e.created_at + 1),
+        before: Some((e.created_at, seq + 1)),
+        ..Default::default()
+    };
+    Ok(journal.search(&q, 1)?.into_iter().find(|f| f.seq == seq).map(|f| to_row(f, geo)))
+}
+
 /// Events matching `f` counted per time bucket of `bucket` seconds, oldest first:
 /// `(bucket start, count)`, only buckets with events.
 pub fn histogram(

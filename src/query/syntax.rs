@@ -150,14 +150,20 @@ fn field_prefix(s: &str) -> Option<(&str, &str)> {
 }
 
 fn tokens(q: &str) -> Result<Vec<Token>, FilterError> {
+    Ok(spanned_tokens(q)?.into_iter().map(|(t, _)| t).collect())
+}
+
+/// The tokens of `q`, each with the byte range of `q` it was read from.
+fn spanned_tokens(q: &str) -> Result<Vec<(Token, std::ops::Range<usize>)>, FilterError> {
     let mut out = Vec::new();
     let mut rest = q.trim_start();
+    let at = |s: &str| q.len() - s.len();
     while !rest.is_empty() {
         let (word, after) = bare(rest);
         if word == "OR" || word == "NOT" || word == "AND" {
             match word {
-                "OR" => out.push(Token::Or),
-                "NOT" => out.push(Token::Not),
+                "OR" => out.push((Token::Or, at(rest)..at(after))),
+                "NOT" => out.push((Token::Not, at(rest)..at(after))),
                 _ => {} // the default between terms, accepted for those who write it
             }
             rest = after.trim_start();
@@ -216,7 +222,7 @@ fn tokens(q: &str) -> Result<Vec<Token>, FilterError> {
             }
             (Term::Text(TextTerm { words: w.to_string(), prefix }), bare(body).0.to_string(), after)
         };
-        out.push(Token::Term { negated, term, shown });
+        out.push((Token::Term { negated, term, shown }, at(rest)..at(after)));
         rest = after.trim_start();
     }
     Ok(out)
@@ -324,9 +330,45 @@ pub fn clause(field: Field, value: &str, exclude: bool) -> String {
     format!("{}{}:{v}", if exclude { "-" } else { "" }, field.as_str())
 }
 
+/// `q` without the terms that narrow to values of `field` (`field:a`, `field:a OR field:b`),
+/// the rest as written: what a console link keeps when it narrows `field` to one value
+/// of its own. Exclusions (`-field:a`) stay. `None` when `q` does not parse.
+pub fn without_field(q: &str, field: Field) -> Option<String> {
+    let tokens = spanned_tokens(q).ok()?;
+    let mut kept: Vec<&str> = Vec::new();
+    // Whether the last term seen was dropped: an OR after it joins it to more of the same
+    // field (OR joins values of one field only), and goes with it.
+    let mut dropped_last = false;
+    for (token, span) in &tokens {
+        match token {
+            Token::Term { negated: false, term: Term::Field(f, _), .. } if *f == field => dropped_last = true,
+            Token::Or if dropped_last => {}
+            Token::Term { .. } => {
+                dropped_last = false;
+                kept.push(&q[span.clone()]);
+            }
+            Token::Or | Token::Not => kept.push(&q[span.clone()]),
+        }
+    }
+    Some(kept.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_field_drops_only_that_fields_inclusions() {
+        let q = r#"user:a OR user:"b c" phishing -user:d operation:X NOT "x y" user:e"#;
+        let rest = without_field(q, Field::User).unwrap();
+        assert_eq!(rest, r#"phishing -user:d operation:X NOT "x y""#);
+        let p = parse(&rest).unwrap();
+        assert!(p.fields.iter().all(|(f, _)| *f != Field::User));
+        assert_eq!(p.excluded, vec![(Field::User, "d".to_string())]);
+        assert_eq!(without_field("a OR b", Field::User).unwrap(), "a OR b");
+        assert_eq!(without_field("", Field::Ip).unwrap(), "");
+        assert_eq!(without_field("\"open", Field::Ip), None);
+    }
 
     fn t(w: &str, prefix: bool) -> TextTerm {
         TextTerm { words: w.into(), prefix }

@@ -137,6 +137,30 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
     }
 }
 
+/// `GET /api/v1/events/{seq}`: the event at a journal sequence number (its permalink).
+pub(super) async fn event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(seq): axum::extract::Path<String>,
+) -> Response {
+    if !state.auth.allows(&headers) {
+        return unauthorized_json();
+    }
+    let Some(seq) = seq.parse::<i64>().ok().filter(|s| *s > 0) else {
+        return error(StatusCode::BAD_REQUEST, "seq: give the event's journal sequence number, a positive integer");
+    };
+    let geo = state.geo.clone();
+    match state.journal.call(move |j| Ok(query::search::by_seq(j, seq, geo.as_ref()))).await {
+        Ok(Ok(Some(e))) => axum::Json(e.to_json()).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no event {seq} in the journal (never stored, or removed by retention)"),
+        ),
+        Ok(Err(e)) => search_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("lookup failed: {e}")),
+    }
+}
+
 pub(super) async fn histogram(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     if !state.auth.allows(&headers) {
         return unauthorized_json();

@@ -6,15 +6,15 @@
 
 use std::fmt::Write;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, PreEscaped, html};
 
 use super::{AppState, html_escape as esc};
-use crate::catalog::Category;
-use crate::query::{self, chart};
+use crate::query;
 use crate::timeutil::{format_rfc3339, now_secs};
 
 pub(super) const CSS: &str = include_str!("console.css");
@@ -23,19 +23,40 @@ pub(super) fn login_redirect() -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, "/login")]).into_response()
 }
 
+pub(super) const JS: &str = include_str!("console.js");
+
+/// A console page around `body` (already HTML): the stylesheet and the script inline (the
+/// Content-Security-Policy allows exactly these two by hash), the navigation, and the
+/// logout form with the session's CSRF token.
 pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
-    let nav = [("/events", "Events"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")]
-        .iter()
-        .map(|(href, name)| {
-            let cls = if *name == active { " class=\"active\"" } else { "" };
-            format!("<a href=\"{href}\"{cls}>{name}</a>")
-        })
-        .collect::<String>();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} · tines-audit</title><style>{CSS}</style></head><body><header><b>tines-audit</b><nav>{nav}</nav><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button id=\"logout\">Log out</button></form></header><main>{body}</main></body></html>",
-        esc(title),
-        esc(csrf)
-    ))
+    const NAV: [(&str, &str); 4] =
+        [("/events", "Events"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")];
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width,initial-scale=1";
+                    title { (title) " · tines-audit" }
+                    style { (PreEscaped(CSS)) }
+                    script { (PreEscaped(JS)) }
+                }
+                body {
+                    header {
+                        b { "tines-audit" }
+                        nav { @for (href, name) in NAV { a href=(href) .active[name == active] { (name) } } }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button #logout { "Log out" }
+                        }
+                    }
+                    main { (PreEscaped(body)) }
+                }
+            }
+        }
+        .into_string(),
+    )
 }
 
 fn age(secs: i64) -> String {
@@ -47,184 +68,11 @@ fn age(secs: i64) -> String {
     }
 }
 
-fn input(name: &str, label: &str, value: &str, hint: &str) -> String {
-    format!(
-        "<label>{label}<input name=\"{name}\" id=\"f-{name}\" value=\"{}\" placeholder=\"{}\"></label>",
-        esc(value),
-        esc(hint)
-    )
-}
-
-fn pretty(raw: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| raw.to_string())
-}
-
-fn query_string(pairs: &[(&str, String)]) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish()
-}
-
 pub(super) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.auth.allows(&headers) {
         return login_redirect();
     }
     (StatusCode::SEE_OTHER, [(LOCATION, "/events")]).into_response()
-}
-
-pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    if !state.auth.allows(&headers) {
-        return login_redirect();
-    }
-    let csrf = state.auth.csrf_token(&headers).unwrap_or_default();
-    let parsed = super::api::parse_query(raw.as_deref());
-    let args = parsed.as_ref().map(|q| q.args.clone()).unwrap_or_default();
-    let alert = parsed.as_ref().ok().and_then(|q| q.alert.clone());
-    let first = |v: &Vec<String>| v.join(", ");
-    let mut body = String::new();
-    let cats = Category::ALL
-        .iter()
-        .map(|c| {
-            let sel = if args.category.iter().any(|x| x == c.as_str()) { " selected" } else { "" };
-            format!("<option value=\"{0}\"{sel}>{0}</option>", c.as_str())
-        })
-        .collect::<String>();
-    let _ = write!(
-        body,
-        "<form id=\"filters\" method=\"get\" action=\"/events\" class=\"filters\">{}{}{}{}<label>Category<select name=\"category\" id=\"f-category\"><option value=\"\">any</option>{cats}</select></label>{}{}{}{}{}<button type=\"submit\" id=\"apply\">Search</button> <a href=\"/events\">Clear</a></form>",
-        // Refining the filters keeps to the alert's events.
-        alert
-            .as_deref()
-            .map_or(String::new(), |a| format!("<input type=\"hidden\" name=\"alert\" value=\"{}\">", esc(a))),
-        input("user", "User", &first(&args.user), "id, e-mail or name"),
-        input("operation", "Operation", &first(&args.operation), "e.g. CredentialDestruction"),
-        input("tenant", "Tenant", &first(&args.tenant), "any"),
-        input("from", "From", args.from.as_deref().unwrap_or(""), "30d or 2024-05-01"),
-        input("to", "To", args.to.as_deref().unwrap_or(""), "now"),
-        input("ip", "IP or CIDR", &first(&args.ip), "10.0.0.0/8"),
-        input("country", "Country", &first(&args.country), "IE"),
-        input("q", "Free text", args.text.as_deref().unwrap_or(""), "words, \"phrase\", prefix*"),
-    );
-    let q = match parsed {
-        Ok(q) => q,
-        Err(e) => {
-            let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", esc(&e));
-            return (StatusCode::BAD_REQUEST, page("Events", "Events", &body, &csrf)).into_response();
-        }
-    };
-    if let Some(a) = &alert {
-        let _ = write!(
-            body,
-            "<p class=\"meta\" id=\"alert-filter\">The events of alert <code>{}</code>. <a href=\"/events\">All events</a></p>",
-            esc(a)
-        );
-    }
-    let geo = state.geo.clone();
-    let (filter, cursor, limit) = (q.filter.clone(), q.cursor, q.limit.unwrap_or(50));
-    let result = state
-        .journal
-        .call(move |j| {
-            let run = || -> Result<_, query::SearchError> {
-                let page = query::search(j, &filter, cursor, limit, geo.as_ref())?;
-                let span = query::search::span(j, &filter, geo.as_ref())?;
-                let hist = match span {
-                    Some((a, b)) => {
-                        let (from, to) = (filter.from.unwrap_or(a), filter.to.unwrap_or(b + 1).min(now_secs() + 1));
-                        let bucket = chart::bucket_for((to - from).max(1));
-                        let from = from - from.rem_euclid(bucket);
-                        Some((query::histogram(j, &filter, bucket, geo.as_ref())?, from, to.max(from + bucket), bucket))
-                    }
-                    None => None,
-                };
-                Ok((page, hist, query::index::state(j)?))
-            };
-            Ok(run())
-        })
-        .await;
-    let (found, hist, index) = match result {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", esc(&e.to_string()));
-            return (StatusCode::BAD_REQUEST, page("Events", "Events", &body, &csrf)).into_response();
-        }
-        Err(e) => {
-            let _ = write!(body, "<p class=\"error\" id=\"error\">search failed: {}</p>", esc(&e.to_string()));
-            return (StatusCode::INTERNAL_SERVER_ERROR, page("Events", "Events", &body, &csrf)).into_response();
-        }
-    };
-    match &hist {
-        Some((points, from, to, bucket)) => {
-            let total: i64 = points.iter().map(|p| p.1).sum();
-            let _ = write!(
-                body,
-                "<div id=\"histogram\"><p class=\"meta\"><span id=\"total\">{total}</span> matching events, {} to {} ({} per bar)</p>{}</div>",
-                format_rfc3339(*from),
-                format_rfc3339(*to),
-                age(*bucket),
-                chart::bar_chart(points, *from, *to, *bucket, 960, 120)
-            );
-        }
-        None => body
-            .push_str("<div id=\"histogram\"><p class=\"meta\"><span id=\"total\">0</span> matching events</p></div>"),
-    }
-    if index.behind() > 0 {
-        let _ = write!(
-            body,
-            "<p class=\"meta\">The search index is {} events behind the journal: free text, names, networks, countries and categories do not see them yet.</p>",
-            index.behind()
-        );
-    }
-    if found.events.is_empty() {
-        body.push_str("<p id=\"empty\">No matching events.</p>");
-    }
-    body.push_str("<div id=\"events\"><div class=\"row head\"><span>Time (UTC)</span><span>Tenant</span><span>Operation</span><span>User</span><span>IP</span><span>Country</span></div>");
-    for e in &found.events {
-        let user = match (&e.user_email, &e.user_name) {
-            (Some(m), Some(n)) if !n.trim().is_empty() => format!("{n} <{m}>"),
-            (Some(m), _) => m.clone(),
-            (None, Some(n)) => n.clone(),
-            (None, None) => String::new(),
-        };
-        let _ = write!(
-            body,
-            "<details class=\"event\" data-id=\"{}\"><summary class=\"row\"><span>{}</span><span>{}</span><span title=\"{}\">{}</span><span>{}</span><span>{}</span><span>{}</span></summary><div class=\"record\"><p class=\"meta\">Tines id {} · journal seq {} · category {}</p><pre class=\"raw\">{}</pre></div></details>",
-            e.id,
-            e.created_at,
-            esc(&e.tenant),
-            esc(crate::catalog::find(&e.operation_name).map_or("", |o| o.description)),
-            esc(&e.operation_name),
-            esc(&user),
-            esc(e.request_ip.as_deref().unwrap_or("")),
-            esc(e.country.as_deref().unwrap_or("")),
-            e.id,
-            e.seq,
-            e.category,
-            esc(&pretty(&e.raw))
-        );
-    }
-    body.push_str("</div>");
-    let mut pairs = q.args.to_pairs();
-    if let Some(a) = &alert {
-        pairs.push(("alert", a.clone()));
-    }
-    if q.limit.is_some() {
-        pairs.push(("limit", limit.to_string()));
-    }
-    body.push_str("<p class=\"pager\">");
-    if q.cursor.is_some() {
-        let _ = write!(body, "<a href=\"/events?{}\" id=\"newest\">← Newest</a> ", esc(&query_string(&pairs)));
-    }
-    if let Some(c) = &found.next_cursor {
-        pairs.push(("cursor", c.clone()));
-        let _ = write!(body, "<a href=\"/events?{}\" id=\"older\">Older →</a>", esc(&query_string(&pairs)));
-    }
-    body.push_str("</p>");
-    page("Events", "Events", &body, &csrf).into_response()
 }
 
 pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -10,7 +10,9 @@ pub mod alerts;
 pub mod api;
 pub mod auth;
 mod console;
+mod events_page;
 mod posture_page;
+mod timeline;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -69,7 +71,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
         .route("/", get(console::home))
-        .route("/events", get(console::events))
+        .route("/events", get(events_page::events))
+        .route("/events/{seq}", get(events_page::event))
         .route("/alerts", get(alerts::pages::list))
         .route("/alerts/{id}", get(alerts::pages::detail))
         .route("/alerts/{id}/triage", axum::routing::post(alerts::pages::triage))
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/events/facets", get(api::facets))
         .route("/api/v1/events/export", get(api::export))
+        .route("/api/v1/events/{seq}", get(api::event))
         .route("/api/v1/histogram", get(api::histogram))
         .route("/api/v1/posture", get(posture_page::api))
         .route("/api/v1/openapi.json", get(api::openapi))
@@ -90,15 +94,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `style-src` hashes of the two stylesheets the pages carry inline: no other style
-/// and no script runs, whatever a record manages to put on a page.
+/// `script-src` and `style-src` hashes of the one script and the two stylesheets the pages
+/// carry inline: no other script or style runs, whatever a record manages to put on a page.
 static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
     use base64::Engine as _;
     use sha2::Digest as _;
     let hash = |css: &str| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css.as_bytes()));
     let policy = format!(
-        "default-src 'none'; style-src 'sha256-{}' 'sha256-{}'; img-src 'self' data:; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}' 'sha256-{}'; img-src 'self' data:; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        hash(console::JS),
         hash(console::CSS),
         hash(LOGIN_CSS)
     );

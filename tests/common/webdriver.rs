@@ -29,12 +29,21 @@ fn which(names: &[&str]) -> Option<PathBuf> {
 impl Browser {
     /// Starts chromedriver and a fresh headless Chromium session.
     pub async fn start() -> Browser {
+        Browser::start_in_zone(None).await
+    }
+
+    /// [`Browser::start`] with the browser's local time zone set (`TZ`, such as `Asia/Kolkata`).
+    pub async fn start_in_zone(zone: Option<&str>) -> Browser {
         let driver_bin = which(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
             .expect("chromedriver is missing: run scripts/install-test-deps.sh (Debian chromium and chromium-driver)");
         let chrome = which(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
             .expect("chromium is missing: run scripts/install-test-deps.sh");
         let port = free_port();
-        let driver = Command::new(driver_bin)
+        let mut driver = Command::new(driver_bin);
+        if let Some(z) = zone {
+            driver.env("TZ", z);
+        }
+        let driver = driver
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -185,6 +194,43 @@ impl Browser {
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
+    }
+
+    /// Presses and releases each key of `keys` on whatever has the focus (`\u{e00c}` is Escape).
+    pub async fn keys(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})])
+            .collect();
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "kb", "actions": actions}]})),
+        )
+        .await;
+    }
+
+    /// The `id` attribute of the element that has the focus.
+    pub async fn focused_id(&self) -> String {
+        let v = self.call(reqwest::Method::GET, "/element/active", None).await;
+        let el = v[ELEMENT].as_str().unwrap_or_else(|| panic!("no active element: {v}")).to_string();
+        self.attribute(&el, "id").await
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns: for reading
+    /// the layout, never for acting on the page.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// A Chrome DevTools command, through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params}))).await
+    }
+
+    /// Sets the window's size in CSS pixels.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
     }
 
     pub async fn quit(mut self) {
