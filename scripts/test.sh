@@ -28,8 +28,17 @@ eval "$(scripts/start-gcs.sh)"
 echo "== PostgreSQL (the shared journal's tests run against a real server)"
 eval "$(scripts/start-postgres.sh)"
 
-echo "== cargo test"
-cargo test --locked --all-targets
+if cargo nextest --version >/dev/null 2>&1; then
+  # Every test in its own process, slow ones of different files side by side (settings in
+  # .config/nextest.toml); then the benchmarks' short runs, which nextest does not list.
+  echo "== cargo nextest run (the library's, binaries' and integration tests)"
+  cargo nextest run --locked --lib --bins --tests --no-fail-fast
+  echo "== cargo test --benches (each benchmark's short run, as a smoke test)"
+  cargo test --locked --benches
+else
+  echo "== cargo test (cargo-nextest is not installed)"
+  cargo test --locked --all-targets
+fi
 
 echo "== fuzz: a short run of each target (longer runs: docs/fuzzing.md)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
