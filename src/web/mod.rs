@@ -11,6 +11,8 @@ pub mod api;
 pub mod auth;
 mod console;
 mod events_page;
+#[cfg(test)]
+mod page_tests;
 mod posture_page;
 mod timeline;
 
