@@ -2,17 +2,17 @@
 //! security-relevant state rebuilt from its audit history (`crate::posture`), at now
 //! or at a past moment, with who changed each entry, when, from where, the event,
 //! the note on why it exists (or a flag that it has none), and the drift alerts
-//! the daemon raised. Read-only; every value from a record or a note is escaped.
-
-use std::fmt::Write;
+//! the daemon raised. Read-only; rendered with `maud`, which escapes every value from a
+//! record or a note by construction.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 
+use super::AppState;
 use super::console::{login_redirect, page};
-use super::{AppState, html_escape as esc};
-use crate::posture::{Change, Kind, Options, Posture, PostureError};
+use crate::posture::{Change, Entry, Kind, Options, Posture, PostureError};
 use crate::timeutil::{format_rfc3339, now_secs};
 
 /// The page's query: `tenant` (default: the first in the journal) and `at`.
@@ -88,22 +88,55 @@ pub(super) async fn api(State(state): State<AppState>, headers: HeaderMap, RawQu
 }
 
 /// Who, when, from where, and a link to the event (its operation within its second).
-fn change_cell(tenant: &str, c: &Change) -> String {
+fn change_cell(tenant: &str, c: &Change) -> Markup {
     let link = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("tenant", tenant)
         .append_pair("operation", &c.operation)
         .append_pair("from", &c.time)
         .append_pair("to", &format_rfc3339(c.at + 1))
         .finish();
-    format!(
-        "{} <code>{}</code> by {}{} (<a href=\"/events?{}\">event {}</a>)",
-        esc(&c.time),
-        esc(&c.operation),
-        esc(&c.actor()),
-        c.request_ip.as_deref().map_or(String::new(), |ip| format!(" from {}", esc(ip))),
-        esc(&link),
-        c.event_id
-    )
+    html! {
+        (c.time) " " code { (c.operation) } " by " (c.actor())
+        @if let Some(ip) = &c.request_ip { " from " (ip) }
+        " (" a href={ "/events?" (link) } { "event " (c.event_id) } ")"
+    }
+}
+
+/// Why an entry exists: its latest note, or a flag when it wants one and has none.
+fn why(e: &Entry) -> Markup {
+    html! {
+        @match (&e.note, e.needs_note) {
+            (Some(n), _) => {
+                (n.why) " "
+                small {
+                    "(requested by " (n.requested_by) "; noted " (format_rfc3339(n.noted_at)) " by " (n.noted_by) ")"
+                }
+            }
+            (None, true) => { span.flag { "no note: why does it exist, and who asked?" } }
+            (None, false) => {}
+        }
+    }
+}
+
+fn entry_row(tenant: &str, kind: Kind, e: &Entry) -> Markup {
+    let fields = e.fields.iter().filter(|(k, _)| *k != "role" && *k != "value");
+    html! {
+        tr.entry data-kind=(kind.as_str()) data-id=(e.id) {
+            td {
+                b { (e.title) }
+                div { small { @for (i, (k, v)) in fields.enumerate() { @if i > 0 { br; } (k) ": " (v) } } }
+                @for d in e.doubts.iter().chain(&e.unknown) { div.doubt { (d) } }
+            }
+            td {
+                @match &e.since {
+                    Some(c) => { (change_cell(tenant, c)) }
+                    None => { "not in the history" }
+                }
+            }
+            td { @if let Some(c) = &e.last { (change_cell(tenant, c)) ": " (c.what) } }
+            td { (why(e)) }
+        }
+    }
 }
 
 /// `GET /posture`: the page.
@@ -118,97 +151,29 @@ pub(super) async fn view(State(state): State<AppState>, headers: HeaderMap, RawQ
         Ok(w) => (w.tenant.clone().unwrap_or_default(), w.at_text.clone()),
         Err(_) => (String::new(), String::new()),
     };
-    let mut body = String::from("<h1>Posture</h1><form method=\"get\" action=\"/posture\" id=\"posture-form\">");
-    body.push_str("<label>Tenant<select name=\"tenant\" id=\"f-tenant\">");
-    for t in &tenants {
-        let sel = if *t == tenant_v { " selected" } else { "" };
-        let _ = write!(body, "<option value=\"{0}\"{sel}>{0}</option>", esc(t));
-    }
-    let _ = write!(
-        body,
-        "</select></label><label>At<input name=\"at\" id=\"f-at\" value=\"{}\" placeholder=\"now, or 2026-01-31T00:00:00Z, or 30d\"></label><button id=\"apply\">Show</button></form>",
-        esc(&at_v)
-    );
+    let form = html! {
+        h1 { "Posture" }
+        form method="get" action="/posture" id="posture-form" {
+            label {
+                "Tenant"
+                select name="tenant" id="f-tenant" {
+                    @for t in &tenants { option value=(t) selected[*t == tenant_v] { (t) } }
+                }
+            }
+            label { "At" input name="at" id="f-at" value=(at_v) placeholder="now, or 2026-01-31T00:00:00Z, or 30d"; }
+            button id="apply" { "Show" }
+        }
+    };
+    let show = |rest: Markup| page("Posture", "Posture", &html! { (form) (rest) }.into_string(), &csrf);
+    let refused = |e: &str| html! { p.error #posture-error { (e) } };
     let w = match w {
         Ok(w) => w,
-        Err(e) => {
-            let _ = write!(body, "<p class=\"error\" id=\"posture-error\">{}</p>", esc(&e));
-            return (StatusCode::BAD_REQUEST, page("Posture", "Posture", &body, &csrf)).into_response();
-        }
+        Err(e) => return (StatusCode::BAD_REQUEST, show(refused(&e))).into_response(),
     };
     let p = match build(&state, &w).await {
         Ok(p) => p,
-        Err((code, e)) => {
-            let _ = write!(body, "<p class=\"error\" id=\"posture-error\">{}</p>", esc(&e));
-            return (code, page("Posture", "Posture", &body, &csrf)).into_response();
-        }
+        Err((code, e)) => return (code, show(refused(&e))).into_response(),
     };
-    let _ = write!(
-        body,
-        "<p id=\"posture-heading\">Tenant <b>{}</b> at {} (history from {}; {} posture event(s) read). Rebuilt from the audit trail; <code>tines-audit posture --live</code> compares it with the tenant.</p>",
-        esc(&p.tenant),
-        esc(&p.at_time),
-        p.history_from.map_or("no event yet".to_string(), format_rfc3339),
-        p.events
-    );
-    for kind in Kind::ALL {
-        let entries: Vec<_> = p.entries_of(kind).collect();
-        let _ = write!(body, "<h2 id=\"kind-{}\">{} ({})</h2>", kind.as_str(), esc(kind.title()), entries.len());
-        if entries.is_empty() {
-            body.push_str("<p>None in the history.</p>");
-            continue;
-        }
-        let _ = write!(
-            body,
-            "<table class=\"posture\" id=\"posture-{}\"><tr><th>Entry</th><th>In force since</th><th>Last change</th><th>Why</th></tr>",
-            kind.as_str()
-        );
-        for e in entries {
-            let fields: Vec<String> = e
-                .fields
-                .iter()
-                .filter(|(k, _)| *k != "role" && *k != "value")
-                .map(|(k, v)| format!("{}: {}", esc(k), esc(v)))
-                .collect();
-            let why = match (&e.note, e.needs_note) {
-                (Some(n), _) => format!(
-                    "{} <small>(requested by {}; noted {} by {})</small>",
-                    esc(&n.why),
-                    esc(&n.requested_by),
-                    format_rfc3339(n.noted_at),
-                    esc(&n.noted_by)
-                ),
-                (None, true) => "<span class=\"flag\">no note: why does it exist, and who asked?</span>".into(),
-                (None, false) => String::new(),
-            };
-            let mut doubts = String::new();
-            for d in e.doubts.iter().chain(&e.unknown) {
-                let _ = write!(doubts, "<div class=\"doubt\">{}</div>", esc(d));
-            }
-            let _ = write!(
-                body,
-                "<tr class=\"entry\" data-kind=\"{}\" data-id=\"{}\"><td><b>{}</b><div><small>{}</small></div>{doubts}</td><td>{}</td><td>{}</td><td>{why}</td></tr>",
-                kind.as_str(),
-                esc(&e.id),
-                esc(&e.title),
-                fields.join("<br>"),
-                e.since.as_ref().map_or("not in the history".into(), |c| change_cell(&p.tenant, c)),
-                e.last.as_ref().map_or(String::new(), |c| format!("{}: {}", change_cell(&p.tenant, c), esc(&c.what))),
-            );
-        }
-        body.push_str("</table>");
-    }
-    if p.unresolved_total > 0 {
-        let _ = write!(
-            body,
-            "<h2>Records that did not say what they changed ({})</h2><ul id=\"unresolved\">",
-            p.unresolved_total
-        );
-        for u in &p.unresolved {
-            let _ = write!(body, "<li>{}: {}</li>", change_cell(&p.tenant, &u.change), esc(&u.why));
-        }
-        body.push_str("</ul>");
-    }
     // The drift the daemon found (`[posture] check_every`), newest first.
     let tenant = p.tenant.clone();
     let drift = state
@@ -222,24 +187,44 @@ pub(super) async fn view(State(state): State<AppState>, headers: HeaderMap, RawQ
         })
         .await
         .unwrap_or_default();
-    body.push_str("<h2>Drift found by the daemon</h2>");
-    if drift.is_empty() {
-        body.push_str("<p id=\"no-drift\">No drift alert: either the daemon's checks (<code>[posture] check_every</code>) found the tenant as its history says, or they are off.</p>");
-    } else {
-        body.push_str("<ul id=\"drift\">");
-        for a in drift {
-            let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();
-            let _ = write!(
-                body,
-                "<li>{}: {}</li>",
-                format_rfc3339(a.raised_at),
-                esc(v["summary"].as_str().unwrap_or(&a.id))
-            );
+    show(html! {
+        p #posture-heading {
+            "Tenant " b { (p.tenant) } " at " (p.at_time) " (history from "
+            (p.history_from.map_or("no event yet".to_string(), format_rfc3339)) "; " (p.events)
+            " posture event(s) read). Rebuilt from the audit trail; " code { "tines-audit posture --live" }
+            " compares it with the tenant."
         }
-        body.push_str("</ul>");
-    }
-    for c in &p.caveats {
-        let _ = write!(body, "<p class=\"caveat\">{}</p>", esc(c));
-    }
-    page("Posture", "Posture", &body, &csrf).into_response()
+        @for kind in Kind::ALL {
+            @let entries: Vec<_> = p.entries_of(kind).collect();
+            h2 id={ "kind-" (kind.as_str()) } { (kind.title()) " (" (entries.len()) ")" }
+            @if entries.is_empty() {
+                p { "None in the history." }
+            } @else {
+                table class="posture" id={ "posture-" (kind.as_str()) } {
+                    tr { th { "Entry" } th { "In force since" } th { "Last change" } th { "Why" } }
+                    @for e in entries { (entry_row(&p.tenant, kind, e)) }
+                }
+            }
+        }
+        @if p.unresolved_total > 0 {
+            h2 { "Records that did not say what they changed (" (p.unresolved_total) ")" }
+            ul #unresolved { @for u in &p.unresolved { li { (change_cell(&p.tenant, &u.change)) ": " (u.why) } } }
+        }
+        h2 { "Drift found by the daemon" }
+        @if drift.is_empty() {
+            p #no-drift {
+                "No drift alert: either the daemon's checks (" code { "[posture] check_every" }
+                ") found the tenant as its history says, or they are off."
+            }
+        } @else {
+            ul #drift {
+                @for a in &drift {
+                    @let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();
+                    li { (format_rfc3339(a.raised_at)) ": " (v["summary"].as_str().unwrap_or(&a.id)) }
+                }
+            }
+        }
+        @for c in &p.caveats { p.caveat { (c) } }
+    })
+    .into_response()
 }
