@@ -4,8 +4,6 @@
 //! secret of a tenant or sink is ever on a page: every page passes through the
 //! secret registry on its way out (`web::redact_response`).
 
-use std::fmt::Write;
-
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -13,7 +11,7 @@ use axum::http::header::LOCATION;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, PreEscaped, html};
 
-use super::{AppState, html_escape as esc};
+use super::AppState;
 use crate::query;
 use crate::timeutil::{format_rfc3339, now_secs};
 
@@ -101,112 +99,113 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
         match snapshot {
             Ok(s) => s,
             Err(e) => {
-                return page("Status", "Status", &format!("<p class=\"error\">{}</p>", esc(&e.to_string())), &csrf)
-                    .into_response();
+                let body = html! { p.error { (e.to_string()) } };
+                return page("Status", "Status", &body.into_string(), &csrf).into_response();
             }
         };
     let now = now_secs();
+    let ago = |t: Option<i64>| t.map_or("—".to_string(), |t| format!("{} ago", age(now - t)));
+    let last_error = |e: &Option<String>, at: Option<i64>| match (e, at) {
+        (Some(e), Some(at)) => format!("{e} ({} ago)", age(now - at)),
+        _ => "—".into(),
+    };
     let tenants = crate::status::tenants();
     let sinks = crate::status::sinks();
-    let mut body = String::from("<h1>Status</h1>");
-    let _ = write!(
-        body,
-        "<p id=\"rates\">Journal: <b>{total}</b> events ({:.1} MiB). Collected in the last 5 minutes: <b>{last5}</b> ({:.1}/s); last hour: <b>{last60}</b>. Search index at seq {} of {max_seq}.</p>",
-        bytes as f64 / 1_048_576.0,
-        last5 as f64 / 300.0,
-        index.position
-    );
-    body.push_str("<h2>Tenants</h2><table id=\"tenants\"><tr><th>Tenant</th><th>Job</th><th>Position</th><th>Lag behind now</th><th>Last sync</th><th>Last error</th></tr>");
     let mut names: Vec<&String> = state.tenants.iter().collect();
     for p in &progress {
         if !names.contains(&&p.tenant) {
             names.push(&p.tenant);
         }
     }
-    for name in names {
-        let st = tenants.get(name.as_str()).cloned().unwrap_or_default();
-        let jobs: Vec<_> = progress.iter().filter(|p| &p.tenant == name).collect();
-        if jobs.is_empty() {
-            let _ = write!(body, "<tr><td>{}</td><td colspan=\"5\">not collected yet</td></tr>", esc(name));
+    let body = html! {
+        h1 { "Status" }
+        p #rates {
+            "Journal: " b { (total) } " events (" (format!("{:.1}", bytes as f64 / 1_048_576.0)) " MiB). "
+            "Collected in the last 5 minutes: " b { (last5) } " (" (format!("{:.1}", last5 as f64 / 300.0)) "/s); "
+            "last hour: " b { (last60) } ". Search index at seq " (index.position) " of " (max_seq) "."
         }
-        for p in jobs {
-            let lag = match (p.range_end, p.finished_at) {
-                (None, _) => age(now - p.position),
-                (Some(_), Some(_)) => "finished".into(),
-                (Some(end), None) => format!("{} to go", age(end - p.position)),
-            };
-            let last_sync = st.last_success.map_or("—".to_string(), |t| format!("{} ago", age(now - t)));
-            let last_error = match (&st.last_error, st.last_error_at) {
-                (Some(e), Some(at)) => format!("{} ({} ago)", esc(e), age(now - at)),
-                _ => "—".into(),
-            };
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{lag}</td><td>{last_sync}</td><td>{last_error}</td></tr>",
-                esc(&p.tenant),
-                esc(&p.job),
-                format_rfc3339(p.position)
-            );
+        h2 { "Tenants" }
+        table #tenants {
+            tr {
+                th { "Tenant" } th { "Job" } th { "Position" } th { "Lag behind now" } th { "Last sync" }
+                th { "Last error" }
+            }
+            @for name in names {
+                @let st = tenants.get(name.as_str()).cloned().unwrap_or_default();
+                @let jobs: Vec<_> = progress.iter().filter(|p| &p.tenant == name).collect();
+                @if jobs.is_empty() {
+                    tr { td { (name) } td colspan="5" { "not collected yet" } }
+                }
+                @for p in jobs {
+                    @let lag = match (p.range_end, p.finished_at) {
+                        (None, _) => age(now - p.position),
+                        (Some(_), Some(_)) => "finished".into(),
+                        (Some(end), None) => format!("{} to go", age(end - p.position)),
+                    };
+                    tr {
+                        td { (p.tenant) } td { (p.job) } td { (format_rfc3339(p.position)) } td { (lag) }
+                        td { (ago(st.last_success)) } td { (last_error(&st.last_error, st.last_error_at)) }
+                    }
+                }
+            }
         }
-    }
-    // What collection learnt about the API beside the events: its clock, the records it could
-    // not store, and the late events reconciliation found.
-    body.push_str("</table><h2>Collection checks</h2><table id=\"checks\"><tr><th>Tenant</th><th>API clock</th><th>Quarantined records</th><th>Last reconciliation</th><th>Late events found (this process)</th></tr>");
-    for (name, st) in &tenants {
-        let clock = match st.api_clock_offset_secs {
-            None => "—".to_string(),
-            Some(0) => "in step with ours".to_string(),
-            Some(o) if o > 0 => format!("{o} s ahead of ours"),
-            Some(o) => format!("{} s behind ours", -o),
-        };
-        let q = quarantined.iter().find(|(t, _)| t == name).map_or(0, |(_, n)| *n);
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{clock}</td><td>{q}</td><td>{}</td><td>{}</td></tr>",
-            esc(name),
-            st.last_reconcile.map_or("—".to_string(), |t| format!("{} ago", age(now - t))),
-            st.reconcile_found
-        );
-    }
-    body.push_str("</table><h2>Sinks</h2><table id=\"sinks\"><tr><th>Sink</th><th>Offset (seq)</th><th>Backlog</th><th>Last delivery</th><th>Last error</th></tr>");
-    for (name, off) in &consumers {
-        let st = sinks.get(name.as_str()).cloned().unwrap_or_default();
-        let last_error = match (&st.last_error, st.last_error_at) {
-            (Some(e), Some(at)) => format!("{} ({} ago)", esc(e), age(now - at)),
-            _ => "—".into(),
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{last_error}</td></tr>",
-            esc(name),
-            off.position,
-            max_seq - off.position,
-            st.last_success.map_or("—".to_string(), |t| format!("{} ago", age(now - t)))
-        );
-    }
-    // The last signed checkpoint of each tenant's chain: what `tines-audit verify` and an
-    // auditor with the public key can hold the journal to.
-    body.push_str("</table><h2>Signed checkpoints</h2><table id=\"checkpoints\"><tr><th>Tenant</th><th>Last checkpoint</th><th>Signed</th><th>Chain position</th><th>Why</th><th>Key</th></tr>");
-    if checkpoints.is_empty() {
-        body.push_str("<tr><td colspan=\"6\">none yet: the first is signed after the first collection</td></tr>");
-    }
-    for c in &checkpoints {
-        let Some(p) = c.parse() else { continue };
-        let signed = crate::timeutil::parse_rfc3339(&p.time)
-            .map_or(p.time.clone(), |t| format!("{} ({} ago)", p.time, age(now - t)));
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            esc(&c.tenant),
-            p.number,
-            esc(&signed),
-            p.chain_n,
-            esc(&p.reason),
-            esc(&p.key)
-        );
-    }
-    body.push_str("</table>");
-    page("Status", "Status", &body, &csrf).into_response()
+        // What collection learnt about the API beside the events: its clock, the records it
+        // could not store, and the late events reconciliation found.
+        h2 { "Collection checks" }
+        table #checks {
+            tr {
+                th { "Tenant" } th { "API clock" } th { "Quarantined records" } th { "Last reconciliation" }
+                th { "Late events found (this process)" }
+            }
+            @for (name, st) in &tenants {
+                @let clock = match st.api_clock_offset_secs {
+                    None => "—".to_string(),
+                    Some(0) => "in step with ours".to_string(),
+                    Some(o) if o > 0 => format!("{o} s ahead of ours"),
+                    Some(o) => format!("{} s behind ours", -o),
+                };
+                tr {
+                    td { (name) } td { (clock) }
+                    td { (quarantined.iter().find(|(t, _)| t == name).map_or(0, |(_, n)| *n)) }
+                    td { (ago(st.last_reconcile)) } td { (st.reconcile_found) }
+                }
+            }
+        }
+        h2 { "Sinks" }
+        table #sinks {
+            tr { th { "Sink" } th { "Offset (seq)" } th { "Backlog" } th { "Last delivery" } th { "Last error" } }
+            @for (name, off) in &consumers {
+                @let st = sinks.get(name.as_str()).cloned().unwrap_or_default();
+                tr {
+                    td { (name) } td { (off.position) } td { (max_seq - off.position) } td { (ago(st.last_success)) }
+                    td { (last_error(&st.last_error, st.last_error_at)) }
+                }
+            }
+        }
+        // The last signed checkpoint of each tenant's chain: what `tines-audit verify` and an
+        // auditor with the public key can hold the journal to.
+        h2 { "Signed checkpoints" }
+        table #checkpoints {
+            tr {
+                th { "Tenant" } th { "Last checkpoint" } th { "Signed" } th { "Chain position" } th { "Why" }
+                th { "Key" }
+            }
+            @if checkpoints.is_empty() {
+                tr { td colspan="6" { "none yet: the first is signed after the first collection" } }
+            }
+            @for c in &checkpoints {
+                @if let Some(p) = c.parse() {
+                    @let signed = crate::timeutil::parse_rfc3339(&p.time)
+                        .map_or(p.time.clone(), |t| format!("{} ({} ago)", p.time, age(now - t)));
+                    tr {
+                        td { (c.tenant) } td { (p.number) } td { (signed) } td { (p.chain_n) } td { (p.reason) }
+                        td { code { (p.key) } }
+                    }
+                }
+            }
+        }
+    };
+    page("Status", "Status", &body.into_string(), &csrf).into_response()
 }
 
 #[cfg(test)]
