@@ -6,7 +6,6 @@ use std::fmt::Write;
 use super::{Control, Report, Section};
 use crate::query::chart::bar_chart;
 use crate::timeutil::format_rfc3339;
-use crate::web::html_escape as esc;
 
 /// Events listed per section in HTML and Markdown (the CSV has them all).
 const LISTED: usize = 200;
@@ -795,4 +794,21 @@ fn posture_csv(o: &mut String, r: &Report) {
             }
         }
     }
+}
+
+/// Escapes text for HTML element content and attribute values (the report is written with
+/// `write!`; the console's pages go through `maud`, which escapes by itself).
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
