@@ -24,7 +24,13 @@ pub(super) fn login_redirect() -> Response {
 }
 
 pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
-    let nav = [("/events", "Events"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")]
+    let nav = [
+        ("/events", "Events"),
+        ("/searches", "Searches"),
+        ("/alerts", "Alerts"),
+        ("/posture", "Posture"),
+        ("/status", "Status"),
+    ]
         .iter()
         .map(|(href, name)| {
             let cls = if *name == active { " class=\"active\"" } else { "" };
@@ -385,6 +391,7 @@ mod tests {
             },
             geo: Arc::new(crate::query::geo::NoCountries),
             rules: Arc::new(crate::web::alerts::RuleBook::default()),
+            signing_key: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
