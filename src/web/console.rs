@@ -31,12 +31,12 @@ pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<St
         ("/posture", "Posture"),
         ("/status", "Status"),
     ]
-        .iter()
-        .map(|(href, name)| {
-            let cls = if *name == active { " class=\"active\"" } else { "" };
-            format!("<a href=\"{href}\"{cls}>{name}</a>")
-        })
-        .collect::<String>();
+    .iter()
+    .map(|(href, name)| {
+        let cls = if *name == active { " class=\"active\"" } else { "" };
+        format!("<a href=\"{href}\"{cls}>{name}</a>")
+    })
+    .collect::<String>();
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} · tines-audit</title><style>{CSS}</style></head><body><header><b>tines-audit</b><nav>{nav}</nav><form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button id=\"logout\">Log out</button></form></header><main>{body}</main></body></html>",
         esc(title),

@@ -88,7 +88,7 @@ struct Wanted {
 
 /// Reads `tenant`, `from`, `to`, `framework` and `format` (the filter parameters' own names
 /// and syntax); anything else is refused by name.
-fn read(raw: Option<&str>) -> Result<Given, (Given, String)> {
+fn read(raw: Option<&str>) -> Result<Given, String> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -104,10 +104,7 @@ fn read(raw: Option<&str>) -> Result<Given, (Given, String)> {
         }
         _ => false,
     });
-    match args {
-        Ok(args) => Ok(Given { args, framework, format }),
-        Err(e) => Err((Given { args: FilterArgs::default(), framework, format }, e.0)),
-    }
+    Ok(Given { args: args.map_err(|e| e.0)?, framework, format })
 }
 
 impl Given {
@@ -236,7 +233,7 @@ pub(super) async fn api(State(state): State<AppState>, headers: HeaderMap, RawQu
         return super::api::unauthorized_json();
     }
     let error = |code: StatusCode, message: String| (code, axum::Json(json!({"error": message}))).into_response();
-    let wanted = match read(raw.as_deref()).map_err(|(_, e)| e).and_then(|g| g.check(now_secs())) {
+    let wanted = match read(raw.as_deref()).and_then(|g| g.check(now_secs())) {
         Ok(w) => w,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -334,7 +331,7 @@ pub(super) async fn view(State(state): State<AppState>, headers: HeaderMap, RawQ
     }
     let given = match read(raw.as_deref()) {
         Ok(g) => g,
-        Err((g, e)) => return show(StatusCode::BAD_REQUEST, &g, Some(&e)),
+        Err(e) => return show(StatusCode::BAD_REQUEST, &Given::default(), Some(&e)),
     };
     let wanted = match given.check(now_secs()) {
         Ok(w) => w,
@@ -354,13 +351,13 @@ mod tests {
     use super::*;
 
     fn check(q: &str) -> Result<Wanted, String> {
-        read(Some(q)).map_err(|(_, e)| e)?.check(1_717_200_000)
+        read(Some(q))?.check(1_717_200_000)
     }
 
     #[test]
     fn a_report_request_is_checked_and_each_refusal_names_its_parameter() {
-        let w = check("tenant=acme,globex&tenant=acme&from=2024-05-01&to=2024-06-01&framework=ISO27001&format=md")
-            .unwrap();
+        let w =
+            check("tenant=acme,globex&tenant=acme&from=2024-05-01&to=2024-06-01&framework=ISO27001&format=md").unwrap();
         assert_eq!((w.framework, w.format), (Framework::Iso27001, Format::Md));
         assert_eq!((w.from, w.to), (1_714_521_600, 1_717_200_000));
         assert_eq!(w.tenants, vec!["acme", "globex"], "each once");

@@ -73,7 +73,8 @@ fn canonical(query: &str, paging: Paging) -> Result<String, String> {
     };
     let q = super::api::parse_query(Some(query))?;
     if paging == Paging::Refuse {
-        for (name, given) in [("cursor", q.cursor.is_some()), ("limit", q.limit.is_some()), ("bucket", q.bucket.is_some())]
+        for (name, given) in
+            [("cursor", q.cursor.is_some()), ("limit", q.limit.is_some()), ("bucket", q.bucket.is_some())]
         {
             if given {
                 return Err(format!("{name}: a saved search keeps the filters, not a page of them; leave {name} out"));
@@ -120,12 +121,14 @@ pub(super) fn describe(query: &str) -> String {
         ("IP", &args.ip),
         ("country", &args.country),
     ] {
-        let all: Vec<&str> = values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
+        let all: Vec<&str> =
+            values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
         if !all.is_empty() {
             parts.push(format!("{label} {}", all.join(" or ")));
         }
     }
-    let when = |v: &str| if looks_like_age(v) && !v.eq_ignore_ascii_case("now") { format!("{v} ago") } else { v.into() };
+    let when =
+        |v: &str| if looks_like_age(v) && !v.eq_ignore_ascii_case("now") { format!("{v} ago") } else { v.into() };
     if let Some(v) = &args.from {
         parts.push(format!("from {}", when(v)));
     }
@@ -167,12 +170,7 @@ fn not_yours(who: &Identity, s: &SavedSearch) -> String {
 }
 
 /// Saves a checked search for `who`: the stored search, or the status and message that refused it.
-async fn save(
-    state: &AppState,
-    who: &Identity,
-    name: &str,
-    query: &str,
-) -> Result<SavedSearch, (StatusCode, String)> {
+async fn save(state: &AppState, who: &Identity, name: &str, query: &str) -> Result<SavedSearch, (StatusCode, String)> {
     let bad = |e| (StatusCode::BAD_REQUEST, e);
     let name = check_name(name).map_err(bad)?;
     let query = canonical(query, Paging::Refuse).map_err(bad)?;
@@ -245,10 +243,8 @@ pub(super) async fn create(State(state): State<AppState>, headers: HeaderMap, bo
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match save(&state, &who, &name, &query).await {
-        Ok(s) => {
-            (StatusCode::CREATED, [(LOCATION, format!("/api/v1/searches/{}", s.id))], axum::Json(search_json(&s)))
-                .into_response()
-        }
+        Ok(s) => (StatusCode::CREATED, [(LOCATION, format!("/api/v1/searches/{}", s.id))], axum::Json(search_json(&s)))
+            .into_response(),
         Err((code, message)) => error(code, message),
     }
 }
