@@ -29,8 +29,8 @@ pub(super) const JS: &str = include_str!("console.js");
 /// Content-Security-Policy allows exactly these two by hash), the navigation, and the
 /// logout form with the session's CSRF token.
 pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
-    const NAV: [(&str, &str); 4] =
-        [("/events", "Events"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")];
+    const NAV: [(&str, &str); 5] =
+        [("/events", "Events"), ("/searches", "Searches"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")];
     Html(
         html! {
             (DOCTYPE)
@@ -233,6 +233,7 @@ mod tests {
             },
             geo: Arc::new(crate::query::geo::NoCountries),
             rules: Arc::new(crate::web::alerts::RuleBook::default()),
+            signing_key: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
