@@ -192,10 +192,13 @@ async fn the_console_refuses_foreign_hosts_forged_forms_and_token_guessing() {
         "/alerts",
         "/alerts/nope",
         "/posture",
+        "/searches",
+        "/reports",
         "/status",
         "/api/v1/events",
         "/api/v1/events/1",
         "/api/v1/alerts",
+        "/api/v1/searches",
         "/healthz",
         "/nope",
     ];
