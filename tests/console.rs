@@ -510,7 +510,11 @@ async fn console_pivots_excludes_zooms_and_links_events_in_chromium() {
 async fn downloaded(dir: &std::path::Path, ext: &str) -> String {
     let end = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let done = std::fs::read_dir(dir).unwrap().filter_map(Result::ok).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == ext));
+        let done = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext));
         if let Some(p) = done {
             return std::fs::read_to_string(p).unwrap();
         }
