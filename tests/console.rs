@@ -454,20 +454,31 @@ async fn console_pivots_excludes_zooms_and_links_events_in_chromium() {
         .await;
     b.goto(&format!("{base}/events?operation={}", op.0)).await;
     b.click(&b.find("#export-csv").await).await;
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    let csv = loop {
-        let done = std::fs::read_dir(downloads.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "csv"));
-        if let Some(p) = done {
-            break std::fs::read_to_string(p).unwrap();
-        }
-        assert!(std::time::Instant::now() < end, "no CSV downloaded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let csv = downloaded(downloads.path(), "csv").await;
     assert_eq!(csv.lines().count() as i64, op.1 + 1, "a header and every {} event", op.0);
+
+    // Save the search, find it listed, open it again: the same events.
+    b.click(&b.find("#tools summary").await).await;
+    let name = format!("Every {} {XSS}", op.0);
+    b.type_text(&b.find("#save-search-name").await, &name).await;
+    b.click(&b.find("#save-search-button").await).await;
+    b.wait_url("/events?operation=").await;
+    b.click(&b.find("nav a[href='/searches']").await).await;
+    b.wait_url("/searches").await;
+    let listed = b.text(&b.find("#searches").await).await;
+    assert!(listed.contains(&name), "listed by name, as written: {listed}");
+    assert!(b.find_all("img").await.is_empty() && b.title().await != "pwned", "the name stayed text");
+    b.screenshot(&shots.join("14-saved-searches.png")).await;
+    b.click(&b.find("#searches a[href^='/events?']").await).await;
+    b.wait_url("operation=").await;
+    assert_eq!(b.text(&b.find("#total").await).await, op.1.to_string(), "the saved search replays");
+
+    // A compliance report for the search's tenants and period, from the page.
+    b.goto(&format!("{base}/events?tenant={TENANT}&from=30d")).await;
+    b.click(&b.find("#tools summary").await).await;
+    b.click(&b.find("#report-download").await).await;
+    let report = downloaded(downloads.path(), "html").await;
+    assert!(report.contains(TENANT) && report.to_lowercase().contains("soc 2"), "a SOC 2 report on {TENANT}");
 
     // Dark mode and a phone's width.
     b.cdp(
@@ -493,6 +504,23 @@ async fn console_pivots_excludes_zooms_and_links_events_in_chromium() {
     b.screenshot(&shots.join("13-narrow-dark.png")).await;
     b.quit().await;
     mock.shutdown().await;
+}
+
+/// The text of the first file with extension `ext` the browser finishes downloading into `dir`.
+async fn downloaded(dir: &std::path::Path, ext: &str) -> String {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext));
+        if let Some(p) = done {
+            return std::fs::read_to_string(p).unwrap();
+        }
+        assert!(std::time::Instant::now() < end, "no .{ext} downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of a Unix time, as the console script writes local times.

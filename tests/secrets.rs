@@ -153,6 +153,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/events/{seq}"),
     ("GET", "/events/1"),
     ("GET", "/events/x"),
+    ("GET", "/searches"),
+    ("POST", "/searches"),
+    ("POST", "/searches/{id}/delete"),
+    ("GET", "/reports"),
+    ("GET", "/reports?tenant=nope&from=1d&framework=soc2"),
     ("GET", "/status"),
     ("GET", "/posture"),
     ("GET", "/posture?at=bogus"),
@@ -177,6 +182,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/alerts/{id}/events"),
     ("PATCH", "/api/v1/alerts/{id}"),
     ("GET", "/api/v1/rules/{id}"),
+    ("GET", "/api/v1/searches"),
+    ("POST", "/api/v1/searches"),
+    ("GET", "/api/v1/searches/{id}"),
+    ("DELETE", "/api/v1/searches/{id}"),
+    ("GET", "/api/v1/reports"),
+    ("GET", "/api/v1/reports?from=1d&framework=soc2&format=md"),
     ("GET", "/nope"),
 ];
 
@@ -217,6 +228,7 @@ async fn fetch_every_route(base: &str, token: &str) -> Fetched {
                 }
                 "POST" => client.post(&url),
                 "PATCH" => client.patch(&url).body(r#"{"status": "closed", "note": "secrets test"}"#),
+                "DELETE" => client.delete(&url),
                 _ => client.get(&url),
             };
             if with_token {

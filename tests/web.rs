@@ -184,7 +184,25 @@ async fn the_console_refuses_foreign_hosts_forged_forms_and_token_guessing() {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
     // Security headers on every page and answer, with and without the token.
-    for path in ["/login", "/events", "/alerts", "/status", "/api/v1/events", "/healthz", "/nope"] {
+    let paths = [
+        "/login",
+        "/events",
+        "/events?from=bogus",
+        "/events/1",
+        "/alerts",
+        "/alerts/nope",
+        "/posture",
+        "/searches",
+        "/reports",
+        "/status",
+        "/api/v1/events",
+        "/api/v1/events/1",
+        "/api/v1/alerts",
+        "/api/v1/searches",
+        "/healthz",
+        "/nope",
+    ];
+    for path in paths {
         for token in [None, Some(WEB_TOKEN)] {
             let mut r = client.get(format!("{base}{path}"));
             if let Some(t) = token {

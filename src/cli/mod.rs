@@ -691,6 +691,7 @@ pub async fn start_web(
         readiness: settings.readiness.clone(),
         geo: crate::query::geo::for_settings(Some(settings)),
         rules: Arc::new(rules),
+        signing_key: Some(settings.signing_key()),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "console, API, /metrics and /readyz listening");

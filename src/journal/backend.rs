@@ -22,7 +22,8 @@ use super::dump::Row;
 use super::triage::{AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
 use super::{
     AlertRow, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress, Quarantined,
-    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
+    QuarantinedRow, ReconcileFind, ReconcilePass, Record, SaveOutcome, SavedSearch, SelftestRun, SliceCounts,
+    WindowCommit,
 };
 
 /// How far the search index has got.
@@ -340,6 +341,18 @@ pub trait Backend: Send + Sync {
     fn add_posture_note(&self, note: &PostureNote) -> Result<PostureNote, JournalError>;
     /// Every note of a tenant, in the order written.
     fn posture_notes(&self, tenant: &str) -> Result<Vec<PostureNote>, JournalError>;
+
+    // --- saved searches (web::searches) ----------------------------------------------------
+
+    /// Stores a search (its `id` is ignored) under a new id, unless another has the same
+    /// name by [`SavedSearch::name_key`] or `max` are stored already; atomic with that check,
+    /// so two people saving one name at once get one search and one refusal.
+    fn save_search(&self, search: &SavedSearch, max: usize) -> Result<SaveOutcome, JournalError>;
+    /// Saved searches by name key (bytewise), at most `limit`.
+    fn saved_searches(&self, limit: usize) -> Result<Vec<SavedSearch>, JournalError>;
+    fn saved_search(&self, id: i64) -> Result<Option<SavedSearch>, JournalError>;
+    /// Deletes a saved search; whether there was one with this id. Its id is not handed out again.
+    fn delete_saved_search(&self, id: i64) -> Result<bool, JournalError>;
 
     // --- self-test (detect::selftest) -------------------------------------------------------
 

@@ -732,6 +732,10 @@ fn populated(kind: Kind) -> super::testing::Fresh {
     j.record_reconcile_find(&find).unwrap();
     j.add_posture_note(&note("t", "ip_rule", "203.0.113.0/24", "office VPN", 40)).unwrap();
     j.record_selftest(&selftest_run("run-1", 1_500, false)).unwrap();
+    // Two saved searches, the newer deleted: its id must not be handed out again after a copy.
+    assert!(matches!(j.save_search(&saved("Failed logins", "ann", 41), 10).unwrap(), SaveOutcome::Saved(_)));
+    let SaveOutcome::Saved(gone) = j.save_search(&saved("gone", "ann", 42), 10).unwrap() else { panic!() };
+    assert!(j.delete_saved_search(gone.id).unwrap());
     // The newest event (u's, seq 21, created long ago) goes; its number must never come back.
     assert_eq!(j.prune(500, 21, None).unwrap(), 1);
     assert_eq!((j.max_seq().unwrap(), j.count_events(None).unwrap()), (21, 20));
@@ -772,6 +776,46 @@ fn posture_notes_are_kept_in_order_per_tenant_and_never_replaced(kind: Kind) {
 }
 
 crate::on_every_backend!(posture_notes_are_kept_in_order_per_tenant_and_never_replaced);
+
+fn saved(name: &str, owner: &str, at: i64) -> SavedSearch {
+    SavedSearch { id: 0, name: name.into(), query: format!("q={}", name.len()), owner: owner.into(), created_at: at }
+}
+
+fn stored(outcome: SaveOutcome) -> SavedSearch {
+    match outcome {
+        SaveOutcome::Saved(s) => s,
+        other => panic!("not saved: {other:?}"),
+    }
+}
+
+/// Saved searches: one per name whatever its case and spaces (the refusal names the search
+/// that has it), listed by name, read and deleted by id, capped at `max`, and an id is
+/// never handed out twice, after a delete or a reopen.
+fn saved_searches_keep_one_per_name_list_by_name_and_never_reuse_an_id(kind: Kind) {
+    let j = fresh(kind);
+    assert!(j.saved_searches(10).unwrap().is_empty());
+    let a = stored(j.save_search(&saved("Failed logins", "ann", 10), 10).unwrap());
+    let b = stored(j.save_search(&saved("admin changes", "bob", 11), 10).unwrap());
+    let c = stored(j.save_search(&saved("Zürich <script>", "ann", 12), 10).unwrap());
+    assert!(a.id > 0 && a.id < b.id && b.id < c.id, "{a:?} {b:?} {c:?}");
+    assert_eq!(c, SavedSearch { id: c.id, ..saved("Zürich <script>", "ann", 12) }, "every field as given");
+    assert_eq!(j.save_search(&saved("  failed LOGINS ", "carol", 13), 10).unwrap(), SaveOutcome::NameTaken(a.clone()));
+    assert_eq!(j.saved_searches(10).unwrap(), vec![b.clone(), a.clone(), c.clone()], "by name, case aside");
+    assert_eq!(j.saved_searches(1).unwrap(), vec![b.clone()]);
+    assert_eq!(j.saved_search(b.id).unwrap(), Some(b.clone()));
+    assert_eq!(j.saved_search(c.id + 100).unwrap(), None);
+    assert_eq!(j.save_search(&saved("one too many", "ann", 14), 3).unwrap(), SaveOutcome::Full);
+    assert!(j.delete_saved_search(c.id).unwrap());
+    assert!(!j.delete_saved_search(c.id).unwrap(), "gone already");
+    assert_eq!(j.saved_search(c.id).unwrap(), None);
+    let d = stored(j.save_search(&saved("Zürich <script>", "ann", 15), 3).unwrap());
+    assert!(d.id > c.id, "a deleted search's id is not handed out again: {d:?}");
+    let j = j.reopen();
+    assert_eq!(j.saved_searches(10).unwrap(), vec![b, a, d.clone()]);
+    assert!(stored(j.save_search(&saved("after reopen", "ann", 16), 10).unwrap()).id > d.id);
+}
+
+crate::on_every_backend!(saved_searches_keep_one_per_name_list_by_name_and_never_reuse_an_id);
 
 /// Posture replays a tenant's history oldest first, a page at a time: every matching event
 /// once, in `(created_at, seq)` order, whatever the page size; on PostgreSQL both from the
@@ -885,6 +929,20 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
     assert!(want.iter().any(|r| matches!(r, dump::Row::Alert { .. })) && want.len() > 10, "{want:?}");
     assert!(want.iter().any(|r| matches!(r, dump::Row::PostureNote(n) if n.why == "office VPN")), "{want:?}");
     assert!(want.iter().any(|r| matches!(r, dump::Row::Selftest(_))), "{want:?}");
+    assert!(want.iter().any(|r| matches!(r, dump::Row::SavedSearch(s) if s.name == "Failed logins")), "{want:?}");
+    // The deleted search's id counts in the high-water mark, above every stored one.
+    let searches_high_water = want
+        .iter()
+        .find_map(|r| match r {
+            dump::Row::HighWater { saved_searches, .. } => Some(*saved_searches),
+            _ => None,
+        })
+        .unwrap();
+    let stored_ids = want.iter().filter_map(|r| match r {
+        dump::Row::SavedSearch(s) => Some(s.id),
+        _ => None,
+    });
+    assert!(stored_ids.max().unwrap() < searches_high_water);
     assert!(want.iter().any(|r| matches!(r, dump::Row::AlertTriage { .. })), "{want:?}");
     assert_eq!(want.iter().filter(|r| matches!(r, dump::Row::AlertChange(_))).count(), 2);
     for target in [Kind::Sqlite, Kind::Postgres] {
@@ -906,6 +964,8 @@ fn a_copy_holds_every_row_and_number_of_the_original(kind: Kind) {
         // A note written after the copy comes after the copied one.
         let copied_note = to.posture_notes("t").unwrap()[0].seq;
         assert!(to.add_posture_note(&note("t", "owner", "x", "y", 50)).unwrap().seq > copied_note);
+        // A search saved after the copy takes an id above the deleted one's.
+        assert!(stored(to.save_search(&saved("after the copy", "bob", 50), 10).unwrap()).id > searches_high_water);
         // The alert stands where it stood, its level read again from its body, and its
         // history goes on past the numbers it came with.
         let alert = to.alert_by_id("r:1").unwrap().unwrap();

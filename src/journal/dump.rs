@@ -1,7 +1,7 @@
 //! Moving a journal between databases: every backend can write its whole content as a
 //! stream of [`Row`]s and load such a stream into an empty journal, keeping every
 //! sequence number, position, offset (with its sink state), alert (with its triage and
-//! history) and ledger entry, so
+//! history), ledger entry, posture note and saved search, so
 //! sinks, the detector and alert outputs go on exactly where they were. The search
 //! index is derived data: the target rebuilds it from its events.
 //!
@@ -86,12 +86,16 @@ pub enum Row {
     PostureNote(super::PostureNote),
     /// A self-test run the daemon recorded (evidence that the detection controls were tested).
     Selftest(SelftestRun),
+    /// A saved search, with its id.
+    SavedSearch(super::SavedSearch),
     /// The highest numbers ever handed out (deleted rows included), so none is reused.
     HighWater {
         events: i64,
         alerts: i64,
         /// The first seq the hash chain covers.
         chain_since_seq: i64,
+        /// The highest saved search id ever handed out (deleted ones included).
+        saved_searches: i64,
     },
 }
 

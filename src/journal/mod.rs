@@ -363,6 +363,38 @@ pub struct PostureNote {
     pub noted_at: i64,
 }
 
+/// A named search someone saved (`web::searches`): the filters of `/events` as a query
+/// string, replayed as they were written (so `from=7d` always means the last seven days).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SavedSearch {
+    /// Handed out once and never again, even after a delete (0 for one not stored yet).
+    pub id: i64,
+    pub name: String,
+    /// The filters as a canonical query string (`tenant=acme&from=7d`; empty: every event).
+    pub query: String,
+    /// The console user who saved it.
+    pub owner: String,
+    pub created_at: i64,
+}
+
+impl SavedSearch {
+    /// What makes two names the same name: case and surrounding spaces do not count.
+    pub fn name_key(name: &str) -> String {
+        name.trim().to_lowercase()
+    }
+}
+
+/// What came of saving a search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Stored, with its id.
+    Saved(SavedSearch),
+    /// Another search has this name (by [`SavedSearch::name_key`]): that one.
+    NameTaken(SavedSearch),
+    /// The journal holds as many saved searches as it may.
+    Full,
+}
+
 /// Where a journal is: SQLite in a data directory (the default), or a PostgreSQL
 /// database given by URL (`postgresql://user:password@host:5432/db?sslmode=require`).
 #[derive(Clone, PartialEq, Eq)]

@@ -27,8 +27,13 @@ pub(super) const JS: &str = include_str!("console.js");
 /// Content-Security-Policy allows exactly these two by hash), the navigation, and the
 /// logout form with the session's CSRF token.
 pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<String> {
-    const NAV: [(&str, &str); 4] =
-        [("/events", "Events"), ("/alerts", "Alerts"), ("/posture", "Posture"), ("/status", "Status")];
+    const NAV: [(&str, &str); 5] = [
+        ("/events", "Events"),
+        ("/searches", "Searches"),
+        ("/alerts", "Alerts"),
+        ("/posture", "Posture"),
+        ("/status", "Status"),
+    ];
     Html(
         html! {
             (DOCTYPE)
@@ -232,6 +237,7 @@ mod tests {
             },
             geo: Arc::new(crate::query::geo::NoCountries),
             rules: Arc::new(crate::web::alerts::RuleBook::default()),
+            signing_key: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -298,5 +304,37 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(ids, vec![4, 5, 6]);
         assert!(data_ids(&page(&format!("{base}/events?alert=nope")).await).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_values_in_records_stay_text_on_the_events_page_and_permalinks() {
+        const XSS: &str = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>";
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.start_progress("t", "cursor", 0, None, "").unwrap();
+        let raw =
+            serde_json::json!({"id": 1, "operation_name": XSS, "user_name": XSS, "inputs": {"name": XSS}}).to_string();
+        let email = format!("{XSS}@x.io");
+        let recs = [Record {
+            id: 1,
+            created_at: 1_700_000_000,
+            operation_name: XSS,
+            user_id: Some(7),
+            user_email: Some(&email),
+            request_ip: Some(XSS),
+            raw: &raw,
+        }];
+        let window = WindowCommit { tenant: "t", job: "cursor", from: 0, to: 1_700_000_100, fetched: 1 };
+        j.commit_window(&window, recs).unwrap();
+        j.index_batch(100).unwrap();
+        let base = serve(j).await;
+        let q = url::form_urlencoded::byte_serialize(XSS.as_bytes()).collect::<String>();
+        for path in ["/events".to_string(), "/events/1".to_string(), format!("/events?q={q}&from={q}")] {
+            let resp = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(TOKEN).send().await.unwrap();
+            let html = resp.text().await.unwrap();
+            assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}: the value is shown, as text");
+            assert_eq!(html.matches("<script").count(), 1, "{path}: only the console's own script");
+            assert!(!html.contains("<img"), "{path}: {html}");
+        }
     }
 }

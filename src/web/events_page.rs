@@ -7,7 +7,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use maud::{Markup, html};
+use maud::{Markup, PreEscaped, html};
 
 use super::AppState;
 use super::api::{Query, parse_query_for};
@@ -416,6 +416,11 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
     });
     let body = html! {
         (form(&typed, None, q.alert.as_deref(), tz_local))
+        details #tools {
+            summary { "Save this search · compliance report for its tenants and period" }
+            (PreEscaped(super::searches::save_form(raw.as_deref().unwrap_or(""), &csrf)))
+            (PreEscaped(super::reports::report_link(&q.args)))
+        }
         @if let Some(a) = &q.alert {
             p.meta #alert-filter { "The events of alert " code { (a) } ". " a href="/events" { "All events" } }
         }

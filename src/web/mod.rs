@@ -1,7 +1,8 @@
 //! The HTTP side of the service: health (`/healthz`, `/readyz`), Prometheus
-//! metrics (`/metrics`), and behind a login the console (`/events`, `/alerts`, `/status`)
-//! and the JSON API (`/api/v1/events`, `/api/v1/alerts`, described at `/api/v1/openapi.json`;
-//! its one change, alert triage, needs an analyst: [`alerts`]). Binds to 127.0.0.1
+//! metrics (`/metrics`), and behind a login the console (`/events`, `/alerts`, `/searches`,
+//! `/reports`, `/status`) and the JSON API (`/api/v1/events`, `/api/v1/alerts`,
+//! `/api/v1/searches`, `/api/v1/reports`, described at `/api/v1/openapi.json`; its changes
+//! are alert triage, which needs an analyst ([`alerts`]), and saved searches). Binds to 127.0.0.1
 //! unless told otherwise; everything but the health probes needs the token, and
 //! `/readyz` gives its reasons only with it. Every response body passes through
 //! [`crate::secret::redact`] on its way out.
@@ -14,6 +15,8 @@ mod events_page;
 #[cfg(test)]
 mod page_tests;
 mod posture_page;
+mod reports;
+mod searches;
 mod timeline;
 
 use std::net::SocketAddr;
@@ -63,6 +66,9 @@ pub struct AppState {
     pub geo: Arc<dyn crate::query::CountryLookup>,
     /// The rules alerts come from, for their descriptions and Sigma texts.
     pub rules: Arc<alerts::RuleBook>,
+    /// Where the installation's signing key is: reports trust its public half, as
+    /// `tines-audit report` does (`None`: trust no key).
+    pub signing_key: Option<crate::signing::KeyLocation>,
 }
 
 /// Every route of the service.
@@ -81,6 +87,9 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/{id}/triage", axum::routing::post(alerts::pages::triage))
         .route("/status", get(console::status))
         .route("/posture", get(posture_page::view))
+        .route("/searches", get(searches::view).post(searches::save_posted))
+        .route("/searches/{id}/delete", axum::routing::post(searches::delete_posted))
+        .route("/reports", get(reports::view))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/events/facets", get(api::facets))
         .route("/api/v1/events/export", get(api::export))
@@ -92,6 +101,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}", get(alerts::api::detail).patch(alerts::api::triage))
         .route("/api/v1/alerts/{id}/events", get(alerts::api::events))
         .route("/api/v1/rules/{id}", get(alerts::api::rule))
+        .route("/api/v1/searches", get(searches::list).post(searches::create))
+        .route("/api/v1/searches/{id}", get(searches::detail).delete(searches::remove))
+        .route("/api/v1/reports", get(reports::api))
         .layer(axum::middleware::map_response(redact_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)

@@ -105,6 +105,7 @@ async fn serve(journal: Journal, tenant: &str) -> String {
         },
         geo: Arc::new(crate::query::geo::NoCountries),
         rules: Arc::new(crate::web::alerts::RuleBook::default()),
+        signing_key: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

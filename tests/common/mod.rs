@@ -204,3 +204,9 @@ pub fn spawn_run(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> std::process::
 pub fn syslog_sink(name: &str, port: u16) -> String {
     format!("[[sinks]]\ntype = \"syslog\"\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\n")
 }
+
+/// `<script` tags on a console page other than the console's own (inline, allowed by its
+/// hash): any is markup from data that reached the page unescaped.
+pub fn foreign_scripts(html: &str) -> usize {
+    html.matches("<script").count() - html.matches("<script>// The console's one script").count()
+}

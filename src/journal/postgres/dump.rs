@@ -222,17 +222,28 @@ pub(super) async fn dump(c: &mut Client, out: Out<'_>) -> Result<(), JournalErro
         |r| Row::Selftest(super::selftest::from_row(r)),
     )
     .await?;
+    each(&tx, &format!("SELECT {} FROM saved_searches ORDER BY id", super::saved::COLUMNS), out, |r| {
+        Row::SavedSearch(super::saved::from_row(r))
+    })
+    .await?;
     let hw = tx
         .query_one(
             "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq),
                              (SELECT COALESCE(MAX(seq), 0) FROM events)),
                     GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM alerts_seq),
                              (SELECT COALESCE(MAX(seq), 0) FROM alerts)),
-                    (SELECT chain_since_seq FROM integrity WHERE id = 1)",
+                    (SELECT chain_since_seq FROM integrity WHERE id = 1),
+                    GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM saved_searches_id_seq),
+                             (SELECT COALESCE(MAX(id), 0) FROM saved_searches))",
             &[],
         )
         .await?;
-    out(Row::HighWater { events: hw.get(0), alerts: hw.get(1), chain_since_seq: hw.get(2) })?;
+    out(Row::HighWater {
+        events: hw.get(0),
+        alerts: hw.get(1),
+        chain_since_seq: hw.get(2),
+        saved_searches: hw.get(3),
+    })?;
     tx.commit().await?;
     Ok(())
 }
@@ -297,7 +308,7 @@ pub(super) async fn load(
         .query_one(
             "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM tenants) + (SELECT COUNT(*) FROM consumers)
                   + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)
-                  + (SELECT COUNT(*) FROM posture_notes)",
+                  + (SELECT COUNT(*) FROM posture_notes) + (SELECT COUNT(*) FROM saved_searches)",
             &[],
         )
         .await?
@@ -314,6 +325,7 @@ pub(super) async fn load(
     };
     let mut events = Events::default();
     let mut high_water = (0i64, 0i64);
+    let mut searches_high_water = 0i64;
     for row in rows {
         let row = row?;
         if !matches!(row, Row::Event { .. }) {
@@ -443,8 +455,10 @@ pub(super) async fn load(
                 .await?;
             }
             Row::Selftest(run) => super::selftest::insert(&tx, &run).await?,
-            Row::HighWater { events, alerts, chain_since_seq } => {
+            Row::SavedSearch(search) => super::saved::insert(&tx, &search).await?,
+            Row::HighWater { events, alerts, chain_since_seq, saved_searches } => {
                 high_water = (high_water.0.max(events), high_water.1.max(alerts));
+                searches_high_water = searches_high_water.max(saved_searches);
                 tx.execute("UPDATE integrity SET chain_since_seq = $1 WHERE id = 1", &[&chain_since_seq]).await?;
             }
         }
@@ -464,6 +478,14 @@ pub(super) async fn load(
         "SELECT setval(pg_get_serial_sequence('posture_notes', 'seq'), GREATEST(MAX(seq), 1), MAX(seq) IS NOT NULL)
          FROM posture_notes",
         &[],
+    )
+    .await?;
+    // Saved search ids go on past every id the source handed out (a deleted one's too).
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('saved_searches', 'id'),
+                       GREATEST($1::bigint, (SELECT COALESCE(MAX(id), 0) FROM saved_searches), 1),
+                       GREATEST($1::bigint, (SELECT COALESCE(MAX(id), 0) FROM saved_searches)) > 0)",
+        &[&searches_high_water],
     )
     .await?;
     // The history's numbers were given explicitly: its identity goes on past them.

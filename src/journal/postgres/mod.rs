@@ -16,6 +16,7 @@
 mod alerts;
 mod conn;
 mod dump;
+mod saved;
 mod schema;
 mod search;
 mod selftest;
@@ -36,7 +37,8 @@ use super::checkpoint;
 use super::triage::{self, AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
 use super::{
     Access, AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
-    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
+    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SaveOutcome, SavedSearch, SelftestRun,
+    SliceCounts, WindowCommit,
 };
 use crate::timeutil::now_secs;
 use conn::Pool;
@@ -939,6 +941,22 @@ impl Backend for Postgres {
 
     fn selftest_runs(&self, from: i64, to: i64, limit: usize) -> Result<Vec<SelftestRun>, JournalError> {
         self.run(async |c| selftest::between(c, from, to, limit).await)
+    }
+
+    fn save_search(&self, search: &SavedSearch, max: usize) -> Result<SaveOutcome, JournalError> {
+        Postgres::save_search(self, search, max)
+    }
+
+    fn saved_searches(&self, limit: usize) -> Result<Vec<SavedSearch>, JournalError> {
+        Postgres::saved_searches(self, limit)
+    }
+
+    fn saved_search(&self, id: i64) -> Result<Option<SavedSearch>, JournalError> {
+        Postgres::saved_search(self, id)
+    }
+
+    fn delete_saved_search(&self, id: i64) -> Result<bool, JournalError> {
+        Postgres::delete_saved_search(self, id)
     }
 
     fn reconcile_finds(&self, from: i64, to: i64) -> Result<Vec<ReconcileFind>, JournalError> {

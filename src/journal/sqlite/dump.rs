@@ -46,7 +46,7 @@ impl Sqlite {
         let used: i64 = tx.query_row(
             "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM tenants) + (SELECT COUNT(*) FROM consumers)
                   + (SELECT COUNT(*) FROM alerts) + (SELECT COUNT(*) FROM progress)
-                  + (SELECT COUNT(*) FROM posture_notes)",
+                  + (SELECT COUNT(*) FROM posture_notes) + (SELECT COUNT(*) FROM saved_searches)",
             [],
             |r| r.get(0),
         )?;
@@ -59,7 +59,7 @@ impl Sqlite {
                 JournalError::Task(format!("a row names tenant {name}, which the dump did not list first"))
             })
         };
-        let mut high_water = 0i64;
+        let (mut high_water, mut searches_high_water) = (0i64, 0i64);
         for row in rows {
             match row? {
                 Row::Tenant { name, created_at, head, head_seq, pruned_through } => {
@@ -197,8 +197,10 @@ impl Sqlite {
                     ])?;
                 }
                 Row::Selftest(run) => super::selftest::insert(&tx, &run)?,
-                Row::HighWater { events, alerts: _, chain_since_seq } => {
+                Row::SavedSearch(search) => super::saved::insert(&tx, &search)?,
+                Row::HighWater { events, alerts: _, chain_since_seq, saved_searches } => {
                     high_water = high_water.max(events);
+                    searches_high_water = searches_high_water.max(saved_searches);
                     tx.execute("UPDATE integrity SET chain_since_seq = ?1 WHERE id = 1", [chain_since_seq])?;
                 }
             }
@@ -211,6 +213,14 @@ impl Sqlite {
         )?;
         tx.execute("DELETE FROM sqlite_sequence WHERE name = 'events'", [])?;
         tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?1)", [mark])?;
+        // Likewise saved search ids: a deleted search's id is not handed out again after a move.
+        let mark: i64 = tx.query_row(
+            "SELECT MAX(?1, (SELECT COALESCE(MAX(id), 0) FROM saved_searches))",
+            [searches_high_water],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = 'saved_searches'", [])?;
+        tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('saved_searches', ?1)", [mark])?;
         tx.commit()?;
         self.tenant_ids.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())
@@ -377,13 +387,18 @@ fn dump_all(conn: &Connection, out: Out<'_>) -> Result<(), JournalError> {
         out,
         |r| Ok(Row::Selftest(super::selftest::from_row(r)?)),
     )?;
-    let (events, alerts, chain_since_seq): (i64, i64, i64) = conn.query_row(
+    each(conn, &format!("SELECT {} FROM saved_searches ORDER BY id", super::saved::COLUMNS), out, |r| {
+        Ok(Row::SavedSearch(super::saved::from_row(r)?))
+    })?;
+    let (events, alerts, chain_since_seq, saved_searches): (i64, i64, i64, i64) = conn.query_row(
         "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
                     (SELECT COALESCE(MAX(seq), 0) FROM events)),
                 (SELECT COALESCE(MAX(seq), 0) FROM alerts),
-                (SELECT chain_since_seq FROM integrity WHERE id = 1)",
+                (SELECT chain_since_seq FROM integrity WHERE id = 1),
+                MAX((SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'saved_searches'),
+                    (SELECT COALESCE(MAX(id), 0) FROM saved_searches))",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    out(Row::HighWater { events, alerts, chain_since_seq })
+    out(Row::HighWater { events, alerts, chain_since_seq, saved_searches })
 }

@@ -8,6 +8,7 @@
 mod alerts;
 mod dump;
 mod quarantine;
+mod saved;
 mod schema;
 mod search;
 mod selftest;
@@ -25,7 +26,8 @@ use super::checkpoint;
 use super::triage::{AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
 use super::{
     AlertRow, BatchItem, ConsumerOffset, EventBatch, EventRow, JournalError, NewAlert, PostureNote, Progress,
-    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SelftestRun, SliceCounts, WindowCommit,
+    Quarantined, QuarantinedRow, ReconcileFind, ReconcilePass, Record, SaveOutcome, SavedSearch, SelftestRun,
+    SliceCounts, WindowCommit,
 };
 use crate::timeutil::now_secs;
 
@@ -774,6 +776,22 @@ impl Backend for Sqlite {
             let rows = stmt.query_map([tenant], note_row)?.collect::<Result<_, _>>()?;
             Ok(rows)
         })
+    }
+
+    fn save_search(&self, search: &SavedSearch, max: usize) -> Result<SaveOutcome, JournalError> {
+        Sqlite::save_search(self, search, max)
+    }
+
+    fn saved_searches(&self, limit: usize) -> Result<Vec<SavedSearch>, JournalError> {
+        Sqlite::saved_searches(self, limit)
+    }
+
+    fn saved_search(&self, id: i64) -> Result<Option<SavedSearch>, JournalError> {
+        Sqlite::saved_search(self, id)
+    }
+
+    fn delete_saved_search(&self, id: i64) -> Result<bool, JournalError> {
+        Sqlite::delete_saved_search(self, id)
     }
 
     fn record_selftest(&self, run: &SelftestRun) -> Result<(), JournalError> {

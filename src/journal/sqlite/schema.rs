@@ -318,6 +318,19 @@ const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'the alert history is append-only');
     END;
     "#,
+    // 13 (issue 13): saved, named searches of the console (`web::searches`). A name is unique
+    // by its key (trimmed, lower case, computed in Rust so both backends agree); ids are
+    // AUTOINCREMENT so a deleted search's id, in a link someone kept, never names another.
+    r#"
+    CREATE TABLE saved_searches (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL,
+        name_key    TEXT NOT NULL UNIQUE,
+        query       TEXT NOT NULL,
+        owner       TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
