@@ -7,14 +7,8 @@ use crate::timeutil::format_rfc3339;
 /// `width` × `height` pixels, with the first and last dates and the peak written on it.
 pub fn bar_chart(points: &[(i64, i64)], from: i64, to: i64, bucket: i64, width: u32, height: u32) -> String {
     let bucket = bucket.max(1);
-    let n = ((to - from + bucket - 1) / bucket).clamp(1, 2000) as usize;
-    let mut counts = vec![0i64; n];
-    for &(at, c) in points {
-        let i = (at - from).div_euclid(bucket);
-        if (0..n as i64).contains(&i) {
-            counts[i as usize] += c;
-        }
-    }
+    let counts = bucket_counts(points, from, to, bucket);
+    let n = counts.len();
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
     let (w, h) = (f64::from(width), f64::from(height));
     let plot_h = h - 18.0;
@@ -48,6 +42,21 @@ pub fn bar_chart(points: &[(i64, i64)], from: i64, to: i64, bucket: i64, width: 
         label(to - 1)
     ));
     svg
+}
+
+/// The count of each bucket of `bucket` seconds over `[from, to)` (at most 2,000 buckets),
+/// empty ones included, from the `(bucket start, count)` points a histogram query gives.
+pub fn bucket_counts(points: &[(i64, i64)], from: i64, to: i64, bucket: i64) -> Vec<i64> {
+    let bucket = bucket.max(1);
+    let n = ((to - from + bucket - 1) / bucket).clamp(1, 2000) as usize;
+    let mut counts = vec![0i64; n];
+    for &(at, c) in points {
+        let i = (at - from).div_euclid(bucket);
+        if (0..n as i64).contains(&i) {
+            counts[i as usize] += c;
+        }
+    }
+    counts
 }
 
 /// A bucket size that gives a readable number of bars for a span.

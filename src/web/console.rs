@@ -62,7 +62,7 @@ pub(super) fn page(title: &str, active: &str, body: &str, csrf: &str) -> Html<St
     )
 }
 
-fn age(secs: i64) -> String {
+pub(super) fn age(secs: i64) -> String {
     match secs.max(0) {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

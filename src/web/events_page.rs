@@ -11,7 +11,7 @@ use maud::{Markup, PreEscaped, html};
 
 use super::AppState;
 use super::api::{Query, parse_query_for};
-use super::console::{login_redirect, page};
+use super::console::{age, login_redirect, page};
 use crate::query::syntax::{self, Field};
 use crate::query::{self, EventRow, FilterArgs, chart, facets::Facet};
 use crate::timeutil::{format_rfc3339, now_secs};
@@ -305,15 +305,6 @@ fn pretty(raw: &str) -> String {
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| raw.to_string())
-}
-
-fn age(secs: i64) -> String {
-    match secs.max(0) {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
 }
 
 /// A timeline: `(bucket start, count)` points over `[from, to)` in buckets of `bucket` seconds.

@@ -31,14 +31,8 @@ fn label(t: i64, span: i64) -> (String, &'static str) {
 /// `zoom(start, end)` is the link a bar leads to.
 pub fn chart(points: &[(i64, i64)], from: i64, to: i64, bucket: i64, zoom: impl Fn(i64, i64) -> String) -> Markup {
     let bucket = bucket.max(1);
-    let n = ((to - from + bucket - 1) / bucket).clamp(1, 2000) as usize;
-    let mut counts = vec![0i64; n];
-    for &(at, c) in points {
-        let i = (at - from).div_euclid(bucket);
-        if (0..n as i64).contains(&i) {
-            counts[i as usize] += c;
-        }
-    }
+    let counts = crate::query::chart::bucket_counts(points, from, to, bucket);
+    let n = counts.len();
     let peak = counts.iter().copied().max().unwrap_or(0);
     let step = tick_step(peak);
     let top = (peak.max(1) + step - 1) / step * step;
