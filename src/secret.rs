@@ -93,7 +93,7 @@ fn insert(values: &mut Vec<String>, v: &str) {
 }
 
 /// Registers a secret value for [`redact`], with the forms it takes when
-/// quoted in JSON or in a URL.
+/// quoted in JSON, in a URL, or escaped on an HTML page.
 pub fn register(value: &str) {
     let v = value.trim();
     if v.chars().count() < MIN_LEN {
@@ -102,9 +102,13 @@ pub fn register(value: &str) {
     let json = serde_json::to_string(v).unwrap_or_default();
     let json = json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string();
     let encoded: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+    // As a page shows it: the console's templates escape `& < > "`, the report's also `'`.
+    let html = v.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let html_all = html.replace('\'', "&#39;");
     let mut values = registry().write().unwrap_or_else(|p| p.into_inner());
     let before = values.len();
-    for form in [v, json.as_str(), encoded.as_str(), encoded.replace('+', "%20").as_str()] {
+    let url_spaces = encoded.replace('+', "%20");
+    for form in [v, json.as_str(), encoded.as_str(), url_spaces.as_str(), html.as_str(), html_all.as_str()] {
         insert(&mut values, form);
     }
     if values.len() != before {
@@ -293,6 +297,15 @@ mod tests {
         assert!(matches!(redact("nothing secret here"), Cow::Borrowed(_)));
         let _ = Secret::new("ab");
         assert_eq!(redact("ab cab"), "ab cab", "too short to register");
+    }
+
+    #[test]
+    fn a_secret_with_markup_characters_is_redacted_as_a_page_shows_it_escaped() {
+        let _ = Secret::new("unit-html-<&>\"'-key");
+        let page = r#"<td>unit-html-&lt;&amp;&gt;&quot;'-key</td><td>unit-html-&lt;&amp;&gt;&quot;&#39;-key</td>"#;
+        let out = redact(page);
+        assert!(!out.contains("unit-html"), "{out}");
+        assert_eq!(out.matches(REDACTED).count(), 2, "{out}");
     }
 
     #[test]
