@@ -296,37 +296,47 @@ impl Sqlite {
 
     pub(super) fn histogram(&self, q: &EventQuery, bucket: i64) -> Result<Vec<(i64, i64)>, JournalError> {
         let bucket = bucket.max(1);
-        let p = plan(q);
-        // Bucket starts are multiples of `bucket` at or before each event (the remainder is
-        // taken toward minus infinity; SQLite's `%` truncates toward zero).
-        let start = |t: &str| format!("({t} - (({t} % {bucket}) + {bucket}) % {bucket})");
         // Counting each bucket's range on its own lets SQLite count straight off an index
         // in time order; grouping every match by an expression sorted them all in a
         // temporary B-tree first, 2.2 s for 5M events against 0.3 s (BENCHMARKS.md). Free
         // text and alerts match through a subquery, which stays the grouping's.
         let span = if q.text.is_empty() && q.not_text.is_empty() && q.alert.is_none() { self.span(q)? } else { None };
-        let sql = match span {
+        let (sql, p) = match span {
             Some((lo, hi)) if (hi - lo) / bucket < MAX_BUCKET_SCANS => {
-                let (first, last) = (lo - (lo % bucket + bucket) % bucket, hi);
+                // The bucket's own range is the only one on created_at: given the filter's
+                // too, SQLite bounded its index search by those and read the whole period
+                // once for every bucket.
+                let p = plan(&EventQuery { from: None, to: None, ..q.clone() });
+                let first = lo - (lo % bucket + bucket) % bucket;
+                let from = q.from.map_or("b.t".to_string(), |f| format!("MAX(b.t, {f})"));
+                let to = q.to.map_or(format!("b.t + {bucket}"), |t| format!("MIN(b.t + {bucket}, {t})"));
                 let within = if p.conditions.is_empty() { "WHERE" } else { "AND" };
-                format!(
-                    "WITH RECURSIVE b(t) AS (SELECT {first} UNION ALL SELECT t + {bucket} FROM b WHERE t + {bucket} <= {last})
-                     SELECT t, n FROM (SELECT t, (SELECT COUNT(*) FROM events e {} {within} e.created_at >= b.t
-                                                  AND e.created_at < b.t + {bucket}) AS n FROM b)
-                     WHERE n > 0 ORDER BY t",
+                let sql = format!(
+                    "WITH RECURSIVE b(t) AS (SELECT {first} UNION ALL SELECT t + {bucket} FROM b WHERE t + {bucket} <= {hi})
+                     SELECT t, (SELECT COUNT(*) FROM events e {} {within} e.created_at >= {from} AND e.created_at < {to})
+                     FROM b",
                     p.where_clause()
-                )
+                );
+                (sql, p)
             }
-            _ => format!(
-                "SELECT {} AS b, COUNT(*) FROM events e {} GROUP BY b ORDER BY b",
-                start("e.created_at"),
-                p.where_clause()
-            ),
+            _ => {
+                let p = plan(q);
+                // Bucket starts are multiples of `bucket` at or before each event (the remainder
+                // is taken toward minus infinity; SQLite's `%` truncates toward zero).
+                let sql = format!(
+                    "SELECT (e.created_at - ((e.created_at % {bucket}) + {bucket}) % {bucket}) AS b, COUNT(*)
+                     FROM events e {} GROUP BY b ORDER BY b",
+                    p.where_clause()
+                );
+                (sql, p)
+            }
         };
         self.query(|conn| {
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt
-                .query_map(params_from_iter(p.params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params_from_iter(p.params.iter()), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                // Only buckets with events (filtered here: a `WHERE` on the count ran it twice).
+                .filter(|r| !matches!(r, Ok((_, 0))))
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
