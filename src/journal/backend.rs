@@ -87,16 +87,15 @@ pub struct TextTerm {
     pub prefix: bool,
 }
 
-/// The column a facet counts events by (countries and categories are derived from the
-/// addresses and operation names by the caller).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FacetColumn {
+/// What facets count of one event: the stored columns behind the user, operation, address
+/// and tenant facets (countries and categories are derived from them by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacetKeys {
     /// The tenant's name.
-    Tenant,
-    /// The e-mail address, ASCII lower case (as the user filter compares it).
-    UserEmail,
-    Operation,
-    Ip,
+    pub tenant: String,
+    pub email: Option<String>,
+    pub operation: String,
+    pub ip: Option<String>,
 }
 
 /// One event a search found, as stored.
@@ -407,8 +406,9 @@ pub trait Backend: Send + Sync {
     /// Oldest and newest `created_at` of the events matching `q`.
     fn span(&self, q: &EventQuery) -> Result<Option<(i64, i64)>, JournalError>;
     fn count(&self, q: &EventQuery) -> Result<i64, JournalError>;
-    /// Events matching `q` counted per value of `by`, every value (`None`: events without one).
-    fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError>;
+    /// The facet keys of the newest `limit` events matching `q` (newest first, as
+    /// [`Backend::search`] orders them): facets count a bounded sample, never every match.
+    fn facet_keys(&self, q: &EventQuery, limit: usize) -> Result<Vec<FacetKeys>, JournalError>;
 
     // --- reports and status --------------------------------------------------------------
 

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use backend::{
-    Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
+    Backend, DetectionStep, EventQuery, FacetKeys, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
     TextTerm,
 };
 pub use retention::{Pruned, Readers, SEARCH_INDEXER};

@@ -339,6 +339,63 @@ fn histogram_counts_the_filtered_events_per_bucket(kind: Kind) {
     let f = FilterArgs { tenant: vec!["acme".into()], ..Default::default() }.build(T0 + 10 * 86_400).unwrap();
     let h = histogram(&j, &f, 86_400, &NoCountries).unwrap();
     assert_eq!(h, vec![(T0, 4), (T0 + 86_400, 1), (T0 + 2 * 86_400, 1), (T0 + 3 * 86_400, 1)]);
+    // Whichever way a backend counts (bucket by bucket over a short span, grouped over a
+    // long one or with free text), the buckets are those of counting by hand.
+    let expected = |f: &EventFilter, bucket: i64| {
+        let mut by: std::collections::BTreeMap<i64, i64> = Default::default();
+        for e in search(&j, f, None, 100, &NoCountries).unwrap().events {
+            *by.entry(e.created_at_secs - e.created_at_secs.rem_euclid(bucket)).or_default() += 1;
+        }
+        by.into_iter().collect::<Vec<_>>()
+    };
+    let filters = [
+        FilterArgs::default(),
+        FilterArgs { user: vec!["ann@acme.example".into()], ..Default::default() },
+        FilterArgs { text: Some("credential".into()), ..Default::default() },
+        FilterArgs {
+            from: Some("2024-05-01T00:01:00Z".into()),
+            to: Some("2024-05-03T00:00:00Z".into()),
+            ..Default::default()
+        },
+    ];
+    for a in &filters {
+        let f = a.build(T0 + 10 * 86_400).unwrap();
+        // 1 s over three days is past the bucket-by-bucket limit; 7 h starts buckets off midnight.
+        for bucket in [1, 60, 3_600, 7 * 3_600, 86_400, 30 * 86_400] {
+            assert_eq!(histogram(&j, &f, bucket, &NoCountries).unwrap(), expected(&f, bucket), "{a:?} per {bucket} s");
+        }
+    }
+}
+
+/// Facets count the newest matches up to the sample, and say whether that was all of them.
+fn facets_count_the_newest_matches_and_say_when_that_was_not_all(kind: Kind) {
+    let j = journal(kind);
+    let fields = [syntax::Field::User, syntax::Field::Operation, syntax::Field::Tenant, syntax::Field::Category];
+    let all = EventFilter::default();
+    let three = facets::facets_of(&j, &all, &fields, 10, 3, &EmulatorCountries).unwrap();
+    // The newest three: acme 7 (ann), acme 6 (sean), globex 2 (bob).
+    fn v(f: &facets::Facet) -> Vec<(&str, i64)> {
+        f.values.iter().map(|v| (v.value.as_str(), v.count)).collect()
+    }
+    assert_eq!(three.iter().map(|f| f.field).collect::<Vec<_>>(), ["user", "operation", "tenant", "category"]);
+    assert_eq!(v(&three[0]), [("ann@acme.example", 1), ("bob@globex.example", 1), ("sean.obrien@acme.example", 1)]);
+    assert_eq!(v(&three[1]), [("StoryNameChange", 2), ("IPAccessControlRuleCreation", 1)]);
+    assert_eq!(v(&three[2]), [("acme", 2), ("globex", 1)]);
+    for f in &three {
+        assert_eq!((f.total, f.exact), (3, false), "{f:?}");
+        assert_eq!(f.values.iter().map(|v| v.count).sum::<i64>() + f.other + f.missing, 3);
+    }
+    let eight = facets::facets_of(&j, &all, &fields, 10, 8, &EmulatorCountries).unwrap();
+    assert!(eight.iter().all(|f| f.total == 8 && !f.exact), "one of nine left out: {eight:?}");
+    let nine = facets::facets_of(&j, &all, &fields, 10, 9, &EmulatorCountries).unwrap();
+    assert!(nine.iter().all(|f| f.total == 9 && f.exact), "every match fits: {nine:?}");
+    // A filter's sample is its own newest matches.
+    let sean = FilterArgs { user: vec!["12".into()], ..Default::default() }.build(T0 + 10 * 86_400).unwrap();
+    let ops = facets::facets_of(&j, &sean, &[syntax::Field::Operation], 10, 2, &EmulatorCountries).unwrap();
+    assert_eq!(v(&ops[0]), [("CredentialDestruction", 1), ("StoryNameChange", 1)]);
+    assert!(!ops[0].exact);
+    // One facet is the same count as the same field among several.
+    assert_eq!(facets::facet(&j, &all, syntax::Field::Tenant, 10, &EmulatorCountries).unwrap(), nine[2]);
 }
 
 fn operation_filter_accepts_names_in_the_journal_but_not_in_the_catalog(kind: Kind) {
@@ -562,6 +619,7 @@ fn facet_counts_equal_the_totals_of_searching_each_value(kind: Kind) {
         for field in syntax::Field::LISTS {
             let fc = facets::facet(&j, &base.build(now).unwrap(), field, 100, &EmulatorCountries).unwrap();
             assert_eq!(fc.total, total, "{base:?} {field:?}");
+            assert!(fc.exact, "nine events are fewer than the sample");
             assert_eq!(fc.values.iter().map(|v| v.count).sum::<i64>() + fc.other + fc.missing, total);
             assert_eq!(fc.other, 0, "every value fits in 100");
             assert!(fc.values.windows(2).all(|w| w[0].count >= w[1].count), "most first");
@@ -603,6 +661,7 @@ crate::on_every_backend!(
     search_box_or_not_phrases_fields_and_operation_words,
     a_thousand_emails_in_user_was_a_500,
     facet_counts_equal_the_totals_of_searching_each_value,
+    facets_count_the_newest_matches_and_say_when_that_was_not_all,
     no_filter_returns_everything_newest_first_with_ties_by_seq,
     each_filter_alone,
     free_text_words_phrases_prefixes_and_accents,

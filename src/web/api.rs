@@ -182,8 +182,9 @@ pub(super) async fn histogram(State(state): State<AppState>, headers: HeaderMap,
     }
 }
 
-/// `GET /api/v1/events/facets?field=…`: the top values of a field among the events the
-/// filters match, with the total, the rest and the events without a value.
+/// `GET /api/v1/events/facets?field=…`: the top values of a field among the newest events
+/// the filters match (every one when `exact`), with how many were counted, the rest and
+/// the events without a value.
 pub(super) async fn facets(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     if !state.auth.allows(&headers) {
         return unauthorized_json();
@@ -217,6 +218,7 @@ pub(super) async fn facets(State(state): State<AppState>, headers: HeaderMap, Ra
             "total": f.total,
             "other": f.other,
             "missing": f.missing,
+            "exact": f.exact,
             "search_index": index,
         }))
         .into_response(),

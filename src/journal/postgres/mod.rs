@@ -30,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row};
 
 use super::backend::{
-    Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
+    Backend, DetectionStep, EventQuery, FacetKeys, Fence, FoundEvent, IndexState, LeaseRow, LeaseView, Ledger, Place,
 };
 use super::chain;
 use super::checkpoint;
@@ -1136,8 +1136,8 @@ impl Backend for Postgres {
         self.run(async |c| search::count(c, q).await)
     }
 
-    fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError> {
-        self.run(async |c| search::facet(c, q, by).await)
+    fn facet_keys(&self, q: &EventQuery, limit: usize) -> Result<Vec<FacetKeys>, JournalError> {
+        self.run(async |c| search::facet_keys(c, q, limit).await)
     }
 
     fn tenants(&self) -> Result<Vec<String>, JournalError> {

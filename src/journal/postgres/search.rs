@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::{Params, refs};
 use crate::journal::JournalError;
-use crate::journal::backend::{EventQuery, FacetColumn, Fence, FoundEvent, IndexState, TextTerm};
+use crate::journal::backend::{EventQuery, FacetKeys, Fence, FoundEvent, IndexState, TextTerm};
 use crate::journal::text::{record_text, user_name_of, words};
 use crate::timeutil::now_secs;
 
@@ -476,30 +476,35 @@ async fn count_from(c: &Client, q: &EventQuery, position: Option<i64>) -> Result
     Ok(c.query_one(&sql, &refs(&p.params)).await?.get(0))
 }
 
-/// Events matching `q` per value of `by`: each side grouped, then the sides added up.
-pub(super) async fn facet(
-    c: &Client,
-    q: &EventQuery,
-    by: FacetColumn,
-) -> Result<Vec<(Option<String>, i64)>, JournalError> {
-    let Some(p) = Plan::new(q, position(c).await?) else { return Ok(Vec::new()) };
-    let column = |side: Side| match by {
-        FacetColumn::Tenant => format!("{}.tenant", side.alias()),
-        FacetColumn::UserEmail => side.email().to_string(),
-        FacetColumn::Operation => format!("{}.operation_name", side.alias()),
-        FacetColumn::Ip => format!("{}.request_ip", side.alias()),
-    };
-    let mut parts = vec![p.select(Side::Keys, &format!("{} AS v, COUNT(*) AS n", column(Side::Keys)), "GROUP BY 1")];
-    if p.has_tail() {
-        parts.push(p.select(Side::Tail, &format!("{} AS v, COUNT(*) AS n", column(Side::Tail)), "GROUP BY 1"));
+/// The facet keys of the newest `limit` events matching `q`: each side's newest, as
+/// [`search`] reads a page, from the narrow `event_keys` where the indexer has been.
+pub(super) async fn facet_keys(c: &Client, q: &EventQuery, limit: usize) -> Result<Vec<FacetKeys>, JournalError> {
+    let Some(mut p) = Plan::new(q, position(c).await?) else { return Ok(Vec::new()) };
+    if !q.text.is_empty() {
+        p.text_plan = text_plan(c, &q.text).await?;
     }
-    let sums = format!("SELECT v, SUM(n)::bigint AS n FROM ({}) AS m GROUP BY v", parts.join(" UNION ALL "));
-    let sql = match by {
-        FacetColumn::Tenant => format!("SELECT t.name, f.n FROM ({sums}) AS f JOIN tenants t ON t.id = f.v"),
-        _ => format!("SELECT v, n FROM ({sums}) AS f"),
+    let order = format!("ORDER BY created_at DESC, seq DESC LIMIT {limit}");
+    let newest = |side: Side| {
+        let columns =
+            format!("@.seq, @.created_at, @.tenant, {} AS email, @.operation_name, @.request_ip", side.email());
+        format!("({})", p.select(side, &columns, &order))
     };
+    let mut parts = vec![newest(Side::Keys)];
+    if p.has_tail() {
+        parts.push(newest(Side::Tail));
+    }
+    let sql = format!(
+        "SELECT t.name, s.email, s.operation_name, s.request_ip
+         FROM (SELECT * FROM ({}) AS m ORDER BY created_at DESC, seq DESC LIMIT {limit}) AS s
+         JOIN tenants t ON t.id = s.tenant
+         ORDER BY s.created_at DESC, s.seq DESC",
+        parts.join(" UNION ALL ")
+    );
     let rows = c.query(&sql, &refs(&p.params)).await?;
-    Ok(rows.iter().map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| FacetKeys { tenant: r.get(0), email: r.get(1), operation: r.get(2), ip: r.get(3) })
+        .collect())
 }
 
 /// A tenant's events (of the given users and operations, where not empty) in

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::backend::{Backend, DetectionStep, EventQuery, FacetColumn, Fence, FoundEvent, IndexState, Ledger, Place};
+use super::backend::{Backend, DetectionStep, EventQuery, FacetKeys, Fence, FoundEvent, IndexState, Ledger, Place};
 use super::chain;
 use super::checkpoint;
 use super::triage::{AlertChange, AlertCounts, AlertGroup, AlertQuery, TriageChange, Triaged, TriagedAlert};
@@ -926,8 +926,8 @@ impl Backend for Sqlite {
         Sqlite::count(self, q)
     }
 
-    fn facet(&self, q: &EventQuery, by: FacetColumn) -> Result<Vec<(Option<String>, i64)>, JournalError> {
-        Sqlite::facet(self, q, by)
+    fn facet_keys(&self, q: &EventQuery, limit: usize) -> Result<Vec<FacetKeys>, JournalError> {
+        Sqlite::facet_keys(self, q, limit)
     }
 
     fn tenants(&self) -> Result<Vec<String>, JournalError> {
