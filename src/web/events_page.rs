@@ -257,6 +257,9 @@ fn top_values(links: &Links, facets: &[Facet]) -> Markup {
     html! {
         aside #top-values {
             h2 { "Top values" }
+            @if let Some(f) = facets.first().filter(|f| !f.exact) {
+                p.meta #top-sampled { "Counted over the newest " (f.total) " matching events." }
+            }
             @for f in facets {
                 section.facet id=(format!("top-{}", f.field)) {
                     h3 { (heading(f.field)) }
@@ -367,15 +370,15 @@ pub(super) async fn events(State(state): State<AppState>, headers: HeaderMap, Ra
                     }
                     None => None,
                 };
-                let mut facets = Vec::new();
-                if hist.is_some() {
-                    for field in Field::LISTS {
-                        if field == Field::Country && !geo.available() {
-                            continue;
-                        }
-                        facets.push(query::facets::facet(j, &filter, field, TOP_VALUES, geo.as_ref())?);
+                let facets = match hist {
+                    Some(_) => {
+                        let fields: Vec<Field> =
+                            Field::LISTS.into_iter().filter(|f| *f != Field::Country || geo.available()).collect();
+                        // One read of the newest matches counts every field.
+                        query::facets::facets(j, &filter, &fields, TOP_VALUES, geo.as_ref())?
                     }
-                }
+                    None => Vec::new(),
+                };
                 Ok(Found { page, hist, facets, behind: query::index::state(j)?.behind() })
             };
             Ok(run())
