@@ -34,7 +34,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo nextest run (the library's, binaries' and integration tests)"
   cargo nextest run --locked --lib --bins --tests --no-fail-fast
   echo "== cargo test --benches (each benchmark's short run, as a smoke test)"
-  cargo test --locked --benches
+  cargo test --locked --bench '*'
 else
   echo "== cargo test (cargo-nextest is not installed)"
   cargo test --locked --all-targets
