@@ -215,34 +215,12 @@ pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use crate::journal::{Journal, NewAlert, Record, WindowCommit};
-    use crate::secret::Secret;
-    use crate::web::{AppState, ReadinessSettings, auth::Auth};
 
-    const TOKEN: &str = "console-unit-token-0123";
+    use crate::web::page_tests::TOKEN;
 
-    /// The real router on a port of its own, over `journal`.
     async fn serve(journal: Journal) -> String {
-        let state = AppState {
-            journal,
-            auth: Arc::new(Auth::new(Secret::new(TOKEN))),
-            tenants: vec!["t".into()],
-            sinks: vec![],
-            readiness: ReadinessSettings {
-                tenant_stale_after: Duration::from_secs(600),
-                sink_stuck_after: Duration::from_secs(900),
-            },
-            geo: Arc::new(crate::query::geo::NoCountries),
-            rules: Arc::new(crate::web::alerts::RuleBook::default()),
-            signing_key: None,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(crate::web::serve(listener, state, std::future::pending()));
-        base
+        crate::web::page_tests::serve(journal, "t").await
     }
 
     async fn page(url: &str) -> String {

@@ -12,7 +12,8 @@ use crate::journal::{Journal, NewAlert, PostureNote, Record, WindowCommit};
 use crate::secret::Secret;
 use crate::web::{AppState, ReadinessSettings, auth::Auth};
 
-const TOKEN: &str = "page-escape-unit-token-0123";
+/// The bearer token of [`serve`]'s router.
+pub(super) const TOKEN: &str = "page-escape-unit-token-0123";
 /// Markup that runs a script as element content, and markup that leaves an attribute value.
 const SCRIPT: &str = "<script>alert(1)</script>";
 const ATTR: &str = "\"><img src=x onerror=alert(2)>";
@@ -92,8 +93,8 @@ fn journal(dir: &std::path::Path, tenant: &str) -> Journal {
     j
 }
 
-/// The real router on a port of its own.
-async fn serve(journal: Journal, tenant: &str) -> String {
+/// The real router on a port of its own, over `journal`, for `tenant`, taking [`TOKEN`].
+pub(super) async fn serve(journal: Journal, tenant: &str) -> String {
     let state = AppState {
         journal,
         auth: Arc::new(Auth::new(Secret::new(TOKEN))),
